@@ -1,0 +1,194 @@
+// Package activities holds the side effects of companion connections: the
+// handshake and eligibility check, health checks, the initial sync and
+// removal of a shared data space, and the metadata sync rounds.
+//
+// Activities are methods on Activities, which holds an Orgs port; they never
+// depend on a concrete store. Each activity performs one side effect and
+// leaves decisions to the workflows. Business failures (an ineligible pair, a
+// data space that no longer exists, a metadata conflict) cross the activity
+// boundary as non-retryable temporal.ApplicationErrors whose type is one of
+// the Err* constants below; every other error is retried by Temporal.
+package activities
+
+import "time"
+
+// Application error types returned by the activities. Workflows match on
+// these with temporal.ApplicationError.Type().
+const (
+	// ErrIneligible: the pair may not be connected. The error's details hold
+	// an Ineligibility naming the rule.
+	ErrIneligible = "Ineligible"
+	// ErrUnknownOrg: an org id that the store does not know.
+	ErrUnknownOrg = "UnknownOrg"
+	// ErrUnknownDataSpace: the data space does not exist in the home org.
+	ErrUnknownDataSpace = "UnknownDataSpace"
+	// ErrMetadataConflict: a metadata round stopped at a change that
+	// conflicts with a companion-side edit or local object. Details hold an
+	// ApplyResult.
+	ErrMetadataConflict = "MetadataConflict"
+	// ErrMetadataInvalid: a metadata round stopped at an invalid change.
+	// Details hold an ApplyResult.
+	ErrMetadataInvalid = "MetadataInvalid"
+)
+
+// Eligibility rules, as named in errors and in the Ineligibility details.
+const (
+	RuleCompanionExists       = "companion-exists"
+	RuleCompanionActive       = "companion-active"
+	RuleCompanionNotHome      = "companion-not-home"
+	RuleCompanionUnconnected  = "companion-not-already-connected"
+	RuleSameKind              = "same-kind"
+	RuleHomeExists            = "home-exists"
+	RuleHomeLicenceValid      = "home-licence-valid"
+	RuleHomeUnderCompanionMax = "home-under-companion-limit"
+)
+
+// Ineligibility is the detail of an ErrIneligible error.
+type Ineligibility struct {
+	Rule    string `json:"rule"`
+	Message string `json:"message"`
+}
+
+// HandshakeInput names the pair to connect. Token identifies the connecting
+// workflow, so a retried handshake is idempotent while a second connection
+// attempt for the same pair is refused.
+type HandshakeInput struct {
+	Home      string `json:"home"`
+	Companion string `json:"companion"`
+	Token     string `json:"token"`
+}
+
+// HandshakeResult is what the connection needs to validate later requests.
+type HandshakeResult struct {
+	// DataSpaces are the home org's data spaces, sorted by name.
+	DataSpaces []string `json:"dataSpaces"`
+}
+
+// HealthInput names the connection to check.
+type HealthInput struct {
+	Home      string `json:"home"`
+	Companion string `json:"companion"`
+}
+
+// HealthResult reports whether the connection can function. Reason is empty
+// when Healthy, and otherwise says what is wrong and how to fix it.
+type HealthResult struct {
+	Healthy    bool     `json:"healthy"`
+	Reason     string   `json:"reason"`
+	DataSpaces []string `json:"dataSpaces"`
+}
+
+// CopyInput asks for one chunk of the initial sync of a data space. The
+// activity copies batches of BatchSize records with ids greater than After,
+// heartbeating a CopyProgress after each batch, until the data space is
+// fully copied or Budget has elapsed, then returns its progress. A retried
+// attempt resumes from the heartbeat checkpoint when it is further along than
+// After.
+type CopyInput struct {
+	Home      string        `json:"home"`
+	Companion string        `json:"companion"`
+	DataSpace string        `json:"dataSpace"`
+	After     string        `json:"after"`
+	BatchSize int           `json:"batchSize"`
+	Budget    time.Duration `json:"budget"`
+}
+
+// CopyProgress is the checkpoint and progress of an initial sync.
+// Copied counts the records of the data space present in the companion, so
+// replayed batches never inflate it.
+type CopyProgress struct {
+	After  string `json:"after"`
+	Copied int    `json:"copied"`
+	Total  int    `json:"total"`
+	Done   bool   `json:"done"`
+}
+
+// RemoveInput asks for one chunk of the removal of a data space's data from
+// the companion: batches of BatchSize until nothing is left or Budget has
+// elapsed. When nothing is left the companion's metadata copies, cursors and
+// fault injections for the data space are removed too.
+type RemoveInput struct {
+	Home      string        `json:"home"`
+	Companion string        `json:"companion"`
+	DataSpace string        `json:"dataSpace"`
+	BatchSize int           `json:"batchSize"`
+	Budget    time.Duration `json:"budget"`
+}
+
+// RemoveProgress reports what a removal chunk did. Remaining is what is left
+// in the companion for the data space after the chunk.
+type RemoveProgress struct {
+	Removed   int  `json:"removed"`
+	Remaining int  `json:"remaining"`
+	Done      bool `json:"done"`
+}
+
+// PendingInput names the data spaces whose metadata changes are counted.
+type PendingInput struct {
+	Home       string   `json:"home"`
+	Companion  string   `json:"companion"`
+	DataSpaces []string `json:"dataSpaces"`
+}
+
+// PendingResult is the count of unapplied changes in the given data spaces
+// and the highest change sequence among them; a round applies exactly the
+// changes up to UpTo.
+type PendingResult struct {
+	Changes int   `json:"changes"`
+	UpTo    int64 `json:"upTo"`
+}
+
+// ApplyInput asks for one metadata round: apply, in sequence order, every
+// unapplied change with sequence <= UpTo in DataSpaces, each exactly once.
+// Round identifies the round so error-log entries of a retried attempt are
+// not written twice.
+type ApplyInput struct {
+	Home       string   `json:"home"`
+	Companion  string   `json:"companion"`
+	DataSpaces []string `json:"dataSpaces"`
+	UpTo       int64    `json:"upTo"`
+	Round      string   `json:"round"`
+}
+
+// ApplyResult is the outcome of a metadata round. When the round stops at a
+// failed change, Failures holds one entry per failed change found up to
+// UpTo (the first one and any later ones that would fail too); nothing past
+// the first failure is applied.
+type ApplyResult struct {
+	Applied  int             `json:"applied"`
+	Failures []ErrorLogEntry `json:"failures,omitempty"`
+}
+
+// Kinds of error-log entries.
+const (
+	KindConflict = "conflict"
+	KindInvalid  = "invalid"
+	KindFailed   = "failed"
+)
+
+// ErrorLogEntry is one failed metadata change.
+type ErrorLogEntry struct {
+	Sequence  int64     `json:"sequence"`
+	DataSpace string    `json:"dataSpace"`
+	Object    string    `json:"object"`
+	Kind      string    `json:"kind"`
+	Message   string    `json:"message"`
+	At        time.Time `json:"at"`
+}
+
+// RecordFailureInput records a round that failed for a reason other than a
+// conflict or invalid change (for example retries exhausted), as one
+// error-log entry of kind "failed".
+type RecordFailureInput struct {
+	Home      string `json:"home"`
+	Companion string `json:"companion"`
+	Round     string `json:"round"`
+	Message   string `json:"message"`
+}
+
+// DisconnectInput names the connection to deregister once every share is
+// removed; afterwards the companion may join a home org again.
+type DisconnectInput struct {
+	Home      string `json:"home"`
+	Companion string `json:"companion"`
+}
