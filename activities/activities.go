@@ -2,56 +2,472 @@ package activities
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
 )
 
-// Orgs is the port to the system of record. Placeholder: the org-store work
-// defines it fully.
-type Orgs interface{}
+// DefaultBatchSize is the batch size of copies and removals when the input
+// leaves it zero.
+const DefaultBatchSize = 500
 
-// Activities implements every activity of the companion connection workflows.
+// Activities implements every activity of the companion connection
+// workflows. Workflows call the methods through a nil *Activities; the
+// worker registers a value whose Orgs is set.
 type Activities struct {
+	// Orgs is the system of record. Required.
 	Orgs Orgs
+	// Now is the clock used for licence checks, log timestamps and work
+	// budgets. Nil means time.Now.
+	Now func() time.Time
 }
 
-var errTODO = errors.New("not implemented")
+func (a *Activities) now() time.Time {
+	if a.Now != nil {
+		return a.Now()
+	}
+	return time.Now()
+}
 
-// Handshake checks every eligibility rule and registers the connection.
+// Handshake checks every eligibility rule of SPEC, in this order: the home
+// exists (and is a home org), the companion exists, is not a home org, is
+// active, is of the same kind as the home, the home licence is valid, the
+// companion is in no other connection, and the home is under its maximum of
+// companions. The last two are enforced again atomically when the connection
+// is registered. A refusal is a non-retryable ErrIneligible error whose
+// details are an Ineligibility naming the rule. Handshake is idempotent for
+// the same Token.
 func (a *Activities) Handshake(ctx context.Context, in HandshakeInput) (HandshakeResult, error) {
-	return HandshakeResult{}, errTODO
+	home, err := a.Orgs.Org(ctx, in.Home)
+	if errors.Is(err, ErrNotFound) {
+		return HandshakeResult{}, ineligible(RuleHomeExists,
+			fmt.Sprintf("home org %q does not exist; check the org id", in.Home))
+	}
+	if err != nil {
+		return HandshakeResult{}, fmt.Errorf("handshake %s/%s: read home org: %w", in.Home, in.Companion, err)
+	}
+	if home.Role != RoleHome {
+		return HandshakeResult{}, ineligible(RuleHomeExists,
+			fmt.Sprintf("org %q is not a home org; connect from the org that holds the data platform licence", in.Home))
+	}
+	companion, err := a.Orgs.Org(ctx, in.Companion)
+	if errors.Is(err, ErrNotFound) {
+		return HandshakeResult{}, ineligible(RuleCompanionExists,
+			fmt.Sprintf("companion org %q does not exist; check the org id", in.Companion))
+	}
+	if err != nil {
+		return HandshakeResult{}, fmt.Errorf("handshake %s/%s: read companion org: %w", in.Home, in.Companion, err)
+	}
+	if companion.Role == RoleHome {
+		return HandshakeResult{}, ineligible(RuleCompanionNotHome,
+			fmt.Sprintf("org %q is a home org and cannot be a companion; choose a companion org", in.Companion))
+	}
+	if !companion.Active {
+		return HandshakeResult{}, ineligible(RuleCompanionActive,
+			fmt.Sprintf("companion org %q is not active; reactivate it, then connect again", in.Companion))
+	}
+	if companion.Kind != home.Kind {
+		return HandshakeResult{}, ineligible(RuleSameKind,
+			fmt.Sprintf("home org %q is %s but companion org %q is %s; only orgs of the same kind can connect (a sandbox cannot connect to production)",
+				in.Home, home.Kind, in.Companion, companion.Kind))
+	}
+	if expired(home, a.now()) {
+		return HandshakeResult{}, ineligible(RuleHomeLicenceValid,
+			fmt.Sprintf("the licence of home org %q expired at %s; renew it, then connect again",
+				in.Home, home.LicenceExpiresAt.UTC().Format(time.RFC3339)))
+	}
+	conn := Connection{Home: in.Home, Companion: in.Companion, Token: in.Token}
+	if err := a.refuseTaken(ctx, conn, nil); err != nil {
+		return HandshakeResult{}, err
+	}
+	err = a.Orgs.Register(ctx, conn, home.MaxCompanions)
+	switch {
+	case errors.Is(err, ErrCompanionTaken):
+		// Registered concurrently by another handshake.
+		return HandshakeResult{}, a.refuseTaken(ctx, conn, err)
+	case errors.Is(err, ErrCompanionLimit):
+		return HandshakeResult{}, ineligible(RuleHomeUnderCompanionMax,
+			fmt.Sprintf("home org %q already has its maximum of %d companion connections; disconnect one first",
+				in.Home, home.MaxCompanions))
+	case err != nil:
+		return HandshakeResult{}, fmt.Errorf("handshake %s/%s: register connection: %w", in.Home, in.Companion, err)
+	}
+	spaces, err := a.Orgs.DataSpaces(ctx, in.Home)
+	if err != nil {
+		return HandshakeResult{}, fmt.Errorf("handshake %s/%s: list data spaces: %w", in.Home, in.Companion, err)
+	}
+	return HandshakeResult{DataSpaces: spaces}, nil
 }
 
-// CheckHealth reports whether the home licence is valid and the companion active.
+// refuseTaken returns the RuleCompanionUnconnected refusal when the companion
+// is registered in a connection other than conn. cause is the registration
+// error that prompted the check, if any: it is returned (to be retried) when
+// the registry shows no other connection after all.
+func (a *Activities) refuseTaken(ctx context.Context, conn Connection, cause error) error {
+	existing, err := a.Orgs.ConnectionOf(ctx, conn.Companion)
+	if errors.Is(err, ErrNotFound) {
+		return cause
+	}
+	if err != nil {
+		return fmt.Errorf("handshake %s/%s: read registry: %w", conn.Home, conn.Companion, err)
+	}
+	if existing == conn {
+		return cause
+	}
+	msg := fmt.Sprintf("companion org %q is already a companion of %q; disconnect %s/%s first",
+		conn.Companion, existing.Home, existing.Home, existing.Companion)
+	if existing.Home == conn.Home {
+		msg = fmt.Sprintf("companion org %q is already a companion of %q in another connection; use that connection or disconnect it first",
+			conn.Companion, existing.Home)
+	}
+	return ineligible(RuleCompanionUnconnected, msg)
+}
+
+func ineligible(rule, msg string) error {
+	return temporal.NewNonRetryableApplicationError(
+		fmt.Sprintf("ineligible (%s): %s", rule, msg), ErrIneligible, nil,
+		Ineligibility{Rule: rule, Message: msg})
+}
+
+func expired(home Org, now time.Time) bool {
+	return !now.Before(home.LicenceExpiresAt)
+}
+
+// CheckHealth reports whether the connection can function: the home licence
+// is valid at Activities.Now and the companion is active. It also returns the
+// home's current data spaces. An unknown org is a non-retryable ErrUnknownOrg.
 func (a *Activities) CheckHealth(ctx context.Context, in HealthInput) (HealthResult, error) {
-	return HealthResult{}, errTODO
+	home, err := a.org(ctx, in.Home)
+	if err != nil {
+		return HealthResult{}, fmt.Errorf("check health of %s/%s: %w", in.Home, in.Companion, err)
+	}
+	companion, err := a.org(ctx, in.Companion)
+	if err != nil {
+		return HealthResult{}, fmt.Errorf("check health of %s/%s: %w", in.Home, in.Companion, err)
+	}
+	var problems []string
+	if expired(home, a.now()) {
+		problems = append(problems, fmt.Sprintf("the licence of home org %q expired at %s; renew it",
+			in.Home, home.LicenceExpiresAt.UTC().Format(time.RFC3339)))
+	}
+	if !companion.Active {
+		problems = append(problems, fmt.Sprintf("companion org %q is not active; reactivate it", in.Companion))
+	}
+	spaces, err := a.Orgs.DataSpaces(ctx, in.Home)
+	if err != nil {
+		return HealthResult{}, fmt.Errorf("check health of %s/%s: list data spaces: %w", in.Home, in.Companion, err)
+	}
+	res := HealthResult{Healthy: len(problems) == 0, DataSpaces: spaces}
+	if !res.Healthy {
+		res.Reason = strings.Join(problems, "; ") + " (the next health check or a re-check restores the connection)"
+	}
+	return res, nil
 }
 
-// CopyRecords copies one chunk of a data space's records to the companion.
+// org reads an org, turning a missing one into a non-retryable ErrUnknownOrg.
+func (a *Activities) org(ctx context.Context, id string) (Org, error) {
+	o, err := a.Orgs.Org(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return Org{}, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("org %q does not exist; check the org id", id), ErrUnknownOrg, err)
+	}
+	if err != nil {
+		return Org{}, fmt.Errorf("read org %q: %w", id, err)
+	}
+	return o, nil
+}
+
+// unknownDataSpace turns a missing data space into a non-retryable
+// ErrUnknownDataSpace and wraps other errors with context.
+func unknownDataSpace(err error, home, dataSpace, doing string) error {
+	if errors.Is(err, ErrNotFound) {
+		return temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("%s: data space %q does not exist in home org %q; check the name against the home's data spaces",
+				doing, dataSpace, home), ErrUnknownDataSpace, err)
+	}
+	return fmt.Errorf("%s: %w", doing, err)
+}
+
+// CopyRecords runs one chunk of the initial sync of a data space, as
+// described on CopyInput. It first consumes an injected failure of the share,
+// if any, failing with a retryable error. It then copies batches in record-id
+// order from the checkpoint (In.After, or the heartbeat details of an earlier
+// attempt when they are further along), heartbeating a CopyProgress after
+// each batch, until the data space is copied or In.Budget (if positive) has
+// elapsed; a cancelled context stops it between batches with ctx.Err(). When
+// the last batch is copied it also copies the metadata snapshot and sets the
+// metadata cursor, and returns Done.
 func (a *Activities) CopyRecords(ctx context.Context, in CopyInput) (CopyProgress, error) {
-	return CopyProgress{}, errTODO
+	share := Share{Home: in.Home, Companion: in.Companion, DataSpace: in.DataSpace}
+	doing := fmt.Sprintf("copy %s to %s", in.DataSpace, in.Companion)
+	total, err := a.Orgs.RecordCount(ctx, in.Home, in.DataSpace)
+	if err != nil {
+		return CopyProgress{}, unknownDataSpace(err, in.Home, in.DataSpace, doing)
+	}
+	left, taken, err := a.Orgs.TakeInjectedFailure(ctx, share)
+	if err != nil {
+		return CopyProgress{}, fmt.Errorf("%s: read injected failures: %w", doing, err)
+	}
+	if taken {
+		return CopyProgress{}, fmt.Errorf("%s: injected transient failure (%d left)", doing, left)
+	}
+
+	progress := CopyProgress{After: in.After, Total: total}
+	if activity.HasHeartbeatDetails(ctx) {
+		var checkpoint CopyProgress
+		if err := activity.GetHeartbeatDetails(ctx, &checkpoint); err == nil && checkpoint.After > progress.After {
+			progress.After = checkpoint.After
+		}
+	}
+	size := batchSize(in.BatchSize)
+	start := a.now()
+	for {
+		if err := ctx.Err(); err != nil {
+			return progress, err
+		}
+		batch, err := a.Orgs.CopyBatch(ctx, share, progress.After, size)
+		if err != nil {
+			return progress, unknownDataSpace(err, in.Home, in.DataSpace, doing)
+		}
+		progress.After, progress.Copied = batch.Last, batch.Present
+		if !batch.More {
+			break
+		}
+		activity.RecordHeartbeat(ctx, progress)
+		if in.Budget > 0 && a.now().Sub(start) >= in.Budget {
+			return progress, nil
+		}
+	}
+	if err := a.Orgs.CompleteInitialSync(ctx, share); err != nil {
+		return progress, unknownDataSpace(err, in.Home, in.DataSpace, doing+": complete")
+	}
+	progress.Done = true
+	activity.RecordHeartbeat(ctx, progress)
+	return progress, nil
 }
 
-// RemoveRecords removes one chunk of a data space's data from the companion.
+func batchSize(n int) int {
+	if n <= 0 {
+		return DefaultBatchSize
+	}
+	return n
+}
+
+// RemoveRecords runs one chunk of the removal of a data space from the
+// companion, as described on RemoveInput: batches of deletions, heartbeating
+// a RemoveProgress after each, until nothing is left or In.Budget (if
+// positive) has elapsed. When nothing is left it also removes the share's
+// metadata copies, cursor and injected failures, and returns Done. It never
+// touches another data space or another companion, and is idempotent.
 func (a *Activities) RemoveRecords(ctx context.Context, in RemoveInput) (RemoveProgress, error) {
-	return RemoveProgress{}, errTODO
+	share := Share{Home: in.Home, Companion: in.Companion, DataSpace: in.DataSpace}
+	doing := fmt.Sprintf("remove %s from %s", in.DataSpace, in.Companion)
+	size := batchSize(in.BatchSize)
+	start := a.now()
+	var progress RemoveProgress
+	for {
+		if err := ctx.Err(); err != nil {
+			return progress, err
+		}
+		removed, remaining, err := a.Orgs.RemoveBatch(ctx, share, size)
+		if err != nil {
+			return progress, unknownDataSpace(err, in.Home, in.DataSpace, doing)
+		}
+		progress.Removed += removed
+		progress.Remaining = remaining
+		if remaining == 0 {
+			break
+		}
+		activity.RecordHeartbeat(ctx, progress)
+		if in.Budget > 0 && a.now().Sub(start) >= in.Budget {
+			return progress, nil
+		}
+	}
+	if err := a.Orgs.CompleteRemoval(ctx, share); err != nil {
+		return progress, unknownDataSpace(err, in.Home, in.DataSpace, doing+": complete")
+	}
+	progress.Done = true
+	return progress, nil
 }
 
-// CountPendingMetadata counts unapplied metadata changes.
+// CountPendingMetadata counts the changes not yet applied to the companion
+// in the given data spaces (those not yet initially synced count nothing) and
+// the highest sequence among them, which bounds the next round.
 func (a *Activities) CountPendingMetadata(ctx context.Context, in PendingInput) (PendingResult, error) {
-	return PendingResult{}, errTODO
+	conn := Connection{Home: in.Home, Companion: in.Companion}
+	n, upTo, err := a.Orgs.PendingChanges(ctx, conn, in.DataSpaces)
+	if err != nil {
+		return PendingResult{}, unknownDataSpace(err, in.Home, strings.Join(in.DataSpaces, ","),
+			fmt.Sprintf("count pending metadata of %s/%s", in.Home, in.Companion))
+	}
+	return PendingResult{Changes: n, UpTo: upTo}, nil
 }
 
-// ApplyMetadata applies one metadata round.
+// ApplyMetadata runs one metadata round: it applies, in sequence order, each
+// unapplied change up to In.UpTo exactly once (the cursor advances in the
+// same transaction as the change, so a retried round skips what was applied).
+// At the first change that conflicts with a companion-side edit or local
+// object, or is invalid (unknown object kind, or a definition that is not a
+// JSON object), it stops, checks the remaining changes up to In.UpTo without
+// applying them, writes one error-log entry per failing change (idempotent
+// per In.Round and sequence), and fails with a non-retryable
+// ErrMetadataConflict or ErrMetadataInvalid error (after the first failure)
+// whose details are the ApplyResult. Applied counts the changes applied by
+// this attempt.
 func (a *Activities) ApplyMetadata(ctx context.Context, in ApplyInput) (ApplyResult, error) {
-	return ApplyResult{}, errTODO
+	conn := Connection{Home: in.Home, Companion: in.Companion}
+	doing := fmt.Sprintf("apply metadata round %q of %s/%s", in.Round, in.Home, in.Companion)
+	changes, err := a.Orgs.Changes(ctx, conn, in.DataSpaces, in.UpTo)
+	if err != nil {
+		return ApplyResult{}, unknownDataSpace(err, in.Home, strings.Join(in.DataSpaces, ","), doing)
+	}
+	locals, err := a.Orgs.LocalObjects(ctx, conn, in.DataSpaces)
+	if err != nil {
+		return ApplyResult{}, fmt.Errorf("%s: read companion objects: %w", doing, err)
+	}
+	guard := newGuard(in.Companion, locals)
+
+	var res ApplyResult
+	for i, ch := range changes {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		if f, failed := guard.check(ch); failed {
+			res.Failures = append([]ErrorLogEntry{a.entry(ch, f)}, guard.scan(a, changes[i+1:])...)
+			return res, a.stopRound(ctx, conn, in.Round, res, doing)
+		}
+		applied, err := a.Orgs.ApplyChange(ctx, conn, ch)
+		if errors.Is(err, ErrConflict) {
+			// A local edit made after LocalObjects was read.
+			guard.edited(ch)
+			f := failure{kind: KindConflict, msg: conflictMessage(in.Companion, ch, true)}
+			res.Failures = append([]ErrorLogEntry{a.entry(ch, f)}, guard.scan(a, changes[i+1:])...)
+			return res, a.stopRound(ctx, conn, in.Round, res, doing)
+		}
+		if err != nil {
+			return res, fmt.Errorf("%s: change %d: %w", doing, ch.Sequence, err)
+		}
+		if applied {
+			res.Applied++
+		}
+		activity.RecordHeartbeat(ctx, res.Applied)
+	}
+	return res, nil
 }
 
-// RecordSyncFailure writes one error-log entry of kind "failed".
+// stopRound logs the failures of a round and returns the error that ends it.
+func (a *Activities) stopRound(ctx context.Context, conn Connection, round string, res ApplyResult, doing string) error {
+	if err := a.Orgs.LogErrors(ctx, conn, round, res.Failures); err != nil {
+		return fmt.Errorf("%s: write error log: %w", doing, err)
+	}
+	first := res.Failures[0]
+	typ := ErrMetadataConflict
+	if first.Kind == KindInvalid {
+		typ = ErrMetadataInvalid
+	}
+	msg := fmt.Sprintf("%s: stopped at change %d after applying %d: %s (%d failing change(s) in the error log)",
+		doing, first.Sequence, res.Applied, first.Message, len(res.Failures))
+	return temporal.NewNonRetryableApplicationError(msg, typ, nil, res)
+}
+
+func (a *Activities) entry(ch Change, f failure) ErrorLogEntry {
+	return ErrorLogEntry{
+		Sequence: ch.Sequence, DataSpace: ch.DataSpace, Object: ch.Object,
+		Kind: f.kind, Message: f.msg, At: a.now().UTC(),
+	}
+}
+
+type failure struct{ kind, msg string }
+
+// guard decides which changes of a round fail.
+type guard struct {
+	companion string
+	local     map[[2]string]bool // (data space, name) -> edited synced copy
+}
+
+func newGuard(companion string, locals []LocalObject) *guard {
+	g := &guard{companion: companion, local: make(map[[2]string]bool, len(locals))}
+	for _, o := range locals {
+		g.local[[2]string{o.DataSpace, o.Name}] = o.Edited
+	}
+	return g
+}
+
+func (g *guard) edited(ch Change) { g.local[[2]string{ch.DataSpace, ch.Object}] = true }
+
+// check reports whether ch fails, and why.
+func (g *guard) check(ch Change) (failure, bool) {
+	if edited, ok := g.local[[2]string{ch.DataSpace, ch.Object}]; ok {
+		return failure{kind: KindConflict, msg: conflictMessage(g.companion, ch, edited)}, true
+	}
+	if msg := invalidity(ch); msg != "" {
+		return failure{kind: KindInvalid, msg: msg}, true
+	}
+	return failure{}, false
+}
+
+// scan returns an error-log entry for every failing change of rest.
+func (g *guard) scan(a *Activities, rest []Change) []ErrorLogEntry {
+	var out []ErrorLogEntry
+	for _, ch := range rest {
+		if f, failed := g.check(ch); failed {
+			out = append(out, a.entry(ch, f))
+		}
+	}
+	return out
+}
+
+func conflictMessage(companion string, ch Change, edited bool) string {
+	if edited {
+		return fmt.Sprintf("companion org %q holds a local edit of %s %q in data space %q; discard the local edit, then resume metadata sync",
+			companion, ch.ObjectKind, ch.Object, ch.DataSpace)
+	}
+	return fmt.Sprintf("companion org %q has a local object named %q in data space %q, the name of a synced %s; rename or delete the local object, then resume metadata sync",
+		companion, ch.Object, ch.DataSpace, ch.ObjectKind)
+}
+
+// invalidity returns why ch cannot be applied, or "" when it can.
+func invalidity(ch Change) string {
+	switch ch.ObjectKind {
+	case ObjectDMO, ObjectCalculatedInsight, ObjectSegment:
+	default:
+		return fmt.Sprintf("change %d of %q in data space %q has unknown object kind %q (want %s, %s or %s); publish a corrected version in the home org",
+			ch.Sequence, ch.Object, ch.DataSpace, ch.ObjectKind, ObjectDMO, ObjectCalculatedInsight, ObjectSegment)
+	}
+	var def map[string]any
+	if err := json.Unmarshal([]byte(ch.Definition), &def); err != nil || def == nil {
+		reason := "it is not a JSON object"
+		if strings.TrimSpace(ch.Definition) == "" {
+			reason = "it is empty"
+		}
+		return fmt.Sprintf("change %d of %s %q in data space %q has an invalid definition (%s); publish a corrected version in the home org",
+			ch.Sequence, ch.ObjectKind, ch.Object, ch.DataSpace, reason)
+	}
+	return ""
+}
+
+// RecordSyncFailure writes one error-log entry of kind "failed" (sequence 0)
+// for a round that failed for another reason than its changes. It is
+// idempotent per In.Round.
 func (a *Activities) RecordSyncFailure(ctx context.Context, in RecordFailureInput) error {
-	return errTODO
+	conn := Connection{Home: in.Home, Companion: in.Companion}
+	entry := ErrorLogEntry{Kind: KindFailed, Message: in.Message, At: a.now().UTC()}
+	if err := a.Orgs.LogErrors(ctx, conn, in.Round, []ErrorLogEntry{entry}); err != nil {
+		return fmt.Errorf("record failure of metadata round %q of %s/%s: %w", in.Round, in.Home, in.Companion, err)
+	}
+	return nil
 }
 
-// Disconnect deregisters the connection.
+// Disconnect deregisters the connection so the companion may join a home org
+// again. It is idempotent.
 func (a *Activities) Disconnect(ctx context.Context, in DisconnectInput) error {
-	return errTODO
+	if err := a.Orgs.Deregister(ctx, in.Home, in.Companion); err != nil {
+		return fmt.Errorf("disconnect %s/%s: %w", in.Home, in.Companion, err)
+	}
+	return nil
 }

@@ -1,0 +1,189 @@
+package orgstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/companionsync/companionsync/activities"
+)
+
+// RecordCount returns the number of records in the home's data space.
+func (s *Store) RecordCount(ctx context.Context, home, dataSpace string) (int, error) {
+	ds, err := dataSpaceID(ctx, s.db, home, dataSpace)
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM records WHERE data_space_id = ?`, ds).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count records of %s/%s: %w", home, dataSpace, err)
+	}
+	return n, nil
+}
+
+// TakeInjectedFailure consumes one injected failure of the share, if any.
+func (s *Store) TakeInjectedFailure(ctx context.Context, sh activities.Share) (left int, taken bool, err error) {
+	err = s.inTx(ctx, func(tx *sql.Tx) error {
+		ds, err := dataSpaceID(ctx, tx, sh.Home, sh.DataSpace)
+		if err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx,
+			`UPDATE injected_failures SET remaining = remaining - 1
+			 WHERE companion = ? AND data_space_id = ? AND remaining > 0`, sh.Companion, ds)
+		if err != nil {
+			return fmt.Errorf("take injected failure: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return nil
+		}
+		taken = true
+		return tx.QueryRowContext(ctx,
+			`SELECT remaining FROM injected_failures WHERE companion = ? AND data_space_id = ?`,
+			sh.Companion, ds).Scan(&left)
+	})
+	return left, taken, err
+}
+
+// CopyBatch upserts the companion copies of up to limit records after the
+// checkpoint; see activities.Records.CopyBatch.
+func (s *Store) CopyBatch(ctx context.Context, sh activities.Share, after string, limit int) (activities.CopiedBatch, error) {
+	if limit <= 0 {
+		return activities.CopiedBatch{}, fmt.Errorf("copy batch: limit must be positive, got %d", limit)
+	}
+	var b activities.CopiedBatch
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		ds, err := dataSpaceID(ctx, tx, sh.Home, sh.DataSpace)
+		if err != nil {
+			return err
+		}
+		// The batch is (after, upper]; upper is the limit-th id after the
+		// checkpoint, or the last id when fewer remain.
+		var upper sql.NullString
+		err = tx.QueryRowContext(ctx,
+			`SELECT id FROM records WHERE data_space_id = ? AND id > ? ORDER BY id LIMIT 1 OFFSET ?`,
+			ds, after, limit-1).Scan(&upper)
+		if errors.Is(err, sql.ErrNoRows) {
+			err = tx.QueryRowContext(ctx,
+				`SELECT MAX(id) FROM records WHERE data_space_id = ? AND id > ?`, ds, after).Scan(&upper)
+		}
+		if err != nil {
+			return fmt.Errorf("find batch bound: %w", err)
+		}
+		b.Last = after
+		if upper.Valid {
+			res, err := tx.ExecContext(ctx,
+				`INSERT INTO companion_records (companion, data_space_id, object, record_id, payload)
+				 SELECT ?, data_space_id, object, id, payload FROM records
+				 WHERE data_space_id = ? AND id > ? AND id <= ?
+				 ON CONFLICT (companion, data_space_id, object, record_id) DO UPDATE SET payload = excluded.payload`,
+				sh.Companion, ds, after, upper.String)
+			if err != nil {
+				return fmt.Errorf("copy records: %w", err)
+			}
+			n, _ := res.RowsAffected()
+			b.Last, b.Copied = upper.String, int(n)
+			if err := tx.QueryRowContext(ctx,
+				`SELECT EXISTS (SELECT 1 FROM records WHERE data_space_id = ? AND id > ?)`, ds, b.Last).Scan(&b.More); err != nil {
+				return fmt.Errorf("look for more records: %w", err)
+			}
+		}
+		return tx.QueryRowContext(ctx,
+			`SELECT COUNT(*) FROM companion_records WHERE companion = ? AND data_space_id = ?`,
+			sh.Companion, ds).Scan(&b.Present)
+	})
+	if err != nil {
+		return activities.CopiedBatch{}, fmt.Errorf("copy batch of %s to %s after %q: %w", sh.DataSpace, sh.Companion, after, err)
+	}
+	return b, nil
+}
+
+// CompleteInitialSync copies the metadata snapshot and sets the metadata
+// cursor; see activities.Records.CompleteInitialSync.
+func (s *Store) CompleteInitialSync(ctx context.Context, sh activities.Share) error {
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		ds, err := dataSpaceID(ctx, tx, sh.Home, sh.DataSpace)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx,
+			`INSERT INTO companion_metadata (companion, data_space_id, name, kind, version, definition)
+			 SELECT ?, data_space_id, name, kind, version, definition FROM metadata_objects
+			 WHERE data_space_id = ?
+			 ON CONFLICT (companion, data_space_id, name) DO UPDATE
+			 SET kind = excluded.kind, version = excluded.version, definition = excluded.definition
+			 WHERE companion_metadata.local_edit = 0`,
+			sh.Companion, ds); err != nil {
+			return fmt.Errorf("copy metadata snapshot: %w", err)
+		}
+		var latest int64
+		if err := tx.QueryRowContext(ctx,
+			`SELECT COALESCE(MAX(seq), 0) FROM metadata_changes WHERE data_space_id = ?`, ds).Scan(&latest); err != nil {
+			return fmt.Errorf("read latest change: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx,
+			`INSERT INTO metadata_cursors (companion, data_space_id, seq) VALUES (?, ?, ?)
+			 ON CONFLICT (companion, data_space_id) DO UPDATE SET seq = excluded.seq`,
+			sh.Companion, ds, latest); err != nil {
+			return fmt.Errorf("set metadata cursor: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("complete initial sync of %s to %s: %w", sh.DataSpace, sh.Companion, err)
+	}
+	return nil
+}
+
+// RemoveBatch deletes up to limit companion record copies of the share; see
+// activities.Records.RemoveBatch.
+func (s *Store) RemoveBatch(ctx context.Context, sh activities.Share, limit int) (removed, remaining int, err error) {
+	if limit <= 0 {
+		return 0, 0, fmt.Errorf("remove batch: limit must be positive, got %d", limit)
+	}
+	err = s.inTx(ctx, func(tx *sql.Tx) error {
+		ds, err := dataSpaceID(ctx, tx, sh.Home, sh.DataSpace)
+		if err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx,
+			`DELETE FROM companion_records WHERE companion = ? AND data_space_id = ? AND record_id IN (
+			   SELECT record_id FROM companion_records WHERE companion = ? AND data_space_id = ? LIMIT ?)`,
+			sh.Companion, ds, sh.Companion, ds, limit)
+		if err != nil {
+			return fmt.Errorf("delete records: %w", err)
+		}
+		n, _ := res.RowsAffected()
+		removed = int(n)
+		return tx.QueryRowContext(ctx,
+			`SELECT COUNT(*) FROM companion_records WHERE companion = ? AND data_space_id = ?`,
+			sh.Companion, ds).Scan(&remaining)
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("remove batch of %s from %s: %w", sh.DataSpace, sh.Companion, err)
+	}
+	return removed, remaining, nil
+}
+
+// CompleteRemoval deletes the share's metadata copies, cursor and injected
+// failures; see activities.Records.CompleteRemoval.
+func (s *Store) CompleteRemoval(ctx context.Context, sh activities.Share) error {
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		ds, err := dataSpaceID(ctx, tx, sh.Home, sh.DataSpace)
+		if err != nil {
+			return err
+		}
+		for _, table := range []string{"companion_metadata", "metadata_cursors", "injected_failures"} {
+			if _, err := tx.ExecContext(ctx,
+				`DELETE FROM `+table+` WHERE companion = ? AND data_space_id = ?`, sh.Companion, ds); err != nil {
+				return fmt.Errorf("delete from %s: %w", table, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("complete removal of %s from %s: %w", sh.DataSpace, sh.Companion, err)
+	}
+	return nil
+}

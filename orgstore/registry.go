@@ -1,0 +1,95 @@
+package orgstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/companionsync/companionsync/activities"
+)
+
+// DataSpaces returns the names of the home org's data spaces, sorted. An
+// unknown home org is an error wrapping activities.ErrNotFound.
+func (s *Store) DataSpaces(ctx context.Context, home string) ([]string, error) {
+	if _, err := orgOf(ctx, s.db, home); err != nil {
+		return nil, fmt.Errorf("list data spaces: %w", err)
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT name FROM data_spaces WHERE home = ? ORDER BY name`, home)
+	if err != nil {
+		return nil, fmt.Errorf("list data spaces of %q: %w", home, err)
+	}
+	defer rows.Close()
+	names := []string{}
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return nil, fmt.Errorf("list data spaces of %q: %w", home, err)
+		}
+		names = append(names, n)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list data spaces of %q: %w", home, err)
+	}
+	return names, nil
+}
+
+// ConnectionOf returns the connection the companion is registered in, or an
+// error wrapping activities.ErrNotFound.
+func (s *Store) ConnectionOf(ctx context.Context, companion string) (activities.Connection, error) {
+	return connectionOf(ctx, s.db, companion)
+}
+
+func connectionOf(ctx context.Context, q querier, companion string) (activities.Connection, error) {
+	c := activities.Connection{Companion: companion}
+	err := q.QueryRowContext(ctx, `SELECT home, token FROM connections WHERE companion = ?`, companion).
+		Scan(&c.Home, &c.Token)
+	if errors.Is(err, sql.ErrNoRows) {
+		return activities.Connection{}, fmt.Errorf("connection of companion %q: %w", companion, activities.ErrNotFound)
+	}
+	if err != nil {
+		return activities.Connection{}, fmt.Errorf("read connection of companion %q: %w", companion, err)
+	}
+	return c, nil
+}
+
+// Register records c atomically; see activities.Registry.Register.
+func (s *Store) Register(ctx context.Context, c activities.Connection, maxCompanions int) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		existing, err := connectionOf(ctx, tx, c.Companion)
+		switch {
+		case err == nil && existing == c:
+			return nil
+		case err == nil:
+			return fmt.Errorf("register %s/%s: companion is already a companion of %q: %w",
+				c.Home, c.Companion, existing.Home, activities.ErrCompanionTaken)
+		case !errors.Is(err, activities.ErrNotFound):
+			return fmt.Errorf("register %s/%s: %w", c.Home, c.Companion, err)
+		}
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM connections WHERE home = ?`, c.Home).Scan(&n); err != nil {
+			return fmt.Errorf("register %s/%s: count connections: %w", c.Home, c.Companion, err)
+		}
+		if n >= maxCompanions {
+			return fmt.Errorf("register %s/%s: home has %d of %d companions: %w",
+				c.Home, c.Companion, n, maxCompanions, activities.ErrCompanionLimit)
+		}
+		if _, err := tx.ExecContext(ctx,
+			`INSERT INTO connections (companion, home, token, connected_at) VALUES (?, ?, ?, ?)`,
+			c.Companion, c.Home, c.Token, time.Now().UnixMilli()); err != nil {
+			return fmt.Errorf("register %s/%s: %w", c.Home, c.Companion, err)
+		}
+		return nil
+	})
+}
+
+// Deregister removes the connection home/companion; see
+// activities.Registry.Deregister.
+func (s *Store) Deregister(ctx context.Context, home, companion string) error {
+	if _, err := s.db.ExecContext(ctx,
+		`DELETE FROM connections WHERE home = ? AND companion = ?`, home, companion); err != nil {
+		return fmt.Errorf("deregister %s/%s: %w", home, companion, err)
+	}
+	return nil
+}

@@ -1,0 +1,116 @@
+package orgstore
+
+// migrations are the schema versions, in order: migrations[i] is version
+// i+1. Never edit an applied migration; append a new one. Timestamps are
+// BIGINT milliseconds since the Unix epoch (UTC), booleans INTEGER 0/1.
+var migrations = [][]string{
+	{
+		`CREATE TABLE orgs (
+			id                 TEXT PRIMARY KEY,
+			role               TEXT NOT NULL CHECK (role IN ('home', 'companion')),
+			kind               TEXT NOT NULL CHECK (kind IN ('production', 'sandbox')),
+			licence_expires_at BIGINT,
+			max_companions     INTEGER NOT NULL DEFAULT 0,
+			active             INTEGER NOT NULL DEFAULT 1
+		)`,
+		// The connection registry: a companion is in at most one connection.
+		`CREATE TABLE connections (
+			companion    TEXT PRIMARY KEY REFERENCES orgs (id),
+			home         TEXT NOT NULL REFERENCES orgs (id),
+			token        TEXT NOT NULL,
+			connected_at BIGINT NOT NULL
+		)`,
+		`CREATE INDEX connections_by_home ON connections (home)`,
+		`CREATE TABLE data_spaces (
+			id   INTEGER PRIMARY KEY,
+			home TEXT NOT NULL REFERENCES orgs (id),
+			name TEXT NOT NULL,
+			UNIQUE (home, name)
+		)`,
+		// Records of several objects; ids are unique within a data space so
+		// they order the initial sync.
+		`CREATE TABLE records (
+			data_space_id INTEGER NOT NULL REFERENCES data_spaces (id),
+			id            TEXT NOT NULL,
+			object        TEXT NOT NULL,
+			payload       TEXT NOT NULL,
+			PRIMARY KEY (data_space_id, id)
+		)`,
+		`CREATE TABLE metadata_objects (
+			data_space_id INTEGER NOT NULL REFERENCES data_spaces (id),
+			name          TEXT NOT NULL,
+			kind          TEXT NOT NULL,
+			version       INTEGER NOT NULL,
+			definition    TEXT NOT NULL,
+			PRIMARY KEY (data_space_id, name)
+		)`,
+		// The outbox: every new version of a metadata object, in order.
+		`CREATE TABLE metadata_changes (
+			seq           INTEGER PRIMARY KEY,
+			home          TEXT NOT NULL REFERENCES orgs (id),
+			data_space_id INTEGER NOT NULL REFERENCES data_spaces (id),
+			object        TEXT NOT NULL,
+			kind          TEXT NOT NULL,
+			version       INTEGER NOT NULL,
+			definition    TEXT NOT NULL,
+			created_at    BIGINT NOT NULL
+		)`,
+		`CREATE INDEX metadata_changes_by_data_space ON metadata_changes (data_space_id, seq)`,
+		// The last change applied to a companion per shared data space.
+		`CREATE TABLE metadata_cursors (
+			companion     TEXT NOT NULL REFERENCES orgs (id),
+			data_space_id INTEGER NOT NULL REFERENCES data_spaces (id),
+			seq           BIGINT NOT NULL,
+			PRIMARY KEY (companion, data_space_id)
+		)`,
+		`CREATE TABLE companion_records (
+			companion     TEXT NOT NULL REFERENCES orgs (id),
+			data_space_id INTEGER NOT NULL REFERENCES data_spaces (id),
+			object        TEXT NOT NULL,
+			record_id     TEXT NOT NULL,
+			payload       TEXT NOT NULL,
+			PRIMARY KEY (companion, data_space_id, object, record_id)
+		)`,
+		// Synced metadata copies; local_definition holds a companion-side
+		// edit when local_edit is 1.
+		`CREATE TABLE companion_metadata (
+			companion        TEXT NOT NULL REFERENCES orgs (id),
+			data_space_id    INTEGER NOT NULL REFERENCES data_spaces (id),
+			name             TEXT NOT NULL,
+			kind             TEXT NOT NULL,
+			version          INTEGER NOT NULL,
+			definition       TEXT NOT NULL,
+			local_edit       INTEGER NOT NULL DEFAULT 0,
+			local_definition TEXT,
+			PRIMARY KEY (companion, data_space_id, name)
+		)`,
+		// Objects created in the companion, not by sync.
+		`CREATE TABLE companion_local_objects (
+			companion     TEXT NOT NULL REFERENCES orgs (id),
+			data_space_id INTEGER NOT NULL REFERENCES data_spaces (id),
+			name          TEXT NOT NULL,
+			kind          TEXT NOT NULL,
+			definition    TEXT NOT NULL,
+			PRIMARY KEY (companion, data_space_id, name)
+		)`,
+		`CREATE TABLE error_log (
+			home       TEXT NOT NULL,
+			companion  TEXT NOT NULL,
+			round      TEXT NOT NULL,
+			seq        BIGINT NOT NULL,
+			data_space TEXT NOT NULL,
+			object     TEXT NOT NULL,
+			kind       TEXT NOT NULL CHECK (kind IN ('conflict', 'invalid', 'failed')),
+			message    TEXT NOT NULL,
+			at         BIGINT NOT NULL,
+			PRIMARY KEY (home, companion, round, seq)
+		)`,
+		// Demo faults: the next N initial-sync steps of a share fail.
+		`CREATE TABLE injected_failures (
+			companion     TEXT NOT NULL REFERENCES orgs (id),
+			data_space_id INTEGER NOT NULL REFERENCES data_spaces (id),
+			remaining     INTEGER NOT NULL,
+			PRIMARY KEY (companion, data_space_id)
+		)`,
+	},
+}
