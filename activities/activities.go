@@ -217,7 +217,11 @@ func (a *Activities) CopyRecords(ctx context.Context, in CopyInput) (CopyProgres
 		return CopyProgress{}, fmt.Errorf("%s: injected transient failure (%d left)", doing, left)
 	}
 
-	progress := CopyProgress{After: in.After, Total: total}
+	present, err := a.Orgs.CopiedCount(ctx, share)
+	if err != nil {
+		return CopyProgress{}, unknownDataSpace(err, in.Home, in.DataSpace, doing)
+	}
+	progress := CopyProgress{After: in.After, Copied: present, Total: total}
 	if activity.HasHeartbeatDetails(ctx) {
 		var checkpoint CopyProgress
 		if err := activity.GetHeartbeatDetails(ctx, &checkpoint); err == nil && checkpoint.After > progress.After {
@@ -234,7 +238,8 @@ func (a *Activities) CopyRecords(ctx context.Context, in CopyInput) (CopyProgres
 		if err != nil {
 			return progress, unknownDataSpace(err, in.Home, in.DataSpace, doing)
 		}
-		progress.After, progress.Copied = batch.Last, batch.Present
+		progress.After = batch.Last
+		progress.Copied += batch.Added
 		if !batch.More {
 			break
 		}
@@ -267,20 +272,25 @@ func batchSize(n int) int {
 func (a *Activities) RemoveRecords(ctx context.Context, in RemoveInput) (RemoveProgress, error) {
 	share := Share{Home: in.Home, Companion: in.Companion, DataSpace: in.DataSpace}
 	doing := fmt.Sprintf("remove %s from %s", in.DataSpace, in.Companion)
+	present, err := a.Orgs.CopiedCount(ctx, share)
+	if err != nil {
+		return RemoveProgress{}, unknownDataSpace(err, in.Home, in.DataSpace, doing)
+	}
 	size := batchSize(in.BatchSize)
 	start := a.now()
-	var progress RemoveProgress
+	progress := RemoveProgress{Remaining: present}
 	for {
 		if err := ctx.Err(); err != nil {
 			return progress, err
 		}
-		removed, remaining, err := a.Orgs.RemoveBatch(ctx, share, size)
+		removed, more, err := a.Orgs.RemoveBatch(ctx, share, size)
 		if err != nil {
 			return progress, unknownDataSpace(err, in.Home, in.DataSpace, doing)
 		}
 		progress.Removed += removed
-		progress.Remaining = remaining
-		if remaining == 0 {
+		progress.Remaining = max(progress.Remaining-removed, 0)
+		if !more {
+			progress.Remaining = 0
 			break
 		}
 		activity.RecordHeartbeat(ctx, progress)

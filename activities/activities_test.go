@@ -3,6 +3,7 @@ package activities_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/worker"
@@ -19,6 +21,9 @@ import (
 	"github.com/companionsync/companionsync/activities"
 	"github.com/companionsync/companionsync/orgstore"
 )
+
+// quiet drops the SDK's logs of the expected activity failures.
+var quiet = log.NewStructuredLogger(slog.New(slog.DiscardHandler))
 
 // seedRecords sizes each test's `default` data spaces; the others get a tenth.
 const seedRecords = 3000
@@ -38,6 +43,7 @@ func openStore(t *testing.T) *orgstore.Store {
 func newEnv(t *testing.T, acts *activities.Activities) *testsuite.TestActivityEnvironment {
 	t.Helper()
 	var suite testsuite.WorkflowTestSuite
+	suite.SetLogger(quiet)
 	env := suite.NewTestActivityEnvironment()
 	env.RegisterActivity(acts)
 	return env
@@ -127,11 +133,15 @@ func TestHandshakeRefusesEachRule(t *testing.T) {
 		{name: "companion of another home", home: "acme", companion: "globex-emea",
 			rule: activities.RuleCompanionUnconnected, message: `already a companion of "globex"`},
 		{name: "companion of this home in another connection", home: "acme", companion: "acme-emea",
-			setup: func(t *testing.T, s *orgstore.Store, acts *activities.Activities) { connect(t, acts, "acme", "acme-emea") },
-			rule:  activities.RuleCompanionUnconnected, message: `already a companion of "acme" in another connection`},
+			setup: func(t *testing.T, s *orgstore.Store, acts *activities.Activities) {
+				connect(t, acts, "acme", "acme-emea")
+			},
+			rule: activities.RuleCompanionUnconnected, message: `already a companion of "acme" in another connection`},
 		{name: "home at its companion limit", home: "globex", companion: "acme-apac",
-			setup: func(t *testing.T, s *orgstore.Store, acts *activities.Activities) { connect(t, acts, "globex", "acme-emea") },
-			rule:  activities.RuleHomeUnderCompanionMax, message: `home org "globex" already has its maximum of 2 companion connections`},
+			setup: func(t *testing.T, s *orgstore.Store, acts *activities.Activities) {
+				connect(t, acts, "globex", "acme-emea")
+			},
+			rule: activities.RuleHomeUnderCompanionMax, message: `home org "globex" already has its maximum of 2 companion connections`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -196,7 +206,9 @@ func TestCheckHealth(t *testing.T) {
 		{name: "licence expired", now: time.Now().AddDate(2, 0, 0),
 			reason: []string{`the licence of home org "acme" expired`, "renew it"}},
 		{name: "companion inactive",
-			setup:  func(t *testing.T, s *orgstore.Store) { require.NoError(t, s.Deactivate(context.Background(), "acme-emea")) },
+			setup: func(t *testing.T, s *orgstore.Store) {
+				require.NoError(t, s.Deactivate(context.Background(), "acme-emea"))
+			},
 			reason: []string{`companion org "acme-emea" is not active; reactivate it`}},
 		{name: "licence renewed after expiry",
 			setup: func(t *testing.T, s *orgstore.Store) {
@@ -616,6 +628,7 @@ func parallel(t *testing.T, n int, fn func(i int, env *testsuite.TestActivityEnv
 		go func() {
 			defer wg.Done()
 			var suite testsuite.WorkflowTestSuite
+			suite.SetLogger(quiet)
 			errs[i] = fn(i, suite.NewTestActivityEnvironment())
 		}()
 	}

@@ -47,6 +47,9 @@ type Registry interface {
 type Records interface {
 	// RecordCount returns the number of records in the home's data space.
 	RecordCount(ctx context.Context, home, dataSpace string) (int, error)
+	// CopiedCount returns the number of the data space's records present
+	// in the companion.
+	CopiedCount(ctx context.Context, s Share) (int, error)
 	// TakeInjectedFailure consumes one injected failure of the share, if
 	// any: taken reports whether one was consumed and left how many remain.
 	TakeInjectedFailure(ctx context.Context, s Share) (left int, taken bool, err error)
@@ -61,9 +64,9 @@ type Records interface {
 	// that metadata rounds apply only later changes. It is idempotent.
 	CompleteInitialSync(ctx context.Context, s Share) error
 	// RemoveBatch deletes up to limit of the companion's record copies of
-	// the data space in one transaction and reports how many remain. It
+	// the data space in one transaction and reports whether any remain. It
 	// never touches another data space or another companion.
-	RemoveBatch(ctx context.Context, s Share, limit int) (removed, remaining int, err error)
+	RemoveBatch(ctx context.Context, s Share, limit int) (removed int, more bool, err error)
 	// CompleteRemoval deletes the companion's metadata copies, metadata
 	// cursor and injected failures of the share. It is idempotent.
 	CompleteRemoval(ctx context.Context, s Share) error
@@ -162,8 +165,9 @@ type CopiedBatch struct {
 	Last string
 	// Copied is the number of records written by this batch.
 	Copied int
-	// Present is the number of the data space's records now in the companion.
-	Present int
+	// Added is how many of them were new to the companion (the others
+	// replaced an earlier copy of a replayed batch).
+	Added int
 	// More reports whether records with ids greater than Last remain.
 	More bool
 }

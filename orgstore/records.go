@@ -22,6 +22,12 @@ func (s *Store) RecordCount(ctx context.Context, home, dataSpace string) (int, e
 	return n, nil
 }
 
+// CopiedCount returns the number of the data space's records present in the
+// companion.
+func (s *Store) CopiedCount(ctx context.Context, sh activities.Share) (int, error) {
+	return s.CompanionRecordCount(ctx, sh.Home, sh.Companion, sh.DataSpace)
+}
+
 // TakeInjectedFailure consumes one injected failure of the share, if any.
 func (s *Store) TakeInjectedFailure(ctx context.Context, sh activities.Share) (left int, taken bool, err error) {
 	err = s.inTx(ctx, func(tx *sql.Tx) error {
@@ -73,6 +79,13 @@ func (s *Store) CopyBatch(ctx context.Context, sh activities.Share, after string
 		}
 		b.Last = after
 		if upper.Valid {
+			var existing int
+			if err := tx.QueryRowContext(ctx, `
+				SELECT COUNT(*) FROM companion_records
+				WHERE companion = ? AND data_space_id = ? AND record_id > ? AND record_id <= ?`,
+				sh.Companion, ds, after, upper.String).Scan(&existing); err != nil {
+				return fmt.Errorf("count earlier copies: %w", err)
+			}
 			res, err := tx.ExecContext(ctx,
 				`INSERT INTO companion_records (companion, data_space_id, object, record_id, payload)
 				 SELECT ?, data_space_id, object, id, payload FROM records
@@ -83,15 +96,13 @@ func (s *Store) CopyBatch(ctx context.Context, sh activities.Share, after string
 				return fmt.Errorf("copy records: %w", err)
 			}
 			n, _ := res.RowsAffected()
-			b.Last, b.Copied = upper.String, int(n)
+			b.Last, b.Copied, b.Added = upper.String, int(n), int(n)-existing
 			if err := tx.QueryRowContext(ctx,
 				`SELECT EXISTS (SELECT 1 FROM records WHERE data_space_id = ? AND id > ?)`, ds, b.Last).Scan(&b.More); err != nil {
 				return fmt.Errorf("look for more records: %w", err)
 			}
 		}
-		return tx.QueryRowContext(ctx,
-			`SELECT COUNT(*) FROM companion_records WHERE companion = ? AND data_space_id = ?`,
-			sh.Companion, ds).Scan(&b.Present)
+		return nil
 	})
 	if err != nil {
 		return activities.CopiedBatch{}, fmt.Errorf("copy batch of %s to %s after %q: %w", sh.DataSpace, sh.Companion, after, err)
@@ -138,9 +149,9 @@ func (s *Store) CompleteInitialSync(ctx context.Context, sh activities.Share) er
 
 // RemoveBatch deletes up to limit companion record copies of the share; see
 // activities.Records.RemoveBatch.
-func (s *Store) RemoveBatch(ctx context.Context, sh activities.Share, limit int) (removed, remaining int, err error) {
+func (s *Store) RemoveBatch(ctx context.Context, sh activities.Share, limit int) (removed int, more bool, err error) {
 	if limit <= 0 {
-		return 0, 0, fmt.Errorf("remove batch: limit must be positive, got %d", limit)
+		return 0, false, fmt.Errorf("remove batch: limit must be positive, got %d", limit)
 	}
 	err = s.inTx(ctx, func(tx *sql.Tx) error {
 		ds, err := dataSpaceID(ctx, tx, sh.Home, sh.DataSpace)
@@ -157,13 +168,13 @@ func (s *Store) RemoveBatch(ctx context.Context, sh activities.Share, limit int)
 		n, _ := res.RowsAffected()
 		removed = int(n)
 		return tx.QueryRowContext(ctx,
-			`SELECT COUNT(*) FROM companion_records WHERE companion = ? AND data_space_id = ?`,
-			sh.Companion, ds).Scan(&remaining)
+			`SELECT EXISTS (SELECT 1 FROM companion_records WHERE companion = ? AND data_space_id = ?)`,
+			sh.Companion, ds).Scan(&more)
 	})
 	if err != nil {
-		return 0, 0, fmt.Errorf("remove batch of %s from %s: %w", sh.DataSpace, sh.Companion, err)
+		return 0, false, fmt.Errorf("remove batch of %s from %s: %w", sh.DataSpace, sh.Companion, err)
 	}
-	return removed, remaining, nil
+	return removed, more, nil
 }
 
 // CompleteRemoval deletes the share's metadata copies, cursor and injected

@@ -69,7 +69,8 @@ var migrations = [][]string{
 			object        TEXT NOT NULL,
 			record_id     TEXT NOT NULL,
 			payload       TEXT NOT NULL,
-			PRIMARY KEY (companion, data_space_id, object, record_id)
+			-- record_id before object: batches scan record id ranges.
+			PRIMARY KEY (companion, data_space_id, record_id, object)
 		)`,
 		// Synced metadata copies; local_definition holds a companion-side
 		// edit when local_edit is 1.
