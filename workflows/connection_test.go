@@ -1,0 +1,470 @@
+package workflows
+
+import (
+	"errors"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/mock"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/companionsync/companionsync/activities"
+)
+
+const (
+	home      = "acme"
+	companion = "acme-emea"
+)
+
+// harness runs a ConnectionWorkflow with its real children in the SDK's test
+// environment, activities served by a fakeOrgs, time skipped.
+type harness struct {
+	t    *testing.T
+	env  *testsuite.TestWorkflowEnvironment
+	orgs *fakeOrgs
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	var suite testsuite.WorkflowTestSuite
+	suite.SetLogger(testLogger())
+	env := suite.NewTestWorkflowEnvironment()
+	register(env)
+	f := newFakeOrgs()
+	env.OnActivity(acts.Handshake, mock.Anything, mock.Anything).Return(f.Handshake)
+	env.OnActivity(acts.CheckHealth, mock.Anything, mock.Anything).Return(f.CheckHealth)
+	env.OnActivity(acts.CopyRecords, mock.Anything, mock.Anything).Return(f.CopyRecords)
+	env.OnActivity(acts.RemoveRecords, mock.Anything, mock.Anything).Return(f.RemoveRecords)
+	env.OnActivity(acts.CountPendingMetadata, mock.Anything, mock.Anything).Return(f.CountPendingMetadata)
+	env.OnActivity(acts.ApplyMetadata, mock.Anything, mock.Anything).Return(f.ApplyMetadata)
+	env.OnActivity(acts.RecordSyncFailure, mock.Anything, mock.Anything).Return(f.RecordSyncFailure)
+	env.OnActivity(acts.Disconnect, mock.Anything, mock.Anything).Return(f.Disconnect)
+	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: ConnectionWorkflowID(home, companion), TaskQueue: TaskQueue})
+	env.SetTestTimeout(time.Minute)
+	return &harness{t: t, env: env, orgs: f}
+}
+
+// register registers the three workflows and the activities under their
+// contract names.
+func register(env *testsuite.TestWorkflowEnvironment) {
+	env.RegisterWorkflowWithOptions(ConnectionWorkflow, workflow.RegisterOptions{Name: ConnectionWorkflowName})
+	env.RegisterWorkflowWithOptions(DataSpaceShareWorkflow, workflow.RegisterOptions{Name: ShareWorkflowName})
+	env.RegisterWorkflowWithOptions(MetadataSyncWorkflow, workflow.RegisterOptions{Name: MetadataSyncWorkflowName})
+	env.RegisterActivity(&activities.Activities{})
+}
+
+func testSettings() Settings {
+	s := DefaultSettings()
+	s.InitialSyncRetry = RetrySettings{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Second, MaximumAttempts: 3}
+	s.ActivityRetry = RetrySettings{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Second, MaximumAttempts: 3}
+	return s
+}
+
+// at runs fn when the workflow clock reaches d after the start.
+func (h *harness) at(d time.Duration, fn func()) { h.env.RegisterDelayedCallback(fn, d) }
+
+func (h *harness) run(s Settings) {
+	h.runInput(ConnectionInput{Home: home, Companion: companion, Settings: s})
+}
+
+func (h *harness) runInput(in ConnectionInput) {
+	h.env.ExecuteWorkflow(ConnectionWorkflow, in)
+	require.True(h.t, h.env.IsWorkflowCompleted(), "workflow did not complete")
+}
+
+func (h *harness) status() StatusView {
+	h.t.Helper()
+	v, err := h.env.QueryWorkflow(QueryStatus)
+	require.NoError(h.t, err)
+	var sv StatusView
+	require.NoError(h.t, v.Get(&sv))
+	return sv
+}
+
+func (h *harness) share(name string, ds string) {
+	h.env.SignalWorkflow(name, DataSpaceRequest{DataSpace: ds})
+}
+
+// updateOutcome is filled in when the workflow has processed an update.
+type updateOutcome struct {
+	done     bool
+	rejected error
+	failed   error
+}
+
+// update sends an update; its outcome is known once the workflow has run,
+// so tests check it in a later callback or at the end.
+func (h *harness) update(name string, args ...any) *updateOutcome {
+	out := &updateOutcome{}
+	h.env.UpdateWorkflow(name, "", &testsuite.TestUpdateCallback{
+		OnReject:   func(err error) { out.rejected, out.done = err, true },
+		OnAccept:   func() {},
+		OnComplete: func(_ any, err error) { out.failed, out.done = err, true },
+	}, args...)
+	return out
+}
+
+// accepted asserts that the update was validated and completed.
+func (o *updateOutcome) accepted(t *testing.T) {
+	t.Helper()
+	require.True(t, o.done, "update not processed")
+	assert.NoError(t, o.rejected)
+	assert.NoError(t, o.failed)
+}
+
+func (h *harness) final() StatusView {
+	h.t.Helper()
+	require.NoError(h.t, h.env.GetWorkflowError())
+	var v StatusView
+	require.NoError(h.t, h.env.GetWorkflowResult(&v))
+	return v
+}
+
+func shareOf(t *testing.T, v StatusView, ds string) ShareView {
+	t.Helper()
+	for _, s := range v.DataSpaces {
+		if s.DataSpace == ds {
+			return s
+		}
+	}
+	t.Fatalf("data space %s not in status %+v", ds, v.DataSpaces)
+	return ShareView{}
+}
+
+func TestIneligibleCompanionEndsTheWorkflow(t *testing.T) {
+	h := newHarness(t)
+	h.orgs.ineligible = &activities.Ineligibility{Rule: activities.RuleSameKind, Message: "same-kind: acme is production and acme-sbx is sandbox"}
+	h.run(testSettings())
+
+	err := h.env.GetWorkflowError()
+	var appErr *temporal.ApplicationError
+	require.True(t, errors.As(err, &appErr), "want an application error, got %v", err)
+	assert.Equal(t, activities.ErrIneligible, appErr.Type())
+	assert.Contains(t, appErr.Error(), "same-kind")
+	assert.False(t, h.orgs.registered)
+}
+
+func TestShareBecomesActiveAndDisconnectRemovesIt(t *testing.T) {
+	h := newHarness(t)
+	h.at(time.Second, func() {
+		v := h.status()
+		assert.Equal(t, Incomplete, v.Status)
+		h.share(MessageShare, "default")
+	})
+	h.at(time.Minute, func() {
+		v := h.status()
+		assert.Equal(t, Active, v.Status)
+		s := shareOf(t, v, "default")
+		assert.Equal(t, ShareActive, s.InitializationStatus)
+		assert.Equal(t, 25, s.RecordsCopied)
+		assert.Equal(t, 25, s.RecordsTotal)
+		assert.Equal(t, SyncSucceeded, v.MetadataSync.Status)
+		h.env.SignalWorkflow(MessageDisconnect, nil)
+	})
+	h.run(testSettings())
+
+	v := h.final()
+	assert.Equal(t, Disconnected, v.Status)
+	assert.Empty(t, v.DataSpaces)
+	assert.Empty(t, h.orgs.copied, "companion data left behind")
+	assert.Equal(t, 1, h.orgs.deregistrations)
+}
+
+func TestInitialSyncFailingTwiceThenSucceeding(t *testing.T) {
+	h := newHarness(t)
+	h.orgs.copyFailures["default"] = 2
+	h.at(time.Second, func() { h.share(MessageShare, "default") })
+	h.at(10*time.Minute, func() {
+		s := shareOf(t, h.status(), "default")
+		assert.Equal(t, ShareActive, s.InitializationStatus)
+		assert.Equal(t, 25, s.RecordsCopied)
+		h.env.SignalWorkflow(MessageDisconnect, nil)
+	})
+	h.run(testSettings())
+	assert.Equal(t, Disconnected, h.final().Status)
+}
+
+func TestExhaustedRetriesGoToErrorThenRetryActivates(t *testing.T) {
+	h := newHarness(t)
+	h.orgs.copyFailures["default"] = 3 // the attempt limit
+	var retry *updateOutcome
+	h.at(time.Second, func() { h.share(MessageShare, "default") })
+	h.at(10*time.Minute, func() {
+		v := h.status()
+		s := shareOf(t, v, "default")
+		assert.Equal(t, ShareError, s.InitializationStatus)
+		assert.Contains(t, s.Error, "injected transient failure")
+		assert.Equal(t, Active, v.Status, "a share in Error keeps the connection Active")
+		retry = h.update(MessageRetry, DataSpaceRequest{DataSpace: "default"})
+	})
+	h.at(20*time.Minute, func() {
+		retry.accepted(t)
+		s := shareOf(t, h.status(), "default")
+		assert.Equal(t, ShareActive, s.InitializationStatus)
+		assert.Empty(t, s.Error)
+		h.env.SignalWorkflow(MessageDisconnect, nil)
+	})
+	h.run(testSettings())
+	assert.Equal(t, Disconnected, h.final().Status)
+}
+
+func TestUnshareDuringActivating(t *testing.T) {
+	h := newHarness(t)
+	h.orgs.copyDelay = time.Second
+	h.at(time.Second, func() { h.share(MessageShare, "default") })
+	h.at(1500*time.Millisecond, func() {
+		assert.Equal(t, Activating, shareOf(t, h.status(), "default").InitializationStatus)
+		h.orgs.set(func(f *fakeOrgs) { f.copyDelay = 0 })
+		h.share(MessageUnshare, "default")
+	})
+	h.at(time.Minute, func() {
+		v := h.status()
+		assert.Empty(t, v.DataSpaces)
+		assert.Equal(t, Incomplete, v.Status, "the last share gone leaves the connection Incomplete")
+		h.env.SignalWorkflow(MessageDisconnect, nil)
+	})
+	h.run(testSettings())
+	assert.Equal(t, Disconnected, h.final().Status)
+	assert.Positive(t, h.orgs.removeCalls)
+}
+
+func TestRemovalDeadlineGoesToError(t *testing.T) {
+	h := newHarness(t)
+	s := testSettings()
+	s.RemovalDeadline = 200 * time.Millisecond
+	var retry *updateOutcome
+	h.at(time.Second, func() { h.share(MessageShare, "default") })
+	h.at(time.Minute, func() {
+		h.orgs.set(func(f *fakeOrgs) { f.removeDelay = time.Second })
+		h.share(MessageUnshare, "default")
+	})
+	h.at(2*time.Minute, func() {
+		sh := shareOf(t, h.status(), "default")
+		assert.Equal(t, ShareError, sh.InitializationStatus)
+		assert.Contains(t, sh.Error, "removal did not finish within 200ms")
+		h.orgs.set(func(f *fakeOrgs) { f.removeDelay = 0 })
+		// Retry resumes the removal.
+		retry = h.update(MessageRetry, DataSpaceRequest{DataSpace: "default"})
+	})
+	h.at(3*time.Minute, func() {
+		retry.accepted(t)
+		v := h.status()
+		assert.Empty(t, v.DataSpaces)
+		assert.Equal(t, Incomplete, v.Status)
+		h.env.SignalWorkflow(MessageDisconnect, nil)
+	})
+	h.run(s)
+	assert.Equal(t, Disconnected, h.final().Status)
+}
+
+func TestLastUnshareReturnsToIncomplete(t *testing.T) {
+	h := newHarness(t)
+	h.at(time.Second, func() {
+		h.share(MessageShare, "default")
+		h.share(MessageShare, "marketing")
+	})
+	h.at(time.Minute, func() { h.share(MessageUnshare, "default") })
+	h.at(2*time.Minute, func() {
+		v := h.status()
+		assert.Equal(t, Active, v.Status, "one share left")
+		assert.Len(t, v.DataSpaces, 1)
+		h.share(MessageUnshare, "marketing")
+	})
+	h.at(3*time.Minute, func() {
+		v := h.status()
+		assert.Equal(t, Incomplete, v.Status)
+		assert.Empty(t, v.DataSpaces)
+		h.env.SignalWorkflow(MessageDisconnect, nil)
+	})
+	h.run(testSettings())
+	assert.Equal(t, Disconnected, h.final().Status)
+}
+
+func TestLicenceExpiryMakesInactiveAndRenewalRestores(t *testing.T) {
+	h := newHarness(t)
+	h.orgs.addChanges("default", 2)
+	var share, recheck *updateOutcome
+	h.at(time.Second, func() { h.share(MessageShare, "default") })
+	h.at(time.Minute, func() { h.orgs.set(func(f *fakeOrgs) { f.licenceExpired = true }) })
+	h.at(6*time.Minute, func() {
+		v := h.status()
+		assert.Equal(t, Inactive, v.Status, "the 5-minute health check finds the expiry")
+		assert.Contains(t, v.Reason, "licence")
+		assert.Equal(t, ShareActive, shareOf(t, v, "default").InitializationStatus)
+		share = h.update(MessageShare, DataSpaceRequest{DataSpace: "marketing"})
+		h.orgs.set(func(f *fakeOrgs) { f.licenceExpired = false })
+	})
+	h.at(7*time.Minute, func() {
+		assert.ErrorContains(t, share.rejected, "Inactive")
+		assert.Equal(t, Inactive, h.status().Status, "nothing changes before a check")
+		recheck = h.update(MessageRecheck)
+	})
+	h.at(8*time.Minute, func() {
+		recheck.accepted(t)
+		v := h.status()
+		assert.Equal(t, Active, v.Status)
+		assert.Empty(t, v.Reason)
+		assert.Equal(t, ShareActive, shareOf(t, v, "default").InitializationStatus)
+	})
+	h.at(40*time.Minute, func() {
+		v := h.status()
+		assert.Equal(t, SyncSucceeded, v.MetadataSync.Status, "metadata sync resumed after recovery")
+		h.env.SignalWorkflow(MessageDisconnect, nil)
+	})
+	h.run(testSettings())
+	assert.Equal(t, Disconnected, h.final().Status)
+	for seq, n := range h.orgs.applied {
+		assert.Equal(t, 1, n, "change %d applied %d times", seq, n)
+	}
+	assert.Len(t, h.orgs.applied, 2)
+}
+
+func TestConflictPausesAndResumeAppliesEachChangeOnce(t *testing.T) {
+	h := newHarness(t)
+	var resume *updateOutcome
+	h.at(time.Second, func() { h.share(MessageShare, "default") })
+	h.at(time.Minute, func() {
+		h.orgs.addChanges("default", 5)
+		h.orgs.set(func(f *fakeOrgs) { f.conflicts[3] = true })
+	})
+	// First round at 16m counts 5; the round at 31m applies 1-2 and stops at 3.
+	h.at(20*time.Minute, func() {
+		v := h.status()
+		assert.Equal(t, SyncPending, v.MetadataSync.Status)
+		assert.Equal(t, 5, v.MetadataSync.PendingChanges)
+	})
+	h.at(35*time.Minute, func() {
+		m := h.status().MetadataSync
+		assert.Equal(t, SyncError, m.Status)
+		assert.True(t, m.Paused)
+		assert.Equal(t, 1, m.ErrorCount)
+		assert.Contains(t, m.Error, "conflicts")
+		log, err := h.env.QueryWorkflowByID(MetadataSyncWorkflowID(home, companion), QueryErrorLog)
+		require.NoError(t, err)
+		var entries []activities.ErrorLogEntry
+		require.NoError(t, log.Get(&entries))
+		require.Len(t, entries, 1)
+		assert.Equal(t, int64(3), entries[0].Sequence)
+		assert.Equal(t, activities.KindConflict, entries[0].Kind)
+		// Nothing past the conflict was applied.
+		h.orgs.set(func(f *fakeOrgs) {
+			assert.Equal(t, map[int64]int{1: 1, 2: 1}, f.applied)
+			f.conflicts[3] = false // the operator resolves it
+		})
+		resume = h.update(MessageResume)
+	})
+	h.at(36*time.Minute, func() {
+		resume.accepted(t)
+		m := h.status().MetadataSync
+		assert.Equal(t, SyncSucceeded, m.Status, "resume runs the next round at once")
+		assert.False(t, m.Paused)
+		assert.NotNil(t, m.LastSucceededAt)
+		h.env.SignalWorkflow(MessageDisconnect, nil)
+	})
+	h.run(testSettings())
+	assert.Equal(t, Disconnected, h.final().Status)
+	assert.Equal(t, map[int64]int{1: 1, 2: 1, 3: 1, 4: 1, 5: 1}, h.orgs.applied)
+}
+
+func TestDisconnectWhileInactive(t *testing.T) {
+	h := newHarness(t)
+	var disconnect *updateOutcome
+	h.at(time.Second, func() { h.share(MessageShare, "default") })
+	h.at(time.Minute, func() { h.orgs.set(func(f *fakeOrgs) { f.companionInactive = true }) })
+	h.at(6*time.Minute, func() {
+		assert.Equal(t, Inactive, h.status().Status)
+		disconnect = h.update(MessageDisconnect)
+	})
+	h.run(testSettings())
+	disconnect.accepted(t)
+	v := h.final()
+	assert.Equal(t, Disconnected, v.Status)
+	assert.Empty(t, h.orgs.copied)
+}
+
+func TestRejectedMessagesLeaveStateUnchanged(t *testing.T) {
+	h := newHarness(t)
+	h.at(time.Second, func() { h.share(MessageShare, "default") })
+	h.at(time.Minute, func() {
+		before := h.status()
+		cases := []struct {
+			name   string
+			update string
+			args   []any
+			want   string
+		}{
+			{"unknown data space", MessageShare, []any{DataSpaceRequest{DataSpace: "nope"}}, "unknown data space"},
+			{"duplicate share", MessageShare, []any{DataSpaceRequest{DataSpace: "default"}}, "already shared"},
+			{"empty name", MessageShare, []any{DataSpaceRequest{}}, "empty"},
+			{"bad characters", MessageShare, []any{DataSpaceRequest{DataSpace: "a b"}}, "character"},
+			{"unshare not shared", MessageUnshare, []any{DataSpaceRequest{DataSpace: "sales"}}, "not shared"},
+			{"retry when not in Error", MessageRetry, []any{DataSpaceRequest{DataSpace: "default"}}, "not Error"},
+			{"resume when not paused", MessageResume, nil, "not paused"},
+		}
+		for _, tc := range cases {
+			out := h.update(tc.update, tc.args...)
+			h.at(time.Minute+time.Second, func() {
+				require.True(t, out.done, tc.name)
+				assert.ErrorContains(t, out.rejected, tc.want, tc.name)
+				assert.Equal(t, before.DataSpaces, h.status().DataSpaces, tc.name)
+			})
+		}
+		signals := []struct {
+			name    string
+			payload any
+			want    string
+		}{
+			{MessageShare, map[string]any{"dataSpace": 42}, "malformed"},
+			{MessageShare, map[string]any{"dataSpace": "x", "extra": 1}, "unknown field"},
+			{MessageShare, nil, "missing payload"},
+			{MessageUnshare, "just a string", "malformed"},
+			{MessageRetry, DataSpaceRequest{DataSpace: "default"}, "not Error"},
+			{MessageResume, nil, "not paused"},
+		}
+		for i, s := range signals {
+			sendAt := time.Minute + time.Duration(i+2)*time.Second
+			h.at(sendAt, func() { h.env.SignalWorkflow(s.name, s.payload) })
+			h.at(sendAt+500*time.Millisecond, func() {
+				after := h.status()
+				assert.Contains(t, after.LastRejected, s.want, "signal %s %v", s.name, s.payload)
+				assert.Equal(t, before.Status, after.Status)
+				assert.Equal(t, before.DataSpaces, after.DataSpaces)
+				assert.Equal(t, before.MetadataSync, after.MetadataSync)
+			})
+		}
+	})
+	h.at(time.Minute+10*time.Second, func() {
+		h.orgs.set(func(f *fakeOrgs) { f.removeDelay = 2 * time.Second })
+		h.env.SignalWorkflow(MessageDisconnect, nil)
+	})
+	var late *updateOutcome
+	h.at(time.Minute+10500*time.Millisecond, func() {
+		assert.True(t, h.status().Disconnecting)
+		late = h.update(MessageShare, DataSpaceRequest{DataSpace: "sales"})
+		h.orgs.set(func(f *fakeOrgs) { f.removeDelay = 0 })
+	})
+	h.run(testSettings())
+	require.True(t, late.done)
+	assert.ErrorContains(t, late.rejected, "disconnect", "nothing is accepted after a disconnect")
+	assert.Equal(t, Disconnected, h.final().Status)
+}
+
+func TestShareRefusedWhileConnecting(t *testing.T) {
+	c := &connection{ConnectionState: ConnectionState{Status: Connecting, DataSpaces: []string{"default"}}}
+	assert.ErrorContains(t, c.validateShare("default"), "Connecting")
+	assert.ErrorContains(t, c.validateRetry("default"), "Connecting")
+	assert.ErrorContains(t, c.validateResume(), "Connecting")
+}
+
+// testLogger keeps test output to warnings and errors.
+func testLogger() sdklog.Logger {
+	return sdklog.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+}

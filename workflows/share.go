@@ -1,0 +1,243 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/companionsync/companionsync/activities"
+)
+
+// heartbeatTimeout is how soon a copy or removal step on a crashed worker is
+// retried elsewhere.
+const heartbeatTimeout = 10 * time.Second
+
+// DataSpaceShareWorkflow runs one share: the initial sync (Activating, then
+// Active or Error), retries from Error, and the removal of the data space
+// from the companion on unshare (Removing Sharing, bounded by a deadline).
+// It reports every change to its connection by signal and returns the final
+// view once the data is removed.
+func DataSpaceShareWorkflow(ctx workflow.Context, in ShareInput) (ShareView, error) {
+	s := &share{
+		in:       in,
+		settings: in.Settings.withDefaults(),
+		logger:   workflow.GetLogger(ctx),
+		view:     ShareView{DataSpace: in.DataSpace, InitializationStatus: Activating},
+		unshare:  workflow.GetSignalChannel(ctx, MessageUnshare),
+		retry:    workflow.GetSignalChannel(ctx, MessageRetry),
+	}
+	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (ShareView, error) { return s.view, nil }); err != nil {
+		return ShareView{}, fmt.Errorf("register status query: %w", err)
+	}
+	return s.run(ctx)
+}
+
+// share is the running state of a DataSpaceShareWorkflow.
+type share struct {
+	in       ShareInput
+	settings Settings
+	logger   log.Logger
+	view     ShareView
+
+	// checkpoint is the last record id the initial sync has copied up to.
+	checkpoint string
+	// removing is set once an unshare has been received; from then on every
+	// step serves the removal.
+	removing bool
+
+	unshare workflow.ReceiveChannel
+	retry   workflow.ReceiveChannel
+}
+
+func (s *share) run(ctx workflow.Context) (ShareView, error) {
+	s.report(ctx)
+	for {
+		if s.removing {
+			err := s.removeData(ctx)
+			if err == nil {
+				s.view.Removed = true
+				s.report(ctx)
+				return s.view, nil
+			}
+			s.fail(ctx, err)
+			s.waitInError(ctx)
+			continue
+		}
+		err := s.copyData(ctx)
+		switch {
+		case s.removing:
+		case err != nil:
+			s.fail(ctx, err)
+			s.waitInError(ctx)
+		default:
+			s.setStatus(ctx, ShareActive)
+			s.waitForUnshare(ctx)
+		}
+	}
+}
+
+// copyData runs the initial sync step by step from the checkpoint until the
+// data space is copied, a step fails for good, or an unshare arrives (which
+// cancels the running step and waits for it to stop).
+func (s *share) copyData(ctx workflow.Context) error {
+	s.setStatus(ctx, Activating)
+	ctx, cancel := workflow.WithCancel(ctx)
+	defer cancel()
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: s.settings.StepBudget + time.Minute,
+		HeartbeatTimeout:    heartbeatTimeout,
+		RetryPolicy:         s.settings.InitialSyncRetry.policy(),
+		WaitForCancellation: true,
+		Summary:             fmt.Sprintf("copy records of %s to %s", s.in.DataSpace, s.in.Companion),
+	})
+	for {
+		step := workflow.ExecuteActivity(actx, acts.CopyRecords, activities.CopyInput{
+			Home: s.in.Home, Companion: s.in.Companion, DataSpace: s.in.DataSpace,
+			After: s.checkpoint, BatchSize: s.settings.BatchSize, Budget: s.settings.StepBudget,
+		})
+		if !s.awaitStepOrUnshare(ctx, step) {
+			cancel()
+			_ = step.Get(ctx, nil)
+			return nil
+		}
+		var p activities.CopyProgress
+		if err := step.Get(ctx, &p); err != nil {
+			return err
+		}
+		s.checkpoint = p.After
+		s.view.RecordsCopied, s.view.RecordsTotal = p.Copied, p.Total
+		s.report(ctx)
+		if p.Done {
+			return nil
+		}
+	}
+}
+
+// awaitStepOrUnshare waits for a step to finish. It returns false when an
+// unshare arrives first. Retry requests are not valid here and are dropped.
+func (s *share) awaitStepOrUnshare(ctx workflow.Context, step workflow.Future) bool {
+	for !step.IsReady() && !s.removing {
+		sel := workflow.NewSelector(ctx)
+		sel.AddFuture(step, func(workflow.Future) {})
+		sel.AddReceive(s.unshare, func(ch workflow.ReceiveChannel, _ bool) {
+			ch.Receive(ctx, nil)
+			s.removing = true
+		})
+		sel.AddReceive(s.retry, func(ch workflow.ReceiveChannel, _ bool) {
+			ch.Receive(ctx, nil)
+			s.logger.Warn("retry ignored: the share is not in Error")
+		})
+		sel.Select(ctx)
+	}
+	return !s.removing
+}
+
+// removeData removes the data space's data from the companion step by step,
+// within the removal deadline.
+func (s *share) removeData(ctx workflow.Context) error {
+	s.view.RecordsRemoved, s.view.RecordsToRemove = 0, 0
+	s.setStatus(ctx, RemovingSharing)
+	deadline := s.settings.RemovalDeadline
+	ctx, cancel := workflow.WithCancel(ctx)
+	defer cancel()
+	timer := workflow.NewTimerWithOptions(ctx, deadline, workflow.TimerOptions{Summary: "removal deadline"})
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: s.settings.StepBudget + time.Minute,
+		HeartbeatTimeout:    heartbeatTimeout,
+		RetryPolicy:         s.settings.ActivityRetry.policy(),
+		WaitForCancellation: true,
+		Summary:             fmt.Sprintf("remove %s from %s", s.in.DataSpace, s.in.Companion),
+	})
+	for {
+		step := workflow.ExecuteActivity(actx, acts.RemoveRecords, activities.RemoveInput{
+			Home: s.in.Home, Companion: s.in.Companion, DataSpace: s.in.DataSpace,
+			BatchSize: s.settings.BatchSize, Budget: s.settings.StepBudget,
+		})
+		expired := false
+		sel := workflow.NewSelector(ctx)
+		sel.AddFuture(step, func(workflow.Future) {})
+		sel.AddFuture(timer, func(workflow.Future) { expired = true })
+		sel.Select(ctx)
+		if expired {
+			cancel()
+			_ = step.Get(ctx, nil)
+			return fmt.Errorf("removal did not finish within %s (%d of %d records removed); retry or unshare to continue",
+				deadline, s.view.RecordsRemoved, s.view.RecordsToRemove)
+		}
+		var p activities.RemoveProgress
+		if err := step.Get(ctx, &p); err != nil {
+			return err
+		}
+		s.view.RecordsRemoved += p.Removed
+		s.view.RecordsToRemove = s.view.RecordsRemoved + p.Remaining
+		s.report(ctx)
+		if p.Done {
+			return nil
+		}
+	}
+}
+
+// fail puts the share in Error with the reason.
+func (s *share) fail(ctx workflow.Context, err error) {
+	s.view.Error = rootMessage(err)
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) && appErr.Type() == activities.ErrUnknownDataSpace {
+		s.view.Error += "; unshare it"
+	}
+	s.logger.Warn("share failed", "dataSpace", s.in.DataSpace, "error", err)
+	s.setStatus(ctx, ShareError)
+}
+
+// waitInError waits for a retry (resume the failed phase from its
+// checkpoint) or an unshare (remove the data).
+func (s *share) waitInError(ctx workflow.Context) {
+	sel := workflow.NewSelector(ctx)
+	sel.AddReceive(s.retry, func(ch workflow.ReceiveChannel, _ bool) { ch.Receive(ctx, nil) })
+	sel.AddReceive(s.unshare, func(ch workflow.ReceiveChannel, _ bool) {
+		ch.Receive(ctx, nil)
+		s.removing = true
+	})
+	sel.Select(ctx)
+	s.view.Error = ""
+}
+
+// waitForUnshare holds an Active share until it is unshared.
+func (s *share) waitForUnshare(ctx workflow.Context) {
+	for !s.removing {
+		sel := workflow.NewSelector(ctx)
+		sel.AddReceive(s.unshare, func(ch workflow.ReceiveChannel, _ bool) {
+			ch.Receive(ctx, nil)
+			s.removing = true
+		})
+		sel.AddReceive(s.retry, func(ch workflow.ReceiveChannel, _ bool) {
+			ch.Receive(ctx, nil)
+			s.logger.Warn("retry ignored: the share is Active")
+		})
+		sel.Select(ctx)
+	}
+}
+
+func (s *share) setStatus(ctx workflow.Context, st InitializationStatus) {
+	if s.view.InitializationStatus == st {
+		return
+	}
+	s.view.InitializationStatus = st
+	if err := workflow.UpsertTypedSearchAttributes(ctx, AttrInitializationStatus.ValueSet(string(st))); err != nil {
+		s.logger.Warn("could not update search attributes", "error", err)
+	}
+	s.report(ctx)
+}
+
+// report tells the connection the share's state and refreshes the UI details.
+func (s *share) report(ctx workflow.Context) {
+	workflow.SetCurrentDetails(ctx, fmt.Sprintf("**%s → %s · %s**: %s — %s",
+		s.in.Home, s.in.Companion, s.in.DataSpace, s.view.InitializationStatus, mdCell(shareDetail(s.view))))
+	parent := ConnectionWorkflowID(s.in.Home, s.in.Companion)
+	if err := workflow.SignalExternalWorkflow(ctx, parent, "", SignalShareReport, s.view).Get(ctx, nil); err != nil {
+		s.logger.Warn("could not report to the connection", "connection", parent, "error", err)
+	}
+}
