@@ -182,13 +182,14 @@ func (a *Activities) org(ctx context.Context, id string) (Org, error) {
 	return o, nil
 }
 
-// unknownDataSpace turns a missing data space into a non-retryable
-// ErrUnknownDataSpace and wraps other errors with context.
-func unknownDataSpace(err error, home, dataSpace, doing string) error {
+// unknownDataSpace turns a missing data space (err wraps ErrNotFound and
+// names it) into a non-retryable ErrUnknownDataSpace, and wraps other errors
+// with context.
+func unknownDataSpace(err error, doing string) error {
 	if errors.Is(err, ErrNotFound) {
 		return temporal.NewNonRetryableApplicationError(
-			fmt.Sprintf("%s: data space %q does not exist in home org %q; check the name against the home's data spaces",
-				doing, dataSpace, home), ErrUnknownDataSpace, err)
+			fmt.Sprintf("%s: %v; check the name against the home org's data spaces", doing, err),
+			ErrUnknownDataSpace, nil)
 	}
 	return fmt.Errorf("%s: %w", doing, err)
 }
@@ -207,7 +208,7 @@ func (a *Activities) CopyRecords(ctx context.Context, in CopyInput) (CopyProgres
 	doing := fmt.Sprintf("copy %s to %s", in.DataSpace, in.Companion)
 	total, err := a.Orgs.RecordCount(ctx, in.Home, in.DataSpace)
 	if err != nil {
-		return CopyProgress{}, unknownDataSpace(err, in.Home, in.DataSpace, doing)
+		return CopyProgress{}, unknownDataSpace(err, doing)
 	}
 	left, taken, err := a.Orgs.TakeInjectedFailure(ctx, share)
 	if err != nil {
@@ -219,7 +220,7 @@ func (a *Activities) CopyRecords(ctx context.Context, in CopyInput) (CopyProgres
 
 	present, err := a.Orgs.CopiedCount(ctx, share)
 	if err != nil {
-		return CopyProgress{}, unknownDataSpace(err, in.Home, in.DataSpace, doing)
+		return CopyProgress{}, unknownDataSpace(err, doing)
 	}
 	progress := CopyProgress{After: in.After, Copied: present, Total: total}
 	if activity.HasHeartbeatDetails(ctx) {
@@ -236,7 +237,7 @@ func (a *Activities) CopyRecords(ctx context.Context, in CopyInput) (CopyProgres
 		}
 		batch, err := a.Orgs.CopyBatch(ctx, share, progress.After, size)
 		if err != nil {
-			return progress, unknownDataSpace(err, in.Home, in.DataSpace, doing)
+			return progress, unknownDataSpace(err, doing)
 		}
 		progress.After = batch.Last
 		progress.Copied += batch.Added
@@ -249,7 +250,7 @@ func (a *Activities) CopyRecords(ctx context.Context, in CopyInput) (CopyProgres
 		}
 	}
 	if err := a.Orgs.CompleteInitialSync(ctx, share); err != nil {
-		return progress, unknownDataSpace(err, in.Home, in.DataSpace, doing+": complete")
+		return progress, unknownDataSpace(err, doing+": complete")
 	}
 	progress.Done = true
 	activity.RecordHeartbeat(ctx, progress)
@@ -274,7 +275,7 @@ func (a *Activities) RemoveRecords(ctx context.Context, in RemoveInput) (RemoveP
 	doing := fmt.Sprintf("remove %s from %s", in.DataSpace, in.Companion)
 	present, err := a.Orgs.CopiedCount(ctx, share)
 	if err != nil {
-		return RemoveProgress{}, unknownDataSpace(err, in.Home, in.DataSpace, doing)
+		return RemoveProgress{}, unknownDataSpace(err, doing)
 	}
 	size := batchSize(in.BatchSize)
 	start := a.now()
@@ -285,7 +286,7 @@ func (a *Activities) RemoveRecords(ctx context.Context, in RemoveInput) (RemoveP
 		}
 		removed, more, err := a.Orgs.RemoveBatch(ctx, share, size)
 		if err != nil {
-			return progress, unknownDataSpace(err, in.Home, in.DataSpace, doing)
+			return progress, unknownDataSpace(err, doing)
 		}
 		progress.Removed += removed
 		progress.Remaining = max(progress.Remaining-removed, 0)
@@ -299,7 +300,7 @@ func (a *Activities) RemoveRecords(ctx context.Context, in RemoveInput) (RemoveP
 		}
 	}
 	if err := a.Orgs.CompleteRemoval(ctx, share); err != nil {
-		return progress, unknownDataSpace(err, in.Home, in.DataSpace, doing+": complete")
+		return progress, unknownDataSpace(err, doing+": complete")
 	}
 	progress.Done = true
 	return progress, nil
@@ -312,7 +313,7 @@ func (a *Activities) CountPendingMetadata(ctx context.Context, in PendingInput) 
 	conn := Connection{Home: in.Home, Companion: in.Companion}
 	n, upTo, err := a.Orgs.PendingChanges(ctx, conn, in.DataSpaces)
 	if err != nil {
-		return PendingResult{}, unknownDataSpace(err, in.Home, strings.Join(in.DataSpaces, ","),
+		return PendingResult{}, unknownDataSpace(err,
 			fmt.Sprintf("count pending metadata of %s/%s", in.Home, in.Companion))
 	}
 	return PendingResult{Changes: n, UpTo: upTo}, nil
@@ -334,7 +335,7 @@ func (a *Activities) ApplyMetadata(ctx context.Context, in ApplyInput) (ApplyRes
 	doing := fmt.Sprintf("apply metadata round %q of %s/%s", in.Round, in.Home, in.Companion)
 	changes, err := a.Orgs.Changes(ctx, conn, in.DataSpaces, in.UpTo)
 	if err != nil {
-		return ApplyResult{}, unknownDataSpace(err, in.Home, strings.Join(in.DataSpaces, ","), doing)
+		return ApplyResult{}, unknownDataSpace(err, doing)
 	}
 	locals, err := a.Orgs.LocalObjects(ctx, conn, in.DataSpaces)
 	if err != nil {

@@ -396,7 +396,7 @@ func TestInitialSyncFailures(t *testing.T) {
 		appErr := applicationError(t, err)
 		assert.Equal(t, activities.ErrUnknownDataSpace, appErr.Type())
 		assert.True(t, appErr.NonRetryable())
-		assert.Contains(t, appErr.Error(), `data space "finance" does not exist in home org "acme"`)
+		assert.Contains(t, appErr.Error(), `data space "finance" of home org "acme": not found; check the name`)
 	})
 }
 
