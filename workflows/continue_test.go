@@ -1,0 +1,171 @@
+package workflows
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/mock"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+)
+
+// continuedInput extracts the input of the next run from a continue-as-new.
+func continuedInput[T any](t *testing.T, env *testsuite.TestWorkflowEnvironment) T {
+	t.Helper()
+	var can *workflow.ContinueAsNewError
+	require.True(t, errors.As(env.GetWorkflowError(), &can), "want continue-as-new, got %v", env.GetWorkflowError())
+	var next T
+	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
+	return next
+}
+
+func TestContinueAsNewKeepsStateAndSignals(t *testing.T) {
+	// First run: share default, then continue as new right when an unshare
+	// of default and a share of marketing arrive.
+	h := newHarness(t)
+	h.orgs.addChanges("default", 1)
+	h.at(time.Second, func() { h.share(MessageShare, "default") })
+	h.at(time.Minute, func() {
+		h.env.SetContinueAsNewSuggested(true)
+		h.share(MessageShare, "marketing")
+		h.share(MessageUnshare, "default")
+		h.share(MessageShare, "no-such-space")
+	})
+	h.env.SetDetachedChildWait(false) // the children outlive this run
+	h.env.ExecuteWorkflow(ConnectionWorkflow, ConnectionInput{Home: home, Companion: companion, Settings: testSettings()})
+	in := continuedInput[ConnectionInput](t, h.env)
+
+	require.NotNil(t, in.State)
+	st := in.State
+	assert.Equal(t, Active, st.Status)
+	assert.True(t, st.Handshaken)
+	assert.Equal(t, []string{"default", "marketing", "sales"}, st.DataSpaces)
+	require.Contains(t, st.Shares, "default")
+	require.Contains(t, st.Shares, "marketing")
+	assert.Equal(t, RemovingSharing, st.Shares["default"].View.InitializationStatus)
+	assert.True(t, st.Shares["default"].Unshared)
+	assert.True(t, st.Shares["marketing"].Started, "the share requested before continue-as-new was started")
+	assert.True(t, st.MetadataStarted)
+	assert.Equal(t, SyncPending, st.Metadata.Status)
+	assert.Equal(t, 1, st.Metadata.PendingChanges)
+	assert.Contains(t, st.LastRejected, "no-such-space")
+	assert.NotEmpty(t, st.Transitions)
+
+	// Second run: the children of the first run live on and report to the
+	// connection's workflow ID; the new run takes their reports.
+	var suite testsuite.WorkflowTestSuite
+	suite.SetLogger(testLogger())
+	env := suite.NewTestWorkflowEnvironment()
+	register(env)
+	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: ConnectionWorkflowID(home, companion), TaskQueue: TaskQueue})
+	var sentToChildren []string
+	env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, "", mock.Anything, mock.Anything).Return(
+		func(_ string, workflowID, _ string, signal string, _ any) error {
+			sentToChildren = append(sentToChildren, workflowID+" "+signal)
+			return nil
+		})
+	f := newFakeOrgs()
+	env.OnActivity(acts.CheckHealth, mock.Anything, mock.Anything).Return(f.CheckHealth)
+	env.OnActivity(acts.Disconnect, mock.Anything, mock.Anything).Return(f.Disconnect)
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(SignalShareReport, ShareView{DataSpace: "marketing", InitializationStatus: ShareActive, RecordsCopied: 10, RecordsTotal: 10})
+		env.SignalWorkflow(SignalShareReport, ShareView{DataSpace: "default", InitializationStatus: RemovingSharing, Removed: true})
+	}, time.Second)
+	env.RegisterDelayedCallback(func() {
+		v, err := env.QueryWorkflow(QueryStatus)
+		require.NoError(t, err)
+		var sv StatusView
+		require.NoError(t, v.Get(&sv))
+		assert.Equal(t, Active, sv.Status)
+		require.Len(t, sv.DataSpaces, 1)
+		assert.Equal(t, ShareActive, sv.DataSpaces[0].InitializationStatus)
+		env.SignalWorkflow(MessageDisconnect, nil)
+	}, 2*time.Second)
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(SignalShareReport, ShareView{DataSpace: "marketing", Removed: true})
+		env.SignalWorkflow(SignalMetadataReport, MetadataSyncView{Status: SyncSucceeded, Stopped: true})
+	}, 3*time.Second)
+	env.ExecuteWorkflow(ConnectionWorkflow, in)
+
+	require.True(t, env.IsWorkflowCompleted())
+	require.NoError(t, env.GetWorkflowError())
+	var final StatusView
+	require.NoError(t, env.GetWorkflowResult(&final))
+	assert.Equal(t, Disconnected, final.Status)
+	assert.Contains(t, sentToChildren, MetadataSyncWorkflowID(home, companion)+" "+SignalScope,
+		"the new run tells the metadata sync its new scope")
+	assert.Contains(t, sentToChildren, ShareWorkflowID(home, companion, "marketing")+" "+MessageUnshare)
+	assert.Contains(t, sentToChildren, MetadataSyncWorkflowID(home, companion)+" "+SignalStop)
+}
+
+func TestMetadataSyncContinueAsNewCarriesState(t *testing.T) {
+	var suite testsuite.WorkflowTestSuite
+	suite.SetLogger(testLogger())
+	env := suite.NewTestWorkflowEnvironment()
+	register(env)
+	f := newFakeOrgs()
+	f.addChanges("default", 4)
+	f.conflicts[2] = true
+	env.OnActivity(acts.CountPendingMetadata, mock.Anything, mock.Anything).Return(f.CountPendingMetadata)
+	env.OnActivity(acts.ApplyMetadata, mock.Anything, mock.Anything).Return(f.ApplyMetadata)
+	env.OnSignalExternalWorkflow(mock.Anything, ConnectionWorkflowID(home, companion), "", mock.Anything, mock.Anything).Return(nil)
+	env.RegisterDelayedCallback(func() {
+		env.SetContinueAsNewSuggested(true)
+		env.SignalWorkflow(MessageResume, nil)
+	}, 20*time.Minute)
+	env.ExecuteWorkflow(MetadataSyncWorkflow, MetadataSyncInput{
+		Home: home, Companion: companion, Settings: testSettings(),
+		Scope: SyncScope{DataSpaces: []string{"default"}},
+	})
+	next := continuedInput[MetadataSyncInput](t, env)
+	assert.Equal(t, SyncError, next.State.Status, "the round at 15m stopped at the conflict")
+	assert.True(t, next.State.Paused)
+	assert.True(t, next.ResumePending, "a resume sent just before continue-as-new is carried")
+	require.Len(t, next.ErrorLog, 1)
+	assert.Equal(t, int64(2), next.ErrorLog[0].Sequence)
+	assert.Equal(t, []string{"default"}, next.Scope.DataSpaces)
+	assert.Equal(t, map[int64]int{1: 1}, f.applied)
+}
+
+// A year of 15-minute rounds, run by continue-as-new in bounded runs: each
+// run stays within its round budget (the end-to-end tests measure the events
+// of a real round), and every change is applied exactly once.
+func TestMetadataSyncYearOfRoundsInBoundedRuns(t *testing.T) {
+	if testing.Short() {
+		t.Skip("simulates a year of rounds")
+	}
+	const year = 365 * 24 * time.Hour
+	f := newFakeOrgs()
+	in := MetadataSyncInput{Home: home, Companion: companion, Settings: DefaultSettings(), Scope: SyncScope{DataSpaces: []string{"default"}}}
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	runs, rounds := 0, 0
+	for elapsed := time.Duration(0); elapsed < year; runs++ {
+		var suite testsuite.WorkflowTestSuite
+		suite.SetLogger(testLogger())
+		env := suite.NewTestWorkflowEnvironment()
+		register(env)
+		env.SetStartTime(base.Add(elapsed))
+		env.OnActivity(acts.CountPendingMetadata, mock.Anything, mock.Anything).Return(f.CountPendingMetadata)
+		env.OnActivity(acts.ApplyMetadata, mock.Anything, mock.Anything).Return(f.ApplyMetadata)
+		env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, "", mock.Anything, mock.Anything).Return(nil)
+		// A change lands in every run.
+		env.RegisterDelayedCallback(func() { f.addChanges("default", 1) }, 3*time.Hour)
+		before := in.State.Rounds
+		env.ExecuteWorkflow(MetadataSyncWorkflow, in)
+		in = continuedInput[MetadataSyncInput](t, env)
+		thisRun := in.State.Rounds - before
+		require.LessOrEqual(t, thisRun*eventsPerRound, DefaultSettings().EventBudget, "run %d had %d rounds", runs, thisRun)
+		rounds += thisRun
+		elapsed = env.Now().Sub(base)
+	}
+	assert.GreaterOrEqual(t, rounds, int(year/(15*time.Minute))-runs)
+	for seq, n := range f.applied {
+		require.Equal(t, 1, n, "change %d applied %d times", seq, n)
+	}
+	t.Logf("a year: %d rounds in %d runs", rounds, runs)
+}
