@@ -215,9 +215,8 @@ func DefaultSettings() Settings {
 	}
 }
 
-// withDefaults fills zero fields from DefaultSettings.
-func (s Settings) withDefaults() Settings {
-	d := DefaultSettings()
+// fillFrom fills the zero fields of s from d.
+func (s Settings) fillFrom(d Settings) Settings {
 	if s.HealthCheckInterval <= 0 {
 		s.HealthCheckInterval = d.HealthCheckInterval
 	}
@@ -244,6 +243,9 @@ func (s Settings) withDefaults() Settings {
 	}
 	return s
 }
+
+// withDefaults fills zero fields from DefaultSettings.
+func (s Settings) withDefaults() Settings { return s.fillFrom(DefaultSettings()) }
 
 // ConnectionInput starts a ConnectionWorkflow. State is empty on the first
 // run and carries everything across continue-as-new.

@@ -1,0 +1,314 @@
+// Package control is the typed Go client of companionsync: it starts
+// connections and sends them validated operations, reads their status and
+// lists them, over one Temporal client. The CLI (starter) is a thin shell
+// over it; programs use it directly.
+//
+// Every operation uses the validated update form of its message, so a
+// refusal (unknown data space, duplicate share, nothing to resume …) is
+// returned at once as a *RefusedError and changes nothing.
+package control
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	commonpb "go.temporal.io/api/common/v1"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/companionsync/companionsync/activities"
+	"github.com/companionsync/companionsync/workflows"
+)
+
+// ErrUnknownConnection is returned for a connection that was never started.
+var ErrUnknownConnection = errors.New("unknown connection")
+
+// RefusedError is an operation the connection refused. Nothing changed.
+type RefusedError struct {
+	Connection string
+	Operation  string
+	// Rule is the eligibility rule of a refused connect, empty otherwise.
+	Rule   string
+	Reason string
+}
+
+func (e *RefusedError) Error() string {
+	return fmt.Sprintf("%s %s refused: %s", e.Operation, e.Connection, e.Reason)
+}
+
+// Ref names a connection: HOME/COMPANION.
+type Ref struct {
+	Home      string
+	Companion string
+}
+
+// ParseRef parses "HOME/COMPANION".
+func ParseRef(s string) (Ref, error) {
+	home, companion, ok := workflows.ParseReference(s)
+	if !ok {
+		return Ref{}, fmt.Errorf("connection %q: want HOME/COMPANION, e.g. acme/acme-emea", s)
+	}
+	return Ref{Home: home, Companion: companion}, nil
+}
+
+func (r Ref) String() string { return workflows.Reference(r.Home, r.Companion) }
+
+func (r Ref) workflowID() string { return workflows.ConnectionWorkflowID(r.Home, r.Companion) }
+
+// Client drives companion connections through a Temporal client it does
+// not own.
+type Client struct {
+	temporal client.Client
+}
+
+// New returns a Client over c.
+func New(c client.Client) *Client { return &Client{temporal: c} }
+
+// Connect starts the connection HOME/COMPANION and waits for the handshake.
+// A refused pair returns a *RefusedError naming the rule, and leaves nothing
+// running. settings may be zero for production defaults.
+func (c *Client) Connect(ctx context.Context, ref Ref, settings workflows.Settings) (workflows.StatusView, error) {
+	if ref.Home == "" || ref.Companion == "" {
+		return workflows.StatusView{}, errors.New("connect: home and companion are required")
+	}
+	opts := client.StartWorkflowOptions{
+		ID:                                       ref.workflowID(),
+		TaskQueue:                                workflows.TaskQueue,
+		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
+		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		StaticSummary:                            fmt.Sprintf("%s → %s", ref.Home, ref.Companion),
+		TypedSearchAttributes: temporal.NewSearchAttributes(
+			workflows.AttrHomeOrg.ValueSet(ref.Home),
+			workflows.AttrCompanionOrg.ValueSet(ref.Companion),
+			workflows.AttrConnectionStatus.ValueSet(string(workflows.Connecting)),
+		),
+	}
+	run, err := c.temporal.ExecuteWorkflow(ctx, opts, workflows.ConnectionWorkflowName,
+		workflows.ConnectionInput{Home: ref.Home, Companion: ref.Companion, Settings: settings})
+	if err != nil {
+		if temporal.IsWorkflowExecutionAlreadyStartedError(err) {
+			st, serr := c.Status(ctx, ref)
+			reason := "it already exists"
+			if serr == nil {
+				reason = fmt.Sprintf("it already exists (status %s); disconnect it first", st.Status)
+			}
+			return workflows.StatusView{}, &RefusedError{Connection: ref.String(), Operation: "connect", Rule: activities.RuleCompanionUnconnected, Reason: reason}
+		}
+		return workflows.StatusView{}, fmt.Errorf("connect %s: %w", ref, err)
+	}
+	var view workflows.StatusView
+	err = c.update(ctx, ref, run.GetRunID(), workflows.UpdateAwaitConnected, &view)
+	if err == nil {
+		return view, nil
+	}
+	// A refused handshake fails the workflow, possibly before the update
+	// could even be delivered: its failure carries the rule.
+	if werr := run.Get(ctx, nil); werr != nil {
+		return workflows.StatusView{}, refusal(ref, "connect", werr)
+	}
+	return workflows.StatusView{}, err
+}
+
+// Share shares a data space of the home org with the companion.
+func (c *Client) Share(ctx context.Context, ref Ref, dataSpace string) (workflows.StatusView, error) {
+	return c.operate(ctx, ref, workflows.MessageShare, workflows.DataSpaceRequest{DataSpace: dataSpace})
+}
+
+// Unshare removes a shared data space from the companion.
+func (c *Client) Unshare(ctx context.Context, ref Ref, dataSpace string) (workflows.StatusView, error) {
+	return c.operate(ctx, ref, workflows.MessageUnshare, workflows.DataSpaceRequest{DataSpace: dataSpace})
+}
+
+// Retry retries a share in Error from its last checkpoint.
+func (c *Client) Retry(ctx context.Context, ref Ref, dataSpace string) (workflows.StatusView, error) {
+	return c.operate(ctx, ref, workflows.MessageRetry, workflows.DataSpaceRequest{DataSpace: dataSpace})
+}
+
+// Resume resumes a metadata sync paused by a failed round; the next round
+// starts at once.
+func (c *Client) Resume(ctx context.Context, ref Ref) (workflows.StatusView, error) {
+	return c.operate(ctx, ref, workflows.MessageResume)
+}
+
+// Recheck runs a health check now.
+func (c *Client) Recheck(ctx context.Context, ref Ref) (workflows.StatusView, error) {
+	return c.operate(ctx, ref, workflows.MessageRecheck)
+}
+
+// Disconnect removes every share and ends the connection. With wait, it
+// returns the final view once the connection reads Disconnected.
+func (c *Client) Disconnect(ctx context.Context, ref Ref, wait bool) (workflows.StatusView, error) {
+	view, err := c.operate(ctx, ref, workflows.MessageDisconnect)
+	if err != nil || !wait {
+		return view, err
+	}
+	var final workflows.StatusView
+	if err := c.temporal.GetWorkflow(ctx, ref.workflowID(), "").Get(ctx, &final); err != nil {
+		return workflows.StatusView{}, fmt.Errorf("wait for %s to disconnect: %w", ref, err)
+	}
+	return final, nil
+}
+
+// Status returns the connection's whole status, also after it ended.
+func (c *Client) Status(ctx context.Context, ref Ref) (workflows.StatusView, error) {
+	var view workflows.StatusView
+	v, err := c.temporal.QueryWorkflow(ctx, ref.workflowID(), "", workflows.QueryStatus)
+	if err != nil {
+		return view, c.explain(ctx, ref, "status", err)
+	}
+	if err := v.Get(&view); err != nil {
+		return view, fmt.Errorf("status %s: decode: %w", ref, err)
+	}
+	return view, nil
+}
+
+// ErrorLog returns the error-log entries of the connection's last failed
+// metadata round (empty when the last round succeeded).
+func (c *Client) ErrorLog(ctx context.Context, ref Ref) ([]activities.ErrorLogEntry, error) {
+	if _, err := c.Status(ctx, ref); err != nil {
+		return nil, err
+	}
+	v, err := c.temporal.QueryWorkflow(ctx, workflows.MetadataSyncWorkflowID(ref.Home, ref.Companion), "", workflows.QueryErrorLog)
+	var notFound *serviceerror.NotFound
+	if errors.As(err, &notFound) {
+		return []activities.ErrorLogEntry{}, nil // metadata sync never started
+	}
+	if err != nil {
+		return nil, fmt.Errorf("error log of %s: %w", ref, err)
+	}
+	entries := []activities.ErrorLogEntry{}
+	if err := v.Get(&entries); err != nil {
+		return nil, fmt.Errorf("error log of %s: decode: %w", ref, err)
+	}
+	return entries, nil
+}
+
+// Summary is one connection in a listing.
+type Summary struct {
+	Connection         string `json:"connection"`
+	Status             string `json:"status"`
+	MetadataSyncStatus string `json:"metadataSyncStatus"`
+}
+
+// Filter narrows List. Zero fields match everything.
+type Filter struct {
+	Status string
+	Home   string
+}
+
+// List returns the connections known to visibility (search attributes),
+// newest first: one entry per connection, its latest run.
+func (c *Client) List(ctx context.Context, f Filter) ([]Summary, error) {
+	q := fmt.Sprintf("WorkflowType = '%s' AND ExecutionStatus != 'ContinuedAsNew'", workflows.ConnectionWorkflowName)
+	if f.Status != "" {
+		q += fmt.Sprintf(" AND %s = '%s'", workflows.AttrConnectionStatus.GetName(), quote(f.Status))
+	}
+	if f.Home != "" {
+		q += fmt.Sprintf(" AND %s = '%s'", workflows.AttrHomeOrg.GetName(), quote(f.Home))
+	}
+	out := []Summary{}
+	seen := map[string]bool{}
+	var token []byte
+	for {
+		resp, err := c.temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q, NextPageToken: token})
+		if err != nil {
+			return nil, fmt.Errorf("list connections: %w", err)
+		}
+		for _, e := range resp.GetExecutions() {
+			id := e.GetExecution().GetWorkflowId()
+			if seen[id] {
+				continue
+			}
+			seen[id] = true
+			sa := e.GetSearchAttributes().GetIndexedFields()
+			s := Summary{
+				Connection:         keyword(sa[workflows.AttrHomeOrg.GetName()]) + "/" + keyword(sa[workflows.AttrCompanionOrg.GetName()]),
+				Status:             keyword(sa[workflows.AttrConnectionStatus.GetName()]),
+				MetadataSyncStatus: keyword(sa[workflows.AttrMetadataSyncStatus.GetName()]),
+			}
+			if e.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_FAILED {
+				s.Status = "Refused"
+			}
+			out = append(out, s)
+		}
+		token = resp.GetNextPageToken()
+		if len(token) == 0 {
+			return out, nil
+		}
+	}
+}
+
+// operate sends one validated operation and returns the status after it.
+func (c *Client) operate(ctx context.Context, ref Ref, name string, args ...any) (workflows.StatusView, error) {
+	var view workflows.StatusView
+	if err := c.update(ctx, ref, "", name, &view, args...); err != nil {
+		return workflows.StatusView{}, err
+	}
+	return view, nil
+}
+
+func (c *Client) update(ctx context.Context, ref Ref, runID, name string, result any, args ...any) error {
+	h, err := c.temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID:   ref.workflowID(),
+		RunID:        runID,
+		UpdateName:   name,
+		Args:         args,
+		WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err == nil {
+		err = h.Get(ctx, result)
+	}
+	if err != nil {
+		return c.explain(ctx, ref, name, err)
+	}
+	return nil
+}
+
+// explain turns a Temporal error into one an operator can act on.
+func (c *Client) explain(ctx context.Context, ref Ref, op string, err error) error {
+	var notFound *serviceerror.NotFound
+	var appErr *temporal.ApplicationError
+	switch {
+	case errors.As(err, &notFound):
+		if strings.Contains(notFound.Error(), "already completed") {
+			return &RefusedError{Connection: ref.String(), Operation: op, Reason: "the connection has ended (disconnected or refused); connect it again"}
+		}
+		return fmt.Errorf("%w %s: connect it first (starter connect --home %s --companion %s)", ErrUnknownConnection, ref, ref.Home, ref.Companion)
+	case errors.As(err, &appErr):
+		return refusal(ref, op, err)
+	}
+	return fmt.Errorf("%s %s: %w", op, ref, err)
+}
+
+// refusal builds a RefusedError from an application error, with the
+// eligibility rule when there is one.
+func refusal(ref Ref, op string, err error) error {
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) {
+		return fmt.Errorf("%s %s: %w", op, ref, err)
+	}
+	r := &RefusedError{Connection: ref.String(), Operation: op, Reason: appErr.Message()}
+	var in activities.Ineligibility
+	if appErr.Type() == activities.ErrIneligible && appErr.HasDetails() && appErr.Details(&in) == nil {
+		r.Rule = in.Rule
+	}
+	return r
+}
+
+func quote(s string) string { return strings.ReplaceAll(s, "'", "''") }
+
+// keyword decodes a Keyword search attribute; a missing one reads "".
+func keyword(p *commonpb.Payload) string {
+	var s string
+	if p != nil {
+		_ = converter.GetDefaultDataConverter().FromPayload(p, &s)
+	}
+	return s
+}

@@ -1,0 +1,183 @@
+package control_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/companionsync/companionsync/activities"
+	"github.com/companionsync/companionsync/control"
+	"github.com/companionsync/companionsync/internal/testenv"
+	"github.com/companionsync/companionsync/workflows"
+)
+
+func waitFor(t *testing.T, c *control.Client, ref control.Ref, what string, cond func(workflows.StatusView) bool) workflows.StatusView {
+	t.Helper()
+	var last workflows.StatusView
+	testenv.Eventually(t, time.Minute, what, func() bool {
+		v, err := c.Status(context.Background(), ref)
+		if err != nil {
+			return false
+		}
+		last = v
+		return cond(v)
+	})
+	return last
+}
+
+func shareStatus(v workflows.StatusView, ds string) workflows.InitializationStatus {
+	for _, s := range v.DataSpaces {
+		if s.DataSpace == ds {
+			return s.InitializationStatus
+		}
+	}
+	return ""
+}
+
+func TestClientAgainstRealServer(t *testing.T) {
+	env := testenv.Start(t, testenv.Options{})
+	c := control.New(env.Client)
+	ctx := context.Background()
+	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
+
+	t.Run("refused pairs name their rule and leave nothing running", func(t *testing.T) {
+		cases := []struct {
+			companion, rule string
+		}{
+			{"acme-sbx", activities.RuleSameKind},
+			{"acme-old", activities.RuleCompanionActive},
+			{"globex-emea", activities.RuleCompanionUnconnected},
+			{"nobody", activities.RuleCompanionExists},
+			{"globex", activities.RuleCompanionNotHome},
+		}
+		for _, tc := range cases {
+			t.Run(tc.companion, func(t *testing.T) {
+				r := control.Ref{Home: "acme", Companion: tc.companion}
+				_, err := c.Connect(ctx, r, workflows.Settings{})
+				var refused *control.RefusedError
+				require.ErrorAs(t, err, &refused)
+				assert.Equal(t, tc.rule, refused.Rule)
+				assert.Contains(t, err.Error(), tc.rule)
+				_, err = c.Share(ctx, r, "default")
+				assert.Error(t, err, "a refused connection accepts nothing")
+			})
+		}
+		_, err := c.Connect(ctx, control.Ref{Home: "nohome", Companion: "acme-apac"}, workflows.Settings{})
+		var refused *control.RefusedError
+		require.ErrorAs(t, err, &refused)
+		assert.Equal(t, activities.RuleHomeExists, refused.Rule)
+	})
+
+	t.Run("unknown connection", func(t *testing.T) {
+		_, err := c.Status(ctx, control.Ref{Home: "acme", Companion: "acme-apac"})
+		assert.ErrorIs(t, err, control.ErrUnknownConnection)
+		_, err = c.Share(ctx, control.Ref{Home: "acme", Companion: "acme-apac"}, "default")
+		assert.ErrorIs(t, err, control.ErrUnknownConnection)
+	})
+
+	v, err := c.Connect(ctx, ref, workflows.Settings{})
+	require.NoError(t, err)
+	assert.Equal(t, workflows.Incomplete, v.Status)
+
+	_, err = c.Connect(ctx, ref, workflows.Settings{})
+	var refused *control.RefusedError
+	require.ErrorAs(t, err, &refused, "a second connect of the same pair")
+
+	v, err = c.Share(ctx, ref, "default")
+	require.NoError(t, err)
+	assert.Equal(t, workflows.Active, v.Status, "Active as soon as a share is requested")
+	v = waitFor(t, c, ref, "default Active", func(v workflows.StatusView) bool { return shareStatus(v, "default") == workflows.ShareActive })
+	assert.Equal(t, v.DataSpaces[0].RecordsTotal, v.DataSpaces[0].RecordsCopied)
+	home, err := env.Store.RecordChecksum(ctx, "acme", "default")
+	require.NoError(t, err)
+	companion, err := env.Store.CompanionChecksum(ctx, "acme", "acme-emea", "default")
+	require.NoError(t, err)
+	assert.Equal(t, home, companion, "companion holds exactly the home's records")
+
+	t.Run("refusals change nothing", func(t *testing.T) {
+		before, err := c.Status(ctx, ref)
+		require.NoError(t, err)
+		for _, tc := range []struct {
+			name string
+			op   func() error
+			want string
+		}{
+			{"unknown data space", func() error { _, err := c.Share(ctx, ref, "nope"); return err }, "unknown data space"},
+			{"duplicate share", func() error { _, err := c.Share(ctx, ref, "default"); return err }, "already shared"},
+			{"retry when not in Error", func() error { _, err := c.Retry(ctx, ref, "default"); return err }, "not Error"},
+			{"resume when not paused", func() error { _, err := c.Resume(ctx, ref); return err }, "not paused"},
+			{"unshare not shared", func() error { _, err := c.Unshare(ctx, ref, "sales"); return err }, "not shared"},
+			{"bad name", func() error { _, err := c.Share(ctx, ref, "../etc"); return err }, "character"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				err := tc.op()
+				var refused *control.RefusedError
+				require.ErrorAs(t, err, &refused)
+				assert.Contains(t, err.Error(), tc.want)
+			})
+		}
+		after, err := c.Status(ctx, ref)
+		require.NoError(t, err)
+		assert.Equal(t, before.Status, after.Status)
+		assert.Equal(t, before.DataSpaces, after.DataSpaces)
+	})
+
+	t.Run("share while Inactive is refused", func(t *testing.T) {
+		require.NoError(t, env.Store.ExpireLicence(ctx, "acme"))
+		_, err := c.Recheck(ctx, ref)
+		require.NoError(t, err)
+		waitFor(t, c, ref, "Inactive", func(v workflows.StatusView) bool { return v.Status == workflows.Inactive })
+		_, err = c.Share(ctx, ref, "marketing")
+		var refused *control.RefusedError
+		require.ErrorAs(t, err, &refused)
+		assert.Contains(t, err.Error(), "Inactive")
+		require.NoError(t, env.Store.RenewLicence(ctx, "acme"))
+		_, err = c.Recheck(ctx, ref)
+		require.NoError(t, err)
+		v := waitFor(t, c, ref, "Active again", func(v workflows.StatusView) bool { return v.Status == workflows.Active })
+		assert.Equal(t, workflows.ShareActive, shareStatus(v, "default"), "shares intact")
+	})
+
+	t.Run("conflict, error log, resume", func(t *testing.T) {
+		waitFor(t, c, ref, "metadata sync running", func(v workflows.StatusView) bool { return v.MetadataSync.Status == workflows.SyncSucceeded })
+		_, err := env.Store.MakeConflict(ctx, "acme", "acme-emea", "default")
+		require.NoError(t, err)
+		v := waitFor(t, c, ref, "metadata Error", func(v workflows.StatusView) bool { return v.MetadataSync.Status == workflows.SyncError })
+		assert.Positive(t, v.MetadataSync.ErrorCount)
+		entries, err := c.ErrorLog(ctx, ref)
+		require.NoError(t, err)
+		require.NotEmpty(t, entries)
+		assert.Equal(t, activities.KindConflict, entries[0].Kind)
+		_, err = env.Store.ResolveConflicts(ctx, "acme", "acme-emea")
+		require.NoError(t, err)
+		_, err = c.Resume(ctx, ref)
+		require.NoError(t, err)
+		waitFor(t, c, ref, "metadata Succeeded", func(v workflows.StatusView) bool { return v.MetadataSync.Status == workflows.SyncSucceeded })
+		entries, err = c.ErrorLog(ctx, ref)
+		require.NoError(t, err)
+		assert.Empty(t, entries)
+	})
+
+	t.Run("list from visibility", func(t *testing.T) {
+		testenv.Eventually(t, 30*time.Second, "listed as Active", func() bool {
+			list, err := c.List(ctx, control.Filter{Status: "Active", Home: "acme"})
+			return err == nil && len(list) == 1 && list[0].Connection == "acme/acme-emea"
+		})
+	})
+
+	v, err = c.Disconnect(ctx, ref, true)
+	require.NoError(t, err)
+	assert.Equal(t, workflows.Disconnected, v.Status)
+	n, err := env.Store.CompanionRecordCount(ctx, "acme", "acme-emea", "default")
+	require.NoError(t, err)
+	assert.Zero(t, n, "nothing left in the companion")
+	v, err = c.Status(ctx, ref)
+	require.NoError(t, err)
+	assert.Equal(t, workflows.Disconnected, v.Status, "status still answers after the end")
+	_, err = c.Share(ctx, ref, "default")
+	require.True(t, errors.As(err, &refused), "operations after the end are refused: %v", err)
+}

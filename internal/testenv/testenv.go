@@ -1,0 +1,162 @@
+// Package testenv starts, for tests, the real system on loopback: an
+// in-process Temporal server (devserver) with a SQLite database in a temp
+// dir, a seeded org store, and a worker with the real registration.
+package testenv
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/worker"
+
+	"github.com/companionsync/companionsync/activities"
+	"github.com/companionsync/companionsync/devserver"
+	"github.com/companionsync/companionsync/orgstore"
+	"github.com/companionsync/companionsync/workflows"
+)
+
+// Options size the environment. Zero values give a small, fast system.
+type Options struct {
+	// Dir keeps the server's and the store's files; "" uses t.TempDir().
+	Dir string
+	// SeedRecords is the size of acme/default (others get a tenth); 0 means 2000.
+	SeedRecords int
+	// Settings are the worker's defaults for new connections; zero fields
+	// get fast test values (1s health checks and metadata rounds).
+	Settings workflows.Settings
+	// NoWorker starts no worker (tests that run their own).
+	NoWorker bool
+}
+
+// Env is a running system.
+type Env struct {
+	Dir      string
+	Server   *devserver.Server
+	Store    *orgstore.Store
+	Client   client.Client
+	Worker   worker.Worker
+	Settings workflows.Settings
+}
+
+// FastSettings are settings for tests: short intervals and retries.
+func FastSettings() workflows.Settings {
+	s := workflows.DefaultSettings()
+	s.HealthCheckInterval = time.Second
+	s.MetadataSyncInterval = time.Second
+	s.RemovalDeadline = time.Minute
+	s.InitialSyncRetry = workflows.RetrySettings{InitialInterval: 100 * time.Millisecond, BackoffCoefficient: 2, MaximumInterval: time.Second, MaximumAttempts: 3}
+	s.ActivityRetry = workflows.RetrySettings{InitialInterval: 100 * time.Millisecond, BackoffCoefficient: 2, MaximumInterval: time.Second}
+	s.StepBudget = 200 * time.Millisecond
+	return s
+}
+
+// Start starts the system and stops it when the test ends.
+func Start(t testing.TB, opts Options) *Env {
+	t.Helper()
+	e := &Env{Dir: opts.Dir}
+	if e.Dir == "" {
+		e.Dir = t.TempDir()
+	}
+	if opts.SeedRecords == 0 {
+		opts.SeedRecords = 2000
+	}
+	e.Settings = opts.Settings
+	if e.Settings == (workflows.Settings{}) {
+		e.Settings = FastSettings()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	e.StartServer(t)
+	store, err := orgstore.Open(ctx, filepath.Join(e.Dir, "orgs.db"))
+	if err != nil {
+		t.Fatalf("open org store: %v", err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	if err := store.Seed(ctx, orgstore.SeedOptions{RecordsPerDataSpace: opts.SeedRecords}); err != nil {
+		t.Fatalf("seed: %v", err)
+	}
+	e.Store = store
+	e.Dial(t)
+	if !opts.NoWorker {
+		e.Worker = e.NewWorker(t)
+	}
+	return e
+}
+
+// StartServer starts the Temporal server on e.Dir; it stops with the test or
+// with StopServer.
+func (e *Env) StartServer(t testing.TB) {
+	t.Helper()
+	attrs := map[string]enumspb.IndexedValueType{}
+	for _, a := range workflows.SearchAttributes() {
+		attrs[a.GetName()] = enumspb.INDEXED_VALUE_TYPE_KEYWORD
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	srv, err := devserver.Start(ctx, devserver.Options{
+		DataDir: e.Dir, FrontendAddr: "127.0.0.1:0", SearchAttributes: attrs, Logger: logger(),
+	})
+	if err != nil {
+		t.Fatalf("start dev server: %v", err)
+	}
+	e.Server = srv
+	t.Cleanup(func() { _ = srv.Stop() })
+}
+
+// Dial connects e.Client to the server; it closes with the test.
+func (e *Env) Dial(t testing.TB) {
+	t.Helper()
+	c, err := client.Dial(client.Options{
+		HostPort: e.Server.FrontendAddr(), Namespace: e.Server.Namespace(),
+		Logger: sdklog.NewStructuredLogger(logger()),
+	})
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	e.Client = c
+	t.Cleanup(c.Close)
+}
+
+// NewWorker starts a worker with the real registration over e.Store; it
+// stops with the test.
+func (e *Env) NewWorker(t testing.TB) worker.Worker {
+	t.Helper()
+	w := worker.New(e.Client, workflows.TaskQueue, worker.Options{})
+	workflows.Register(w, &activities.Activities{Orgs: e.Store}, e.Settings)
+	if err := w.Start(); err != nil {
+		t.Fatalf("start worker: %v", err)
+	}
+	t.Cleanup(w.Stop)
+	return w
+}
+
+// Eventually polls cond until it holds or the deadline passes.
+func Eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", within, what)
+		}
+		<-tick.C
+	}
+}
+
+// logger shows server and SDK warnings when COMPANIONSYNC_TEST_LOGS is set.
+func logger() *slog.Logger {
+	if os.Getenv("COMPANIONSYNC_TEST_LOGS") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}

@@ -1,0 +1,290 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/operatorservice/v1"
+	"go.temporal.io/sdk/client"
+	temporalotel "go.temporal.io/sdk/contrib/opentelemetry"
+	sdklog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/worker"
+
+	"github.com/companionsync/companionsync/activities"
+	"github.com/companionsync/companionsync/devserver"
+	"github.com/companionsync/companionsync/orgstore"
+	"github.com/companionsync/companionsync/workflows"
+)
+
+// Main is a running worker and what it started: the dev server (local
+// default only), the org store, the Temporal client, the metrics endpoint.
+type Main struct {
+	cfg     Config
+	logger  *slog.Logger
+	dev     *devserver.Server
+	store   *orgstore.Store
+	client  client.Client
+	worker  worker.Worker
+	metrics *http.Server
+
+	// FrontendAddr, UIURL and MetricsURL are where the parts listen.
+	FrontendAddr string
+	UIURL        string
+	MetricsURL   string
+}
+
+// Start brings the worker up. On error everything started so far is closed.
+func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Main, err error) {
+	m := &Main{cfg: cfg, logger: logger}
+	defer func() {
+		if err != nil {
+			_ = m.Close()
+		}
+	}()
+	if cfg.TemporalAddress == "" {
+		if err := m.startDevServer(ctx); err != nil {
+			return nil, err
+		}
+	} else {
+		m.FrontendAddr = cfg.TemporalAddress
+	}
+	if err := m.openStore(ctx); err != nil {
+		return nil, err
+	}
+	handler, err := m.startMetrics()
+	if err != nil {
+		return nil, err
+	}
+	if err := m.dial(ctx, handler); err != nil {
+		return nil, err
+	}
+	if cfg.TemporalAddress != "" {
+		if err := ensureSearchAttributes(ctx, m.client, cfg.Namespace); err != nil {
+			return nil, err
+		}
+	}
+	m.worker = worker.New(m.client, workflows.TaskQueue, worker.Options{WorkerStopTimeout: 10 * time.Second})
+	workflows.Register(m.worker, &activities.Activities{Orgs: m.store}, cfg.Defaults)
+	if err := m.worker.Start(); err != nil {
+		return nil, fmt.Errorf("start worker on task queue %s: %w", workflows.TaskQueue, err)
+	}
+	return m, nil
+}
+
+func (m *Main) startDevServer(ctx context.Context) error {
+	if err := os.MkdirAll(m.cfg.DataDir, 0o755); err != nil {
+		return fmt.Errorf("data dir %s: %w", m.cfg.DataDir, err)
+	}
+	attrs := map[string]enumspb.IndexedValueType{}
+	for _, a := range workflows.SearchAttributes() {
+		attrs[a.GetName()] = enumspb.INDEXED_VALUE_TYPE_KEYWORD
+	}
+	dev, err := devserver.Start(ctx, devserver.Options{
+		DataDir:          m.cfg.DataDir,
+		FrontendAddr:     m.cfg.DevFrontend,
+		UIAddr:           m.cfg.DevUI,
+		Namespace:        m.cfg.Namespace,
+		SearchAttributes: attrs,
+		Logger:           m.logger.With("component", "temporal-server"),
+	})
+	if err != nil {
+		return err
+	}
+	m.dev = dev
+	m.FrontendAddr, m.UIURL = dev.FrontendAddr(), dev.UIURL()
+	return nil
+}
+
+func (m *Main) openStore(ctx context.Context) error {
+	if err := os.MkdirAll(filepath.Dir(m.cfg.OrgStore), 0o755); err != nil {
+		return fmt.Errorf("org store dir: %w", err)
+	}
+	store, err := orgstore.Open(ctx, m.cfg.OrgStore)
+	if err != nil {
+		return err
+	}
+	m.store = store
+	if m.cfg.SeedRecords > 0 {
+		start := time.Now()
+		if err := store.Seed(ctx, orgstore.SeedOptions{RecordsPerDataSpace: m.cfg.SeedRecords}); err != nil {
+			return fmt.Errorf("seed the demo org store: %w", err)
+		}
+		m.logger.Debug("org store ready", "path", m.cfg.OrgStore, "took", time.Since(start))
+	}
+	return nil
+}
+
+// startMetrics serves the SDK's worker metrics for Prometheus and returns
+// the handler the client reports them to.
+func (m *Main) startMetrics() (client.MetricsHandler, error) {
+	if m.cfg.MetricsAddr == "" {
+		return nil, nil
+	}
+	reg := prometheus.NewRegistry()
+	exporter, err := otelprom.New(otelprom.WithRegisterer(reg))
+	if err != nil {
+		return nil, fmt.Errorf("metrics exporter: %w", err)
+	}
+	provider := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exporter))
+	ln, err := net.Listen("tcp", m.cfg.MetricsAddr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics-addr %s: %w (free the port or choose another with -metrics-addr)", m.cfg.MetricsAddr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	m.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := m.metrics.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			m.logger.Error("metrics endpoint stopped", "error", err)
+		}
+	}()
+	m.MetricsURL = "http://" + ln.Addr().String() + "/metrics"
+	return temporalotel.NewMetricsHandler(temporalotel.MetricsHandlerOptions{Meter: provider.Meter("companionsync")}), nil
+}
+
+func (m *Main) dial(ctx context.Context, metrics client.MetricsHandler) error {
+	opts := client.Options{
+		HostPort:       m.FrontendAddr,
+		Namespace:      m.cfg.Namespace,
+		Logger:         sdklog.NewStructuredLogger(m.logger),
+		MetricsHandler: metrics,
+	}
+	tlsCfg, err := m.cfg.tlsConfig()
+	if err != nil {
+		return err
+	}
+	opts.ConnectionOptions.TLS = tlsCfg
+	if m.cfg.APIKey != "" {
+		opts.Credentials = client.NewAPIKeyStaticCredentials(m.cfg.APIKey)
+	}
+	c, err := client.DialContext(ctx, opts)
+	if err != nil {
+		return fmt.Errorf("connect to Temporal at %s (namespace %s): %w", m.FrontendAddr, m.cfg.Namespace, err)
+	}
+	m.client = c
+	return nil
+}
+
+// tlsConfig builds the client TLS configuration: mTLS with a certificate,
+// server verification with a CA, plain TLS for an API key, none otherwise.
+func (c Config) tlsConfig() (*tls.Config, error) {
+	if c.TLSCert == "" && c.TLSCA == "" && c.APIKey == "" {
+		return nil, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if c.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("tls-cert/tls-key (TEMPORAL_TLS_CERT/_KEY): %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	if c.TLSCA != "" {
+		pem, err := os.ReadFile(c.TLSCA)
+		if err != nil {
+			return nil, fmt.Errorf("tls-ca (TEMPORAL_TLS_CA): %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("tls-ca (TEMPORAL_TLS_CA) %s: no PEM certificate found", c.TLSCA)
+		}
+		cfg.RootCAs = pool
+	}
+	return cfg, nil
+}
+
+// ensureSearchAttributes registers the contract's search attributes in a
+// cluster's namespace when missing. Clusters that refuse the operator API
+// (Temporal Cloud) need them added once by an administrator.
+func ensureSearchAttributes(ctx context.Context, c client.Client, namespace string) error {
+	op := c.OperatorService()
+	have, err := op.ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: namespace})
+	if err != nil {
+		return fmt.Errorf("list search attributes of %s: %w", namespace, err)
+	}
+	missing := map[string]enumspb.IndexedValueType{}
+	for _, a := range workflows.SearchAttributes() {
+		if _, ok := have.GetCustomAttributes()[a.GetName()]; !ok {
+			missing[a.GetName()] = enumspb.INDEXED_VALUE_TYPE_KEYWORD
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	if _, err := op.AddSearchAttributes(ctx, &operatorservice.AddSearchAttributesRequest{
+		Namespace: namespace, SearchAttributes: missing,
+	}); err != nil {
+		return fmt.Errorf("add search attributes %v to %s: %w (add them as Keyword with `temporal operator search-attribute create`)", keys(missing), namespace, err)
+	}
+	return nil
+}
+
+func keys(m map[string]enumspb.IndexedValueType) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
+
+// PrintReady tells the operator where everything is and what to try next.
+func (m *Main) PrintReady(w io.Writer) {
+	fmt.Fprintf(w, "companionsync worker ready on task queue %s\n", workflows.TaskQueue)
+	fmt.Fprintf(w, "  Temporal frontend  %s (namespace %s)\n", m.FrontendAddr, m.cfg.Namespace)
+	if m.UIURL != "" {
+		fmt.Fprintf(w, "  Web UI             %s\n", m.UIURL)
+	}
+	if m.MetricsURL != "" {
+		fmt.Fprintf(w, "  metrics            %s\n", m.MetricsURL)
+	}
+	fmt.Fprintf(w, "  org store          %s\n", m.cfg.OrgStore)
+	fmt.Fprintf(w, "Next, in another terminal:\n")
+	fmt.Fprintf(w, "  go run ./starter connect --home acme --companion acme-emea\n")
+	fmt.Fprintf(w, "  go run ./starter share --connection acme/acme-emea --data-space default\n")
+	fmt.Fprintf(w, "  go run ./starter watch --connection acme/acme-emea\n")
+}
+
+// Close stops the worker (in-flight activities have heartbeated their
+// checkpoints), then closes the client, the store, the metrics endpoint and
+// the dev server. It is safe on a partly started Main.
+func (m *Main) Close() error {
+	var errs []error
+	if m.worker != nil {
+		m.worker.Stop()
+		m.worker = nil
+	}
+	if m.client != nil {
+		m.client.Close()
+		m.client = nil
+	}
+	if m.store != nil {
+		errs = append(errs, m.store.Close())
+		m.store = nil
+	}
+	if m.metrics != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		errs = append(errs, m.metrics.Shutdown(ctx))
+		cancel()
+		m.metrics = nil
+	}
+	if m.dev != nil {
+		errs = append(errs, m.dev.Stop())
+		m.dev = nil
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,203 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/companionsync/companionsync/orgstore"
+	"github.com/companionsync/companionsync/workflows"
+)
+
+// Config is everything the worker reads from its environment and flags.
+// Precedence: defaults, then environment, then flags.
+type Config struct {
+	// TemporalAddress is the frontend of an existing cluster. Empty starts
+	// the in-process dev server instead.
+	TemporalAddress string
+	Namespace       string
+	APIKey          string
+	TLSCert         string
+	TLSKey          string
+	TLSCA           string
+
+	// DataDir holds the dev server's database and the org store.
+	DataDir string
+	// OrgStore is the org store's SQLite file; default DataDir/orgs.db.
+	OrgStore string
+	// SeedRecords sizes the demo seed of a new org store; 0 seeds nothing.
+	SeedRecords int
+
+	// DevFrontend and DevUI are the dev server's addresses; DevUI "" runs no UI.
+	DevFrontend string
+	DevUI       string
+
+	// MetricsAddr serves Prometheus metrics at /metrics; "" disables them.
+	MetricsAddr string
+	LogLevel    string
+
+	// Defaults are the settings of connections started without their own.
+	Defaults workflows.Settings
+}
+
+// devInterval is the health-check and metadata-sync period on the dev
+// server: short enough to watch.
+const devInterval = 30 * time.Second
+
+// parseConfig builds the configuration from env (a getenv function) and
+// command-line args. Bad values are refused with the name of the setting.
+func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
+	cfg := Config{
+		Namespace:   "default",
+		DataDir:     ".data",
+		SeedRecords: orgstore.DefaultSeedRecords,
+		DevFrontend: "127.0.0.1:7233",
+		DevUI:       "127.0.0.1:8233",
+		MetricsAddr: "127.0.0.1:9464",
+		LogLevel:    "info",
+	}
+	env := func(name string, dst *string) {
+		if v := getenv(name); v != "" {
+			*dst = v
+		}
+	}
+	env("TEMPORAL_ADDRESS", &cfg.TemporalAddress)
+	env("TEMPORAL_NAMESPACE", &cfg.Namespace)
+	env("TEMPORAL_API_KEY", &cfg.APIKey)
+	env("TEMPORAL_TLS_CERT", &cfg.TLSCert)
+	env("TEMPORAL_TLS_KEY", &cfg.TLSKey)
+	env("TEMPORAL_TLS_CA", &cfg.TLSCA)
+	env("COMPANIONSYNC_DATA_DIR", &cfg.DataDir)
+	env("COMPANIONSYNC_ORG_STORE", &cfg.OrgStore)
+	env("COMPANIONSYNC_METRICS_ADDR", &cfg.MetricsAddr)
+	env("COMPANIONSYNC_LOG_LEVEL", &cfg.LogLevel)
+
+	var health, metadata, removal durationFlag
+	for _, d := range []struct {
+		env string
+		dst *durationFlag
+	}{
+		{"COMPANIONSYNC_HEALTH_CHECK_INTERVAL", &health},
+		{"COMPANIONSYNC_METADATA_SYNC_INTERVAL", &metadata},
+		{"COMPANIONSYNC_REMOVAL_DEADLINE", &removal},
+	} {
+		if v := getenv(d.env); v != "" {
+			if err := d.dst.Set(v); err != nil {
+				return Config{}, fmt.Errorf("%s=%q: %w", d.env, v, err)
+			}
+		}
+	}
+	if v := getenv("COMPANIONSYNC_SEED_RECORDS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return Config{}, fmt.Errorf("COMPANIONSYNC_SEED_RECORDS=%q: want a whole number", v)
+		}
+		cfg.SeedRecords = n
+	}
+
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.TemporalAddress, "temporal-address", cfg.TemporalAddress, "Temporal frontend host:port (env TEMPORAL_ADDRESS); empty runs the in-process dev server")
+	fs.StringVar(&cfg.Namespace, "namespace", cfg.Namespace, "Temporal namespace (env TEMPORAL_NAMESPACE)")
+	fs.StringVar(&cfg.APIKey, "api-key", cfg.APIKey, "API key, e.g. for Temporal Cloud (env TEMPORAL_API_KEY)")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", cfg.TLSCert, "client certificate file for mTLS (env TEMPORAL_TLS_CERT)")
+	fs.StringVar(&cfg.TLSKey, "tls-key", cfg.TLSKey, "client key file for mTLS (env TEMPORAL_TLS_KEY)")
+	fs.StringVar(&cfg.TLSCA, "tls-ca", cfg.TLSCA, "CA certificate file of the server (env TEMPORAL_TLS_CA)")
+	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory of the dev server's database and the org store (env COMPANIONSYNC_DATA_DIR)")
+	fs.StringVar(&cfg.OrgStore, "org-store", cfg.OrgStore, "org store SQLite file; default DATA_DIR/orgs.db (env COMPANIONSYNC_ORG_STORE)")
+	fs.IntVar(&cfg.SeedRecords, "seed-records", cfg.SeedRecords, "records of acme/default in the demo seed of a new org store; 0 seeds nothing (env COMPANIONSYNC_SEED_RECORDS)")
+	fs.StringVar(&cfg.DevFrontend, "dev-frontend", cfg.DevFrontend, "dev server frontend host:port")
+	fs.StringVar(&cfg.DevUI, "dev-ui", cfg.DevUI, "dev server Web UI host:port; empty disables the UI")
+	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "Prometheus /metrics host:port; empty disables (env COMPANIONSYNC_METRICS_ADDR)")
+	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error (env COMPANIONSYNC_LOG_LEVEL)")
+	fs.Var(&health, "health-check-interval", "health check period of new connections (default 30s on the dev server, 5m otherwise; env COMPANIONSYNC_HEALTH_CHECK_INTERVAL)")
+	fs.Var(&metadata, "metadata-sync-interval", "metadata sync period of new connections (default 30s on the dev server, 15m otherwise; env COMPANIONSYNC_METADATA_SYNC_INTERVAL)")
+	fs.Var(&removal, "removal-deadline", "deadline of a data space removal (default 30m; env COMPANIONSYNC_REMOVAL_DEADLINE)")
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+
+	cfg.Defaults = workflows.DefaultSettings()
+	if cfg.TemporalAddress == "" {
+		cfg.Defaults.HealthCheckInterval = devInterval
+		cfg.Defaults.MetadataSyncInterval = devInterval
+	}
+	for _, d := range []struct {
+		v   durationFlag
+		dst *time.Duration
+	}{{health, &cfg.Defaults.HealthCheckInterval}, {metadata, &cfg.Defaults.MetadataSyncInterval}, {removal, &cfg.Defaults.RemovalDeadline}} {
+		if d.v.set {
+			*d.dst = d.v.d
+		}
+	}
+	if cfg.OrgStore == "" {
+		cfg.OrgStore = filepath.Join(cfg.DataDir, "orgs.db")
+	}
+	return cfg, cfg.validate()
+}
+
+func (c Config) validate() error {
+	var errs []error
+	addr := func(name, v string, optional bool) {
+		if v == "" && optional {
+			return
+		}
+		if _, _, err := net.SplitHostPort(v); err != nil {
+			errs = append(errs, fmt.Errorf("%s %q: want host:port", name, v))
+		}
+	}
+	if c.TemporalAddress != "" {
+		addr("temporal-address (TEMPORAL_ADDRESS)", c.TemporalAddress, false)
+	} else {
+		addr("dev-frontend", c.DevFrontend, false)
+		addr("dev-ui", c.DevUI, true)
+	}
+	addr("metrics-addr", c.MetricsAddr, true)
+	if c.Namespace == "" {
+		errs = append(errs, errors.New("namespace (TEMPORAL_NAMESPACE) is empty"))
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("tls-cert and tls-key (TEMPORAL_TLS_CERT, TEMPORAL_TLS_KEY) go together: set both or neither"))
+	}
+	if c.SeedRecords < 0 {
+		errs = append(errs, fmt.Errorf("seed-records %d: want 0 or more", c.SeedRecords))
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		errs = append(errs, err)
+	}
+	for name, d := range map[string]time.Duration{
+		"health-check-interval": c.Defaults.HealthCheckInterval, "metadata-sync-interval": c.Defaults.MetadataSyncInterval,
+		"removal-deadline": c.Defaults.RemovalDeadline,
+	} {
+		if d < time.Second {
+			errs = append(errs, fmt.Errorf("%s %s: want at least 1s", name, d))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// durationFlag is a time.Duration flag that knows whether it was set.
+type durationFlag struct {
+	d   time.Duration
+	set bool
+}
+
+func (f *durationFlag) String() string { return f.d.String() }
+
+func (f *durationFlag) Set(s string) error {
+	d, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil {
+		return fmt.Errorf("want a duration such as 30s or 5m")
+	}
+	f.d, f.set = d, true
+	return nil
+}
