@@ -1,0 +1,174 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
+
+	"github.com/companionsync/companionsync/control"
+	"github.com/companionsync/companionsync/internal/testenv"
+	"github.com/companionsync/companionsync/workflows"
+)
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader goroutine.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// process is one run of the worker's real main loop.
+type process struct {
+	cancel   context.CancelFunc
+	done     chan error
+	stdout   *syncBuffer
+	frontend string
+}
+
+var frontendLine = regexp.MustCompile(`Temporal frontend\s+(\S+)`)
+
+// startWorker runs the worker's run function as main does, and waits until
+// it prints that it is ready.
+func startWorker(t *testing.T, dataDir string) *process {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &process{cancel: cancel, done: make(chan error, 1), stdout: &syncBuffer{}}
+	args := []string{
+		"-data-dir", dataDir, "-dev-frontend", "127.0.0.1:0", "-dev-ui", "127.0.0.1:0", "-metrics-addr", "127.0.0.1:0",
+		"-seed-records", "3000", "-health-check-interval", "1s", "-metadata-sync-interval", "1s", "-log-level", "warn",
+	}
+	getenv := func(string) string { return "" } // the test's own environment must not leak in
+	go func() { p.done <- run(ctx, args, getenv, p.stdout, &syncBuffer{}) }()
+	testenv.Eventually(t, 2*time.Minute, "worker ready", func() bool {
+		select {
+		case err := <-p.done:
+			t.Fatalf("worker exited before ready: %v", err)
+		default:
+		}
+		return strings.Contains(p.stdout.String(), "ready")
+	})
+	m := frontendLine.FindStringSubmatch(p.stdout.String())
+	require.NotNil(t, m, "frontend address in %q", p.stdout.String())
+	p.frontend = m[1]
+	t.Cleanup(func() { p.stop(t) })
+	return p
+}
+
+// stop cancels the worker's context, as SIGINT does, and waits for a clean exit.
+func (p *process) stop(t *testing.T) {
+	t.Helper()
+	if p.cancel == nil {
+		return
+	}
+	p.cancel()
+	p.cancel = nil
+	select {
+	case err := <-p.done:
+		assert.NoError(t, err, "worker shutdown")
+	case <-time.After(time.Minute):
+		t.Fatal("worker did not stop within a minute")
+	}
+}
+
+func (p *process) client(t *testing.T) *control.Client {
+	t.Helper()
+	c, err := client.Dial(client.Options{HostPort: p.frontend})
+	require.NoError(t, err)
+	t.Cleanup(c.Close)
+	return control.New(c)
+}
+
+func TestWorkerRestartsAndContinuesWorkflows(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
+
+	first := startWorker(t, dir)
+	out := first.stdout.String()
+	for _, want := range []string{"Web UI", "http://127.0.0.1:", "/metrics", "starter connect"} {
+		assert.Contains(t, out, want)
+	}
+	c := first.client(t)
+	_, err := c.Connect(ctx, ref, workflows.Settings{})
+	require.NoError(t, err)
+	_, err = c.Share(ctx, ref, "default")
+	require.NoError(t, err)
+	testenv.Eventually(t, time.Minute, "default Active", func() bool {
+		v, err := c.Status(ctx, ref)
+		return err == nil && len(v.DataSpaces) == 1 && v.DataSpaces[0].InitializationStatus == workflows.ShareActive
+	})
+	first.stop(t)
+
+	second := startWorker(t, dir)
+	c = second.client(t)
+	v, err := c.Status(ctx, ref)
+	require.NoError(t, err, "the connection survived the restart")
+	assert.Equal(t, workflows.Active, v.Status)
+	// The workflow is alive: it takes a new operation and finishes it.
+	_, err = c.Share(ctx, ref, "marketing")
+	require.NoError(t, err)
+	testenv.Eventually(t, time.Minute, "marketing Active after restart", func() bool {
+		v, err := c.Status(ctx, ref)
+		return err == nil && len(v.DataSpaces) == 2 && v.DataSpaces[1].InitializationStatus == workflows.ShareActive
+	})
+	v, err = c.Disconnect(ctx, ref, true)
+	require.NoError(t, err)
+	assert.Equal(t, workflows.Disconnected, v.Status)
+}
+
+func TestConfigRefusesBadValues(t *testing.T) {
+	cases := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"bad address", []string{"-temporal-address", "nohostport"}, nil, "temporal-address"},
+		{"bad env duration", nil, map[string]string{"COMPANIONSYNC_HEALTH_CHECK_INTERVAL": "soon"}, "COMPANIONSYNC_HEALTH_CHECK_INTERVAL"},
+		{"tiny interval", []string{"-metadata-sync-interval", "1ms"}, nil, "metadata-sync-interval"},
+		{"half mTLS", []string{"-tls-cert", "a.pem"}, nil, "tls-key"},
+		{"bad log level", []string{"-log-level", "loud"}, nil, "log-level"},
+		{"bad seed env", nil, map[string]string{"COMPANIONSYNC_SEED_RECORDS": "many"}, "COMPANIONSYNC_SEED_RECORDS"},
+		{"stray argument", []string{"extra"}, nil, "unexpected"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parseConfig(tc.args, func(k string) string { return tc.env[k] }, &bytes.Buffer{})
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+		})
+	}
+}
+
+func TestConfigPrecedence(t *testing.T) {
+	env := map[string]string{"TEMPORAL_ADDRESS": "temporal.example:7233", "TEMPORAL_NAMESPACE": "ns-from-env"}
+	cfg, err := parseConfig([]string{"-namespace", "ns-from-flag"}, func(k string) string { return env[k] }, &bytes.Buffer{})
+	require.NoError(t, err)
+	assert.Equal(t, "temporal.example:7233", cfg.TemporalAddress)
+	assert.Equal(t, "ns-from-flag", cfg.Namespace, "flags override env")
+	assert.Equal(t, workflows.DefaultSettings().HealthCheckInterval, cfg.Defaults.HealthCheckInterval, "production defaults on a cluster")
+
+	cfg, err = parseConfig(nil, func(string) string { return "" }, &bytes.Buffer{})
+	require.NoError(t, err)
+	assert.Equal(t, devInterval, cfg.Defaults.MetadataSyncInterval, "short intervals on the dev server")
+	assert.Equal(t, ".data/orgs.db", cfg.OrgStore)
+}
