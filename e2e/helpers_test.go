@@ -1,0 +1,190 @@
+// Package e2e proves the system's promises on a real in-process Temporal
+// server with the real worker registration and a real SQLite org store:
+// the full lifecycle, worker crashes, server restarts, continue-as-new under
+// traffic, bad input, and replay of recorded histories.
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+
+	"github.com/companionsync/companionsync/activities"
+	"github.com/companionsync/companionsync/control"
+	"github.com/companionsync/companionsync/internal/testenv"
+	"github.com/companionsync/companionsync/orgstore"
+	"github.com/companionsync/companionsync/workflows"
+)
+
+// Environment of a worker child process (see TestMain).
+const (
+	envWorkerProcess = "COMPANIONSYNC_E2E_WORKER"
+	envFrontend      = "COMPANIONSYNC_E2E_FRONTEND"
+	envStore         = "COMPANIONSYNC_E2E_STORE"
+	envSettings      = "COMPANIONSYNC_E2E_SETTINGS"
+)
+
+// TestMain doubles as a worker process: a test re-runs its own binary with
+// envWorkerProcess set to get a worker it can kill with SIGKILL, a crash no
+// in-process worker can imitate.
+func TestMain(m *testing.M) {
+	if os.Getenv(envWorkerProcess) == "1" {
+		os.Exit(runWorkerProcess())
+	}
+	os.Exit(m.Run())
+}
+
+func runWorkerProcess() int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	var settings workflows.Settings
+	if err := json.Unmarshal([]byte(os.Getenv(envSettings)), &settings); err != nil {
+		return 3
+	}
+	store, err := orgstore.Open(ctx, os.Getenv(envStore))
+	if err != nil {
+		return 4
+	}
+	defer store.Close()
+	c, err := client.Dial(client.Options{HostPort: os.Getenv(envFrontend)})
+	if err != nil {
+		return 5
+	}
+	defer c.Close()
+	w := worker.New(c, workflows.TaskQueue, worker.Options{})
+	workflows.Register(w, &activities.Activities{Orgs: store}, settings)
+	if err := w.Start(); err != nil {
+		return 6
+	}
+	<-ctx.Done()
+	w.Stop()
+	return 0
+}
+
+// workerProcess is a worker in a child process.
+type workerProcess struct {
+	cmd  *exec.Cmd
+	once sync.Once
+}
+
+// startWorkerProcess starts a worker process against env's server and store.
+func startWorkerProcess(t *testing.T, env *testenv.Env) *workerProcess {
+	t.Helper()
+	settings, err := json.Marshal(env.Settings)
+	require.NoError(t, err)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(),
+		envWorkerProcess+"=1",
+		envFrontend+"="+env.Server.FrontendAddr(),
+		envStore+"="+filepath.Join(env.Dir, "orgs.db"),
+		envSettings+"="+string(settings),
+	)
+	cmd.Stderr = os.Stderr
+	require.NoError(t, cmd.Start())
+	p := &workerProcess{cmd: cmd}
+	t.Cleanup(p.kill)
+	return p
+}
+
+// kill ends the process with SIGKILL: no graceful stop, no final heartbeat.
+func (p *workerProcess) kill() {
+	p.once.Do(func() {
+		_ = p.cmd.Process.Kill()
+		_ = p.cmd.Wait()
+	})
+}
+
+// stoppable is an in-process worker that can be stopped before the test ends.
+type stoppable struct {
+	w    worker.Worker
+	once sync.Once
+}
+
+func newWorker(t *testing.T, env *testenv.Env) *stoppable {
+	t.Helper()
+	w := worker.New(env.Client, workflows.TaskQueue, worker.Options{})
+	workflows.Register(w, &activities.Activities{Orgs: env.Store}, env.Settings)
+	require.NoError(t, w.Start())
+	s := &stoppable{w: w}
+	t.Cleanup(s.stop)
+	return s
+}
+
+func (s *stoppable) stop() { s.once.Do(s.w.Stop) }
+
+// waitFor polls the connection's status until cond holds.
+func waitFor(t *testing.T, c *control.Client, ref control.Ref, what string, cond func(workflows.StatusView) bool) workflows.StatusView {
+	t.Helper()
+	var last workflows.StatusView
+	var lastErr error
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		v, err := c.Status(context.Background(), ref)
+		if err == nil && cond(v) {
+			return v
+		}
+		last, lastErr = v, err
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s; last status %+v, error %v", what, last, lastErr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func share(v workflows.StatusView, ds string) (workflows.ShareView, bool) {
+	for _, s := range v.DataSpaces {
+		if s.DataSpace == ds {
+			return s, true
+		}
+	}
+	return workflows.ShareView{}, false
+}
+
+func shareIs(ds string, st workflows.InitializationStatus) func(workflows.StatusView) bool {
+	return func(v workflows.StatusView) bool {
+		s, ok := share(v, ds)
+		return ok && s.InitializationStatus == st
+	}
+}
+
+func shareGone(ds string) func(workflows.StatusView) bool {
+	return func(v workflows.StatusView) bool {
+		_, ok := share(v, ds)
+		return !ok
+	}
+}
+
+// requireCopied asserts that the companion holds exactly the home's records
+// of a data space: same count, same checksum.
+func requireCopied(t *testing.T, env *testenv.Env, home, companion, ds string) {
+	t.Helper()
+	ctx := context.Background()
+	want, err := env.Store.CountRecords(ctx, home, ds)
+	require.NoError(t, err)
+	got, err := env.Store.CompanionRecordCount(ctx, home, companion, ds)
+	require.NoError(t, err)
+	require.Equal(t, want, got, "records of %s in %s", ds, companion)
+	hs, err := env.Store.RecordChecksum(ctx, home, ds)
+	require.NoError(t, err)
+	cs, err := env.Store.CompanionChecksum(ctx, home, companion, ds)
+	require.NoError(t, err)
+	require.Equal(t, hs, cs, "checksum of %s in %s", ds, companion)
+}
+
+func companionCount(t *testing.T, env *testenv.Env, home, companion, ds string) int {
+	t.Helper()
+	n, err := env.Store.CompanionRecordCount(context.Background(), home, companion, ds)
+	require.NoError(t, err)
+	return n
+}
