@@ -183,9 +183,12 @@ func (c *Client) ErrorLog(ctx context.Context, ref Ref) ([]activities.ErrorLogEn
 	if err != nil {
 		return nil, fmt.Errorf("error log of %s: %w", ref, err)
 	}
-	entries := []activities.ErrorLogEntry{}
+	var entries []activities.ErrorLogEntry
 	if err := v.Get(&entries); err != nil {
 		return nil, fmt.Errorf("error log of %s: decode: %w", ref, err)
+	}
+	if entries == nil {
+		entries = []activities.ErrorLogEntry{} // an empty log, never null in JSON
 	}
 	return entries, nil
 }

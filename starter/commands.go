@@ -1,0 +1,295 @@
+package main
+
+import (
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/companionsync/companionsync/activities"
+	"github.com/companionsync/companionsync/control"
+	"github.com/companionsync/companionsync/workflows"
+)
+
+func runConnect(ctx context.Context, inv *invocation, args []string) error {
+	fs := inv.flags("connect", "--home H --companion C", "Connect the companion org to the home org. Waits for the handshake and its eligibility check,\nthen prints the status; a refused pair exits 1 naming the rule.")
+	home := fs.String("home", "", "the home org (required)")
+	companion := fs.String("companion", "", "the companion org (required)")
+	fs.require("home", "companion")
+	d := fs.dialer()
+	if err := parse(fs, d, args); err != nil {
+		return err
+	}
+	c, err := d.client(ctx)
+	if err != nil {
+		return err
+	}
+	ref := control.Ref{Home: *home, Companion: *companion}
+	v, err := c.Connect(ctx, ref, workflows.Settings{})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(inv.stdout, "connected %s\n\n", ref)
+	printStatus(inv.stdout, v)
+	return nil
+}
+
+func runShare(ctx context.Context, inv *invocation, args []string) error {
+	return dataSpaceOp(ctx, inv, args, "share", "Share a data space of the home org with the companion. The initial sync runs in the background:\nfollow it with 'starter watch'.",
+		(*control.Client).Share, "sharing %s with %s")
+}
+
+func runUnshare(ctx context.Context, inv *invocation, args []string) error {
+	return dataSpaceOp(ctx, inv, args, "unshare", "Remove a shared data space, and its data, from the companion (from any initialization status).",
+		(*control.Client).Unshare, "removing %s from %s")
+}
+
+func runRetry(ctx context.Context, inv *invocation, args []string) error {
+	return dataSpaceOp(ctx, inv, args, "retry", "Retry a share in Error; the initial sync resumes from its last checkpoint.",
+		(*control.Client).Retry, "retrying %s on %s")
+}
+
+// dataSpaceOp runs share, unshare or retry: one validated operation on a
+// data space of a connection, then the status after it.
+func dataSpaceOp(ctx context.Context, inv *invocation, args []string, name, summary string,
+	op func(*control.Client, context.Context, control.Ref, string) (workflows.StatusView, error), done string) error {
+	fs := inv.flags(name, "--connection H/C --data-space NAME", summary)
+	ref := fs.connection()
+	ds := fs.String("data-space", "", "the data space (required)")
+	fs.require("data-space")
+	d := fs.dialer()
+	if err := parse(fs, d, args); err != nil {
+		return err
+	}
+	c, err := d.client(ctx)
+	if err != nil {
+		return err
+	}
+	v, err := op(c, ctx, *ref, *ds)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(inv.stdout, done+"\n\n", *ds, ref)
+	printStatus(inv.stdout, v)
+	return nil
+}
+
+func runResume(ctx context.Context, inv *invocation, args []string) error {
+	return connectionOp(ctx, inv, args, "resume", "Resume a metadata sync paused by a failed round (resolve the cause first); the next round starts at once.",
+		(*control.Client).Resume, "resumed the metadata sync of %s")
+}
+
+func runRecheck(ctx context.Context, inv *invocation, args []string) error {
+	return connectionOp(ctx, inv, args, "recheck", "Check the home licence and the companion now, instead of at the next health check.",
+		(*control.Client).Recheck, "rechecked %s")
+}
+
+// connectionOp runs resume or recheck on a connection, then prints the
+// status after it.
+func connectionOp(ctx context.Context, inv *invocation, args []string, name, summary string,
+	op func(*control.Client, context.Context, control.Ref) (workflows.StatusView, error), done string) error {
+	fs := inv.flags(name, "--connection H/C", summary)
+	ref := fs.connection()
+	d := fs.dialer()
+	if err := parse(fs, d, args); err != nil {
+		return err
+	}
+	c, err := d.client(ctx)
+	if err != nil {
+		return err
+	}
+	v, err := op(c, ctx, *ref)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(inv.stdout, done+"\n\n", ref)
+	printStatus(inv.stdout, v)
+	return nil
+}
+
+func runDisconnect(ctx context.Context, inv *invocation, args []string) error {
+	fs := inv.flags("disconnect", "--connection H/C [--wait]", "Remove every share from the companion and end the connection (from any status, Inactive included).")
+	ref := fs.connection()
+	wait := fs.Bool("wait", false, "wait until every share is removed and the connection reads Disconnected")
+	d := fs.dialer()
+	if err := parse(fs, d, args); err != nil {
+		return err
+	}
+	c, err := d.client(ctx)
+	if err != nil {
+		return err
+	}
+	v, err := c.Disconnect(ctx, *ref, *wait)
+	if err != nil {
+		return err
+	}
+	if *wait {
+		fmt.Fprintf(inv.stdout, "disconnected %s\n\n", ref)
+	} else {
+		fmt.Fprintf(inv.stdout, "disconnecting %s; follow it with 'starter watch --connection %s'\n\n", ref, ref)
+	}
+	printStatus(inv.stdout, v)
+	return nil
+}
+
+func runStatus(ctx context.Context, inv *invocation, args []string) error {
+	fs := inv.flags("status", "--connection H/C [--json]", "Show a connection: its status, each shared data space with its progress, and its metadata sync.")
+	ref := fs.connection()
+	asJSON := fs.Bool("json", false, "print the status as JSON")
+	d := fs.dialer()
+	if err := parse(fs, d, args); err != nil {
+		return err
+	}
+	c, err := d.client(ctx)
+	if err != nil {
+		return err
+	}
+	v, err := c.Status(ctx, *ref)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(inv.stdout, v)
+	}
+	printStatus(inv.stdout, v)
+	return nil
+}
+
+// listable are the statuses list --status accepts.
+var listable = []workflows.ConnectionStatus{workflows.Connecting, workflows.Incomplete, workflows.Active, workflows.Inactive, workflows.Disconnected}
+
+func runList(ctx context.Context, inv *invocation, args []string) error {
+	fs := inv.flags("list", "[--status S] [--home H] [--json]", "List connections, newest first, from visibility (search attributes).")
+	status := fs.String("status", "", "only connections with this status: Connecting, Incomplete, Active, Inactive or Disconnected")
+	home := fs.String("home", "", "only connections of this home org")
+	asJSON := fs.Bool("json", false, "print the list as JSON")
+	d := fs.dialer()
+	if err := parse(fs, d, args); err != nil {
+		return err
+	}
+	if *status != "" && !slices.Contains(listable, workflows.ConnectionStatus(*status)) {
+		return usageError{err: fmt.Errorf("starter list: --status %q: want one of Connecting, Incomplete, Active, Inactive, Disconnected (exactly as written)", *status)}
+	}
+	c, err := d.client(ctx)
+	if err != nil {
+		return err
+	}
+	list, err := c.List(ctx, control.Filter{Status: *status, Home: *home})
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(inv.stdout, list)
+	}
+	printList(inv.stdout, list)
+	return nil
+}
+
+func runWatch(ctx context.Context, inv *invocation, args []string) error {
+	fs := inv.flags("watch", "--connection H/C", "Show a connection live, with progress bars, redrawn twice a second until Ctrl-C\n(or until the connection reads Disconnected).")
+	ref := fs.connection()
+	d := fs.dialer()
+	if err := parse(fs, d, args); err != nil {
+		return err
+	}
+	c, err := d.client(ctx)
+	if err != nil {
+		return err
+	}
+	return watch(ctx, c, *ref, inv.stdout, watchInterval, isTerminal(inv.stdout, inv.getenv))
+}
+
+func runErrorLog(ctx context.Context, inv *invocation, args []string) error {
+	fs := inv.flags("error-log", "--connection H/C [--format csv|json] [-o FILE]",
+		"Print the error log of the last failed metadata round: one entry per failed change\n(sequence, data space, object, kind, message, time). Empty after a round succeeded.")
+	ref := fs.connection()
+	format := fs.String("format", "csv", "csv or json")
+	out := fs.String("o", "", "write to this file instead of standard output")
+	d := fs.dialer()
+	if err := parse(fs, d, args); err != nil {
+		return err
+	}
+	if *format != "csv" && *format != "json" {
+		return usageError{err: fmt.Errorf("starter error-log: --format %q: want csv or json", *format)}
+	}
+	c, err := d.client(ctx)
+	if err != nil {
+		return err
+	}
+	entries, err := c.ErrorLog(ctx, *ref)
+	if err != nil {
+		return err
+	}
+	write := func(w io.Writer) error {
+		if *format == "json" {
+			return printJSON(w, entries)
+		}
+		return writeCSV(w, entries)
+	}
+	if *out == "" {
+		return write(inv.stdout)
+	}
+	f, err := os.Create(*out)
+	if err != nil {
+		return fmt.Errorf("error log: %w", err)
+	}
+	if err := write(f); err != nil {
+		f.Close()
+		return fmt.Errorf("error log: write %s: %w", *out, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("error log: write %s: %w", *out, err)
+	}
+	fmt.Fprintf(inv.stdout, "wrote %d error-log %s of %s to %s\n", len(entries), plural(len(entries), "entry", "entries"), ref, *out)
+	return nil
+}
+
+// parse parses the flags, then checks the connection settings.
+func parse(fs *flagSet, d *dialer, args []string) error {
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	return d.check()
+}
+
+// errorLogHeader is the header row of the CSV error log.
+var errorLogHeader = []string{"sequence", "dataSpace", "object", "kind", "message", "at"}
+
+func writeCSV(w io.Writer, entries []activities.ErrorLogEntry) error {
+	cw := csv.NewWriter(w)
+	_ = cw.Write(errorLogHeader)
+	for _, e := range entries {
+		_ = cw.Write([]string{strconv.FormatInt(e.Sequence, 10), e.DataSpace, e.Object, e.Kind, e.Message, e.At.UTC().Format(time.RFC3339)})
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+// isTerminal reports whether w is a terminal, where watch redraws in place.
+func isTerminal(w io.Writer, getenv func(string) string) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0 && !strings.EqualFold(getenv("TERM"), "dumb")
+}

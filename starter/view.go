@@ -1,0 +1,224 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/companionsync/companionsync/control"
+	"github.com/companionsync/companionsync/workflows"
+)
+
+// printStatus prints a connection as a small table.
+func printStatus(w io.Writer, v workflows.StatusView) {
+	fmt.Fprint(w, statusText(v, false))
+}
+
+// statusText renders a connection; bars adds progress bars (watch).
+func statusText(v workflows.StatusView, bars bool) string {
+	var b strings.Builder
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	status := string(v.Status)
+	if v.Disconnecting && v.Status != workflows.Disconnected {
+		status += ", disconnecting"
+	}
+	fmt.Fprintf(tw, "Connection\t%s\n", v.Connection)
+	fmt.Fprintf(tw, "Status\t%s\n", status)
+	if v.Reason != "" {
+		fmt.Fprintf(tw, "Reason\t%s\n", v.Reason)
+	}
+	fmt.Fprintf(tw, "Metadata sync\t%s\n", metadataText(v.MetadataSync))
+	if v.LastRejected != "" {
+		fmt.Fprintf(tw, "Last rejected\t%s\n", v.LastRejected)
+	}
+	if next := nextStep(v); next != "" {
+		fmt.Fprintf(tw, "Next\t%s\n", next)
+	}
+	tw.Flush()
+
+	if len(v.DataSpaces) == 0 {
+		if v.Status != workflows.Disconnected {
+			b.WriteString("\nNo data space shared.\n")
+		}
+		return b.String()
+	}
+	b.WriteString("\n")
+	tw = tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	if bars {
+		fmt.Fprintln(tw, "Data space\tInitialization\t\tProgress\t")
+	} else {
+		fmt.Fprintln(tw, "Data space\tInitialization\tProgress\t")
+	}
+	for _, s := range v.DataSpaces {
+		done, total := s.RecordsCopied, s.RecordsTotal
+		what := ""
+		if s.InitializationStatus == workflows.RemovingSharing {
+			done, total, what = s.RecordsRemoved, s.RecordsToRemove, "removed "
+		}
+		cells := []string{s.DataSpace, string(s.InitializationStatus)}
+		if bars {
+			cells = append(cells, bar(done, total, 24))
+		}
+		if total == 0 && s.InitializationStatus == workflows.Activating {
+			cells = append(cells, "starting")
+		} else {
+			cells = append(cells, what+progress(done, total))
+		}
+		if s.Error != "" {
+			cells = append(cells, s.Error)
+		}
+		fmt.Fprintln(tw, strings.Join(cells, "\t")+"\t")
+	}
+	tw.Flush()
+	return b.String()
+}
+
+// progress reads "1200/50000 (2%)".
+func progress(done, total int) string {
+	pct := 100
+	if total > 0 {
+		pct = done * 100 / total
+	}
+	return fmt.Sprintf("%d/%d (%d%%)", done, total, pct)
+}
+
+// bar draws done of total as a bar of width cells.
+func bar(done, total, width int) string {
+	filled := 0
+	if total > 0 {
+		filled = min(max(done*width/total, 0), width)
+	}
+	return "[" + strings.Repeat("#", filled) + strings.Repeat(".", width-filled) + "]"
+}
+
+func metadataText(m workflows.MetadataSyncView) string {
+	var s string
+	switch m.Status {
+	case "":
+		return "not started (it starts when a shared data space is Active)"
+	case workflows.SyncPending:
+		s = fmt.Sprintf("Pending (%d %s)", m.PendingChanges, plural(m.PendingChanges, "change", "changes"))
+	case workflows.SyncError:
+		s = fmt.Sprintf("Error (%d failed %s)", m.ErrorCount, plural(m.ErrorCount, "change", "changes"))
+		if m.Paused {
+			s += ", paused"
+		}
+		if m.Error != "" {
+			s += ": " + m.Error
+		}
+	default:
+		s = string(m.Status)
+	}
+	if m.LastSucceededAt != nil {
+		s += ", last succeeded " + m.LastSucceededAt.UTC().Format("2006-01-02 15:04:05 UTC")
+	}
+	return s
+}
+
+// nextStep suggests what the operator can do about the connection's
+// current state, or nothing when it needs nothing.
+func nextStep(v workflows.StatusView) string {
+	ref := v.Connection
+	switch {
+	case v.Status == workflows.Disconnected || v.Disconnecting:
+		return ""
+	case v.Status == workflows.Inactive:
+		return fmt.Sprintf("renew the licence or reactivate the companion, then 'starter recheck --connection %s'", ref)
+	case v.MetadataSync.Status == workflows.SyncError && v.MetadataSync.Paused:
+		return fmt.Sprintf("'starter error-log --connection %s', fix the cause, then 'starter resume --connection %s'", ref, ref)
+	}
+	for _, s := range v.DataSpaces {
+		if s.InitializationStatus == workflows.ShareError {
+			return fmt.Sprintf("'starter retry --connection %s --data-space %s' (or unshare it)", ref, s.DataSpace)
+		}
+	}
+	if v.Status == workflows.Incomplete {
+		return fmt.Sprintf("'starter share --connection %s --data-space NAME'", ref)
+	}
+	return ""
+}
+
+func printList(w io.Writer, list []control.Summary) {
+	if len(list) == 0 {
+		fmt.Fprintln(w, "No connections.")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "Connection\tStatus\tMetadata sync\t")
+	for _, s := range list {
+		ms := s.MetadataSyncStatus
+		if ms == "" {
+			ms = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t\n", s.Connection, s.Status, ms)
+	}
+	tw.Flush()
+}
+
+// watchInterval is how often watch polls the status.
+const watchInterval = 500 * time.Millisecond
+
+// watch shows the connection until ctx is done or the connection reads
+// Disconnected. On a terminal it redraws in place; elsewhere it prints a
+// frame each time the view changes.
+func watch(ctx context.Context, c *control.Client, ref control.Ref, w io.Writer, every time.Duration, terminal bool) error {
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	var last string
+	shown := false
+	for {
+		v, err := c.Status(ctx, ref)
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case err != nil && !shown:
+			return err
+		}
+		var frame string
+		if err != nil {
+			// Keep watching through a restart of the worker or the server.
+			frame = fmt.Sprintf("status of %s unavailable, retrying: %s\n", ref, oneLine(err.Error()))
+		} else {
+			frame = watchFrame(v)
+		}
+		if terminal {
+			fmt.Fprintf(w, "\x1b[H\x1b[2J%s  ·  %s  ·  Ctrl-C to stop\n\n%s", ref, time.Now().UTC().Format("15:04:05 UTC"), frame)
+		} else if frame != last {
+			if shown {
+				fmt.Fprintln(w, "---")
+			}
+			fmt.Fprint(w, frame)
+		}
+		last, shown = frame, true
+		if err == nil && v.Status == workflows.Disconnected {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// watchFrame is the status with progress bars and the latest transitions.
+func watchFrame(v workflows.StatusView) string {
+	var b strings.Builder
+	b.WriteString(statusText(v, true))
+	if n := len(v.Transitions); n > 0 {
+		b.WriteString("\nRecent changes\n")
+		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+		for _, t := range v.Transitions[max(n-5, 0):] {
+			line := fmt.Sprintf("  %s\t%s\t%s", t.At.UTC().Format("15:04:05"), t.Subject, t.Status)
+			if t.Detail != "" {
+				line += "\t" + t.Detail
+			}
+			fmt.Fprintln(tw, line)
+		}
+		tw.Flush()
+	}
+	return b.String()
+}
