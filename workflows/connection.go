@@ -74,13 +74,14 @@ type connection struct {
 	settings        Settings
 	logger          log.Logger
 
-	// dirty is set by message handlers to wake the main loop.
-	dirty bool
+	// wake is signalled by update handlers to wake the main loop.
+	wake workflow.Channel
 	// refused is the handshake's refusal, for await-connected callers.
 	refused error
 	// signals are the operator signal channels, drained before continue-as-new.
-	signals  map[string]workflow.ReceiveChannel
-	handlers map[string]func(workflow.Context, json.RawMessage)
+	signals     map[string]workflow.ReceiveChannel
+	handlers    map[string]func(workflow.Context, json.RawMessage)
+	signalOrder []string
 	// published are the search-attribute values last written.
 	published map[string]string
 	// loopsThisRun bounds a run deterministically, even where the history
@@ -369,19 +370,31 @@ func (c *connection) finishDisconnect(ctx workflow.Context) (StatusView, error) 
 	return c.view(), nil
 }
 
-// waitForChange blocks until a message arrives or the next health check is due.
+// waitForChange blocks until a signal or an update arrives or the next
+// health check is due, then applies every signal already buffered. Signals
+// are received only here, by the main loop, so one that arrives as the run
+// decides to continue as new is still in its channel for drainSignals.
 func (c *connection) waitForChange(ctx workflow.Context) {
-	c.dirty = false
-	opts := workflow.AwaitOptions{}
+	sel := workflow.NewSelector(ctx)
+	for _, name := range c.signalOrder {
+		sel.AddReceive(c.signals[name], func(ch workflow.ReceiveChannel, _ bool) {
+			var raw json.RawMessage
+			ch.Receive(ctx, &raw)
+			c.handlers[name](ctx, raw)
+		})
+	}
+	sel.AddReceive(c.wake, func(ch workflow.ReceiveChannel, _ bool) { ch.Receive(ctx, nil) })
 	if c.Status != Connecting && !c.Disconnecting {
-		opts.Timeout = c.NextHealthCheck.Sub(workflow.Now(ctx))
-		opts.TimerOptions = workflow.TimerOptions{Summary: "next health check"}
+		timerCtx, cancel := workflow.WithCancel(ctx)
+		defer cancel()
+		timer := workflow.NewTimerWithOptions(timerCtx, c.NextHealthCheck.Sub(workflow.Now(ctx)),
+			workflow.TimerOptions{Summary: "next health check"})
+		sel.AddFuture(timer, func(workflow.Future) {})
 	}
-	if opts.Timeout > 0 {
-		_, _ = workflow.AwaitWithOptions(ctx, opts, func() bool { return c.dirty })
-		return
+	sel.Select(ctx)
+	for sel.HasPending() {
+		sel.Select(ctx)
 	}
-	_ = workflow.Await(ctx, func() bool { return c.dirty })
 }
 
 func (c *connection) shouldContinueAsNew(ctx workflow.Context) bool {

@@ -24,6 +24,7 @@ func (c *connection) registerHandlers(ctx workflow.Context) error {
 
 	c.signals = map[string]workflow.ReceiveChannel{}
 	c.handlers = map[string]func(workflow.Context, json.RawMessage){}
+	c.wake = workflow.NewBufferedChannel(ctx, 1)
 	for _, m := range c.dataSpaceMessages() {
 		if err := c.registerDataSpaceMessage(ctx, m); err != nil {
 			return err
@@ -101,7 +102,7 @@ func (c *connection) registerDataSpaceMessage(ctx workflow.Context, m dataSpaceM
 				return StatusView{}, err
 			}
 			m.apply(ctx, req.DataSpace)
-			c.dirty = true
+			c.wake.SendAsync(nil)
 			return c.view(), nil
 		},
 		workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, req DataSpaceRequest) error {
@@ -132,7 +133,7 @@ func (c *connection) registerPlainMessage(ctx workflow.Context, m plainMessage) 
 				return StatusView{}, err
 			}
 			m.apply(ctx)
-			c.dirty = true
+			c.wake.SendAsync(nil)
 			return c.view(), nil
 		},
 		workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context) error { return m.validate() }},
@@ -152,29 +153,19 @@ func (c *connection) registerPlainMessage(ctx workflow.Context, m plainMessage) 
 	return nil
 }
 
-// listen receives a signal channel on its own coroutine and hands each
-// payload to handle, then wakes the main loop. Payloads are received raw so
-// a malformed one reaches handle instead of being dropped by the SDK.
+// listen registers the handler of a signal. The main loop receives the
+// payloads raw, so a malformed one reaches handle instead of being dropped by
+// the SDK.
 func (c *connection) listen(ctx workflow.Context, name string, handle func(workflow.Context, json.RawMessage)) {
-	ch := workflow.GetSignalChannel(ctx, name)
-	c.signals[name] = ch
+	c.signals[name] = workflow.GetSignalChannel(ctx, name)
 	c.handlers[name] = handle
-	workflow.Go(ctx, func(ctx workflow.Context) {
-		for {
-			var raw json.RawMessage
-			if !ch.Receive(ctx, &raw) {
-				return
-			}
-			handle(ctx, raw)
-			c.dirty = true
-		}
-	})
+	c.signalOrder = append(c.signalOrder, name)
 }
 
 // drainSignals applies every signal buffered but not yet received, so none
 // is lost across continue-as-new.
 func (c *connection) drainSignals(ctx workflow.Context) {
-	for _, name := range workflow.DeterministicKeys(c.signals) {
+	for _, name := range c.signalOrder {
 		for {
 			var raw json.RawMessage
 			if !c.signals[name].ReceiveAsync(&raw) {

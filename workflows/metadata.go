@@ -58,7 +58,7 @@ type metadataSync struct {
 	upTo     int64
 	errorLog []activities.ErrorLogEntry
 
-	stop, resume, scopeChanged bool
+	stop, resume bool
 	// roundsThisRun bounds a run deterministically, even where the history
 	// length is not known (the SDK's test environment).
 	roundsThisRun int
@@ -79,15 +79,28 @@ func (m *metadataSync) registerHandlers(ctx workflow.Context) error {
 		SignalStop:    workflow.GetSignalChannel(ctx, SignalStop),
 		MessageResume: workflow.GetSignalChannel(ctx, MessageResume),
 	}
-	for _, name := range workflow.DeterministicKeys(m.signals) {
-		ch := m.signals[name]
-		workflow.Go(ctx, func(ctx workflow.Context) {
-			for {
-				m.receive(ctx, name, ch)
-			}
-		})
-	}
 	return nil
+}
+
+// wait blocks until a signal arrives or, with a positive timeout, the next
+// round is due; then it takes every signal already buffered. Only the main
+// loop receives signals, so none is consumed and lost by a run that is
+// continuing as new.
+func (m *metadataSync) wait(ctx workflow.Context, timeout time.Duration) {
+	sel := workflow.NewSelector(ctx)
+	for _, name := range workflow.DeterministicKeys(m.signals) {
+		sel.AddReceive(m.signals[name], func(ch workflow.ReceiveChannel, _ bool) { m.receive(ctx, name, ch) })
+	}
+	if timeout > 0 {
+		timerCtx, cancel := workflow.WithCancel(ctx)
+		defer cancel()
+		sel.AddFuture(workflow.NewTimerWithOptions(timerCtx, timeout, workflow.TimerOptions{Summary: "next metadata sync round"}),
+			func(workflow.Future) {})
+	}
+	sel.Select(ctx)
+	for sel.HasPending() {
+		sel.Select(ctx)
+	}
 }
 
 // receive takes one signal and records what it asks for.
@@ -97,7 +110,6 @@ func (m *metadataSync) receive(ctx workflow.Context, name string, ch workflow.Re
 		var scope SyncScope
 		ch.Receive(ctx, &scope)
 		m.scope = scope
-		m.scopeChanged = true
 	case SignalStop:
 		ch.Receive(ctx, nil)
 		m.stop = true
@@ -125,19 +137,17 @@ func (m *metadataSync) run(ctx workflow.Context) (MetadataSyncView, error) {
 			m.count(ctx)
 			m.round(ctx)
 		case m.idle():
-			m.scopeChanged = false
-			_ = workflow.Await(ctx, func() bool { return m.stop || m.resume || m.scopeChanged })
+			m.wait(ctx, 0)
 		case !workflow.Now(ctx).Before(m.in.NextRoundAt):
 			m.round(ctx)
 		default:
-			m.scopeChanged = false
-			_, _ = workflow.AwaitWithOptions(ctx, workflow.AwaitOptions{
-				Timeout:      m.in.NextRoundAt.Sub(workflow.Now(ctx)),
-				TimerOptions: workflow.TimerOptions{Summary: "next metadata sync round"},
-			}, func() bool { return m.stop || m.resume || m.scopeChanged })
+			m.wait(ctx, m.in.NextRoundAt.Sub(workflow.Now(ctx)))
 		}
 		if !m.stop && m.shouldContinueAsNew(ctx) {
-			return MetadataSyncView{}, m.continueAsNew(ctx)
+			m.drainSignals(ctx)
+			if !m.stop {
+				return MetadataSyncView{}, m.continueAsNew(ctx)
+			}
 		}
 	}
 	m.view.Stopped = true
@@ -282,13 +292,18 @@ func (m *metadataSync) shouldContinueAsNew(ctx workflow.Context) bool {
 		m.roundsThisRun >= m.settings.EventBudget/eventsPerRound
 }
 
-// continueAsNew carries the whole state, including signals not yet received.
-func (m *metadataSync) continueAsNew(ctx workflow.Context) error {
+// drainSignals takes the signals buffered but not yet received, so none is
+// lost across continue-as-new.
+func (m *metadataSync) drainSignals(ctx workflow.Context) {
 	for _, name := range workflow.DeterministicKeys(m.signals) {
 		for m.signals[name].Len() > 0 {
 			m.receive(ctx, name, m.signals[name])
 		}
 	}
+}
+
+// continueAsNew carries the whole state to the next run.
+func (m *metadataSync) continueAsNew(ctx workflow.Context) error {
 	next := m.in
 	next.Scope, next.State, next.UpTo, next.ErrorLog = m.scope, m.view, m.upTo, m.errorLog
 	next.ResumePending = m.resume
