@@ -15,10 +15,15 @@ import (
 // connection; the choice is recorded in the workflow's history, so workers
 // with other defaults replay it unchanged.
 func Register(r worker.Registry, a *activities.Activities, defaults Settings) {
+	RegisterWorkflows(r, defaults)
+	r.RegisterActivityWithOptions(a, activity.RegisterOptions{})
+}
+
+// RegisterWorkflows registers only the workflows, as a replayer needs.
+func RegisterWorkflows(r worker.WorkflowRegistry, defaults Settings) {
 	r.RegisterWorkflowWithOptions(ConnectionWorkflowWith(defaults), workflow.RegisterOptions{Name: ConnectionWorkflowName})
 	r.RegisterWorkflowWithOptions(DataSpaceShareWorkflow, workflow.RegisterOptions{Name: ShareWorkflowName})
 	r.RegisterWorkflowWithOptions(MetadataSyncWorkflow, workflow.RegisterOptions{Name: MetadataSyncWorkflowName})
-	r.RegisterActivityWithOptions(a, activity.RegisterOptions{})
 }
 
 // ConnectionWorkflowWith is ConnectionWorkflow with worker-side defaults for

@@ -1,0 +1,162 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/companionsync/companionsync/control"
+	"github.com/companionsync/companionsync/internal/testenv"
+	"github.com/companionsync/companionsync/workflows"
+)
+
+// historiesDir is where the workflows package replays recorded histories.
+var historiesDir = filepath.Join("..", "workflows", "testdata", "histories")
+
+// TestRecordHistories runs a scenario through every status of SPEC on a real
+// server and writes the histories of every run of every workflow for the
+// replay test. It runs only when COMPANIONSYNC_RECORD_HISTORIES=1: recorded
+// histories are kept from before a change, so the replay test can catch it.
+func TestRecordHistories(t *testing.T) {
+	if os.Getenv("COMPANIONSYNC_RECORD_HISTORIES") != "1" {
+		t.Skip("set COMPANIONSYNC_RECORD_HISTORIES=1 to record new histories")
+	}
+	settings := testenv.FastSettings()
+	settings.EventBudget = 150
+	env := testenv.Start(t, testenv.Options{Settings: settings})
+	c := control.New(env.Client)
+	ctx := context.Background()
+	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
+
+	_, err := c.Connect(ctx, ref, workflows.Settings{})
+	require.NoError(t, err)
+	require.NoError(t, env.Store.InjectCopyFailures(ctx, "acme", "acme-emea", "marketing", int(settings.InitialSyncRetry.MaximumAttempts)))
+	for _, ds := range []string{"default", "marketing"} {
+		_, err := c.Share(ctx, ref, ds)
+		require.NoError(t, err)
+	}
+	waitFor(t, c, ref, "marketing in Error", shareIs("marketing", workflows.ShareError))
+	_, err = c.Retry(ctx, ref, "marketing")
+	require.NoError(t, err)
+	waitFor(t, c, ref, "both Active", func(v workflows.StatusView) bool {
+		return shareIs("default", workflows.ShareActive)(v) && shareIs("marketing", workflows.ShareActive)(v)
+	})
+	waitFor(t, c, ref, "metadata sync running", func(v workflows.StatusView) bool { return v.MetadataSync.Status == workflows.SyncSucceeded })
+	_, err = env.Store.MakeConflict(ctx, "acme", "acme-emea", "default")
+	require.NoError(t, err)
+	waitFor(t, c, ref, "metadata Error", func(v workflows.StatusView) bool { return v.MetadataSync.Status == workflows.SyncError })
+	_, err = env.Store.ResolveConflicts(ctx, "acme", "acme-emea")
+	require.NoError(t, err)
+	require.NoError(t, env.Client.SignalWorkflow(ctx, workflows.ConnectionWorkflowID("acme", "acme-emea"), "", workflows.MessageResume, nil))
+	waitFor(t, c, ref, "metadata Succeeded", func(v workflows.StatusView) bool { return v.MetadataSync.Status == workflows.SyncSucceeded })
+	require.NoError(t, env.Store.ExpireLicence(ctx, "acme"))
+	waitFor(t, c, ref, "Inactive", func(v workflows.StatusView) bool { return v.Status == workflows.Inactive })
+	require.NoError(t, env.Store.RenewLicence(ctx, "acme"))
+	_, err = c.Recheck(ctx, ref)
+	require.NoError(t, err)
+	waitFor(t, c, ref, "Active again", func(v workflows.StatusView) bool { return v.Status == workflows.Active })
+	_, err = c.Unshare(ctx, ref, "marketing")
+	require.NoError(t, err)
+	waitFor(t, c, ref, "marketing removed", shareGone("marketing"))
+	_, err = c.Disconnect(ctx, ref, true)
+	require.NoError(t, err)
+
+	require.NoError(t, os.MkdirAll(historiesDir, 0o755))
+	for _, id := range []string{
+		workflows.ConnectionWorkflowID("acme", "acme-emea"),
+		workflows.ShareWorkflowID("acme", "acme-emea", "default"),
+		workflows.ShareWorkflowID("acme", "acme-emea", "marketing"),
+		workflows.MetadataSyncWorkflowID("acme", "acme-emea"),
+	} {
+		n := writeHistories(t, env.Client, id)
+		t.Logf("%s: %d run(s) recorded", id, n)
+	}
+}
+
+// writeHistories writes the history of every run of a workflow ID.
+func writeHistories(t *testing.T, c client.Client, workflowID string) int {
+	t.Helper()
+	ctx := context.Background()
+	resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: fmt.Sprintf("WorkflowId = '%s'", workflowID)})
+	require.NoError(t, err)
+	for i, e := range resp.GetExecutions() {
+		hist := &historypb.History{}
+		it := c.GetWorkflowHistory(ctx, workflowID, e.GetExecution().GetRunId(), false, 0)
+		for it.HasNext() {
+			ev, err := it.Next()
+			require.NoError(t, err)
+			hist.Events = append(hist.Events, ev)
+		}
+		data, err := protojson.MarshalOptions{Indent: " "}.Marshal(hist)
+		require.NoError(t, err)
+		name := fmt.Sprintf("%s-%d.json", sanitize(workflowID), i)
+		require.NoError(t, os.WriteFile(filepath.Join(historiesDir, name), data, 0o644))
+	}
+	return len(resp.GetExecutions())
+}
+
+func sanitize(id string) string {
+	out := []rune(id)
+	for i, r := range out {
+		if r == ':' || r == '/' {
+			out[i] = '_'
+		}
+	}
+	return string(out)
+}
+
+// TestMetadataRoundEventCost measures the history events a real metadata
+// round adds, which bounds a run's length through the round budget
+// (workflows.eventsPerRound = 30): a year of 15-minute rounds then stays
+// far under 10,000 events per run.
+func TestMetadataRoundEventCost(t *testing.T) {
+	settings := testenv.FastSettings()
+	settings.MetadataSyncInterval = 200 * time.Millisecond
+	settings.EventBudget = 100_000 // one run for the whole measurement
+	env := testenv.Start(t, testenv.Options{Settings: settings})
+	c := control.New(env.Client)
+	ctx := context.Background()
+	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
+	_, err := c.Connect(ctx, ref, workflows.Settings{})
+	require.NoError(t, err)
+	_, err = c.Share(ctx, ref, "marketing")
+	require.NoError(t, err)
+	syncID := workflows.MetadataSyncWorkflowID("acme", "acme-emea")
+	syncView := func() workflows.MetadataSyncView {
+		var v workflows.MetadataSyncView
+		if q, err := env.Client.QueryWorkflow(ctx, syncID, "", workflows.QueryStatus); err == nil {
+			_ = q.Get(&v)
+		}
+		return v
+	}
+	testenv.Eventually(t, time.Minute, "metadata sync running", func() bool { return syncView().Rounds > 0 })
+	for range 10 {
+		_, err := env.Store.ChangeMetadata(ctx, "acme", "marketing", 1)
+		require.NoError(t, err)
+		time.Sleep(150 * time.Millisecond) // spread the changes over rounds
+	}
+	var v workflows.MetadataSyncView
+	testenv.Eventually(t, time.Minute, "20 rounds", func() bool {
+		v = syncView()
+		return v.Rounds >= 20 && v.Status == workflows.SyncSucceeded
+	})
+	desc, err := env.Client.DescribeWorkflowExecution(ctx, syncID, "")
+	require.NoError(t, err)
+	events := desc.GetWorkflowExecutionInfo().GetHistoryLength()
+	rounds := v.Rounds
+	perRound := float64(events) / float64(rounds)
+	t.Logf("%d events in %d rounds: %.1f events per round", events, rounds, perRound)
+	assert.Less(t, perRound, 30.0, "a round costs less than the budgeted events")
+	_, err = c.Disconnect(ctx, ref, true)
+	require.NoError(t, err)
+}

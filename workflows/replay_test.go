@@ -1,0 +1,38 @@
+package workflows
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+)
+
+// TestReplayRecordedHistories replays every history recorded from a real
+// server (see e2e.TestRecordHistories) against the current workflow code. A
+// change that is not deterministic for workflows already running fails here:
+// guard it with workflow.GetVersion.
+func TestReplayRecordedHistories(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("testdata", "histories", "*.json"))
+	require.NoError(t, err)
+	require.NotEmpty(t, files, "no recorded histories; record them with COMPANIONSYNC_RECORD_HISTORIES=1 go test ./e2e -run TestRecordHistories")
+	kinds := map[string]bool{}
+	for _, file := range files {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			f, err := os.Open(file)
+			require.NoError(t, err)
+			defer f.Close()
+			history, err := client.HistoryFromJSON(f, client.HistoryJSONOptions{})
+			require.NoError(t, err)
+			kinds[history.GetEvents()[0].GetWorkflowExecutionStartedEventAttributes().GetWorkflowType().GetName()] = true
+			replayer := worker.NewWorkflowReplayer()
+			RegisterWorkflows(replayer, Settings{})
+			require.NoError(t, replayer.ReplayWorkflowHistory(testLogger(), history))
+		})
+	}
+	for _, name := range []string{ConnectionWorkflowName, ShareWorkflowName, MetadataSyncWorkflowName} {
+		require.True(t, kinds[name], "no recorded history of %s", name)
+	}
+}
