@@ -82,16 +82,16 @@ func dataSpaceOp(ctx context.Context, inv *invocation, args []string, name, summ
 
 func runResume(ctx context.Context, inv *invocation, args []string) error {
 	return connectionOp(ctx, inv, args, "resume", "Resume a metadata sync paused by a failed round (resolve the cause first); the next round starts at once.",
-		(*control.Client).Resume, "resumed the metadata sync of %s")
+		(*control.Client).Resume, "resumed the metadata sync of %[1]s: the next round starts now; follow it with 'starter watch --connection %[1]s'")
 }
 
 func runRecheck(ctx context.Context, inv *invocation, args []string) error {
 	return connectionOp(ctx, inv, args, "recheck", "Check the home licence and the companion now, instead of at the next health check.",
-		(*control.Client).Recheck, "rechecked %s")
+		(*control.Client).Recheck, "health check of %[1]s started; 'starter status --connection %[1]s' shows its outcome")
 }
 
-// connectionOp runs resume or recheck on a connection, then prints the
-// status after it.
+// connectionOp runs resume or recheck on a connection and says so. It
+// prints no status: what they start has not happened yet when they return.
 func connectionOp(ctx context.Context, inv *invocation, args []string, name, summary string,
 	op func(*control.Client, context.Context, control.Ref) (workflows.StatusView, error), done string) error {
 	fs := inv.flags(name, "--connection H/C", summary)
@@ -104,12 +104,10 @@ func connectionOp(ctx context.Context, inv *invocation, args []string, name, sum
 	if err != nil {
 		return err
 	}
-	v, err := op(c, ctx, *ref)
-	if err != nil {
+	if _, err := op(c, ctx, *ref); err != nil {
 		return err
 	}
-	fmt.Fprintf(inv.stdout, done+"\n\n", ref)
-	printStatus(inv.stdout, v)
+	fmt.Fprintf(inv.stdout, done+"\n", ref)
 	return nil
 }
 

@@ -48,9 +48,9 @@ func statusText(v workflows.StatusView, bars bool) string {
 	b.WriteString("\n")
 	tw = tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	if bars {
-		fmt.Fprintln(tw, "Data space\tInitialization\t\tProgress\t")
+		fmt.Fprintln(tw, "Data space\tInitialization\t\tProgress")
 	} else {
-		fmt.Fprintln(tw, "Data space\tInitialization\tProgress\t")
+		fmt.Fprintln(tw, "Data space\tInitialization\tProgress")
 	}
 	for _, s := range v.DataSpaces {
 		done, total := s.RecordsCopied, s.RecordsTotal
@@ -62,7 +62,8 @@ func statusText(v workflows.StatusView, bars bool) string {
 		if bars {
 			cells = append(cells, bar(done, total, 24))
 		}
-		if total == 0 && s.InitializationStatus == workflows.Activating {
+		if total == 0 && s.InitializationStatus != workflows.ShareActive {
+			// Nothing counted yet: the first step has not reported.
 			cells = append(cells, "starting")
 		} else {
 			cells = append(cells, what+progress(done, total))
@@ -70,7 +71,7 @@ func statusText(v workflows.StatusView, bars bool) string {
 		if s.Error != "" {
 			cells = append(cells, s.Error)
 		}
-		fmt.Fprintln(tw, strings.Join(cells, "\t")+"\t")
+		fmt.Fprintln(tw, strings.Join(cells, "\t"))
 	}
 	tw.Flush()
 	return b.String()
@@ -106,14 +107,14 @@ func metadataText(m workflows.MetadataSyncView) string {
 		if m.Paused {
 			s += ", paused"
 		}
-		if m.Error != "" {
-			s += ": " + m.Error
-		}
 	default:
 		s = string(m.Status)
 	}
 	if m.LastSucceededAt != nil {
 		s += ", last succeeded " + m.LastSucceededAt.UTC().Format("2006-01-02 15:04:05 UTC")
+	}
+	if m.Status == workflows.SyncError && m.Error != "" {
+		s += ": " + m.Error
 	}
 	return s
 }
@@ -147,13 +148,13 @@ func printList(w io.Writer, list []control.Summary) {
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "Connection\tStatus\tMetadata sync\t")
+	fmt.Fprintln(tw, "Connection\tStatus\tMetadata sync")
 	for _, s := range list {
 		ms := s.MetadataSyncStatus
 		if ms == "" {
 			ms = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t\n", s.Connection, s.Status, ms)
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", s.Connection, s.Status, ms)
 	}
 	tw.Flush()
 }
@@ -212,13 +213,18 @@ func watchFrame(v workflows.StatusView) string {
 		b.WriteString("\nRecent changes\n")
 		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 		for _, t := range v.Transitions[max(n-5, 0):] {
-			line := fmt.Sprintf("  %s\t%s\t%s", t.At.UTC().Format("15:04:05"), t.Subject, t.Status)
-			if t.Detail != "" {
-				line += "\t" + t.Detail
-			}
-			fmt.Fprintln(tw, line)
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", t.At.UTC().Format("15:04:05"), t.Subject, t.Status, t.Detail)
 		}
 		tw.Flush()
 	}
-	return b.String()
+	return trimLines(b.String())
+}
+
+// trimLines drops the padding tabwriter leaves after empty last cells.
+func trimLines(s string) string {
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		lines[i] = strings.TrimRight(l, " ")
+	}
+	return strings.Join(lines, "\n")
 }
