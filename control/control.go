@@ -166,6 +166,16 @@ func (c *Client) Status(ctx context.Context, ref Ref) (workflows.StatusView, err
 	if err := v.Get(&view); err != nil {
 		return view, fmt.Errorf("status %s: decode: %w", ref, err)
 	}
+	if view.MetadataSync.Status != "" && view.Status != workflows.Disconnected {
+		// The connection hears from its metadata sync on changes only; the
+		// sync itself knows the time of its last round.
+		if q, err := c.temporal.QueryWorkflow(ctx, workflows.MetadataSyncWorkflowID(ref.Home, ref.Companion), "", workflows.QueryStatus); err == nil {
+			var fresh workflows.MetadataSyncView
+			if q.Get(&fresh) == nil && fresh.Status != "" {
+				view.MetadataSync = fresh
+			}
+		}
+	}
 	return view, nil
 }
 

@@ -607,3 +607,24 @@ func (s *Store) MetadataCursor(ctx context.Context, home, companion, dataSpace s
 	}
 	return seq, true, nil
 }
+
+// AddOrg adds an org, for demos and load tests that need more orgs than the
+// seed. A home org's licence is taken from LicenceExpiresAt; an existing id
+// is refused.
+func (s *Store) AddOrg(ctx context.Context, o activities.Org) error {
+	if o.ID == "" || (o.Role != activities.RoleHome && o.Role != activities.RoleCompanion) ||
+		(o.Kind != activities.KindProduction && o.Kind != activities.KindSandbox) {
+		return fmt.Errorf("add org %q: want an id, role home or companion, kind production or sandbox", o.ID)
+	}
+	var expires any
+	if o.Role == activities.RoleHome {
+		expires = o.LicenceExpiresAt.UnixMilli()
+	}
+	_, err := s.db.ExecContext(ctx,
+		`INSERT INTO orgs (id, role, kind, licence_expires_at, max_companions, active) VALUES (?, ?, ?, ?, ?, ?)`,
+		o.ID, string(o.Role), string(o.Kind), expires, o.MaxCompanions, o.Active || o.Role == activities.RoleHome)
+	if err != nil {
+		return fmt.Errorf("add org %s: %w", o.ID, err)
+	}
+	return nil
+}

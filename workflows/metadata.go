@@ -172,10 +172,10 @@ func (m *metadataSync) round(ctx workflow.Context) {
 			m.pause(ctx, err)
 			return
 		}
-		now := workflow.Now(ctx)
-		m.view.LastSucceededAt = &now
 		m.view.ErrorCount, m.view.Error, m.errorLog = 0, "", nil
 	}
+	now := workflow.Now(ctx)
+	m.view.LastSucceededAt = &now
 	m.count(ctx)
 }
 
