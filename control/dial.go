@@ -56,11 +56,11 @@ func (o DialOptions) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Dial connects to Temporal and checks the server answers. The caller
-// closes the client; wrap it with New to drive connections.
-func Dial(ctx context.Context, o DialOptions) (client.Client, error) {
+// ClientOptions are the SDK client options for o, defaults applied; callers
+// that need more (a metrics handler) add it before dialling.
+func (o DialOptions) ClientOptions() (client.Options, error) {
 	if err := o.Validate(); err != nil {
-		return nil, err
+		return client.Options{}, err
 	}
 	if o.Address == "" {
 		o.Address = DefaultAddress
@@ -79,16 +79,26 @@ func Dial(ctx context.Context, o DialOptions) (client.Client, error) {
 	}
 	tlsCfg, err := o.tlsConfig()
 	if err != nil {
-		return nil, err
+		return client.Options{}, err
 	}
 	opts.ConnectionOptions.TLS = tlsCfg
 	if o.APIKey != "" {
 		opts.Credentials = client.NewAPIKeyStaticCredentials(o.APIKey)
 	}
+	return opts, nil
+}
+
+// Dial connects to Temporal and checks the server answers. The caller
+// closes the client; wrap it with New to drive connections.
+func Dial(ctx context.Context, o DialOptions) (client.Client, error) {
+	opts, err := o.ClientOptions()
+	if err != nil {
+		return nil, err
+	}
 	c, err := client.DialContext(ctx, opts)
 	if err != nil {
 		return nil, fmt.Errorf("cannot reach Temporal at %s (namespace %s): start the worker (go run ./worker) or set TEMPORAL_ADDRESS: %w",
-			o.Address, o.Namespace, err)
+			opts.HostPort, opts.Namespace, err)
 	}
 	return c, nil
 }

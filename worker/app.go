@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -22,10 +20,10 @@ import (
 	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/sdk/client"
 	temporalotel "go.temporal.io/sdk/contrib/opentelemetry"
-	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
 
 	"github.com/companionsync/companionsync/activities"
+	"github.com/companionsync/companionsync/control"
 	"github.com/companionsync/companionsync/devserver"
 	"github.com/companionsync/companionsync/orgstore"
 	"github.com/companionsync/companionsync/workflows"
@@ -158,54 +156,20 @@ func (m *Main) startMetrics() (client.MetricsHandler, error) {
 }
 
 func (m *Main) dial(ctx context.Context, metrics client.MetricsHandler) error {
-	opts := client.Options{
-		HostPort:       m.FrontendAddr,
-		Namespace:      m.cfg.Namespace,
-		Logger:         sdklog.NewStructuredLogger(m.logger),
-		MetricsHandler: metrics,
-	}
-	tlsCfg, err := m.cfg.tlsConfig()
+	opts, err := control.DialOptions{
+		Address: m.FrontendAddr, Namespace: m.cfg.Namespace, APIKey: m.cfg.APIKey,
+		TLSCert: m.cfg.TLSCert, TLSKey: m.cfg.TLSKey, TLSCA: m.cfg.TLSCA, Logger: m.logger,
+	}.ClientOptions()
 	if err != nil {
 		return err
 	}
-	opts.ConnectionOptions.TLS = tlsCfg
-	if m.cfg.APIKey != "" {
-		opts.Credentials = client.NewAPIKeyStaticCredentials(m.cfg.APIKey)
-	}
+	opts.MetricsHandler = metrics
 	c, err := client.DialContext(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("connect to Temporal at %s (namespace %s): %w", m.FrontendAddr, m.cfg.Namespace, err)
 	}
 	m.client = c
 	return nil
-}
-
-// tlsConfig builds the client TLS configuration: mTLS with a certificate,
-// server verification with a CA, plain TLS for an API key, none otherwise.
-func (c Config) tlsConfig() (*tls.Config, error) {
-	if c.TLSCert == "" && c.TLSCA == "" && c.APIKey == "" {
-		return nil, nil
-	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if c.TLSCert != "" {
-		cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
-		if err != nil {
-			return nil, fmt.Errorf("tls-cert/tls-key (TEMPORAL_TLS_CERT/_KEY): %w", err)
-		}
-		cfg.Certificates = []tls.Certificate{cert}
-	}
-	if c.TLSCA != "" {
-		pem, err := os.ReadFile(c.TLSCA)
-		if err != nil {
-			return nil, fmt.Errorf("tls-ca (TEMPORAL_TLS_CA): %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("tls-ca (TEMPORAL_TLS_CA) %s: no PEM certificate found", c.TLSCA)
-		}
-		cfg.RootCAs = pool
-	}
-	return cfg, nil
 }
 
 // ensureSearchAttributes registers the contract's search attributes in a
