@@ -105,11 +105,12 @@ func (c *Client) Connect(ctx context.Context, ref Ref, settings workflows.Settin
 	}
 	var view workflows.StatusView
 	err = c.update(ctx, ref, run.GetRunID(), workflows.UpdateAwaitConnected, &view)
-	if err == nil {
-		return view, nil
+	var refused *RefusedError
+	if err == nil || !errors.As(err, &refused) {
+		return view, err
 	}
 	// A refused handshake fails the workflow, possibly before the update
-	// could even be delivered: its failure carries the rule.
+	// could even be delivered: the workflow's failure carries the rule.
 	if werr := run.Get(ctx, nil); werr != nil {
 		return workflows.StatusView{}, refusal(ref, "connect", werr)
 	}

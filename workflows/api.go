@@ -256,12 +256,27 @@ type ConnectionInput struct {
 	State     *ConnectionState `json:"state,omitempty"`
 }
 
-// ShareInput starts a DataSpaceShareWorkflow.
+// ShareInput starts a DataSpaceShareWorkflow. State is empty on a new share
+// and carries the share across continue-as-new; a connection that finds its
+// share workflow gone restarts it with State.Removing to finish an unshare.
 type ShareInput struct {
-	Home      string   `json:"home"`
-	Companion string   `json:"companion"`
-	DataSpace string   `json:"dataSpace"`
-	Settings  Settings `json:"settings"`
+	Home      string      `json:"home"`
+	Companion string      `json:"companion"`
+	DataSpace string      `json:"dataSpace"`
+	Settings  Settings    `json:"settings"`
+	State     *ShareState `json:"state,omitempty"`
+}
+
+// ShareState is the state of a share carried to its next run.
+type ShareState struct {
+	View ShareView `json:"view"`
+	// Checkpoint is the last record id the initial sync has copied up to.
+	Checkpoint string `json:"checkpoint"`
+	// Removing is set once an unshare was received.
+	Removing bool `json:"removing"`
+	// RemovalDeadline is when the running removal must be done; zero when
+	// no removal is running.
+	RemovalDeadline time.Time `json:"removalDeadline"`
 }
 
 // MetadataSyncInput starts a MetadataSyncWorkflow. State carries the sync

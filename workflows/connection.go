@@ -173,28 +173,47 @@ func (c *connection) reconcile(ctx workflow.Context) {
 
 func (c *connection) reconcileShare(ctx workflow.Context, ds string, sh *ShareRecord) {
 	if !sh.Started {
-		if err := c.startShare(ctx, ds); err != nil {
+		// A new run embodies the pending requests: it starts in removal when
+		// the share was unshared, and from the beginning otherwise.
+		if err := c.startShare(ctx, ds, sh); err != nil {
 			c.logger.Error("could not start share workflow", "dataSpace", ds, "error", err)
 			sh.View.InitializationStatus = ShareError
-			sh.View.Error = "could not start the share: " + err.Error() + "; unshare and share again"
-			sh.Started = true
+			sh.View.Error = "could not start the share workflow: " + err.Error() + "; retry or unshare"
+			sh.UnsharePending, sh.RetryPending = false, false
 			return
 		}
 		sh.Started = true
+		sh.UnsharePending, sh.RetryPending = false, false
+		return
 	}
-	if sh.UnsharePending {
-		sh.UnsharePending = false
-		c.signalChild(ctx, ShareWorkflowID(c.home, c.companion, ds), MessageUnshare, nil)
+	id := ShareWorkflowID(c.home, c.companion, ds)
+	for _, req := range []struct {
+		pending *bool
+		signal  string
+	}{{&sh.UnsharePending, MessageUnshare}, {&sh.RetryPending, MessageRetry}} {
+		if !*req.pending {
+			continue
+		}
+		*req.pending = false
+		if childGone(c.signalChild(ctx, id, req.signal, nil)) {
+			// The share's workflow is gone (terminated, or closed early):
+			// start it again to carry out the request.
+			sh.Started = false
+			c.reconcileShare(ctx, ds, sh)
+			return
+		}
 	}
-	if sh.RetryPending {
-		sh.RetryPending = false
-		c.signalChild(ctx, ShareWorkflowID(c.home, c.companion, ds), MessageRetry, nil)
-	}
+}
+
+// childGone reports whether a signal failed because its target no longer runs.
+func childGone(err error) bool {
+	var gone *temporal.UnknownExternalWorkflowExecutionError
+	return errors.As(err, &gone)
 }
 
 // startShare starts the share's child workflow and waits until it runs. A
 // previous run of the same share that is still closing is waited for.
-func (c *connection) startShare(ctx workflow.Context, ds string) error {
+func (c *connection) startShare(ctx workflow.Context, ds string, sh *ShareRecord) error {
 	opts := workflow.ChildWorkflowOptions{
 		WorkflowID:        ShareWorkflowID(c.home, c.companion, ds),
 		ParentClosePolicy: enumspb.PARENT_CLOSE_POLICY_ABANDON,
@@ -205,6 +224,9 @@ func (c *connection) startShare(ctx workflow.Context, ds string) error {
 		),
 	}
 	in := ShareInput{Home: c.home, Companion: c.companion, DataSpace: ds, Settings: c.settings}
+	if sh.Unshared {
+		in.State = &ShareState{View: sh.View, Removing: true}
+	}
 	var err error
 	for attempt := 0; attempt < 10; attempt++ {
 		child := workflow.ExecuteChildWorkflow(workflow.WithChildOptions(ctx, opts), ShareWorkflowName, in)
@@ -236,17 +258,27 @@ func (c *connection) reconcileMetadata(ctx workflow.Context) {
 	if c.Disconnecting {
 		if !c.StopSent && !c.Metadata.Stopped {
 			c.StopSent = true
-			c.signalChild(ctx, id, SignalStop, nil)
+			if childGone(c.signalChild(ctx, id, SignalStop, nil)) {
+				c.Metadata.Stopped = true
+			}
 		}
 		return
 	}
+	gone := false
 	if c.ScopeSent == nil || !sameScope(*c.ScopeSent, scope) {
 		c.ScopeSent = &scope
-		c.signalChild(ctx, id, SignalScope, scope)
+		gone = childGone(c.signalChild(ctx, id, SignalScope, scope))
 	}
-	if c.ResumePending {
+	if c.ResumePending && !gone {
 		c.ResumePending = false
-		c.signalChild(ctx, id, MessageResume, nil)
+		if gone = childGone(c.signalChild(ctx, id, MessageResume, nil)); gone {
+			c.Metadata.Paused = false // the restarted sync starts with a round
+		}
+	}
+	if gone {
+		// Start the metadata sync again from the state it last reported.
+		c.MetadataStarted, c.ScopeSent = false, nil
+		c.reconcileMetadata(ctx)
 	}
 }
 
@@ -282,8 +314,8 @@ func sameScope(a, b SyncScope) bool {
 }
 
 // signalChild sends a signal to a child by workflow ID, so it reaches the
-// child's current run. A child that has already finished is logged, not fatal.
-func (c *connection) signalChild(ctx workflow.Context, workflowID, name string, arg any) {
+// child's current run. Failures are logged and returned.
+func (c *connection) signalChild(ctx workflow.Context, workflowID, name string, arg any) error {
 	var err error
 	if arg == nil {
 		err = workflow.SignalExternalWorkflow(ctx, workflowID, "", name, nil).Get(ctx, nil)
@@ -293,6 +325,7 @@ func (c *connection) signalChild(ctx workflow.Context, workflowID, name string, 
 	if err != nil {
 		c.logger.Warn("signal to child failed", "workflowID", workflowID, "signal", name, "error", err)
 	}
+	return err
 }
 
 // checkHealth runs the health check and moves the connection between Active
@@ -400,7 +433,7 @@ func (c *connection) waitForChange(ctx workflow.Context) {
 func (c *connection) shouldContinueAsNew(ctx workflow.Context) bool {
 	info := workflow.GetInfo(ctx)
 	return info.GetContinueAsNewSuggested() || info.GetCurrentHistoryLength() >= c.settings.EventBudget ||
-		c.loopsThisRun >= c.settings.EventBudget/eventsPerLoop
+		c.loopsThisRun >= max(1, c.settings.EventBudget/eventsPerLoop)
 }
 
 // continueAsNew waits for running handlers, applies every buffered signal and

@@ -271,7 +271,7 @@ func (c *connection) validateResume() error {
 	if err := c.operable(); err != nil {
 		return err
 	}
-	if !c.Metadata.Paused || c.ResumePending {
+	if !c.Metadata.Paused {
 		return fmt.Errorf("metadata sync is not paused (status %q); resume applies only after a failed round", c.Metadata.Status)
 	}
 	return nil
@@ -279,6 +279,7 @@ func (c *connection) validateResume() error {
 
 func (c *connection) applyResume(ctx workflow.Context) {
 	c.ResumePending = true
+	c.Metadata.Paused = false // a second resume is refused until the sync reports again
 	c.transition(ctx, subjectMetadataSync, "Resume requested", "")
 }
 
@@ -329,6 +330,9 @@ func (c *connection) applyShareReport(ctx workflow.Context, v ShareView) {
 			c.setStatus(ctx, Incomplete, "no data space is shared")
 		}
 		return
+	}
+	if sh.Unshared && (v.InitializationStatus == Activating || v.InitializationStatus == ShareActive) {
+		return // a report sent before the share received its unshare
 	}
 	if sh.View.InitializationStatus != v.InitializationStatus {
 		c.transition(ctx, subjectShare(v.DataSpace), string(v.InitializationStatus), v.Error)

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 )
@@ -168,4 +169,79 @@ func TestMetadataSyncYearOfRoundsInBoundedRuns(t *testing.T) {
 		require.Equal(t, 1, n, "change %d applied %d times", seq, n)
 	}
 	t.Logf("a year: %d rounds in %d runs", rounds, runs)
+}
+
+func TestShareContinuesAsNewBetweenStepsAndKeepsAnUnshare(t *testing.T) {
+	var suite testsuite.WorkflowTestSuite
+	suite.SetLogger(testLogger())
+	env := suite.NewTestWorkflowEnvironment()
+	register(env)
+	f := newFakeOrgs() // copies 10 records per step; default has 25
+	env.OnActivity(acts.CopyRecords, mock.Anything, mock.Anything).Return(f.CopyRecords)
+	env.OnSignalExternalWorkflow(mock.Anything, ConnectionWorkflowID(home, companion), "", SignalShareReport, mock.Anything).Return(nil)
+	s := testSettings()
+	s.EventBudget = 2 * eventsPerStep // two steps per run
+	env.ExecuteWorkflow(DataSpaceShareWorkflow, ShareInput{Home: home, Companion: companion, DataSpace: "default", Settings: s})
+	next := continuedInput[ShareInput](t, env)
+	require.NotNil(t, next.State)
+	assert.Equal(t, "20", next.State.Checkpoint, "the next run resumes after the copied records")
+	assert.Equal(t, 20, next.State.View.RecordsCopied)
+	assert.Equal(t, Activating, next.State.View.InitializationStatus)
+	assert.False(t, next.State.Removing)
+
+	// The next run finishes the copy; an unshare arriving then is kept.
+	env = suite.NewTestWorkflowEnvironment()
+	register(env)
+	env.OnActivity(acts.CopyRecords, mock.Anything, mock.Anything).Return(f.CopyRecords)
+	env.OnActivity(acts.RemoveRecords, mock.Anything, mock.Anything).Return(f.RemoveRecords)
+	var reports []ShareView
+	env.OnSignalExternalWorkflow(mock.Anything, ConnectionWorkflowID(home, companion), "", SignalShareReport, mock.Anything).Return(
+		func(_, _, _, _ string, arg any) error { reports = append(reports, arg.(ShareView)); return nil })
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(MessageUnshare, nil) }, time.Minute)
+	next.Settings = testSettings() // no more continue-as-new in this run
+	env.ExecuteWorkflow(DataSpaceShareWorkflow, next)
+	require.NoError(t, env.GetWorkflowError())
+	var final ShareView
+	require.NoError(t, env.GetWorkflowResult(&final))
+	assert.True(t, final.Removed)
+	assert.Equal(t, 25, final.RecordsTotal)
+	assert.Equal(t, 25, reports[0].RecordsCopied, "the copy went on from the checkpoint, not from the start")
+	assert.Empty(t, f.copied, "the unshare removed everything")
+}
+
+func TestConnectionRestartsAShareWhoseWorkflowIsGone(t *testing.T) {
+	var suite testsuite.WorkflowTestSuite
+	suite.SetLogger(testLogger())
+	env := suite.NewTestWorkflowEnvironment()
+	register(env)
+	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: ConnectionWorkflowID(home, companion), TaskQueue: TaskQueue})
+	f := newFakeOrgs()
+	f.copied["default"] = 25
+	env.OnActivity(acts.CheckHealth, mock.Anything, mock.Anything).Return(f.CheckHealth)
+	env.OnActivity(acts.RemoveRecords, mock.Anything, mock.Anything).Return(f.RemoveRecords)
+	env.OnActivity(acts.Disconnect, mock.Anything, mock.Anything).Return(f.Disconnect)
+	// The share's workflow from an earlier run is gone (terminated by hand).
+	env.OnSignalExternalWorkflow(mock.Anything, ShareWorkflowID(home, companion, "default"), "", MessageUnshare, mock.Anything).
+		Return(&temporal.UnknownExternalWorkflowExecutionError{})
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(MessageUnshare, DataSpaceRequest{DataSpace: "default"}) }, time.Second)
+	env.RegisterDelayedCallback(func() {
+		v, err := env.QueryWorkflow(QueryStatus)
+		require.NoError(t, err)
+		var sv StatusView
+		require.NoError(t, v.Get(&sv))
+		assert.Empty(t, sv.DataSpaces, "a new share run carried out the unshare")
+		assert.Equal(t, Incomplete, sv.Status)
+		env.SignalWorkflow(MessageDisconnect, nil)
+	}, time.Minute)
+	env.ExecuteWorkflow(ConnectionWorkflow, ConnectionInput{Home: home, Companion: companion, Settings: testSettings(),
+		State: &ConnectionState{
+			Status: Active, Handshaken: true, DataSpaces: []string{"default"},
+			Shares: map[string]*ShareRecord{"default": {Started: true,
+				View: ShareView{DataSpace: "default", InitializationStatus: ShareActive, RecordsCopied: 25, RecordsTotal: 25}}},
+		}})
+	require.NoError(t, env.GetWorkflowError())
+	var final StatusView
+	require.NoError(t, env.GetWorkflowResult(&final))
+	assert.Equal(t, Disconnected, final.Status)
+	assert.Empty(t, f.copied, "the companion's copy was removed")
 }

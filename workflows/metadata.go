@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -107,8 +108,13 @@ func (m *metadataSync) wait(ctx workflow.Context, timeout time.Duration) {
 func (m *metadataSync) receive(ctx workflow.Context, name string, ch workflow.ReceiveChannel) {
 	switch name {
 	case SignalScope:
+		var raw json.RawMessage
+		ch.Receive(ctx, &raw)
 		var scope SyncScope
-		ch.Receive(ctx, &scope)
+		if err := json.Unmarshal(raw, &scope); err != nil {
+			m.logger.Error("scope signal ignored: malformed payload", "error", err)
+			return
+		}
 		m.scope = scope
 	case SignalStop:
 		ch.Receive(ctx, nil)
@@ -134,6 +140,10 @@ func (m *metadataSync) run(ctx workflow.Context) (MetadataSyncView, error) {
 		case m.resume:
 			m.resume = false
 			m.view.Paused = false
+			if m.scope.Suspended || len(m.scope.DataSpaces) == 0 {
+				m.report(ctx) // unpaused; rounds start again with the connection
+				continue
+			}
 			m.count(ctx)
 			m.round(ctx)
 		case m.idle():
@@ -184,6 +194,7 @@ func (m *metadataSync) apply(ctx workflow.Context) error {
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout:    5 * time.Minute,
 		ScheduleToCloseTimeout: 30 * time.Minute,
+		HeartbeatTimeout:       heartbeatTimeout,
 		RetryPolicy:            m.settings.ActivityRetry.policy(),
 		Summary:                fmt.Sprintf("apply %d metadata change(s)", m.view.PendingChanges),
 	})
@@ -229,6 +240,7 @@ func (m *metadataSync) pause(ctx workflow.Context, err error) {
 // or Succeeded when nothing is pending.
 func (m *metadataSync) count(ctx workflow.Context) {
 	if len(m.scope.DataSpaces) == 0 {
+		m.settle(ctx)
 		return
 	}
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
@@ -239,7 +251,8 @@ func (m *metadataSync) count(ctx workflow.Context) {
 	if err := workflow.ExecuteActivity(actx, acts.CountPendingMetadata, activities.PendingInput{
 		Home: m.in.Home, Companion: m.in.Companion, DataSpaces: m.scope.DataSpaces,
 	}).Get(ctx, &res); err != nil {
-		m.logger.Warn("could not count pending metadata changes; keeping the last count", "error", err)
+		m.logger.Warn("could not count pending metadata changes; the next round counts again", "error", err)
+		m.settle(ctx)
 		return
 	}
 	m.upTo = res.UpTo
@@ -253,6 +266,14 @@ func (m *metadataSync) count(ctx workflow.Context) {
 		m.setStatus(ctx, next)
 	} else if changed {
 		m.report(ctx)
+	}
+}
+
+// settle leaves In Progress after a round whose next count is unknown.
+func (m *metadataSync) settle(ctx workflow.Context) {
+	if m.view.Status == SyncInProgress {
+		m.view.PendingChanges = 0
+		m.setStatus(ctx, SyncSucceeded)
 	}
 }
 
@@ -289,7 +310,7 @@ func (m *metadataSync) report(ctx workflow.Context) {
 func (m *metadataSync) shouldContinueAsNew(ctx workflow.Context) bool {
 	info := workflow.GetInfo(ctx)
 	return info.GetContinueAsNewSuggested() || info.GetCurrentHistoryLength() >= m.settings.EventBudget ||
-		m.roundsThisRun >= m.settings.EventBudget/eventsPerRound
+		m.roundsThisRun >= max(1, m.settings.EventBudget/eventsPerRound)
 }
 
 // drainSignals takes the signals buffered but not yet received, so none is

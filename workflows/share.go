@@ -30,11 +30,23 @@ func DataSpaceShareWorkflow(ctx workflow.Context, in ShareInput) (ShareView, err
 		unshare:  workflow.GetSignalChannel(ctx, MessageUnshare),
 		retry:    workflow.GetSignalChannel(ctx, MessageRetry),
 	}
+	if st := in.State; st != nil {
+		s.view, s.checkpoint, s.removing, s.removalDeadline = st.View, st.Checkpoint, st.Removing, st.RemovalDeadline
+		s.view.DataSpace = in.DataSpace
+	}
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (ShareView, error) { return s.view, nil }); err != nil {
 		return ShareView{}, fmt.Errorf("register status query: %w", err)
 	}
 	return s.run(ctx)
 }
+
+// errContinueAsNew stops a copy or removal between steps when the run's
+// history is long enough to continue as new.
+var errContinueAsNew = errors.New("continue as new")
+
+// eventsPerStep is an upper bound of the history events one copy or removal
+// step adds (the activity, its workflow tasks and the report signal).
+const eventsPerStep = 15
 
 // share is the running state of a DataSpaceShareWorkflow.
 type share struct {
@@ -48,17 +60,27 @@ type share struct {
 	// removing is set once an unshare has been received; from then on every
 	// step serves the removal.
 	removing bool
+	// removalDeadline is when the running removal must be done.
+	removalDeadline time.Time
+	// stepsThisRun bounds a run deterministically, even where the history
+	// length is not known (the SDK's test environment).
+	stepsThisRun int
 
 	unshare workflow.ReceiveChannel
 	retry   workflow.ReceiveChannel
 }
 
 func (s *share) run(ctx workflow.Context) (ShareView, error) {
-	s.report(ctx)
+	if s.in.State == nil {
+		s.report(ctx)
+	}
 	for {
 		if s.removing {
 			err := s.removeData(ctx)
-			if err == nil {
+			switch {
+			case errors.Is(err, errContinueAsNew):
+				return ShareView{}, s.continueAsNew(ctx)
+			case err == nil:
 				s.view.Removed = true
 				s.report(ctx)
 				return s.view, nil
@@ -69,6 +91,8 @@ func (s *share) run(ctx workflow.Context) (ShareView, error) {
 		}
 		err := s.copyData(ctx)
 		switch {
+		case errors.Is(err, errContinueAsNew):
+			return ShareView{}, s.continueAsNew(ctx)
 		case s.removing:
 		case err != nil:
 			s.fail(ctx, err)
@@ -78,6 +102,30 @@ func (s *share) run(ctx workflow.Context) (ShareView, error) {
 			s.waitForUnshare(ctx)
 		}
 	}
+}
+
+// shouldContinueAsNew reports whether the run's history is long enough to
+// continue as new between two steps.
+func (s *share) shouldContinueAsNew(ctx workflow.Context) bool {
+	s.stepsThisRun++
+	info := workflow.GetInfo(ctx)
+	return info.GetContinueAsNewSuggested() || info.GetCurrentHistoryLength() >= s.settings.EventBudget ||
+		s.stepsThisRun >= max(1, s.settings.EventBudget/eventsPerStep)
+}
+
+// continueAsNew carries the share, and an unshare not yet received, to the
+// next run. Retries are only valid in Error, where no run continues as new.
+func (s *share) continueAsNew(ctx workflow.Context) error {
+	for s.unshare.ReceiveAsync(nil) {
+		s.removing = true
+	}
+	for s.retry.ReceiveAsync(nil) {
+		s.logger.Warn("retry ignored: the share is not in Error")
+	}
+	return workflow.NewContinueAsNewError(ctx, ShareWorkflowName, ShareInput{
+		Home: s.in.Home, Companion: s.in.Companion, DataSpace: s.in.DataSpace, Settings: s.in.Settings,
+		State: &ShareState{View: s.view, Checkpoint: s.checkpoint, Removing: s.removing, RemovalDeadline: s.removalDeadline},
+	})
 }
 
 // copyData runs the initial sync step by step from the checkpoint until the
@@ -114,6 +162,9 @@ func (s *share) copyData(ctx workflow.Context) error {
 		if p.Done {
 			return nil
 		}
+		if s.shouldContinueAsNew(ctx) {
+			return errContinueAsNew
+		}
 	}
 }
 
@@ -139,12 +190,16 @@ func (s *share) awaitStepOrUnshare(ctx workflow.Context, step workflow.Future) b
 // removeData removes the data space's data from the companion step by step,
 // within the removal deadline.
 func (s *share) removeData(ctx workflow.Context) error {
-	s.view.RecordsRemoved, s.view.RecordsToRemove = 0, 0
-	s.setStatus(ctx, RemovingSharing)
 	deadline := s.settings.RemovalDeadline
+	if s.removalDeadline.IsZero() {
+		s.view.RecordsRemoved, s.view.RecordsToRemove = 0, 0
+		s.removalDeadline = workflow.Now(ctx).Add(deadline)
+	}
+	s.setStatus(ctx, RemovingSharing)
 	ctx, cancel := workflow.WithCancel(ctx)
 	defer cancel()
-	timer := workflow.NewTimerWithOptions(ctx, deadline, workflow.TimerOptions{Summary: "removal deadline"})
+	timer := workflow.NewTimerWithOptions(ctx, max(s.removalDeadline.Sub(workflow.Now(ctx)), time.Millisecond),
+		workflow.TimerOptions{Summary: "removal deadline"})
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: s.settings.StepBudget + time.Minute,
 		HeartbeatTimeout:    heartbeatTimeout,
@@ -165,18 +220,24 @@ func (s *share) removeData(ctx workflow.Context) error {
 		if expired {
 			cancel()
 			_ = step.Get(ctx, nil)
+			s.removalDeadline = time.Time{}
 			return fmt.Errorf("removal did not finish within %s (%d of %d records removed); retry or unshare to continue",
 				deadline, s.view.RecordsRemoved, s.view.RecordsToRemove)
 		}
 		var p activities.RemoveProgress
 		if err := step.Get(ctx, &p); err != nil {
+			s.removalDeadline = time.Time{}
 			return err
 		}
 		s.view.RecordsRemoved += p.Removed
 		s.view.RecordsToRemove = s.view.RecordsRemoved + p.Remaining
 		s.report(ctx)
 		if p.Done {
+			s.removalDeadline = time.Time{}
 			return nil
+		}
+		if s.shouldContinueAsNew(ctx) {
+			return errContinueAsNew
 		}
 	}
 }
