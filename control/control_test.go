@@ -15,27 +15,10 @@ import (
 	"github.com/companionsync/companionsync/workflows"
 )
 
-func waitFor(t *testing.T, c *control.Client, ref control.Ref, what string, cond func(workflows.StatusView) bool) workflows.StatusView {
-	t.Helper()
-	var last workflows.StatusView
-	testenv.Eventually(t, time.Minute, what, func() bool {
-		v, err := c.Status(context.Background(), ref)
-		if err != nil {
-			return false
-		}
-		last = v
-		return cond(v)
-	})
-	return last
-}
-
+// shareStatus is the initialization status of a data space, "" if not shared.
 func shareStatus(v workflows.StatusView, ds string) workflows.InitializationStatus {
-	for _, s := range v.DataSpaces {
-		if s.DataSpace == ds {
-			return s.InitializationStatus
-		}
-	}
-	return ""
+	sh, _ := testenv.Share(v, ds)
+	return sh.InitializationStatus
 }
 
 func TestClientAgainstRealServer(t *testing.T) {
@@ -90,7 +73,7 @@ func TestClientAgainstRealServer(t *testing.T) {
 	v, err = c.Share(ctx, ref, "default")
 	require.NoError(t, err)
 	assert.Equal(t, workflows.Active, v.Status, "Active as soon as a share is requested")
-	v = waitFor(t, c, ref, "default Active", func(v workflows.StatusView) bool { return shareStatus(v, "default") == workflows.ShareActive })
+	v = testenv.WaitStatus(t, c, ref, "default Active", func(v workflows.StatusView) bool { return shareStatus(v, "default") == workflows.ShareActive })
 	assert.Equal(t, v.DataSpaces[0].RecordsTotal, v.DataSpaces[0].RecordsCopied)
 	home, err := env.Store.RecordChecksum(ctx, "acme", "default")
 	require.NoError(t, err)
@@ -130,7 +113,7 @@ func TestClientAgainstRealServer(t *testing.T) {
 		require.NoError(t, env.Store.ExpireLicence(ctx, "acme"))
 		_, err := c.Recheck(ctx, ref)
 		require.NoError(t, err)
-		waitFor(t, c, ref, "Inactive", func(v workflows.StatusView) bool { return v.Status == workflows.Inactive })
+		testenv.WaitStatus(t, c, ref, "Inactive", func(v workflows.StatusView) bool { return v.Status == workflows.Inactive })
 		_, err = c.Share(ctx, ref, "marketing")
 		var refused *control.RefusedError
 		require.ErrorAs(t, err, &refused)
@@ -138,15 +121,15 @@ func TestClientAgainstRealServer(t *testing.T) {
 		require.NoError(t, env.Store.RenewLicence(ctx, "acme"))
 		_, err = c.Recheck(ctx, ref)
 		require.NoError(t, err)
-		v := waitFor(t, c, ref, "Active again", func(v workflows.StatusView) bool { return v.Status == workflows.Active })
+		v := testenv.WaitStatus(t, c, ref, "Active again", func(v workflows.StatusView) bool { return v.Status == workflows.Active })
 		assert.Equal(t, workflows.ShareActive, shareStatus(v, "default"), "shares intact")
 	})
 
 	t.Run("conflict, error log, resume", func(t *testing.T) {
-		waitFor(t, c, ref, "metadata sync running", func(v workflows.StatusView) bool { return v.MetadataSync.Status == workflows.SyncSucceeded })
+		testenv.WaitStatus(t, c, ref, "metadata sync running", func(v workflows.StatusView) bool { return v.MetadataSync.Status == workflows.SyncSucceeded })
 		_, err := env.Store.MakeConflict(ctx, "acme", "acme-emea", "default")
 		require.NoError(t, err)
-		v := waitFor(t, c, ref, "metadata Error", func(v workflows.StatusView) bool { return v.MetadataSync.Status == workflows.SyncError })
+		v := testenv.WaitStatus(t, c, ref, "metadata Error", func(v workflows.StatusView) bool { return v.MetadataSync.Status == workflows.SyncError })
 		assert.Positive(t, v.MetadataSync.ErrorCount)
 		entries, err := c.ErrorLog(ctx, ref)
 		require.NoError(t, err)
@@ -156,7 +139,7 @@ func TestClientAgainstRealServer(t *testing.T) {
 		require.NoError(t, err)
 		_, err = c.Resume(ctx, ref)
 		require.NoError(t, err)
-		waitFor(t, c, ref, "metadata Succeeded", func(v workflows.StatusView) bool { return v.MetadataSync.Status == workflows.SyncSucceeded })
+		testenv.WaitStatus(t, c, ref, "metadata Succeeded", func(v workflows.StatusView) bool { return v.MetadataSync.Status == workflows.SyncSucceeded })
 		entries, err = c.ErrorLog(ctx, ref)
 		require.NoError(t, err)
 		assert.Empty(t, entries)

@@ -14,14 +14,12 @@ import (
 	"sync"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 
 	"github.com/companionsync/companionsync/activities"
-	"github.com/companionsync/companionsync/control"
 	"github.com/companionsync/companionsync/internal/testenv"
 	"github.com/companionsync/companionsync/orgstore"
 	"github.com/companionsync/companionsync/workflows"
@@ -122,48 +120,6 @@ func newWorker(t *testing.T, env *testenv.Env) *stoppable {
 }
 
 func (s *stoppable) stop() { s.once.Do(s.w.Stop) }
-
-// waitFor polls the connection's status until cond holds.
-func waitFor(t *testing.T, c *control.Client, ref control.Ref, what string, cond func(workflows.StatusView) bool) workflows.StatusView {
-	t.Helper()
-	var last workflows.StatusView
-	var lastErr error
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		v, err := c.Status(context.Background(), ref)
-		if err == nil && cond(v) {
-			return v
-		}
-		last, lastErr = v, err
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s; last status %+v, error %v", what, last, lastErr)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func share(v workflows.StatusView, ds string) (workflows.ShareView, bool) {
-	for _, s := range v.DataSpaces {
-		if s.DataSpace == ds {
-			return s, true
-		}
-	}
-	return workflows.ShareView{}, false
-}
-
-func shareIs(ds string, st workflows.InitializationStatus) func(workflows.StatusView) bool {
-	return func(v workflows.StatusView) bool {
-		s, ok := share(v, ds)
-		return ok && s.InitializationStatus == st
-	}
-}
-
-func shareGone(ds string) func(workflows.StatusView) bool {
-	return func(v workflows.StatusView) bool {
-		_, ok := share(v, ds)
-		return !ok
-	}
-}
 
 // requireCopied asserts that the companion holds exactly the home's records
 // of a data space: same count, same checksum.

@@ -29,23 +29,23 @@ func TestFullLifecycle(t *testing.T) {
 		_, err := c.Share(ctx, ref, ds)
 		require.NoError(t, err)
 	}
-	v := waitFor(t, c, ref, "both shares Active", func(v workflows.StatusView) bool {
-		return shareIs("default", workflows.ShareActive)(v) && shareIs("marketing", workflows.ShareActive)(v)
+	v := testenv.WaitStatus(t, c, ref, "both shares Active", func(v workflows.StatusView) bool {
+		return testenv.ShareIs("default", workflows.ShareActive)(v) && testenv.ShareIs("marketing", workflows.ShareActive)(v)
 	})
 	assert.Equal(t, workflows.Active, v.Status)
 	requireCopied(t, env, "acme", "acme-emea", "default")
 	requireCopied(t, env, "acme", "acme-emea", "marketing")
 
-	waitFor(t, c, ref, "metadata sync Succeeded", func(v workflows.StatusView) bool {
+	testenv.WaitStatus(t, c, ref, "metadata sync Succeeded", func(v workflows.StatusView) bool {
 		return v.MetadataSync.Status == workflows.SyncSucceeded
 	})
 	_, err = env.Store.ChangeMetadata(ctx, "acme", "marketing", 3)
 	require.NoError(t, err)
-	v = waitFor(t, c, ref, "Pending 3", func(v workflows.StatusView) bool {
+	v = testenv.WaitStatus(t, c, ref, "Pending 3", func(v workflows.StatusView) bool {
 		return v.MetadataSync.Status == workflows.SyncPending
 	})
 	assert.Equal(t, 3, v.MetadataSync.PendingChanges)
-	v = waitFor(t, c, ref, "Succeeded after the round", func(v workflows.StatusView) bool {
+	v = testenv.WaitStatus(t, c, ref, "Succeeded after the round", func(v workflows.StatusView) bool {
 		return v.MetadataSync.Status == workflows.SyncSucceeded
 	})
 	require.NotNil(t, v.MetadataSync.LastSucceededAt)
@@ -55,7 +55,7 @@ func TestFullLifecycle(t *testing.T) {
 
 	_, err = c.Unshare(ctx, ref, "marketing")
 	require.NoError(t, err)
-	v = waitFor(t, c, ref, "marketing removed", shareGone("marketing"))
+	v = testenv.WaitStatus(t, c, ref, "marketing removed", testenv.ShareGone("marketing"))
 	assert.Equal(t, workflows.Active, v.Status)
 	assert.Zero(t, companionCount(t, env, "acme", "acme-emea", "marketing"), "unshared rows gone")
 	requireCopied(t, env, "acme", "acme-emea", "default") // the other share intact
@@ -87,21 +87,21 @@ func TestWorkerCrash(t *testing.T) {
 	require.NoError(t, err)
 	_, err = c.Share(ctx, ref, "marketing")
 	require.NoError(t, err)
-	waitFor(t, c, ref, "marketing Active", shareIs("marketing", workflows.ShareActive))
+	testenv.WaitStatus(t, c, ref, "marketing Active", testenv.ShareIs("marketing", workflows.ShareActive))
 	_, err = c.Share(ctx, ref, "default")
 	require.NoError(t, err)
-	v := waitFor(t, c, ref, "initial sync under way", func(v workflows.StatusView) bool {
-		s, ok := share(v, "default")
+	v := testenv.WaitStatus(t, c, ref, "initial sync under way", func(v workflows.StatusView) bool {
+		s, ok := testenv.Share(v, "default")
 		return ok && s.RecordsCopied > 0 && s.RecordsCopied < s.RecordsTotal/2
 	})
 	crashing.kill()
 	before := companionCount(t, env, "acme", "acme-emea", "default")
-	s, _ := share(v, "default")
+	s, _ := testenv.Share(v, "default")
 	t.Logf("killed the worker with %d of %d records copied", before, s.RecordsTotal)
 	require.Less(t, before, s.RecordsTotal, "the crash happened mid-sync")
 
 	recovering := newWorker(t, env)
-	waitFor(t, c, ref, "default Active after the crash", shareIs("default", workflows.ShareActive))
+	testenv.WaitStatus(t, c, ref, "default Active after the crash", testenv.ShareIs("default", workflows.ShareActive))
 	requireCopied(t, env, "acme", "acme-emea", "default")
 	recovering.stop()
 
@@ -120,7 +120,7 @@ func TestWorkerCrash(t *testing.T) {
 	t.Logf("killed the worker with %d of %d records left to remove", left, total)
 
 	newWorker(t, env)
-	waitFor(t, c, ref, "default removed after the crash", shareGone("default"))
+	testenv.WaitStatus(t, c, ref, "default removed after the crash", testenv.ShareGone("default"))
 	assert.Zero(t, companionCount(t, env, "acme", "acme-emea", "default"))
 	requireCopied(t, env, "acme", "acme-emea", "marketing")
 	_, err = c.Disconnect(ctx, ref, true)
@@ -152,17 +152,17 @@ func TestServerRestart(t *testing.T) {
 	// acme-emea: metadata Pending on marketing, and default Activating.
 	_, err = c.Share(ctx, emea, "marketing")
 	require.NoError(t, err)
-	waitFor(t, c, emea, "metadata sync running", func(v workflows.StatusView) bool { return v.MetadataSync.Status == workflows.SyncSucceeded })
+	testenv.WaitStatus(t, c, emea, "metadata sync running", func(v workflows.StatusView) bool { return v.MetadataSync.Status == workflows.SyncSucceeded })
 	_, err = env.Store.ChangeMetadata(ctx, "acme", "marketing", 2)
 	require.NoError(t, err)
-	waitFor(t, c, emea, "Pending", func(v workflows.StatusView) bool { return v.MetadataSync.Status == workflows.SyncPending })
+	testenv.WaitStatus(t, c, emea, "Pending", func(v workflows.StatusView) bool { return v.MetadataSync.Status == workflows.SyncPending })
 	_, err = c.Share(ctx, emea, "default")
 	require.NoError(t, err)
-	waitFor(t, c, emea, "default Activating", func(v workflows.StatusView) bool {
-		s, ok := share(v, "default")
+	testenv.WaitStatus(t, c, emea, "default Activating", func(v workflows.StatusView) bool {
+		s, ok := testenv.Share(v, "default")
 		return ok && s.RecordsCopied > 0 && s.RecordsCopied < s.RecordsTotal
 	})
-	waitFor(t, c, apac, "sales in Error", shareIs("sales", workflows.ShareError))
+	testenv.WaitStatus(t, c, apac, "sales in Error", testenv.ShareIs("sales", workflows.ShareError))
 
 	w.stop()
 	require.NoError(t, env.Server.Stop())
@@ -171,19 +171,19 @@ func TestServerRestart(t *testing.T) {
 	c = control.New(env.Client)
 	newWorker(t, env)
 
-	v := waitFor(t, c, emea, "default Active and metadata applied after the restart", func(v workflows.StatusView) bool {
-		return shareIs("default", workflows.ShareActive)(v) && v.MetadataSync.Status == workflows.SyncSucceeded
+	v := testenv.WaitStatus(t, c, emea, "default Active and metadata applied after the restart", func(v workflows.StatusView) bool {
+		return testenv.ShareIs("default", workflows.ShareActive)(v) && v.MetadataSync.Status == workflows.SyncSucceeded
 	})
 	assert.Equal(t, workflows.Active, v.Status)
 	requireCopied(t, env, "acme", "acme-emea", "default")
 	v, err = c.Status(ctx, apac)
 	require.NoError(t, err)
-	s, _ := share(v, "sales")
+	s, _ := testenv.Share(v, "sales")
 	assert.Equal(t, workflows.ShareError, s.InitializationStatus)
 	assert.Contains(t, s.Error, "injected transient failure")
 	_, err = c.Retry(ctx, apac, "sales")
 	require.NoError(t, err)
-	waitFor(t, c, apac, "sales Active after retry", shareIs("sales", workflows.ShareActive))
+	testenv.WaitStatus(t, c, apac, "sales Active after retry", testenv.ShareIs("sales", workflows.ShareActive))
 	requireCopied(t, env, "acme", "acme-apac", "sales")
 	for _, ref := range []control.Ref{emea, apac} {
 		v, err := c.Disconnect(ctx, ref, true)

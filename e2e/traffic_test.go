@@ -55,7 +55,7 @@ func TestContinueAsNewUnderTraffic(t *testing.T) {
 	require.NoError(t, err)
 	_, err = c.Share(ctx, ref, "default")
 	require.NoError(t, err)
-	waitFor(t, c, ref, "default Active", shareIs("default", workflows.ShareActive))
+	testenv.WaitStatus(t, c, ref, "default Active", testenv.ShareIs("default", workflows.ShareActive))
 
 	// Background traffic: rechecks as plain signals, as fast as they go.
 	trafficCtx, stopTraffic := context.WithCancel(ctx)
@@ -78,20 +78,20 @@ func TestContinueAsNewUnderTraffic(t *testing.T) {
 		}
 		_, err := env.Store.ChangeMetadata(ctx, "acme", "default", 1)
 		require.NoError(t, err)
-		waitFor(t, c, ref, fmt.Sprintf("round %d: both shares Active", r), func(v workflows.StatusView) bool {
-			return shareIs("marketing", workflows.ShareActive)(v) && shareIs("sales", workflows.ShareActive)(v)
+		testenv.WaitStatus(t, c, ref, fmt.Sprintf("round %d: both shares Active", r), func(v workflows.StatusView) bool {
+			return testenv.ShareIs("marketing", workflows.ShareActive)(v) && testenv.ShareIs("sales", workflows.ShareActive)(v)
 		})
 		for _, ds := range []string{"marketing", "sales"} {
 			require.NoError(t, env.Client.SignalWorkflow(ctx, id, "", workflows.MessageUnshare, workflows.DataSpaceRequest{DataSpace: ds}))
 		}
-		waitFor(t, c, ref, fmt.Sprintf("round %d: both removed", r), func(v workflows.StatusView) bool {
-			return shareGone("marketing")(v) && shareGone("sales")(v)
+		testenv.WaitStatus(t, c, ref, fmt.Sprintf("round %d: both removed", r), func(v workflows.StatusView) bool {
+			return testenv.ShareGone("marketing")(v) && testenv.ShareGone("sales")(v)
 		})
 	}
 	stopTraffic()
 	wg.Wait()
 
-	v := waitFor(t, c, ref, "metadata caught up", func(v workflows.StatusView) bool {
+	v := testenv.WaitStatus(t, c, ref, "metadata caught up", func(v workflows.StatusView) bool {
 		return v.MetadataSync.Status == workflows.SyncSucceeded
 	})
 	assert.Empty(t, v.LastRejected, "no signal was applied twice")
@@ -133,7 +133,7 @@ func TestBadInputOnRealServer(t *testing.T) {
 	require.NoError(t, err)
 	_, err = c.Share(ctx, ref, "default")
 	require.NoError(t, err)
-	before := waitFor(t, c, ref, "default Active", shareIs("default", workflows.ShareActive))
+	before := testenv.WaitStatus(t, c, ref, "default Active", testenv.ShareIs("default", workflows.ShareActive))
 
 	huge := strings.Repeat("x", 100_000)
 	signals := []struct {
@@ -157,13 +157,13 @@ func TestBadInputOnRealServer(t *testing.T) {
 	}
 	for i, s := range signals {
 		require.NoError(t, env.Client.SignalWorkflow(ctx, id, "", s.name, s.payload), "signal %d", i)
-		v := waitFor(t, c, ref, fmt.Sprintf("signal %d (%s) recorded", i, s.name), func(v workflows.StatusView) bool {
+		v := testenv.WaitStatus(t, c, ref, fmt.Sprintf("signal %d (%s) recorded", i, s.name), func(v workflows.StatusView) bool {
 			return strings.Contains(v.LastRejected, s.want) && strings.HasPrefix(v.LastRejected, s.name+" ")
 		})
 		assert.Less(t, len(v.LastRejected), 400, "the record of a huge payload stays small")
 		// Make the next rejection distinguishable from this one.
 		require.NoError(t, env.Client.SignalWorkflow(ctx, id, "", workflows.MessageShare, map[string]any{"dataSpace": "reset-marker"}))
-		waitFor(t, c, ref, "marker", func(v workflows.StatusView) bool { return strings.Contains(v.LastRejected, "reset-marker") })
+		testenv.WaitStatus(t, c, ref, "marker", func(v workflows.StatusView) bool { return strings.Contains(v.LastRejected, "reset-marker") })
 	}
 
 	updates := []struct {

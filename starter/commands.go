@@ -22,11 +22,7 @@ func runConnect(ctx context.Context, inv *invocation, args []string) error {
 	home := fs.String("home", "", "the home org (required)")
 	companion := fs.String("companion", "", "the companion org (required)")
 	fs.require("home", "companion")
-	d := fs.dialer()
-	if err := parse(fs, d, args); err != nil {
-		return err
-	}
-	c, err := d.client(ctx)
+	c, err := fs.parseAndDial(ctx, args)
 	if err != nil {
 		return err
 	}
@@ -63,11 +59,7 @@ func dataSpaceOp(ctx context.Context, inv *invocation, args []string, name, summ
 	ref := fs.connection()
 	ds := fs.String("data-space", "", "the data space (required)")
 	fs.require("data-space")
-	d := fs.dialer()
-	if err := parse(fs, d, args); err != nil {
-		return err
-	}
-	c, err := d.client(ctx)
+	c, err := fs.parseAndDial(ctx, args)
 	if err != nil {
 		return err
 	}
@@ -96,11 +88,7 @@ func connectionOp(ctx context.Context, inv *invocation, args []string, name, sum
 	op func(*control.Client, context.Context, control.Ref) (workflows.StatusView, error), done string) error {
 	fs := inv.flags(name, "--connection H/C", summary)
 	ref := fs.connection()
-	d := fs.dialer()
-	if err := parse(fs, d, args); err != nil {
-		return err
-	}
-	c, err := d.client(ctx)
+	c, err := fs.parseAndDial(ctx, args)
 	if err != nil {
 		return err
 	}
@@ -115,11 +103,7 @@ func runDisconnect(ctx context.Context, inv *invocation, args []string) error {
 	fs := inv.flags("disconnect", "--connection H/C [--wait]", "Remove every share from the companion and end the connection (from any status, Inactive included).")
 	ref := fs.connection()
 	wait := fs.Bool("wait", false, "wait until every share is removed and the connection reads Disconnected")
-	d := fs.dialer()
-	if err := parse(fs, d, args); err != nil {
-		return err
-	}
-	c, err := d.client(ctx)
+	c, err := fs.parseAndDial(ctx, args)
 	if err != nil {
 		return err
 	}
@@ -140,11 +124,7 @@ func runStatus(ctx context.Context, inv *invocation, args []string) error {
 	fs := inv.flags("status", "--connection H/C [--json]", "Show a connection: its status, each shared data space with its progress, and its metadata sync.")
 	ref := fs.connection()
 	asJSON := fs.Bool("json", false, "print the status as JSON")
-	d := fs.dialer()
-	if err := parse(fs, d, args); err != nil {
-		return err
-	}
-	c, err := d.client(ctx)
+	c, err := fs.parseAndDial(ctx, args)
 	if err != nil {
 		return err
 	}
@@ -192,11 +172,7 @@ func runList(ctx context.Context, inv *invocation, args []string) error {
 func runWatch(ctx context.Context, inv *invocation, args []string) error {
 	fs := inv.flags("watch", "--connection H/C", "Show a connection live, with progress bars, redrawn twice a second until Ctrl-C\n(or until the connection reads Disconnected).")
 	ref := fs.connection()
-	d := fs.dialer()
-	if err := parse(fs, d, args); err != nil {
-		return err
-	}
-	c, err := d.client(ctx)
+	c, err := fs.parseAndDial(ctx, args)
 	if err != nil {
 		return err
 	}
@@ -249,11 +225,14 @@ func runErrorLog(ctx context.Context, inv *invocation, args []string) error {
 }
 
 // parse parses the flags, then checks the connection settings.
-func parse(fs *flagSet, d *dialer, args []string) error {
-	if err := fs.parse(args); err != nil {
-		return err
+// parseAndDial adds the Temporal connection flags, parses args, and dials
+// Temporal with them; bad flags are usage errors, found before any dialling.
+func (fs *flagSet) parseAndDial(ctx context.Context, args []string) (*control.Client, error) {
+	d := fs.dialer()
+	if err := parse(fs, d, args); err != nil {
+		return nil, err
 	}
-	return d.check()
+	return d.client(ctx)
 }
 
 // errorLogHeader is the header row of the CSV error log.
@@ -290,4 +269,13 @@ func isTerminal(w io.Writer, getenv func(string) string) bool {
 	}
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0 && !strings.EqualFold(getenv("TERM"), "dumb")
+}
+
+// parse parses args and checks the connection flags, for commands that
+// check flags of their own before dialling.
+func parse(fs *flagSet, d *dialer, args []string) error {
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	return d.check()
 }

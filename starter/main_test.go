@@ -98,13 +98,7 @@ func (c *cli) status(ref control.Ref) workflows.StatusView {
 // waitFor polls the connection's status until cond holds.
 func (c *cli) waitFor(ref control.Ref, what string, cond func(workflows.StatusView) bool) workflows.StatusView {
 	c.t.Helper()
-	var last workflows.StatusView
-	testenv.Eventually(c.t, 30*time.Second, what, func() bool {
-		v, err := c.c.Status(context.Background(), ref)
-		last = v
-		return err == nil && cond(v)
-	})
-	return last
+	return testenv.WaitStatus(c.t, c.c, ref, what, cond)
 }
 
 // unchanged runs op and checks the connection's state is the same after it.
@@ -115,19 +109,6 @@ func (c *cli) unchanged(ref control.Ref, op func()) {
 	after := c.status(ref)
 	assert.Equal(c.t, before.Status, after.Status)
 	assert.Equal(c.t, before.DataSpaces, after.DataSpaces)
-}
-
-func share(v workflows.StatusView, ds string) (workflows.ShareView, bool) {
-	for _, s := range v.DataSpaces {
-		if s.DataSpace == ds {
-			return s, true
-		}
-	}
-	return workflows.ShareView{}, false
-}
-
-func shareIs(ds string, st workflows.InitializationStatus) func(workflows.StatusView) bool {
-	return func(v workflows.StatusView) bool { s, ok := share(v, ds); return ok && s.InitializationStatus == st }
 }
 
 func TestUsageErrors(t *testing.T) {
@@ -244,7 +225,7 @@ func TestCommandsAgainstRealServer(t *testing.T) {
 		assert.Regexp(t, `default\s+(Activating|Active)\s+\[[#.]{24}\]\s+(starting|\d+/2000)`, out.String())
 	})
 
-	c.waitFor(ref, "default Active", shareIs("default", workflows.ShareActive))
+	c.waitFor(ref, "default Active", testenv.ShareIs("default", workflows.ShareActive))
 
 	t.Run("status", func(t *testing.T) {
 		out := c.ok("status", "--connection", conn)
@@ -320,7 +301,7 @@ func TestCommandsAgainstRealServer(t *testing.T) {
 		assert.Contains(t, c.ok("demo", "reactivate", "--org", "acme-emea"), "companion acme-emea reactivated")
 		c.ok("recheck", "--connection", conn)
 		v := c.waitFor(ref, "Active again", func(v workflows.StatusView) bool { return v.Status == workflows.Active })
-		assert.True(t, shareIs("default", workflows.ShareActive)(v), "shares intact")
+		assert.True(t, testenv.ShareIs("default", workflows.ShareActive)(v), "shares intact")
 		c.refused(`org "nobody" does not exist`, "demo", "deactivate", "--org", "nobody")
 		c.refused(`not a companion org`, "demo", "deactivate", "--org", "acme")
 	})
@@ -372,16 +353,16 @@ func TestCommandsAgainstRealServer(t *testing.T) {
 		out := c.ok("demo", "fail-initial-sync", "--connection", conn, "--data-space", "marketing", "--times", "3")
 		assert.Contains(t, out, "the next 3 initial-sync steps of marketing on acme/acme-emea will fail")
 		c.ok("share", "--connection", conn, "--data-space", "marketing")
-		v := c.waitFor(ref, "marketing Error", shareIs("marketing", workflows.ShareError))
-		s, _ := share(v, "marketing")
+		v := c.waitFor(ref, "marketing Error", testenv.ShareIs("marketing", workflows.ShareError))
+		s, _ := testenv.Share(v, "marketing")
 		assert.Contains(t, s.Error, "injected")
 		assert.Contains(t, c.ok("status", "--connection", conn), "starter retry --connection acme/acme-emea --data-space marketing")
 
 		assert.Contains(t, c.ok("retry", "--connection", conn, "--data-space", "marketing"), "retrying marketing on acme/acme-emea")
-		c.waitFor(ref, "marketing Active", shareIs("marketing", workflows.ShareActive))
+		c.waitFor(ref, "marketing Active", testenv.ShareIs("marketing", workflows.ShareActive))
 
 		assert.Contains(t, c.ok("unshare", "--connection", conn, "--data-space", "marketing"), "removing marketing from acme/acme-emea")
-		c.waitFor(ref, "marketing gone", func(v workflows.StatusView) bool { _, ok := share(v, "marketing"); return !ok })
+		c.waitFor(ref, "marketing gone", func(v workflows.StatusView) bool { _, ok := testenv.Share(v, "marketing"); return !ok })
 		n, err := c.env.Store.CompanionRecordCount(context.Background(), "acme", "acme-emea", "marketing")
 		require.NoError(t, err)
 		assert.Zero(t, n)

@@ -135,13 +135,7 @@ func (s *share) copyData(ctx workflow.Context) error {
 	s.setStatus(ctx, Activating)
 	ctx, cancel := workflow.WithCancel(ctx)
 	defer cancel()
-	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: s.settings.StepBudget + time.Minute,
-		HeartbeatTimeout:    heartbeatTimeout,
-		RetryPolicy:         s.settings.InitialSyncRetry.policy(),
-		WaitForCancellation: true,
-		Summary:             fmt.Sprintf("copy records of %s to %s", s.in.DataSpace, s.in.Companion),
-	})
+	actx := s.stepOptions(ctx, s.settings.InitialSyncRetry, fmt.Sprintf("copy records of %s to %s", s.in.DataSpace, s.in.Companion))
 	for {
 		step := workflow.ExecuteActivity(actx, acts.CopyRecords, activities.CopyInput{
 			Home: s.in.Home, Companion: s.in.Companion, DataSpace: s.in.DataSpace,
@@ -200,13 +194,7 @@ func (s *share) removeData(ctx workflow.Context) error {
 	defer cancel()
 	timer := workflow.NewTimerWithOptions(ctx, max(s.removalDeadline.Sub(workflow.Now(ctx)), time.Millisecond),
 		workflow.TimerOptions{Summary: "removal deadline"})
-	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: s.settings.StepBudget + time.Minute,
-		HeartbeatTimeout:    heartbeatTimeout,
-		RetryPolicy:         s.settings.ActivityRetry.policy(),
-		WaitForCancellation: true,
-		Summary:             fmt.Sprintf("remove %s from %s", s.in.DataSpace, s.in.Companion),
-	})
+	actx := s.stepOptions(ctx, s.settings.ActivityRetry, fmt.Sprintf("remove %s from %s", s.in.DataSpace, s.in.Companion))
 	for {
 		step := workflow.ExecuteActivity(actx, acts.RemoveRecords, activities.RemoveInput{
 			Home: s.in.Home, Companion: s.in.Companion, DataSpace: s.in.DataSpace,
@@ -240,6 +228,19 @@ func (s *share) removeData(ctx workflow.Context) error {
 			return errContinueAsNew
 		}
 	}
+}
+
+// stepOptions are the options of a copy or removal step: bounded by the step
+// budget, heartbeating, and waited for when cancelled so that a copy and a
+// removal never overlap.
+func (s *share) stepOptions(ctx workflow.Context, retry RetrySettings, summary string) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: s.settings.StepBudget + time.Minute,
+		HeartbeatTimeout:    heartbeatTimeout,
+		RetryPolicy:         retry.policy(),
+		WaitForCancellation: true,
+		Summary:             summary,
+	})
 }
 
 // fail puts the share in Error with the reason.

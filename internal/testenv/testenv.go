@@ -18,6 +18,7 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/companionsync/companionsync/activities"
+	"github.com/companionsync/companionsync/control"
 	"github.com/companionsync/companionsync/devserver"
 	"github.com/companionsync/companionsync/orgstore"
 	"github.com/companionsync/companionsync/workflows"
@@ -159,4 +160,49 @@ func logger() *slog.Logger {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// WaitStatus polls a connection's status until cond holds and returns it.
+func WaitStatus(t testing.TB, c *control.Client, ref control.Ref, what string, cond func(workflows.StatusView) bool) workflows.StatusView {
+	t.Helper()
+	var last workflows.StatusView
+	var lastErr error
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		v, err := c.Status(context.Background(), ref)
+		if err == nil && cond(v) {
+			return v
+		}
+		last, lastErr = v, err
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s; last status %+v, error %v", what, last, lastErr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Share finds a data space in a status view.
+func Share(v workflows.StatusView, ds string) (workflows.ShareView, bool) {
+	for _, s := range v.DataSpaces {
+		if s.DataSpace == ds {
+			return s, true
+		}
+	}
+	return workflows.ShareView{}, false
+}
+
+// ShareIs holds when the data space's share has the initialization status.
+func ShareIs(ds string, st workflows.InitializationStatus) func(workflows.StatusView) bool {
+	return func(v workflows.StatusView) bool {
+		s, ok := Share(v, ds)
+		return ok && s.InitializationStatus == st
+	}
+}
+
+// ShareGone holds when the data space is no longer shared.
+func ShareGone(ds string) func(workflows.StatusView) bool {
+	return func(v workflows.StatusView) bool {
+		_, ok := Share(v, ds)
+		return !ok
+	}
 }
