@@ -298,3 +298,29 @@ func TestDemoOperationsChangeState(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, taken)
 }
+
+func TestAddOrg(t *testing.T) {
+	s := open(t, 10)
+	ctx := context.Background()
+	expires := time.Now().Add(time.Hour).Truncate(time.Millisecond)
+	require.NoError(t, s.AddOrg(ctx, activities.Org{ID: "initech", Role: activities.RoleHome, Kind: activities.KindSandbox, LicenceExpiresAt: expires, MaxCompanions: 7}))
+	require.NoError(t, s.AddOrg(ctx, activities.Org{ID: "initech-eu", Role: activities.RoleCompanion, Kind: activities.KindSandbox, Active: true}))
+
+	home, err := s.Org(ctx, "initech")
+	require.NoError(t, err)
+	assert.Equal(t, activities.RoleHome, home.Role)
+	assert.Equal(t, 7, home.MaxCompanions)
+	assert.True(t, home.LicenceExpiresAt.Equal(expires))
+	comp, err := s.Org(ctx, "initech-eu")
+	require.NoError(t, err)
+	assert.True(t, comp.Active)
+
+	for name, bad := range map[string]activities.Org{
+		"duplicate id": {ID: "acme", Role: activities.RoleHome, Kind: activities.KindProduction},
+		"no id":        {Role: activities.RoleHome, Kind: activities.KindProduction},
+		"bad role":     {ID: "x", Role: "admin", Kind: activities.KindProduction},
+		"bad kind":     {ID: "x", Role: activities.RoleCompanion, Kind: "staging"},
+	} {
+		assert.Error(t, s.AddOrg(ctx, bad), name)
+	}
+}
