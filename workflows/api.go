@@ -354,7 +354,3 @@ type StatusView struct {
 	LastRejected  string           `json:"lastRejected"`
 	Transitions   []Transition     `json:"transitions"`
 }
-
-// Ineligible is the error type name of a refused handshake, as seen by
-// clients in the workflow's failure.
-const Ineligible = activities.ErrIneligible

@@ -300,7 +300,11 @@ func (c *connection) applyDisconnect(ctx workflow.Context) {
 		sh := c.Shares[ds]
 		if sh.View.InitializationStatus != RemovingSharing {
 			c.applyUnshare(ctx, ds)
+			continue
 		}
+		// Already removing: ask again anyway, so that a share whose
+		// workflow is gone is found and started again to finish.
+		sh.UnsharePending = true
 	}
 	c.transition(ctx, subjectConnection, "Disconnecting", fmt.Sprintf("%d share(s) to remove", len(c.Shares)))
 }

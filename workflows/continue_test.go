@@ -245,3 +245,31 @@ func TestConnectionRestartsAShareWhoseWorkflowIsGone(t *testing.T) {
 	assert.Equal(t, Disconnected, final.Status)
 	assert.Empty(t, f.copied, "the companion's copy was removed")
 }
+
+func TestDisconnectFinishesAShareWhoseWorkflowVanishedDuringRemoval(t *testing.T) {
+	var suite testsuite.WorkflowTestSuite
+	suite.SetLogger(testLogger())
+	env := suite.NewTestWorkflowEnvironment()
+	register(env)
+	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: ConnectionWorkflowID(home, companion), TaskQueue: TaskQueue})
+	f := newFakeOrgs()
+	f.copied["default"] = 15
+	env.OnActivity(acts.CheckHealth, mock.Anything, mock.Anything).Return(f.CheckHealth)
+	env.OnActivity(acts.RemoveRecords, mock.Anything, mock.Anything).Return(f.RemoveRecords)
+	env.OnActivity(acts.Disconnect, mock.Anything, mock.Anything).Return(f.Disconnect)
+	env.OnSignalExternalWorkflow(mock.Anything, ShareWorkflowID(home, companion, "default"), "", MessageUnshare, mock.Anything).
+		Return(&temporal.UnknownExternalWorkflowExecutionError{})
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(MessageDisconnect, nil) }, time.Second)
+	env.ExecuteWorkflow(ConnectionWorkflow, ConnectionInput{Home: home, Companion: companion, Settings: testSettings(),
+		State: &ConnectionState{
+			Status: Active, Handshaken: true, DataSpaces: []string{"default"},
+			Shares: map[string]*ShareRecord{"default": {Started: true, Unshared: true,
+				View: ShareView{DataSpace: "default", InitializationStatus: RemovingSharing, RecordsRemoved: 10, RecordsToRemove: 25}}},
+		}})
+	require.True(t, env.IsWorkflowCompleted())
+	require.NoError(t, env.GetWorkflowError())
+	var final StatusView
+	require.NoError(t, env.GetWorkflowResult(&final))
+	assert.Equal(t, Disconnected, final.Status)
+	assert.Empty(t, f.copied, "the restarted share finished the removal")
+}

@@ -81,6 +81,9 @@ func (s *share) run(ctx workflow.Context) (ShareView, error) {
 			case errors.Is(err, errContinueAsNew):
 				return ShareView{}, s.continueAsNew(ctx)
 			case err == nil:
+				for s.unshare.ReceiveAsync(nil) {
+					// Unshares repeated during the removal are done with it.
+				}
 				s.view.Removed = true
 				s.report(ctx)
 				return s.view, nil
