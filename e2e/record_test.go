@@ -25,14 +25,18 @@ var historiesDir = filepath.Join("..", "workflows", "testdata", "histories")
 
 // TestRecordHistories runs a scenario through every status of SPEC on a real
 // server and writes the histories of every run of every workflow for the
-// replay test. It runs only when COMPANIONSYNC_RECORD_HISTORIES=1: recorded
-// histories are kept from before a change, so the replay test can catch it.
+// replay test, named LABEL-ID-N.json. It runs only when
+// COMPANIONSYNC_RECORD_HISTORIES=LABEL: histories recorded before a change
+// are kept, so the replay test proves old runs still replay.
 func TestRecordHistories(t *testing.T) {
-	if os.Getenv("COMPANIONSYNC_RECORD_HISTORIES") != "1" {
-		t.Skip("set COMPANIONSYNC_RECORD_HISTORIES=1 to record new histories")
+	label := os.Getenv("COMPANIONSYNC_RECORD_HISTORIES")
+	if label == "" {
+		t.Skip("set COMPANIONSYNC_RECORD_HISTORIES=LABEL (e.g. v3) to record new histories")
 	}
 	settings := testenv.FastSettings()
-	settings.EventBudget = 150
+	settings.EventBudget = 150 // every workflow continues as new at least once
+	settings.BatchSize = 100
+	settings.StepBudget = time.Millisecond // one batch per step: shares continue as new too
 	env := testenv.Start(t, testenv.Options{Settings: settings})
 	c := control.New(env.Client)
 	ctx := context.Background()
@@ -78,13 +82,13 @@ func TestRecordHistories(t *testing.T) {
 		workflows.ShareWorkflowID("acme", "acme-emea", "marketing"),
 		workflows.MetadataSyncWorkflowID("acme", "acme-emea"),
 	} {
-		n := writeHistories(t, env.Client, id)
+		n := writeHistories(t, env.Client, label, id)
 		t.Logf("%s: %d run(s) recorded", id, n)
 	}
 }
 
 // writeHistories writes the history of every run of a workflow ID.
-func writeHistories(t *testing.T, c client.Client, workflowID string) int {
+func writeHistories(t *testing.T, c client.Client, label, workflowID string) int {
 	t.Helper()
 	ctx := context.Background()
 	resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: fmt.Sprintf("WorkflowId = '%s'", workflowID)})
@@ -99,7 +103,7 @@ func writeHistories(t *testing.T, c client.Client, workflowID string) int {
 		}
 		data, err := protojson.MarshalOptions{Indent: " "}.Marshal(hist)
 		require.NoError(t, err)
-		name := fmt.Sprintf("%s-%d.json", sanitize(workflowID), i)
+		name := fmt.Sprintf("%s-%s-%d.json", label, sanitize(workflowID), i)
 		require.NoError(t, os.WriteFile(filepath.Join(historiesDir, name), data, 0o644))
 	}
 	return len(resp.GetExecutions())

@@ -17,7 +17,7 @@ import (
 func TestReplayRecordedHistories(t *testing.T) {
 	files, err := filepath.Glob(filepath.Join("testdata", "histories", "*.json"))
 	require.NoError(t, err)
-	require.NotEmpty(t, files, "no recorded histories; record them with COMPANIONSYNC_RECORD_HISTORIES=1 go test ./e2e -run TestRecordHistories")
+	require.NotEmpty(t, files, "no recorded histories; record them with COMPANIONSYNC_RECORD_HISTORIES=LABEL go test ./e2e -run TestRecordHistories")
 	kinds := map[string]bool{}
 	for _, file := range files {
 		t.Run(filepath.Base(file), func(t *testing.T) {
