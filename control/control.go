@@ -211,7 +211,12 @@ type Summary struct {
 	MetadataSyncStatus string `json:"metadataSyncStatus"`
 }
 
-// Filter narrows List. Zero fields match everything.
+// StatusRefused is how List shows, and filters, a connection whose
+// handshake refused the pair: its workflow failed while Connecting.
+const StatusRefused = "Refused"
+
+// Filter narrows List. Zero fields match everything. Status is a
+// Connection Status or StatusRefused.
 type Filter struct {
 	Status string
 	Home   string
@@ -221,8 +226,12 @@ type Filter struct {
 // newest first: one entry per connection, its latest run.
 func (c *Client) List(ctx context.Context, f Filter) ([]Summary, error) {
 	q := fmt.Sprintf("WorkflowType = '%s' AND ExecutionStatus != 'ContinuedAsNew'", workflows.ConnectionWorkflowName)
-	if f.Status != "" {
-		q += fmt.Sprintf(" AND %s = '%s'", workflows.AttrConnectionStatus.GetName(), quote(f.Status))
+	switch f.Status {
+	case "":
+	case StatusRefused:
+		q += " AND ExecutionStatus = 'Failed'"
+	default:
+		q += fmt.Sprintf(" AND %s = '%s' AND ExecutionStatus != 'Failed'", workflows.AttrConnectionStatus.GetName(), quote(f.Status))
 	}
 	if f.Home != "" {
 		q += fmt.Sprintf(" AND %s = '%s'", workflows.AttrHomeOrg.GetName(), quote(f.Home))
@@ -248,7 +257,7 @@ func (c *Client) List(ctx context.Context, f Filter) ([]Summary, error) {
 				MetadataSyncStatus: keyword(sa[workflows.AttrMetadataSyncStatus.GetName()]),
 			}
 			if e.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_FAILED {
-				s.Status = "Refused"
+				s.Status = StatusRefused
 			}
 			out = append(out, s)
 		}

@@ -150,6 +150,21 @@ func TestClientAgainstRealServer(t *testing.T) {
 			list, err := c.List(ctx, control.Filter{Status: "Active", Home: "acme"})
 			return err == nil && len(list) == 1 && list[0].Connection == "acme/acme-emea"
 		})
+		testenv.Eventually(t, 30*time.Second, "refused pairs listed as Refused", func() bool {
+			list, err := c.List(ctx, control.Filter{Status: control.StatusRefused, Home: "acme"})
+			if err != nil || len(list) != 5 {
+				return false
+			}
+			for _, s := range list {
+				if s.Status != control.StatusRefused {
+					return false
+				}
+			}
+			return true
+		})
+		list, err := c.List(ctx, control.Filter{Status: string(workflows.Connecting)})
+		require.NoError(t, err)
+		assert.Empty(t, list, "a refused connection is not listed as Connecting")
 	})
 
 	v, err = c.Disconnect(ctx, ref, true)

@@ -144,15 +144,15 @@ var listable = []workflows.ConnectionStatus{workflows.Connecting, workflows.Inco
 
 func runList(ctx context.Context, inv *invocation, args []string) error {
 	fs := inv.flags("list", "[--status S] [--home H] [--json]", "List connections, newest first, from visibility (search attributes).")
-	status := fs.String("status", "", "only connections with this status: Connecting, Incomplete, Active, Inactive or Disconnected")
+	status := fs.String("status", "", "only connections with this status: Connecting, Incomplete, Active, Inactive, Disconnected, or Refused (the handshake refused the pair)")
 	home := fs.String("home", "", "only connections of this home org")
 	asJSON := fs.Bool("json", false, "print the list as JSON")
 	d := fs.dialer()
 	if err := parse(fs, d, args); err != nil {
 		return err
 	}
-	if *status != "" && !slices.Contains(listable, workflows.ConnectionStatus(*status)) {
-		return usageError{err: fmt.Errorf("starter list: --status %q: want one of Connecting, Incomplete, Active, Inactive, Disconnected (exactly as written)", *status)}
+	if *status != "" && *status != control.StatusRefused && !slices.Contains(listable, workflows.ConnectionStatus(*status)) {
+		return usageError{err: fmt.Errorf("starter list: --status %q: want one of Connecting, Incomplete, Active, Inactive, Disconnected or Refused (exactly as written)", *status)}
 	}
 	c, err := d.client(ctx)
 	if err != nil {
