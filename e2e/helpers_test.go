@@ -20,6 +20,7 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/companionsync/companionsync/activities"
+	"github.com/companionsync/companionsync/control"
 	"github.com/companionsync/companionsync/internal/testenv"
 	"github.com/companionsync/companionsync/orgstore"
 	"github.com/companionsync/companionsync/workflows"
@@ -143,4 +144,17 @@ func companionCount(t *testing.T, env *testenv.Env, home, companion, ds string) 
 	n, err := env.Store.CompanionRecordCount(context.Background(), home, companion, ds)
 	require.NoError(t, err)
 	return n
+}
+
+// connectAndShare connects ref and requests a share of each data space,
+// without waiting for the initial syncs.
+func connectAndShare(t *testing.T, c *control.Client, ref control.Ref, dataSpaces ...string) {
+	t.Helper()
+	ctx := context.Background()
+	_, err := c.Connect(ctx, ref, workflows.Settings{})
+	require.NoError(t, err)
+	for _, ds := range dataSpaces {
+		_, err := c.Share(ctx, ref, ds)
+		require.NoError(t, err)
+	}
 }

@@ -23,12 +23,7 @@ func TestFullLifecycle(t *testing.T) {
 	ctx := context.Background()
 	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
 
-	_, err := c.Connect(ctx, ref, workflows.Settings{})
-	require.NoError(t, err)
-	for _, ds := range []string{"default", "marketing"} {
-		_, err := c.Share(ctx, ref, ds)
-		require.NoError(t, err)
-	}
+	connectAndShare(t, c, ref, "default", "marketing")
 	v := testenv.WaitStatus(t, c, ref, "both shares Active", func(v workflows.StatusView) bool {
 		return testenv.ShareIs("default", workflows.ShareActive)(v) && testenv.ShareIs("marketing", workflows.ShareActive)(v)
 	})
@@ -39,7 +34,7 @@ func TestFullLifecycle(t *testing.T) {
 	testenv.WaitStatus(t, c, ref, "metadata sync Succeeded", func(v workflows.StatusView) bool {
 		return v.MetadataSync.Status == workflows.SyncSucceeded
 	})
-	_, err = env.Store.ChangeMetadata(ctx, "acme", "marketing", 3)
+	_, err := env.Store.ChangeMetadata(ctx, "acme", "marketing", 3)
 	require.NoError(t, err)
 	v = testenv.WaitStatus(t, c, ref, "Pending 3", func(v workflows.StatusView) bool {
 		return v.MetadataSync.Status == workflows.SyncPending

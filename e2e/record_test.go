@@ -42,15 +42,10 @@ func TestRecordHistories(t *testing.T) {
 	ctx := context.Background()
 	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
 
-	_, err := c.Connect(ctx, ref, workflows.Settings{})
-	require.NoError(t, err)
 	require.NoError(t, env.Store.InjectCopyFailures(ctx, "acme", "acme-emea", "marketing", int(settings.InitialSyncRetry.MaximumAttempts)))
-	for _, ds := range []string{"default", "marketing"} {
-		_, err := c.Share(ctx, ref, ds)
-		require.NoError(t, err)
-	}
+	connectAndShare(t, c, ref, "default", "marketing")
 	testenv.WaitStatus(t, c, ref, "marketing in Error", testenv.ShareIs("marketing", workflows.ShareError))
-	_, err = c.Retry(ctx, ref, "marketing")
+	_, err := c.Retry(ctx, ref, "marketing")
 	require.NoError(t, err)
 	testenv.WaitStatus(t, c, ref, "both Active", func(v workflows.StatusView) bool {
 		return testenv.ShareIs("default", workflows.ShareActive)(v) && testenv.ShareIs("marketing", workflows.ShareActive)(v)
@@ -131,10 +126,7 @@ func TestMetadataRoundEventCost(t *testing.T) {
 	c := control.New(env.Client)
 	ctx := context.Background()
 	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
-	_, err := c.Connect(ctx, ref, workflows.Settings{})
-	require.NoError(t, err)
-	_, err = c.Share(ctx, ref, "marketing")
-	require.NoError(t, err)
+	connectAndShare(t, c, ref, "marketing")
 	syncID := workflows.MetadataSyncWorkflowID("acme", "acme-emea")
 	syncView := func() workflows.MetadataSyncView {
 		var v workflows.MetadataSyncView

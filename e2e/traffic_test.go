@@ -51,10 +51,7 @@ func TestContinueAsNewUnderTraffic(t *testing.T) {
 	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
 	id := workflows.ConnectionWorkflowID(ref.Home, ref.Companion)
 
-	_, err := c.Connect(ctx, ref, workflows.Settings{})
-	require.NoError(t, err)
-	_, err = c.Share(ctx, ref, "default")
-	require.NoError(t, err)
+	connectAndShare(t, c, ref, "default")
 	testenv.WaitStatus(t, c, ref, "default Active", testenv.ShareIs("default", workflows.ShareActive))
 
 	// Background traffic: rechecks as plain signals, as fast as they go.
@@ -112,7 +109,7 @@ func TestContinueAsNewUnderTraffic(t *testing.T) {
 
 	waitCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	v, err = c.Disconnect(waitCtx, ref, true)
+	v, err := c.Disconnect(waitCtx, ref, true)
 	if err != nil {
 		last, _ := c.Status(ctx, ref)
 		t.Fatalf("disconnect: %v; status %+v", err, last)
@@ -129,10 +126,7 @@ func TestBadInputOnRealServer(t *testing.T) {
 	ctx := context.Background()
 	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
 	id := workflows.ConnectionWorkflowID(ref.Home, ref.Companion)
-	_, err := c.Connect(ctx, ref, workflows.Settings{})
-	require.NoError(t, err)
-	_, err = c.Share(ctx, ref, "default")
-	require.NoError(t, err)
+	connectAndShare(t, c, ref, "default")
 	before := testenv.WaitStatus(t, c, ref, "default Active", testenv.ShareIs("default", workflows.ShareActive))
 
 	huge := strings.Repeat("x", 100_000)

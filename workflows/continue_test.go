@@ -209,20 +209,44 @@ func TestShareContinuesAsNewBetweenStepsAndKeepsAnUnshare(t *testing.T) {
 	assert.Empty(t, f.copied, "the unshare removed everything")
 }
 
-func TestConnectionRestartsAShareWhoseWorkflowIsGone(t *testing.T) {
+// goneShareEnv runs a connection's later run whose share of "default" was
+// started by an earlier run and whose workflow is gone: signals to it fail as
+// they do for a terminated workflow.
+func goneShareEnv(t *testing.T, f *fakeOrgs) *testsuite.TestWorkflowEnvironment {
+	t.Helper()
 	var suite testsuite.WorkflowTestSuite
 	suite.SetLogger(testLogger())
 	env := suite.NewTestWorkflowEnvironment()
 	register(env)
 	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: ConnectionWorkflowID(home, companion), TaskQueue: TaskQueue})
-	f := newFakeOrgs()
-	f.copied["default"] = 25
 	env.OnActivity(acts.CheckHealth, mock.Anything, mock.Anything).Return(f.CheckHealth)
 	env.OnActivity(acts.RemoveRecords, mock.Anything, mock.Anything).Return(f.RemoveRecords)
 	env.OnActivity(acts.Disconnect, mock.Anything, mock.Anything).Return(f.Disconnect)
-	// The share's workflow from an earlier run is gone (terminated by hand).
 	env.OnSignalExternalWorkflow(mock.Anything, ShareWorkflowID(home, companion, "default"), "", MessageUnshare, mock.Anything).
 		Return(&temporal.UnknownExternalWorkflowExecutionError{})
+	return env
+}
+
+// runWithShare runs the connection from a state holding one share of
+// "default" and returns its final view.
+func runWithShare(t *testing.T, env *testsuite.TestWorkflowEnvironment, sh ShareRecord) StatusView {
+	t.Helper()
+	env.ExecuteWorkflow(ConnectionWorkflow, ConnectionInput{Home: home, Companion: companion, Settings: testSettings(),
+		State: &ConnectionState{
+			Status: Active, Handshaken: true, DataSpaces: []string{"default"},
+			Shares: map[string]*ShareRecord{"default": &sh},
+		}})
+	require.True(t, env.IsWorkflowCompleted())
+	require.NoError(t, env.GetWorkflowError())
+	var final StatusView
+	require.NoError(t, env.GetWorkflowResult(&final))
+	return final
+}
+
+func TestConnectionRestartsAShareWhoseWorkflowIsGone(t *testing.T) {
+	f := newFakeOrgs()
+	f.copied["default"] = 25
+	env := goneShareEnv(t, f)
 	env.RegisterDelayedCallback(func() { env.SignalWorkflow(MessageUnshare, DataSpaceRequest{DataSpace: "default"}) }, time.Second)
 	env.RegisterDelayedCallback(func() {
 		v, err := env.QueryWorkflow(QueryStatus)
@@ -233,43 +257,19 @@ func TestConnectionRestartsAShareWhoseWorkflowIsGone(t *testing.T) {
 		assert.Equal(t, Incomplete, sv.Status)
 		env.SignalWorkflow(MessageDisconnect, nil)
 	}, time.Minute)
-	env.ExecuteWorkflow(ConnectionWorkflow, ConnectionInput{Home: home, Companion: companion, Settings: testSettings(),
-		State: &ConnectionState{
-			Status: Active, Handshaken: true, DataSpaces: []string{"default"},
-			Shares: map[string]*ShareRecord{"default": {Started: true,
-				View: ShareView{DataSpace: "default", InitializationStatus: ShareActive, RecordsCopied: 25, RecordsTotal: 25}}},
-		}})
-	require.NoError(t, env.GetWorkflowError())
-	var final StatusView
-	require.NoError(t, env.GetWorkflowResult(&final))
+	final := runWithShare(t, env, ShareRecord{Started: true,
+		View: ShareView{DataSpace: "default", InitializationStatus: ShareActive, RecordsCopied: 25, RecordsTotal: 25}})
 	assert.Equal(t, Disconnected, final.Status)
 	assert.Empty(t, f.copied, "the companion's copy was removed")
 }
 
 func TestDisconnectFinishesAShareWhoseWorkflowVanishedDuringRemoval(t *testing.T) {
-	var suite testsuite.WorkflowTestSuite
-	suite.SetLogger(testLogger())
-	env := suite.NewTestWorkflowEnvironment()
-	register(env)
-	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: ConnectionWorkflowID(home, companion), TaskQueue: TaskQueue})
 	f := newFakeOrgs()
 	f.copied["default"] = 15
-	env.OnActivity(acts.CheckHealth, mock.Anything, mock.Anything).Return(f.CheckHealth)
-	env.OnActivity(acts.RemoveRecords, mock.Anything, mock.Anything).Return(f.RemoveRecords)
-	env.OnActivity(acts.Disconnect, mock.Anything, mock.Anything).Return(f.Disconnect)
-	env.OnSignalExternalWorkflow(mock.Anything, ShareWorkflowID(home, companion, "default"), "", MessageUnshare, mock.Anything).
-		Return(&temporal.UnknownExternalWorkflowExecutionError{})
+	env := goneShareEnv(t, f)
 	env.RegisterDelayedCallback(func() { env.SignalWorkflow(MessageDisconnect, nil) }, time.Second)
-	env.ExecuteWorkflow(ConnectionWorkflow, ConnectionInput{Home: home, Companion: companion, Settings: testSettings(),
-		State: &ConnectionState{
-			Status: Active, Handshaken: true, DataSpaces: []string{"default"},
-			Shares: map[string]*ShareRecord{"default": {Started: true, Unshared: true,
-				View: ShareView{DataSpace: "default", InitializationStatus: RemovingSharing, RecordsRemoved: 10, RecordsToRemove: 25}}},
-		}})
-	require.True(t, env.IsWorkflowCompleted())
-	require.NoError(t, env.GetWorkflowError())
-	var final StatusView
-	require.NoError(t, env.GetWorkflowResult(&final))
+	final := runWithShare(t, env, ShareRecord{Started: true, Unshared: true,
+		View: ShareView{DataSpace: "default", InitializationStatus: RemovingSharing, RecordsRemoved: 10, RecordsToRemove: 25}})
 	assert.Equal(t, Disconnected, final.Status)
 	assert.Empty(t, f.copied, "the restarted share finished the removal")
 }
