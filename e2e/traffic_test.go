@@ -102,7 +102,7 @@ func TestContinueAsNewUnderTraffic(t *testing.T) {
 	testenv.Eventually(t, 30*time.Second, "visibility lists the runs", func() bool {
 		runs, continued = runsOf(t, env.Client, id)
 		_, syncContinued = runsOf(t, env.Client, workflows.MetadataSyncWorkflowID(ref.Home, ref.Companion))
-		return continued >= 3 && syncContinued >= 3
+		return continued >= 3 && syncContinued >= 2
 	})
 	t.Logf("%d recheck signals; connection ran %d runs (%d continued as new); metadata sync continued %d times",
 		sent, runs, continued, syncContinued)
