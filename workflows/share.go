@@ -102,7 +102,7 @@ func (s *share) run(ctx workflow.Context) (ShareView, error) {
 			s.waitInError(ctx)
 		default:
 			s.setStatus(ctx, ShareActive)
-			s.waitForUnshare(ctx)
+			s.awaitUnshare(ctx, nil, "the share is Active")
 		}
 	}
 }
@@ -144,7 +144,7 @@ func (s *share) copyData(ctx workflow.Context) error {
 			Home: s.in.Home, Companion: s.in.Companion, DataSpace: s.in.DataSpace,
 			After: s.checkpoint, BatchSize: s.settings.BatchSize, Budget: s.settings.StepBudget,
 		})
-		if !s.awaitStepOrUnshare(ctx, step) {
+		if s.awaitUnshare(ctx, step, "the share is not in Error"); s.removing {
 			cancel()
 			_ = step.Get(ctx, nil)
 			return nil
@@ -165,23 +165,25 @@ func (s *share) copyData(ctx workflow.Context) error {
 	}
 }
 
-// awaitStepOrUnshare waits for a step to finish. It returns false when an
-// unshare arrives first. Retry requests are not valid here and are dropped.
-func (s *share) awaitStepOrUnshare(ctx workflow.Context, step workflow.Future) bool {
-	for !step.IsReady() && !s.removing {
+// awaitUnshare waits until an unshare arrives or, when step is not nil, the
+// step finishes first. Retries are not valid while it waits (why says so)
+// and are dropped.
+func (s *share) awaitUnshare(ctx workflow.Context, step workflow.Future, why string) {
+	for !s.removing && (step == nil || !step.IsReady()) {
 		sel := workflow.NewSelector(ctx)
-		sel.AddFuture(step, func(workflow.Future) {})
+		if step != nil {
+			sel.AddFuture(step, func(workflow.Future) {})
+		}
 		sel.AddReceive(s.unshare, func(ch workflow.ReceiveChannel, _ bool) {
 			ch.Receive(ctx, nil)
 			s.removing = true
 		})
 		sel.AddReceive(s.retry, func(ch workflow.ReceiveChannel, _ bool) {
 			ch.Receive(ctx, nil)
-			s.logger.Warn("retry ignored: the share is not in Error")
+			s.logger.Warn("retry ignored: " + why)
 		})
 		sel.Select(ctx)
 	}
-	return !s.removing
 }
 
 // removeData removes the data space's data from the companion step by step,
@@ -268,22 +270,6 @@ func (s *share) waitInError(ctx workflow.Context) {
 	})
 	sel.Select(ctx)
 	s.view.Error = ""
-}
-
-// waitForUnshare holds an Active share until it is unshared.
-func (s *share) waitForUnshare(ctx workflow.Context) {
-	for !s.removing {
-		sel := workflow.NewSelector(ctx)
-		sel.AddReceive(s.unshare, func(ch workflow.ReceiveChannel, _ bool) {
-			ch.Receive(ctx, nil)
-			s.removing = true
-		})
-		sel.AddReceive(s.retry, func(ch workflow.ReceiveChannel, _ bool) {
-			ch.Receive(ctx, nil)
-			s.logger.Warn("retry ignored: the share is Active")
-		})
-		sel.Select(ctx)
-	}
 }
 
 func (s *share) setStatus(ctx workflow.Context, st InitializationStatus) {
