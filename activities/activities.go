@@ -10,6 +10,8 @@ import (
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
+
+	"github.com/companionsync/companionsync"
 )
 
 // DefaultBatchSize is the batch size of copies and removals when the input
@@ -21,7 +23,7 @@ const DefaultBatchSize = 500
 // worker registers a value whose Orgs is set.
 type Activities struct {
 	// Orgs is the system of record. Required.
-	Orgs Orgs
+	Orgs companionsync.Orgs
 	// Now is the clock used for licence checks, log timestamps and work
 	// budgets. Nil means time.Now.
 	Now func() time.Time
@@ -44,26 +46,26 @@ func (a *Activities) now() time.Time {
 // the same Token.
 func (a *Activities) Handshake(ctx context.Context, in HandshakeInput) (HandshakeResult, error) {
 	home, err := a.Orgs.Org(ctx, in.Home)
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, companionsync.ErrNotFound) {
 		return HandshakeResult{}, ineligible(RuleHomeExists,
 			fmt.Sprintf("home org %q does not exist; check the org id", in.Home))
 	}
 	if err != nil {
 		return HandshakeResult{}, fmt.Errorf("handshake %s/%s: read home org: %w", in.Home, in.Companion, err)
 	}
-	if home.Role != RoleHome {
+	if home.Role != companionsync.RoleHome {
 		return HandshakeResult{}, ineligible(RuleHomeExists,
 			fmt.Sprintf("org %q is not a home org; connect from the org that holds the data platform licence", in.Home))
 	}
 	companion, err := a.Orgs.Org(ctx, in.Companion)
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, companionsync.ErrNotFound) {
 		return HandshakeResult{}, ineligible(RuleCompanionExists,
 			fmt.Sprintf("companion org %q does not exist; check the org id", in.Companion))
 	}
 	if err != nil {
 		return HandshakeResult{}, fmt.Errorf("handshake %s/%s: read companion org: %w", in.Home, in.Companion, err)
 	}
-	if companion.Role == RoleHome {
+	if companion.Role == companionsync.RoleHome {
 		return HandshakeResult{}, ineligible(RuleCompanionNotHome,
 			fmt.Sprintf("org %q is a home org and cannot be a companion; choose a companion org", in.Companion))
 	}
@@ -81,16 +83,16 @@ func (a *Activities) Handshake(ctx context.Context, in HandshakeInput) (Handshak
 			fmt.Sprintf("the licence of home org %q expired at %s; renew it, then connect again",
 				in.Home, home.LicenceExpiresAt.UTC().Format(time.RFC3339)))
 	}
-	conn := Connection{Home: in.Home, Companion: in.Companion, Token: in.Token}
+	conn := companionsync.Connection{Home: in.Home, Companion: in.Companion, Token: in.Token}
 	if err := a.refuseTaken(ctx, conn, nil); err != nil {
 		return HandshakeResult{}, err
 	}
 	err = a.Orgs.Register(ctx, conn, home.MaxCompanions)
 	switch {
-	case errors.Is(err, ErrCompanionTaken):
+	case errors.Is(err, companionsync.ErrCompanionTaken):
 		// Registered concurrently by another handshake.
 		return HandshakeResult{}, a.refuseTaken(ctx, conn, err)
-	case errors.Is(err, ErrCompanionLimit):
+	case errors.Is(err, companionsync.ErrCompanionLimit):
 		return HandshakeResult{}, ineligible(RuleHomeUnderCompanionMax,
 			fmt.Sprintf("home org %q already has its maximum of %d companion connections; disconnect one first",
 				in.Home, home.MaxCompanions))
@@ -108,9 +110,9 @@ func (a *Activities) Handshake(ctx context.Context, in HandshakeInput) (Handshak
 // is registered in a connection other than conn. cause is the registration
 // error that prompted the check, if any: it is returned (to be retried) when
 // the registry shows no other connection after all.
-func (a *Activities) refuseTaken(ctx context.Context, conn Connection, cause error) error {
+func (a *Activities) refuseTaken(ctx context.Context, conn companionsync.Connection, cause error) error {
 	existing, err := a.Orgs.ConnectionOf(ctx, conn.Companion)
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, companionsync.ErrNotFound) {
 		return cause
 	}
 	if err != nil {
@@ -134,7 +136,7 @@ func ineligible(rule, msg string) error {
 		Ineligibility{Rule: rule, Message: msg})
 }
 
-func expired(home Org, now time.Time) bool {
+func expired(home companionsync.Org, now time.Time) bool {
 	return !now.Before(home.LicenceExpiresAt)
 }
 
@@ -170,23 +172,23 @@ func (a *Activities) CheckHealth(ctx context.Context, in HealthInput) (HealthRes
 }
 
 // org reads an org, turning a missing one into a non-retryable ErrUnknownOrg.
-func (a *Activities) org(ctx context.Context, id string) (Org, error) {
+func (a *Activities) org(ctx context.Context, id string) (companionsync.Org, error) {
 	o, err := a.Orgs.Org(ctx, id)
-	if errors.Is(err, ErrNotFound) {
-		return Org{}, temporal.NewNonRetryableApplicationError(
+	if errors.Is(err, companionsync.ErrNotFound) {
+		return companionsync.Org{}, temporal.NewNonRetryableApplicationError(
 			fmt.Sprintf("org %q does not exist; check the org id", id), ErrUnknownOrg, err)
 	}
 	if err != nil {
-		return Org{}, fmt.Errorf("read org %q: %w", id, err)
+		return companionsync.Org{}, fmt.Errorf("read org %q: %w", id, err)
 	}
 	return o, nil
 }
 
-// unknownDataSpace turns a missing data space (err wraps ErrNotFound and
-// names it) into a non-retryable ErrUnknownDataSpace, and wraps other errors
-// with context.
+// unknownDataSpace turns a missing data space (err wraps
+// companionsync.ErrNotFound and names it) into a non-retryable
+// ErrUnknownDataSpace, and wraps other errors with context.
 func unknownDataSpace(err error, doing string) error {
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, companionsync.ErrNotFound) {
 		return temporal.NewNonRetryableApplicationError(
 			fmt.Sprintf("%s: %v; check the name against the home org's data spaces", doing, err),
 			ErrUnknownDataSpace, nil)
@@ -195,29 +197,21 @@ func unknownDataSpace(err error, doing string) error {
 }
 
 // CopyRecords runs one chunk of the initial sync of a data space, as
-// described on CopyInput. It first consumes an injected failure of the share,
-// if any, failing with a retryable error. It then copies batches in record-id
-// order from the checkpoint (In.After, or the heartbeat details of an earlier
-// attempt when they are further along), heartbeating a CopyProgress after
-// each batch, until the data space is copied or In.Budget (if positive) has
-// elapsed; a cancelled context stops it between batches with ctx.Err(). When
-// the last batch is copied it also copies the metadata snapshot and sets the
-// metadata cursor, and returns Done.
+// described on CopyInput. It copies batches in record-id order from the
+// checkpoint (In.After, or the heartbeat details of an earlier attempt when
+// they are further along), heartbeating a CopyProgress after each batch,
+// until the data space is copied or In.Budget (if positive) has elapsed; a
+// cancelled context stops it between batches with ctx.Err(). A failed batch
+// fails the attempt with a retryable error (unless the data space is gone).
+// When the last batch is copied it also copies the metadata snapshot and sets
+// the metadata cursor, and returns Done.
 func (a *Activities) CopyRecords(ctx context.Context, in CopyInput) (CopyProgress, error) {
-	share := Share{Home: in.Home, Companion: in.Companion, DataSpace: in.DataSpace}
+	share := companionsync.Share{Home: in.Home, Companion: in.Companion, DataSpace: in.DataSpace}
 	doing := fmt.Sprintf("copy %s to %s", in.DataSpace, in.Companion)
 	total, err := a.Orgs.RecordCount(ctx, in.Home, in.DataSpace)
 	if err != nil {
 		return CopyProgress{}, unknownDataSpace(err, doing)
 	}
-	left, taken, err := a.Orgs.TakeInjectedFailure(ctx, share)
-	if err != nil {
-		return CopyProgress{}, fmt.Errorf("%s: read injected failures: %w", doing, err)
-	}
-	if taken {
-		return CopyProgress{}, fmt.Errorf("%s: injected transient failure (%d left)", doing, left)
-	}
-
 	present, err := a.Orgs.CopiedCount(ctx, share)
 	if err != nil {
 		return CopyProgress{}, unknownDataSpace(err, doing)
@@ -271,7 +265,7 @@ func batchSize(n int) int {
 // metadata copies, cursor and injected failures, and returns Done. It never
 // touches another data space or another companion, and is idempotent.
 func (a *Activities) RemoveRecords(ctx context.Context, in RemoveInput) (RemoveProgress, error) {
-	share := Share{Home: in.Home, Companion: in.Companion, DataSpace: in.DataSpace}
+	share := companionsync.Share{Home: in.Home, Companion: in.Companion, DataSpace: in.DataSpace}
 	doing := fmt.Sprintf("remove %s from %s", in.DataSpace, in.Companion)
 	present, err := a.Orgs.CopiedCount(ctx, share)
 	if err != nil {
@@ -310,7 +304,7 @@ func (a *Activities) RemoveRecords(ctx context.Context, in RemoveInput) (RemoveP
 // in the given data spaces (those not yet initially synced count nothing) and
 // the highest sequence among them, which bounds the next round.
 func (a *Activities) CountPendingMetadata(ctx context.Context, in PendingInput) (PendingResult, error) {
-	conn := Connection{Home: in.Home, Companion: in.Companion}
+	conn := companionsync.Connection{Home: in.Home, Companion: in.Companion}
 	n, upTo, err := a.Orgs.PendingChanges(ctx, conn, in.DataSpaces)
 	if err != nil {
 		return PendingResult{}, unknownDataSpace(err,
@@ -331,7 +325,7 @@ func (a *Activities) CountPendingMetadata(ctx context.Context, in PendingInput) 
 // whose details are the ApplyResult. Applied counts the changes applied by
 // this attempt.
 func (a *Activities) ApplyMetadata(ctx context.Context, in ApplyInput) (ApplyResult, error) {
-	conn := Connection{Home: in.Home, Companion: in.Companion}
+	conn := companionsync.Connection{Home: in.Home, Companion: in.Companion}
 	doing := fmt.Sprintf("apply metadata round %q of %s/%s", in.Round, in.Home, in.Companion)
 	changes, err := a.Orgs.Changes(ctx, conn, in.DataSpaces, in.UpTo)
 	if err != nil {
@@ -353,7 +347,7 @@ func (a *Activities) ApplyMetadata(ctx context.Context, in ApplyInput) (ApplyRes
 			return res, a.stopRound(ctx, conn, in.Round, res, doing)
 		}
 		applied, err := a.Orgs.ApplyChange(ctx, conn, ch)
-		if errors.Is(err, ErrConflict) {
+		if errors.Is(err, companionsync.ErrConflict) {
 			// A local edit made after LocalObjects was read.
 			guard.edited(ch)
 			f := failure{kind: KindConflict, msg: conflictMessage(in.Companion, ch, true)}
@@ -372,7 +366,7 @@ func (a *Activities) ApplyMetadata(ctx context.Context, in ApplyInput) (ApplyRes
 }
 
 // stopRound logs the failures of a round and returns the error that ends it.
-func (a *Activities) stopRound(ctx context.Context, conn Connection, round string, res ApplyResult, doing string) error {
+func (a *Activities) stopRound(ctx context.Context, conn companionsync.Connection, round string, res ApplyResult, doing string) error {
 	if err := a.Orgs.LogErrors(ctx, conn, round, res.Failures); err != nil {
 		return fmt.Errorf("%s: write error log: %w", doing, err)
 	}
@@ -386,7 +380,7 @@ func (a *Activities) stopRound(ctx context.Context, conn Connection, round strin
 	return temporal.NewNonRetryableApplicationError(msg, typ, nil, res)
 }
 
-func (a *Activities) entry(ch Change, f failure) ErrorLogEntry {
+func (a *Activities) entry(ch companionsync.Change, f failure) ErrorLogEntry {
 	return ErrorLogEntry{
 		Sequence: ch.Sequence, DataSpace: ch.DataSpace, Object: ch.Object,
 		Kind: f.kind, Message: f.msg, At: a.now().UTC(),
@@ -401,7 +395,7 @@ type guard struct {
 	local     map[[2]string]bool // (data space, name) -> edited synced copy
 }
 
-func newGuard(companion string, locals []LocalObject) *guard {
+func newGuard(companion string, locals []companionsync.LocalObject) *guard {
 	g := &guard{companion: companion, local: make(map[[2]string]bool, len(locals))}
 	for _, o := range locals {
 		g.local[[2]string{o.DataSpace, o.Name}] = o.Edited
@@ -409,10 +403,10 @@ func newGuard(companion string, locals []LocalObject) *guard {
 	return g
 }
 
-func (g *guard) edited(ch Change) { g.local[[2]string{ch.DataSpace, ch.Object}] = true }
+func (g *guard) edited(ch companionsync.Change) { g.local[[2]string{ch.DataSpace, ch.Object}] = true }
 
 // check reports whether ch fails, and why.
-func (g *guard) check(ch Change) (failure, bool) {
+func (g *guard) check(ch companionsync.Change) (failure, bool) {
 	if edited, ok := g.local[[2]string{ch.DataSpace, ch.Object}]; ok {
 		return failure{kind: KindConflict, msg: conflictMessage(g.companion, ch, edited)}, true
 	}
@@ -423,7 +417,7 @@ func (g *guard) check(ch Change) (failure, bool) {
 }
 
 // scan returns an error-log entry for every failing change of rest.
-func (g *guard) scan(a *Activities, rest []Change) []ErrorLogEntry {
+func (g *guard) scan(a *Activities, rest []companionsync.Change) []ErrorLogEntry {
 	var out []ErrorLogEntry
 	for _, ch := range rest {
 		if f, failed := g.check(ch); failed {
@@ -433,7 +427,7 @@ func (g *guard) scan(a *Activities, rest []Change) []ErrorLogEntry {
 	return out
 }
 
-func conflictMessage(companion string, ch Change, edited bool) string {
+func conflictMessage(companion string, ch companionsync.Change, edited bool) string {
 	if edited {
 		return fmt.Sprintf("companion org %q holds a local edit of %s %q in data space %q; discard the local edit, then resume metadata sync",
 			companion, ch.ObjectKind, ch.Object, ch.DataSpace)
@@ -443,12 +437,12 @@ func conflictMessage(companion string, ch Change, edited bool) string {
 }
 
 // invalidity returns why ch cannot be applied, or "" when it can.
-func invalidity(ch Change) string {
+func invalidity(ch companionsync.Change) string {
 	switch ch.ObjectKind {
-	case ObjectDMO, ObjectCalculatedInsight, ObjectSegment:
+	case companionsync.ObjectDMO, companionsync.ObjectCalculatedInsight, companionsync.ObjectSegment:
 	default:
 		return fmt.Sprintf("change %d of %q in data space %q has unknown object kind %q (want %s, %s or %s); publish a corrected version in the home org",
-			ch.Sequence, ch.Object, ch.DataSpace, ch.ObjectKind, ObjectDMO, ObjectCalculatedInsight, ObjectSegment)
+			ch.Sequence, ch.Object, ch.DataSpace, ch.ObjectKind, companionsync.ObjectDMO, companionsync.ObjectCalculatedInsight, companionsync.ObjectSegment)
 	}
 	var def map[string]any
 	if err := json.Unmarshal([]byte(ch.Definition), &def); err != nil || def == nil {
@@ -466,7 +460,7 @@ func invalidity(ch Change) string {
 // for a round that failed for another reason than its changes. It is
 // idempotent per In.Round.
 func (a *Activities) RecordSyncFailure(ctx context.Context, in RecordFailureInput) error {
-	conn := Connection{Home: in.Home, Companion: in.Companion}
+	conn := companionsync.Connection{Home: in.Home, Companion: in.Companion}
 	entry := ErrorLogEntry{Kind: KindFailed, Message: in.Message, At: a.now().UTC()}
 	if err := a.Orgs.LogErrors(ctx, conn, in.Round, []ErrorLogEntry{entry}); err != nil {
 		return fmt.Errorf("record failure of metadata round %q of %s/%s: %w", in.Round, in.Home, in.Companion, err)

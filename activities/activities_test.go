@@ -18,6 +18,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/worker"
 
+	"github.com/companionsync/companionsync"
 	"github.com/companionsync/companionsync/activities"
 	"github.com/companionsync/companionsync/orgstore"
 )
@@ -184,14 +185,14 @@ func TestHandshakeIsIdempotentForTheSameToken(t *testing.T) {
 	}
 	conn, err := s.ConnectionOf(context.Background(), "acme-emea")
 	require.NoError(t, err)
-	assert.Equal(t, activities.Connection{Home: "acme", Companion: "acme-emea", Token: "wf-1"}, conn)
+	assert.Equal(t, companionsync.Connection{Home: "acme", Companion: "acme-emea", Token: "wf-1"}, conn)
 
 	require.NoError(t, (&activities.Activities{Orgs: s}).Disconnect(context.Background(),
 		activities.DisconnectInput{Home: "acme", Companion: "acme-emea"}))
 	require.NoError(t, acts.Disconnect(context.Background(), activities.DisconnectInput{Home: "acme", Companion: "acme-emea"}),
 		"disconnect must be idempotent")
 	_, err = s.ConnectionOf(context.Background(), "acme-emea")
-	assert.ErrorIs(t, err, activities.ErrNotFound)
+	assert.ErrorIs(t, err, companionsync.ErrNotFound)
 }
 
 func TestCheckHealth(t *testing.T) {
@@ -244,22 +245,31 @@ func TestCheckHealth(t *testing.T) {
 
 // recordingOrgs wraps the store to observe or disturb the activities.
 type recordingOrgs struct {
-	activities.Orgs
+	companionsync.Orgs
 	mu sync.Mutex
 	// afters are the checkpoints CopyBatch was called with.
 	afters []string
 	// cancelAfter cancels cancel after that many CopyBatch calls (0: never).
 	cancelAfter int
 	cancel      context.CancelFunc
+	// failCopies fails that many CopyBatch calls, copying nothing.
+	failCopies int
 	// failApplyAfter fails ApplyChange once after that many applied changes.
 	failApplyAfter int
 	applied        int
 	failed         bool
 }
 
-var _ activities.Orgs = (*recordingOrgs)(nil)
+var _ companionsync.Orgs = (*recordingOrgs)(nil)
 
-func (r *recordingOrgs) CopyBatch(ctx context.Context, s activities.Share, after string, limit int) (activities.CopiedBatch, error) {
+func (r *recordingOrgs) CopyBatch(ctx context.Context, s companionsync.Share, after string, limit int) (companionsync.CopiedBatch, error) {
+	r.mu.Lock()
+	if r.failCopies > 0 {
+		r.failCopies--
+		r.mu.Unlock()
+		return companionsync.CopiedBatch{}, errors.New("transient failure of the store")
+	}
+	r.mu.Unlock()
 	b, err := r.Orgs.CopyBatch(ctx, s, after, limit)
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -270,7 +280,7 @@ func (r *recordingOrgs) CopyBatch(ctx context.Context, s activities.Share, after
 	return b, err
 }
 
-func (r *recordingOrgs) ApplyChange(ctx context.Context, c activities.Connection, ch activities.Change) (bool, error) {
+func (r *recordingOrgs) ApplyChange(ctx context.Context, c companionsync.Connection, ch companionsync.Change) (bool, error) {
 	r.mu.Lock()
 	if r.failApplyAfter > 0 && r.applied == r.failApplyAfter && !r.failed {
 		r.failed = true
@@ -369,15 +379,14 @@ func TestInitialSyncInChunks(t *testing.T) {
 }
 
 func TestInitialSyncFailures(t *testing.T) {
-	t.Run("injected failures are transient", func(t *testing.T) {
+	t.Run("failed batches are transient", func(t *testing.T) {
 		s := openStore(t)
-		acts := &activities.Activities{Orgs: s}
-		require.NoError(t, s.InjectCopyFailures(context.Background(), "acme", "acme-emea", "sales", 2))
+		acts := &activities.Activities{Orgs: &recordingOrgs{Orgs: s, failCopies: 2}}
 		in := activities.CopyInput{Home: "acme", Companion: "acme-emea", DataSpace: "sales"}
-		for _, left := range []string{"(1 left)", "(0 left)"} {
+		for range 2 {
 			_, err := execute[activities.CopyProgress](t, newEnv(t, acts), acts.CopyRecords, in)
 			require.Error(t, err)
-			assert.Contains(t, err.Error(), "injected transient failure "+left)
+			assert.Contains(t, err.Error(), "copy sales to acme-emea: transient failure of the store")
 			var appErr *temporal.ApplicationError
 			if errors.As(err, &appErr) {
 				assert.False(t, appErr.NonRetryable())
@@ -403,7 +412,9 @@ func TestInitialSyncFailures(t *testing.T) {
 func TestRemoveRecordsTouchesOnlyItsShare(t *testing.T) {
 	s := openStore(t)
 	ctx := context.Background()
-	acts := &activities.Activities{Orgs: s}
+	// With demo faults, so the sync after the removal shows the injected
+	// failures went with the share.
+	acts := &activities.Activities{Orgs: orgstore.WithDemoFaults(s)}
 	connect(t, acts, "acme", "acme-emea")
 	connect(t, acts, "acme", "acme-apac")
 	syncAll(t, acts, "acme", "acme-emea", "default")
@@ -516,17 +527,17 @@ func TestApplyMetadataStopsAtFailures(t *testing.T) {
 		syncAll(t, acts, "acme", "acme-emea", "default")
 		// Changes, in order: 1 HighValueCustomers (applies), 2 Account (local
 		// edit), 3 LifetimeValue (local object), 4 Order, 5 Account.
-		_, err := s.PublishMetadata(ctx, "acme", "default", "HighValueCustomers", activities.ObjectSegment, `{"rev":2}`)
+		_, err := s.PublishMetadata(ctx, "acme", "default", "HighValueCustomers", companionsync.ObjectSegment, `{"rev":2}`)
 		require.NoError(t, err)
 		object, err := s.MakeConflict(ctx, "acme", "acme-emea", "default")
 		require.NoError(t, err)
 		require.Equal(t, "Account", object)
-		require.NoError(t, s.CreateLocalObject(ctx, "acme", "acme-emea", "default", "LifetimeValue", activities.ObjectCalculatedInsight))
-		_, err = s.PublishMetadata(ctx, "acme", "default", "LifetimeValue", activities.ObjectCalculatedInsight, `{"rev":2}`)
+		require.NoError(t, s.CreateLocalObject(ctx, "acme", "acme-emea", "default", "LifetimeValue", companionsync.ObjectCalculatedInsight))
+		_, err = s.PublishMetadata(ctx, "acme", "default", "LifetimeValue", companionsync.ObjectCalculatedInsight, `{"rev":2}`)
 		require.NoError(t, err)
-		_, err = s.PublishMetadata(ctx, "acme", "default", "Order", activities.ObjectDMO, `{"rev":2}`)
+		_, err = s.PublishMetadata(ctx, "acme", "default", "Order", companionsync.ObjectDMO, `{"rev":2}`)
 		require.NoError(t, err)
-		_, err = s.PublishMetadata(ctx, "acme", "default", "Account", activities.ObjectDMO, `{"rev":4}`)
+		_, err = s.PublishMetadata(ctx, "acme", "default", "Account", companionsync.ObjectDMO, `{"rev":4}`)
 		require.NoError(t, err)
 		p := pending(t, acts, "acme", "acme-emea", "default")
 		require.Equal(t, 5, p.Changes)
@@ -580,7 +591,7 @@ func TestApplyMetadataStopsAtFailures(t *testing.T) {
 		acts := &activities.Activities{Orgs: s}
 		connect(t, acts, "acme", "acme-emea")
 		syncAll(t, acts, "acme", "acme-emea", "sales")
-		_, err := s.PublishMetadata(ctx, "acme", "sales", "Forecast", activities.ObjectSegment, "")
+		_, err := s.PublishMetadata(ctx, "acme", "sales", "Forecast", companionsync.ObjectSegment, "")
 		require.NoError(t, err)
 		_, err = s.PublishMetadata(ctx, "acme", "sales", "Quota", "report", `{"rev":1}`)
 		require.NoError(t, err)
@@ -642,7 +653,7 @@ func TestActivitiesOnDifferentConnectionsRunConcurrently(t *testing.T) {
 	s := openStore(t)
 	ctx := context.Background()
 	acts := &activities.Activities{Orgs: s}
-	shares := []activities.Share{
+	shares := []companionsync.Share{
 		{Home: "acme", Companion: "acme-emea", DataSpace: "default"},
 		{Home: "acme", Companion: "acme-apac", DataSpace: "sales"},
 		{Home: "globex", Companion: "globex-emea", DataSpace: "default"},

@@ -2,15 +2,21 @@
 // handshake and eligibility check, health checks, the initial sync and
 // removal of a shared data space, and the metadata sync rounds.
 //
-// Activities are methods on Activities, which holds an Orgs port; they never
-// depend on a concrete store. Each activity performs one side effect and
-// leaves decisions to the workflows. Business failures (an ineligible pair, a
-// data space that no longer exists, a metadata conflict) cross the activity
-// boundary as non-retryable temporal.ApplicationErrors whose type is one of
-// the Err* constants below; every other error is retried by Temporal.
+// Activities are methods on Activities, which holds a companionsync.Orgs
+// port; they never depend on a concrete store. Each activity performs one
+// side effect and leaves decisions to the workflows. Business failures (an
+// ineligible pair, a data space that no longer exists, a metadata conflict)
+// cross the activity boundary as non-retryable temporal.ApplicationErrors
+// whose type is one of the Err* constants below; every other error is
+// retried by Temporal. The domain types and the port are in package
+// companionsync.
 package activities
 
-import "time"
+import (
+	"time"
+
+	"github.com/companionsync/companionsync"
+)
 
 // Application error types returned by the activities. Workflows match on
 // these with temporal.ApplicationError.Type().
@@ -159,22 +165,19 @@ type ApplyResult struct {
 	Failures []ErrorLogEntry `json:"failures,omitempty"`
 }
 
-// Kinds of error-log entries.
+// Kinds of error-log entries, as in companionsync.
 const (
-	KindConflict = "conflict"
-	KindInvalid  = "invalid"
-	KindFailed   = "failed"
+	// KindConflict is companionsync.ErrorKindConflict.
+	KindConflict = companionsync.ErrorKindConflict
+	// KindInvalid is companionsync.ErrorKindInvalid.
+	KindInvalid = companionsync.ErrorKindInvalid
+	// KindFailed is companionsync.ErrorKindFailed.
+	KindFailed = companionsync.ErrorKindFailed
 )
 
-// ErrorLogEntry is one failed metadata change.
-type ErrorLogEntry struct {
-	Sequence  int64     `json:"sequence"`
-	DataSpace string    `json:"dataSpace"`
-	Object    string    `json:"object"`
-	Kind      string    `json:"kind"`
-	Message   string    `json:"message"`
-	At        time.Time `json:"at"`
-}
+// ErrorLogEntry is one failed metadata change: companionsync.ErrorLogEntry,
+// which crosses the activity boundary in ApplyResult.
+type ErrorLogEntry = companionsync.ErrorLogEntry
 
 // RecordFailureInput records a round that failed for a reason other than a
 // conflict or invalid change (for example retries exhausted), as one

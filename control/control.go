@@ -29,17 +29,67 @@ import (
 // ErrUnknownConnection is returned for a connection that was never started.
 var ErrUnknownConnection = errors.New("unknown connection")
 
+// Sentinel refusals. Every refusal is a *RefusedError; errors.Is matches it
+// against the sentinel of its kind, for example
+// errors.Is(err, control.ErrAlreadyShared).
+var (
+	ErrInvalidRequest     = errors.New("invalid request")
+	ErrUnknownDataSpace   = errors.New("unknown data space")
+	ErrAlreadyShared      = errors.New("data space already shared")
+	ErrNotShared          = errors.New("data space not shared")
+	ErrAlreadyRemoving    = errors.New("data space already being removed")
+	ErrNotInError         = errors.New("share not in Error")
+	ErrNotPaused          = errors.New("metadata sync not paused")
+	ErrConnectionInactive = errors.New("connection Inactive")
+	ErrStillConnecting    = errors.New("connection still Connecting")
+	ErrDisconnecting      = errors.New("connection disconnecting")
+	ErrIneligible         = errors.New("pair ineligible")
+	// ErrConnectionEnded: the connection's workflow has closed (disconnected,
+	// refused, terminated); connect again.
+	ErrConnectionEnded = errors.New("connection ended")
+)
+
+// refusals maps the workflows' refusal types to the sentinels.
+var refusals = map[string]error{
+	workflows.RefusalInvalidRequest:     ErrInvalidRequest,
+	workflows.RefusalUnknownDataSpace:   ErrUnknownDataSpace,
+	workflows.RefusalAlreadyShared:      ErrAlreadyShared,
+	workflows.RefusalNotShared:          ErrNotShared,
+	workflows.RefusalAlreadyRemoving:    ErrAlreadyRemoving,
+	workflows.RefusalNotInError:         ErrNotInError,
+	workflows.RefusalNotPaused:          ErrNotPaused,
+	workflows.RefusalConnectionInactive: ErrConnectionInactive,
+	workflows.RefusalStillConnecting:    ErrStillConnecting,
+	workflows.RefusalDisconnecting:      ErrDisconnecting,
+	workflows.RefusalIneligible:         ErrIneligible,
+}
+
 // RefusedError is an operation the connection refused. Nothing changed.
 type RefusedError struct {
 	Connection string
 	Operation  string
+	// Kind is the refusal type (one of the workflows.Refusal* names), or
+	// "Ended" when the connection's workflow has closed.
+	Kind string
 	// Rule is the eligibility rule of a refused connect, empty otherwise.
 	Rule   string
 	Reason string
 }
 
+// kindEnded is the Kind of a refusal by a connection whose workflow closed.
+const kindEnded = "Ended"
+
 func (e *RefusedError) Error() string {
 	return fmt.Sprintf("%s %s refused: %s", e.Operation, e.Connection, e.Reason)
+}
+
+// Is matches the sentinel of the refusal's kind.
+func (e *RefusedError) Is(target error) bool {
+	if e.Kind == kindEnded {
+		return target == ErrConnectionEnded
+	}
+	sentinel, ok := refusals[e.Kind]
+	return ok && target == sentinel
 }
 
 // Ref names a connection: HOME/COMPANION.
@@ -99,7 +149,8 @@ func (c *Client) Connect(ctx context.Context, ref Ref, settings workflows.Settin
 			if serr == nil {
 				reason = fmt.Sprintf("it already exists (status %s); disconnect it first", st.Status)
 			}
-			return workflows.StatusView{}, &RefusedError{Connection: ref.String(), Operation: "connect", Rule: activities.RuleCompanionUnconnected, Reason: reason}
+			return workflows.StatusView{}, &RefusedError{Connection: ref.String(), Operation: "connect",
+				Kind: workflows.RefusalIneligible, Rule: activities.RuleCompanionUnconnected, Reason: reason}
 		}
 		return workflows.StatusView{}, fmt.Errorf("connect %s: %w", ref, err)
 	}
@@ -157,9 +208,18 @@ func (c *Client) Disconnect(ctx context.Context, ref Ref, wait bool) (workflows.
 	return final, nil
 }
 
-// Status returns the connection's whole status, also after it ended.
+// Status returns the connection's whole status, also after it ended. Each
+// status is what the responsible workflow last reported; the progress of
+// running copies and removals and the metadata sync's own view are read from
+// those workflows. When the connection's workflow closed other than by a
+// disconnect (terminated, failed, timed out), Status reads how it closed and
+// LastStatus the last status it reported.
 func (c *Client) Status(ctx context.Context, ref Ref) (workflows.StatusView, error) {
 	var view workflows.StatusView
+	run, err := c.runState(ctx, ref)
+	if err != nil {
+		return view, err
+	}
 	v, err := c.temporal.QueryWorkflow(ctx, ref.workflowID(), "", workflows.QueryStatus)
 	if err != nil {
 		return view, c.explain(ctx, ref, "status", err)
@@ -167,17 +227,70 @@ func (c *Client) Status(ctx context.Context, ref Ref) (workflows.StatusView, err
 	if err := v.Get(&view); err != nil {
 		return view, fmt.Errorf("status %s: decode: %w", ref, err)
 	}
-	if view.MetadataSync.Status != "" && view.Status != workflows.Disconnected {
-		// The connection hears from its metadata sync on changes only; the
-		// sync itself knows the time of its last round.
-		if q, err := c.temporal.QueryWorkflow(ctx, workflows.MetadataSyncWorkflowID(ref.Home, ref.Companion), "", workflows.QueryStatus); err == nil {
-			var fresh workflows.MetadataSyncView
-			if q.Get(&fresh) == nil && fresh.Status != "" {
-				view.MetadataSync = fresh
-			}
+	view.Workflow = run
+	if run != workflows.RunRunning && run != workflows.RunCompleted {
+		view.LastStatus, view.Status = view.Status, workflows.ConnectionStatus(run)
+		if run == workflows.RunFailed && view.LastStatus == workflows.Connecting {
+			view.Status = workflows.Refused
+		}
+		return view, nil
+	}
+	if run != workflows.RunRunning {
+		return view, nil
+	}
+	for i, sh := range view.DataSpaces {
+		if sh.InitializationStatus != workflows.Activating && sh.InitializationStatus != workflows.RemovingSharing {
+			continue
+		}
+		// Progress is not reported to the connection; the share knows it.
+		var live workflows.ShareView
+		if c.queryChild(ctx, workflows.ShareWorkflowID(ref.Home, ref.Companion, sh.DataSpace), &live) &&
+			live.InitializationStatus == sh.InitializationStatus {
+			view.DataSpaces[i].RecordsCopied, view.DataSpaces[i].RecordsTotal = live.RecordsCopied, live.RecordsTotal
+			view.DataSpaces[i].RecordsRemoved, view.DataSpaces[i].RecordsToRemove = live.RecordsRemoved, live.RecordsToRemove
+		}
+	}
+	if view.MetadataSync.Status != "" {
+		// The connection hears from its metadata sync on settled changes
+		// only; the sync itself knows its pending count and last round.
+		var fresh workflows.MetadataSyncView
+		if c.queryChild(ctx, workflows.MetadataSyncWorkflowID(ref.Home, ref.Companion), &fresh) && fresh.Status != "" {
+			fresh.Requested = view.MetadataSync.Requested
+			view.MetadataSync = fresh
 		}
 	}
 	return view, nil
+}
+
+// queryChild reads a child workflow's status query into v; false when it
+// cannot be read (the child may have just finished).
+func (c *Client) queryChild(ctx context.Context, workflowID string, v any) bool {
+	q, err := c.temporal.QueryWorkflow(ctx, workflowID, "", workflows.QueryStatus)
+	return err == nil && q.Get(v) == nil
+}
+
+// runState is the execution status of the connection's latest run.
+func (c *Client) runState(ctx context.Context, ref Ref) (workflows.RunState, error) {
+	d, err := c.temporal.DescribeWorkflowExecution(ctx, ref.workflowID(), "")
+	var notFound *serviceerror.NotFound
+	if errors.As(err, &notFound) {
+		return "", fmt.Errorf("%w %s: connect it first (starter connect --home %s --companion %s)", ErrUnknownConnection, ref, ref.Home, ref.Companion)
+	}
+	if err != nil {
+		return "", fmt.Errorf("status %s: %w", ref, err)
+	}
+	return runStates[d.GetWorkflowExecutionInfo().GetStatus()], nil
+}
+
+// runStates names execution statuses; continued-as-new is never the
+// latest run's status.
+var runStates = map[enumspb.WorkflowExecutionStatus]workflows.RunState{
+	enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:    workflows.RunRunning,
+	enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:  workflows.RunCompleted,
+	enumspb.WORKFLOW_EXECUTION_STATUS_FAILED:     workflows.RunFailed,
+	enumspb.WORKFLOW_EXECUTION_STATUS_TERMINATED: workflows.RunTerminated,
+	enumspb.WORKFLOW_EXECUTION_STATUS_TIMED_OUT:  workflows.RunTimedOut,
+	enumspb.WORKFLOW_EXECUTION_STATUS_CANCELED:   workflows.RunCanceled,
 }
 
 // ErrorLog returns the error-log entries of the connection's last failed
@@ -212,8 +325,10 @@ type Summary struct {
 }
 
 // StatusRefused is how List shows, and filters, a connection whose
-// handshake refused the pair: its workflow failed while Connecting.
-const StatusRefused = "Refused"
+// handshake refused the pair: its workflow failed while Connecting. A
+// connection whose workflow was terminated, timed out or canceled is listed
+// with that state (workflows.RunTerminated …) instead of its last status.
+const StatusRefused = workflows.Refused
 
 // Filter narrows List. Zero fields match everything. Status is a
 // Connection Status or StatusRefused.
@@ -256,8 +371,11 @@ func (c *Client) List(ctx context.Context, f Filter) ([]Summary, error) {
 				Status:             keyword(sa[workflows.AttrConnectionStatus.GetName()]),
 				MetadataSyncStatus: keyword(sa[workflows.AttrMetadataSyncStatus.GetName()]),
 			}
-			if e.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_FAILED {
+			switch run := runStates[e.GetStatus()]; run {
+			case workflows.RunFailed:
 				s.Status = StatusRefused
+			case workflows.RunTerminated, workflows.RunTimedOut, workflows.RunCanceled:
+				s.Status = string(run)
 			}
 			out = append(out, s)
 		}
@@ -297,27 +415,30 @@ func (c *Client) update(ctx context.Context, ref Ref, runID, name string, result
 // explain turns a Temporal error into one an operator can act on.
 func (c *Client) explain(ctx context.Context, ref Ref, op string, err error) error {
 	var notFound *serviceerror.NotFound
-	var appErr *temporal.ApplicationError
-	switch {
-	case errors.As(err, &notFound):
-		if strings.Contains(notFound.Error(), "already completed") {
-			return &RefusedError{Connection: ref.String(), Operation: op, Reason: "the connection has ended (disconnected or refused); connect it again"}
+	if errors.As(err, &notFound) {
+		// Updates and queries find no running workflow: either none was
+		// ever started, or it has closed.
+		if run, derr := c.runState(ctx, ref); derr == nil && run != workflows.RunRunning {
+			return &RefusedError{Connection: ref.String(), Operation: op, Kind: kindEnded,
+				Reason: fmt.Sprintf("the connection has ended (workflow %s); connect it again", run)}
 		}
 		return fmt.Errorf("%w %s: connect it first (starter connect --home %s --companion %s)", ErrUnknownConnection, ref, ref.Home, ref.Companion)
-	case errors.As(err, &appErr):
-		return refusal(ref, op, err)
 	}
-	return fmt.Errorf("%s %s: %w", op, ref, err)
+	return refusal(ref, op, err)
 }
 
-// refusal builds a RefusedError from an application error, with the
-// eligibility rule when there is one.
+// refusal builds a RefusedError from an application error of a refusal
+// type, with the eligibility rule when there is one; any other error is
+// returned wrapped.
 func refusal(ref Ref, op string, err error) error {
 	var appErr *temporal.ApplicationError
 	if !errors.As(err, &appErr) {
 		return fmt.Errorf("%s %s: %w", op, ref, err)
 	}
-	r := &RefusedError{Connection: ref.String(), Operation: op, Reason: appErr.Message()}
+	if _, ok := refusals[appErr.Type()]; !ok {
+		return fmt.Errorf("%s %s: %w", op, ref, err)
+	}
+	r := &RefusedError{Connection: ref.String(), Operation: op, Kind: appErr.Type(), Reason: appErr.Message()}
 	var in activities.Ineligibility
 	if appErr.Type() == activities.ErrIneligible && appErr.HasDetails() && appErr.Details(&in) == nil {
 		r.Rule = in.Rule

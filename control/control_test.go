@@ -43,6 +43,7 @@ func TestClientAgainstRealServer(t *testing.T) {
 				_, err := c.Connect(ctx, r, workflows.Settings{})
 				var refused *control.RefusedError
 				require.ErrorAs(t, err, &refused)
+				assert.ErrorIs(t, err, control.ErrIneligible)
 				assert.Equal(t, tc.rule, refused.Rule)
 				assert.Contains(t, err.Error(), tc.rule)
 				_, err = c.Share(ctx, r, "default")
@@ -85,22 +86,30 @@ func TestClientAgainstRealServer(t *testing.T) {
 		before, err := c.Status(ctx, ref)
 		require.NoError(t, err)
 		for _, tc := range []struct {
-			name string
-			op   func() error
-			want string
+			name     string
+			op       func() error
+			want     string
+			sentinel error
 		}{
-			{"unknown data space", func() error { _, err := c.Share(ctx, ref, "nope"); return err }, "unknown data space"},
-			{"duplicate share", func() error { _, err := c.Share(ctx, ref, "default"); return err }, "already shared"},
-			{"retry when not in Error", func() error { _, err := c.Retry(ctx, ref, "default"); return err }, "not Error"},
-			{"resume when not paused", func() error { _, err := c.Resume(ctx, ref); return err }, "not paused"},
-			{"unshare not shared", func() error { _, err := c.Unshare(ctx, ref, "sales"); return err }, "not shared"},
-			{"bad name", func() error { _, err := c.Share(ctx, ref, "../etc"); return err }, "character"},
+			{"unknown data space", func() error { _, err := c.Share(ctx, ref, "nope"); return err }, "unknown data space", control.ErrUnknownDataSpace},
+			{"duplicate share", func() error { _, err := c.Share(ctx, ref, "default"); return err }, "already shared", control.ErrAlreadyShared},
+			{"retry when not in Error", func() error { _, err := c.Retry(ctx, ref, "default"); return err }, "not Error", control.ErrNotInError},
+			{"resume when not paused", func() error { _, err := c.Resume(ctx, ref); return err }, "not paused", control.ErrNotPaused},
+			{"unshare not shared", func() error { _, err := c.Unshare(ctx, ref, "sales"); return err }, "not shared", control.ErrNotShared},
+			{"bad name", func() error { _, err := c.Share(ctx, ref, "../etc"); return err }, "character", control.ErrInvalidRequest},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				err := tc.op()
 				var refused *control.RefusedError
 				require.ErrorAs(t, err, &refused)
 				assert.Contains(t, err.Error(), tc.want)
+				assert.ErrorIs(t, err, tc.sentinel)
+				for _, other := range []error{control.ErrAlreadyShared, control.ErrUnknownDataSpace, control.ErrNotShared,
+					control.ErrNotInError, control.ErrNotPaused, control.ErrInvalidRequest, control.ErrConnectionEnded} {
+					if other != tc.sentinel {
+						assert.NotErrorIs(t, err, other)
+					}
+				}
 			})
 		}
 		after, err := c.Status(ctx, ref)
@@ -117,6 +126,7 @@ func TestClientAgainstRealServer(t *testing.T) {
 		_, err = c.Share(ctx, ref, "marketing")
 		var refused *control.RefusedError
 		require.ErrorAs(t, err, &refused)
+		assert.ErrorIs(t, err, control.ErrConnectionInactive)
 		assert.Contains(t, err.Error(), "Inactive")
 		require.NoError(t, env.Store.RenewLicence(ctx, "acme"))
 		_, err = c.Recheck(ctx, ref)

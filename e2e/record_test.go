@@ -34,7 +34,7 @@ func TestRecordHistories(t *testing.T) {
 		t.Skip("set COMPANIONSYNC_RECORD_HISTORIES=LABEL (e.g. v3) to record new histories")
 	}
 	settings := testenv.FastSettings()
-	settings.EventBudget = 150 // every workflow continues as new at least once
+	settings.EventBudget = 60 // every workflow continues as new at least once
 	settings.BatchSize = 100
 	settings.StepBudget = time.Millisecond // one batch per step: shares continue as new too
 	env := testenv.Start(t, testenv.Options{Settings: settings})

@@ -8,7 +8,7 @@ import (
 	"hash/fnv"
 	"time"
 
-	"github.com/companionsync/companionsync/activities"
+	"github.com/companionsync/companionsync"
 )
 
 // DefaultSeedRecords is the number of records of acme's `default` data
@@ -30,16 +30,16 @@ type SeedOptions struct {
 // seedObjects are the metadata objects of each seeded data space.
 var seedObjects = map[string][]struct{ name, kind string }{
 	"default": {
-		{"Account", activities.ObjectDMO}, {"Contact", activities.ObjectDMO}, {"Order", activities.ObjectDMO},
-		{"LifetimeValue", activities.ObjectCalculatedInsight}, {"HighValueCustomers", activities.ObjectSegment},
+		{"Account", companionsync.ObjectDMO}, {"Contact", companionsync.ObjectDMO}, {"Order", companionsync.ObjectDMO},
+		{"LifetimeValue", companionsync.ObjectCalculatedInsight}, {"HighValueCustomers", companionsync.ObjectSegment},
 	},
 	"marketing": {
-		{"Campaign", activities.ObjectDMO}, {"EngagementScore", activities.ObjectCalculatedInsight},
-		{"NewsletterSubscribers", activities.ObjectSegment},
+		{"Campaign", companionsync.ObjectDMO}, {"EngagementScore", companionsync.ObjectCalculatedInsight},
+		{"NewsletterSubscribers", companionsync.ObjectSegment},
 	},
 	"sales": {
-		{"Opportunity", activities.ObjectDMO}, {"PipelineValue", activities.ObjectCalculatedInsight},
-		{"TopAccounts", activities.ObjectSegment},
+		{"Opportunity", companionsync.ObjectDMO}, {"PipelineValue", companionsync.ObjectCalculatedInsight},
+		{"TopAccounts", companionsync.ObjectSegment},
 	},
 }
 
@@ -166,9 +166,9 @@ func generated(name, kind string) func(version int) string {
 }
 
 // requireOrg fails with a clear error unless id is an org with the role.
-func requireOrg(ctx context.Context, q querier, id string, role activities.Role) error {
+func requireOrg(ctx context.Context, q querier, id string, role companionsync.Role) error {
 	o, err := orgOf(ctx, q, id)
-	if errors.Is(err, activities.ErrNotFound) {
+	if errors.Is(err, companionsync.ErrNotFound) {
 		return fmt.Errorf("org %q does not exist; check the org id: %w", id, err)
 	}
 	if err != nil {
@@ -193,7 +193,7 @@ func (s *Store) RenewLicence(ctx context.Context, home string) error {
 
 func (s *Store) setLicence(ctx context.Context, home string, at time.Time) error {
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		if err := requireOrg(ctx, tx, home, activities.RoleHome); err != nil {
+		if err := requireOrg(ctx, tx, home, companionsync.RoleHome); err != nil {
 			return err
 		}
 		_, err := tx.ExecContext(ctx, `UPDATE orgs SET licence_expires_at = ? WHERE id = ?`, at.UnixMilli(), home)
@@ -218,7 +218,7 @@ func (s *Store) Reactivate(ctx context.Context, companion string) error {
 
 func (s *Store) setActive(ctx context.Context, companion string, active bool) error {
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		if err := requireOrg(ctx, tx, companion, activities.RoleCompanion); err != nil {
+		if err := requireOrg(ctx, tx, companion, companionsync.RoleCompanion); err != nil {
 			return err
 		}
 		_, err := tx.ExecContext(ctx, `UPDATE orgs SET active = ? WHERE id = ?`, active, companion)
@@ -372,7 +372,7 @@ func (s *Store) MakeConflict(ctx context.Context, home, companion, dataSpace str
 // metadata change to it conflicts.
 func (s *Store) CreateLocalObject(ctx context.Context, home, companion, dataSpace, name, kind string) error {
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		if err := requireOrg(ctx, tx, companion, activities.RoleCompanion); err != nil {
+		if err := requireOrg(ctx, tx, companion, companionsync.RoleCompanion); err != nil {
 			return err
 		}
 		ds, err := dataSpaceID(ctx, tx, home, dataSpace)
@@ -398,10 +398,10 @@ func (s *Store) CreateLocalObject(ctx context.Context, home, companion, dataSpac
 func (s *Store) ResolveConflicts(ctx context.Context, home, companion string) (int, error) {
 	var resolved int64
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		if err := requireOrg(ctx, tx, home, activities.RoleHome); err != nil {
+		if err := requireOrg(ctx, tx, home, companionsync.RoleHome); err != nil {
 			return err
 		}
-		if err := requireOrg(ctx, tx, companion, activities.RoleCompanion); err != nil {
+		if err := requireOrg(ctx, tx, companion, companionsync.RoleCompanion); err != nil {
 			return err
 		}
 		res, err := tx.ExecContext(ctx, `
@@ -433,13 +433,14 @@ func (s *Store) ResolveConflicts(ctx context.Context, home, companion string) (i
 }
 
 // InjectCopyFailures makes the next n initial-sync steps of the share fail
-// with a retryable error (0 clears them).
+// with a retryable error (0 clears them). The failures take effect through
+// DemoFaults: each of its copy batches consumes one.
 func (s *Store) InjectCopyFailures(ctx context.Context, home, companion, dataSpace string, n int) error {
 	if n < 0 {
 		return fmt.Errorf("inject copy failures into %s/%s/%s: n must not be negative, got %d", home, companion, dataSpace, n)
 	}
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		if err := requireOrg(ctx, tx, companion, activities.RoleCompanion); err != nil {
+		if err := requireOrg(ctx, tx, companion, companionsync.RoleCompanion); err != nil {
 			return err
 		}
 		ds, err := dataSpaceID(ctx, tx, home, dataSpace)
@@ -525,7 +526,7 @@ func checksum(ctx context.Context, q querier, query string, args ...any) (uint64
 }
 
 // ErrorLog returns the connection's error-log entries, oldest first.
-func (s *Store) ErrorLog(ctx context.Context, home, companion string) ([]activities.ErrorLogEntry, error) {
+func (s *Store) ErrorLog(ctx context.Context, home, companion string) ([]companionsync.ErrorLogEntry, error) {
 	rows, err := s.db.QueryContext(ctx, `
 		SELECT seq, data_space, object, kind, message, at FROM error_log
 		WHERE home = ? AND companion = ? ORDER BY at, round, seq`, home, companion)
@@ -533,10 +534,10 @@ func (s *Store) ErrorLog(ctx context.Context, home, companion string) ([]activit
 		return nil, fmt.Errorf("read error log of %s/%s: %w", home, companion, err)
 	}
 	defer rows.Close()
-	var out []activities.ErrorLogEntry
+	var out []companionsync.ErrorLogEntry
 	for rows.Next() {
 		var (
-			e  activities.ErrorLogEntry
+			e  companionsync.ErrorLogEntry
 			at int64
 		)
 		if err := rows.Scan(&e.Sequence, &e.DataSpace, &e.Object, &e.Kind, &e.Message, &at); err != nil {
@@ -611,18 +612,18 @@ func (s *Store) MetadataCursor(ctx context.Context, home, companion, dataSpace s
 // AddOrg adds an org, for demos and load tests that need more orgs than the
 // seed. A home org's licence is taken from LicenceExpiresAt; an existing id
 // is refused.
-func (s *Store) AddOrg(ctx context.Context, o activities.Org) error {
-	if o.ID == "" || (o.Role != activities.RoleHome && o.Role != activities.RoleCompanion) ||
-		(o.Kind != activities.KindProduction && o.Kind != activities.KindSandbox) {
+func (s *Store) AddOrg(ctx context.Context, o companionsync.Org) error {
+	if o.ID == "" || (o.Role != companionsync.RoleHome && o.Role != companionsync.RoleCompanion) ||
+		(o.Kind != companionsync.KindProduction && o.Kind != companionsync.KindSandbox) {
 		return fmt.Errorf("add org %q: want an id, role home or companion, kind production or sandbox", o.ID)
 	}
 	var expires any
-	if o.Role == activities.RoleHome {
+	if o.Role == companionsync.RoleHome {
 		expires = o.LicenceExpiresAt.UnixMilli()
 	}
 	_, err := s.db.ExecContext(ctx,
 		`INSERT INTO orgs (id, role, kind, licence_expires_at, max_companions, active) VALUES (?, ?, ?, ?, ?, ?)`,
-		o.ID, string(o.Role), string(o.Kind), expires, o.MaxCompanions, o.Active || o.Role == activities.RoleHome)
+		o.ID, string(o.Role), string(o.Kind), expires, o.MaxCompanions, o.Active || o.Role == companionsync.RoleHome)
 	if err != nil {
 		return fmt.Errorf("add org %s: %w", o.ID, err)
 	}

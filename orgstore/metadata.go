@@ -7,10 +7,10 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/companionsync/companionsync/activities"
+	"github.com/companionsync/companionsync"
 )
 
-// checkDataSpaces fails with an error wrapping activities.ErrNotFound naming
+// checkDataSpaces fails with an error wrapping companionsync.ErrNotFound naming
 // the first of names that the home does not have.
 func checkDataSpaces(ctx context.Context, q querier, home string, names []string) error {
 	for _, n := range names {
@@ -39,8 +39,8 @@ const unappliedFrom = `
 	WHERE d.home = ? AND c.seq > k.seq AND d.name IN (%s)`
 
 // PendingChanges counts the connection's unapplied changes; see
-// activities.Metadata.PendingChanges.
-func (s *Store) PendingChanges(ctx context.Context, c activities.Connection, dataSpaces []string) (int, int64, error) {
+// companionsync.Metadata.PendingChanges.
+func (s *Store) PendingChanges(ctx context.Context, c companionsync.Connection, dataSpaces []string) (int, int64, error) {
 	if err := checkDataSpaces(ctx, s.db, c.Home, dataSpaces); err != nil {
 		return 0, 0, fmt.Errorf("count pending changes of %s/%s: %w", c.Home, c.Companion, err)
 	}
@@ -62,8 +62,8 @@ func (s *Store) PendingChanges(ctx context.Context, c activities.Connection, dat
 }
 
 // Changes returns the connection's unapplied changes up to upTo; see
-// activities.Metadata.Changes.
-func (s *Store) Changes(ctx context.Context, c activities.Connection, dataSpaces []string, upTo int64) ([]activities.Change, error) {
+// companionsync.Metadata.Changes.
+func (s *Store) Changes(ctx context.Context, c companionsync.Connection, dataSpaces []string, upTo int64) ([]companionsync.Change, error) {
 	if err := checkDataSpaces(ctx, s.db, c.Home, dataSpaces); err != nil {
 		return nil, fmt.Errorf("read changes of %s/%s: %w", c.Home, c.Companion, err)
 	}
@@ -79,9 +79,9 @@ func (s *Store) Changes(ctx context.Context, c activities.Connection, dataSpaces
 		return nil, fmt.Errorf("read changes of %s/%s: %w", c.Home, c.Companion, err)
 	}
 	defer rows.Close()
-	var out []activities.Change
+	var out []companionsync.Change
 	for rows.Next() {
-		var ch activities.Change
+		var ch companionsync.Change
 		if err := rows.Scan(&ch.Sequence, &ch.DataSpace, &ch.Object, &ch.ObjectKind, &ch.Version, &ch.Definition); err != nil {
 			return nil, fmt.Errorf("read changes of %s/%s: %w", c.Home, c.Companion, err)
 		}
@@ -94,8 +94,8 @@ func (s *Store) Changes(ctx context.Context, c activities.Connection, dataSpaces
 }
 
 // LocalObjects returns the companion's locally edited copies and local
-// objects in the data spaces; see activities.Metadata.LocalObjects.
-func (s *Store) LocalObjects(ctx context.Context, c activities.Connection, dataSpaces []string) ([]activities.LocalObject, error) {
+// objects in the data spaces; see companionsync.Metadata.LocalObjects.
+func (s *Store) LocalObjects(ctx context.Context, c companionsync.Connection, dataSpaces []string) ([]companionsync.LocalObject, error) {
 	if len(dataSpaces) == 0 {
 		return nil, nil
 	}
@@ -112,9 +112,9 @@ func (s *Store) LocalObjects(ctx context.Context, c activities.Connection, dataS
 		return nil, fmt.Errorf("read local objects of %s: %w", c.Companion, err)
 	}
 	defer rows.Close()
-	var out []activities.LocalObject
+	var out []companionsync.LocalObject
 	for rows.Next() {
-		var o activities.LocalObject
+		var o companionsync.LocalObject
 		if err := rows.Scan(&o.DataSpace, &o.Name, &o.Edited); err != nil {
 			return nil, fmt.Errorf("read local objects of %s: %w", c.Companion, err)
 		}
@@ -127,8 +127,8 @@ func (s *Store) LocalObjects(ctx context.Context, c activities.Connection, dataS
 }
 
 // ApplyChange applies one change exactly once; see
-// activities.Metadata.ApplyChange.
-func (s *Store) ApplyChange(ctx context.Context, c activities.Connection, ch activities.Change) (bool, error) {
+// companionsync.Metadata.ApplyChange.
+func (s *Store) ApplyChange(ctx context.Context, c companionsync.Connection, ch companionsync.Change) (bool, error) {
 	applied := false
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		ds, err := dataSpaceID(ctx, tx, c.Home, ch.DataSpace)
@@ -154,7 +154,7 @@ func (s *Store) ApplyChange(ctx context.Context, c activities.Connection, ch act
 			return fmt.Errorf("look for local edits: %w", err)
 		}
 		if edits > 0 {
-			return fmt.Errorf("%s %q in data space %q: %w", ch.ObjectKind, ch.Object, ch.DataSpace, activities.ErrConflict)
+			return fmt.Errorf("%s %q in data space %q: %w", ch.ObjectKind, ch.Object, ch.DataSpace, companionsync.ErrConflict)
 		}
 		if _, err := tx.ExecContext(ctx, `
 			INSERT INTO companion_metadata (companion, data_space_id, name, kind, version, definition)
@@ -179,8 +179,8 @@ func (s *Store) ApplyChange(ctx context.Context, c activities.Connection, ch act
 }
 
 // LogErrors appends entries to the connection's error log, ignoring those
-// already written for the round; see activities.Metadata.LogErrors.
-func (s *Store) LogErrors(ctx context.Context, c activities.Connection, round string, entries []activities.ErrorLogEntry) error {
+// already written for the round; see companionsync.Metadata.LogErrors.
+func (s *Store) LogErrors(ctx context.Context, c companionsync.Connection, round string, entries []companionsync.ErrorLogEntry) error {
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		for _, e := range entries {
 			if _, err := tx.ExecContext(ctx, `

@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/companionsync/companionsync/activities"
+	"github.com/companionsync/companionsync"
 )
 
 // RecordCount returns the number of records in the home's data space.
@@ -24,12 +24,27 @@ func (s *Store) RecordCount(ctx context.Context, home, dataSpace string) (int, e
 
 // CopiedCount returns the number of the data space's records present in the
 // companion.
-func (s *Store) CopiedCount(ctx context.Context, sh activities.Share) (int, error) {
+func (s *Store) CopiedCount(ctx context.Context, sh companionsync.Share) (int, error) {
 	return s.CompanionRecordCount(ctx, sh.Home, sh.Companion, sh.DataSpace)
 }
 
-// TakeInjectedFailure consumes one injected failure of the share, if any.
-func (s *Store) TakeInjectedFailure(ctx context.Context, sh activities.Share) (left int, taken bool, err error) {
+// TakeInjectedFailure consumes, in one transaction, one failure injected
+// into the share with InjectCopyFailures, if any: taken reports whether one
+// was consumed and left how many remain. It is not part of the
+// companionsync.Orgs port; DemoFaults calls it before each copy batch.
+func (s *Store) TakeInjectedFailure(ctx context.Context, sh companionsync.Share) (left int, taken bool, err error) {
+	// Most calls find nothing: look without taking the write lock first. A
+	// failure injected after this read is taken by the next call.
+	var pending bool
+	if err := s.db.QueryRowContext(ctx, `
+		SELECT EXISTS (SELECT 1 FROM injected_failures f JOIN data_spaces d ON d.id = f.data_space_id
+		               WHERE f.companion = ? AND d.home = ? AND d.name = ? AND f.remaining > 0)`,
+		sh.Companion, sh.Home, sh.DataSpace).Scan(&pending); err != nil {
+		return 0, false, fmt.Errorf("look for injected failures of %s in %s: %w", sh.DataSpace, sh.Companion, err)
+	}
+	if !pending {
+		return 0, false, nil
+	}
 	err = s.inTx(ctx, func(tx *sql.Tx) error {
 		ds, err := dataSpaceID(ctx, tx, sh.Home, sh.DataSpace)
 		if err != nil {
@@ -53,12 +68,12 @@ func (s *Store) TakeInjectedFailure(ctx context.Context, sh activities.Share) (l
 }
 
 // CopyBatch upserts the companion copies of up to limit records after the
-// checkpoint; see activities.Records.CopyBatch.
-func (s *Store) CopyBatch(ctx context.Context, sh activities.Share, after string, limit int) (activities.CopiedBatch, error) {
+// checkpoint; see companionsync.Records.CopyBatch.
+func (s *Store) CopyBatch(ctx context.Context, sh companionsync.Share, after string, limit int) (companionsync.CopiedBatch, error) {
 	if limit <= 0 {
-		return activities.CopiedBatch{}, fmt.Errorf("copy batch: limit must be positive, got %d", limit)
+		return companionsync.CopiedBatch{}, fmt.Errorf("copy batch: limit must be positive, got %d", limit)
 	}
-	var b activities.CopiedBatch
+	var b companionsync.CopiedBatch
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		ds, err := dataSpaceID(ctx, tx, sh.Home, sh.DataSpace)
 		if err != nil {
@@ -105,14 +120,14 @@ func (s *Store) CopyBatch(ctx context.Context, sh activities.Share, after string
 		return nil
 	})
 	if err != nil {
-		return activities.CopiedBatch{}, fmt.Errorf("copy batch of %s to %s after %q: %w", sh.DataSpace, sh.Companion, after, err)
+		return companionsync.CopiedBatch{}, fmt.Errorf("copy batch of %s to %s after %q: %w", sh.DataSpace, sh.Companion, after, err)
 	}
 	return b, nil
 }
 
 // CompleteInitialSync copies the metadata snapshot and sets the metadata
-// cursor; see activities.Records.CompleteInitialSync.
-func (s *Store) CompleteInitialSync(ctx context.Context, sh activities.Share) error {
+// cursor; see companionsync.Records.CompleteInitialSync.
+func (s *Store) CompleteInitialSync(ctx context.Context, sh companionsync.Share) error {
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		ds, err := dataSpaceID(ctx, tx, sh.Home, sh.DataSpace)
 		if err != nil {
@@ -148,8 +163,8 @@ func (s *Store) CompleteInitialSync(ctx context.Context, sh activities.Share) er
 }
 
 // RemoveBatch deletes up to limit companion record copies of the share; see
-// activities.Records.RemoveBatch.
-func (s *Store) RemoveBatch(ctx context.Context, sh activities.Share, limit int) (removed int, more bool, err error) {
+// companionsync.Records.RemoveBatch.
+func (s *Store) RemoveBatch(ctx context.Context, sh companionsync.Share, limit int) (removed int, more bool, err error) {
 	if limit <= 0 {
 		return 0, false, fmt.Errorf("remove batch: limit must be positive, got %d", limit)
 	}
@@ -178,8 +193,8 @@ func (s *Store) RemoveBatch(ctx context.Context, sh activities.Share, limit int)
 }
 
 // CompleteRemoval deletes the share's metadata copies, cursor and injected
-// failures; see activities.Records.CompleteRemoval.
-func (s *Store) CompleteRemoval(ctx context.Context, sh activities.Share) error {
+// failures; see companionsync.Records.CompleteRemoval.
+func (s *Store) CompleteRemoval(ctx context.Context, sh companionsync.Share) error {
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		ds, err := dataSpaceID(ctx, tx, sh.Home, sh.DataSpace)
 		if err != nil {

@@ -7,11 +7,11 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/companionsync/companionsync/activities"
+	"github.com/companionsync/companionsync"
 )
 
 // DataSpaces returns the names of the home org's data spaces, sorted. An
-// unknown home org is an error wrapping activities.ErrNotFound.
+// unknown home org is an error wrapping companionsync.ErrNotFound.
 func (s *Store) DataSpaces(ctx context.Context, home string) ([]string, error) {
 	if _, err := orgOf(ctx, s.db, home); err != nil {
 		return nil, fmt.Errorf("list data spaces: %w", err)
@@ -36,26 +36,26 @@ func (s *Store) DataSpaces(ctx context.Context, home string) ([]string, error) {
 }
 
 // ConnectionOf returns the connection the companion is registered in, or an
-// error wrapping activities.ErrNotFound.
-func (s *Store) ConnectionOf(ctx context.Context, companion string) (activities.Connection, error) {
+// error wrapping companionsync.ErrNotFound.
+func (s *Store) ConnectionOf(ctx context.Context, companion string) (companionsync.Connection, error) {
 	return connectionOf(ctx, s.db, companion)
 }
 
-func connectionOf(ctx context.Context, q querier, companion string) (activities.Connection, error) {
-	c := activities.Connection{Companion: companion}
+func connectionOf(ctx context.Context, q querier, companion string) (companionsync.Connection, error) {
+	c := companionsync.Connection{Companion: companion}
 	err := q.QueryRowContext(ctx, `SELECT home, token FROM connections WHERE companion = ?`, companion).
 		Scan(&c.Home, &c.Token)
 	if errors.Is(err, sql.ErrNoRows) {
-		return activities.Connection{}, fmt.Errorf("connection of companion %q: %w", companion, activities.ErrNotFound)
+		return companionsync.Connection{}, fmt.Errorf("connection of companion %q: %w", companion, companionsync.ErrNotFound)
 	}
 	if err != nil {
-		return activities.Connection{}, fmt.Errorf("read connection of companion %q: %w", companion, err)
+		return companionsync.Connection{}, fmt.Errorf("read connection of companion %q: %w", companion, err)
 	}
 	return c, nil
 }
 
-// Register records c atomically; see activities.Registry.Register.
-func (s *Store) Register(ctx context.Context, c activities.Connection, maxCompanions int) error {
+// Register records c atomically; see companionsync.Registry.Register.
+func (s *Store) Register(ctx context.Context, c companionsync.Connection, maxCompanions int) error {
 	return s.inTx(ctx, func(tx *sql.Tx) error {
 		existing, err := connectionOf(ctx, tx, c.Companion)
 		switch {
@@ -63,8 +63,8 @@ func (s *Store) Register(ctx context.Context, c activities.Connection, maxCompan
 			return nil
 		case err == nil:
 			return fmt.Errorf("register %s/%s: companion is already a companion of %q: %w",
-				c.Home, c.Companion, existing.Home, activities.ErrCompanionTaken)
-		case !errors.Is(err, activities.ErrNotFound):
+				c.Home, c.Companion, existing.Home, companionsync.ErrCompanionTaken)
+		case !errors.Is(err, companionsync.ErrNotFound):
 			return fmt.Errorf("register %s/%s: %w", c.Home, c.Companion, err)
 		}
 		var n int
@@ -73,7 +73,7 @@ func (s *Store) Register(ctx context.Context, c activities.Connection, maxCompan
 		}
 		if n >= maxCompanions {
 			return fmt.Errorf("register %s/%s: home has %d of %d companions: %w",
-				c.Home, c.Companion, n, maxCompanions, activities.ErrCompanionLimit)
+				c.Home, c.Companion, n, maxCompanions, companionsync.ErrCompanionLimit)
 		}
 		if _, err := tx.ExecContext(ctx,
 			`INSERT INTO connections (companion, home, token, connected_at) VALUES (?, ?, ?, ?)`,
@@ -85,7 +85,7 @@ func (s *Store) Register(ctx context.Context, c activities.Connection, maxCompan
 }
 
 // Deregister removes the connection home/companion; see
-// activities.Registry.Deregister.
+// companionsync.Registry.Deregister.
 func (s *Store) Deregister(ctx context.Context, home, companion string) error {
 	if _, err := s.db.ExecContext(ctx,
 		`DELETE FROM connections WHERE home = ? AND companion = ?`, home, companion); err != nil {

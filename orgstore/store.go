@@ -2,13 +2,17 @@
 // the connection registry, data spaces with their records and metadata, the
 // metadata change log (an outbox per home org), per-share metadata cursors,
 // the companion-side copies and local edits, the error log, and demo fault
-// injections. It implements activities.Orgs on SQLite (modernc.org/sqlite,
-// pure Go); the SQL is kept portable (upserts with ON CONFLICT, no
-// SQLite-only functions) so a PostgreSQL implementation can follow.
+// injections. Store implements companionsync.Orgs on SQLite
+// (modernc.org/sqlite, pure Go); the SQL is kept portable (upserts with ON
+// CONFLICT, no SQLite-only functions) so a PostgreSQL implementation can
+// follow.
 //
 // Besides the port, Store offers demo seeding (Seed), the demo operations the
 // CLI calls (ExpireLicence, MakeConflict, InjectCopyFailures, ...) and read
 // helpers for tests and operators (CountRecords, RecordChecksum, ErrorLog).
+// Copy failures injected with InjectCopyFailures take effect only through
+// DemoFaults (WithDemoFaults), the port as the demo worker wires it; Store
+// itself never fails a copy on purpose.
 package orgstore
 
 import (
@@ -22,10 +26,10 @@ import (
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
-	"github.com/companionsync/companionsync/activities"
+	"github.com/companionsync/companionsync"
 )
 
-var _ activities.Orgs = (*Store)(nil)
+var _ companionsync.Orgs = (*Store)(nil)
 
 // Store is an org store backed by one SQLite database file. It is safe for
 // concurrent use by many goroutines and by several processes sharing the
@@ -152,7 +156,7 @@ func dataSpaceID(ctx context.Context, q querier, home, name string) (int64, erro
 	var id int64
 	err := q.QueryRowContext(ctx, `SELECT id FROM data_spaces WHERE home = ? AND name = ?`, home, name).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
-		return 0, fmt.Errorf("data space %q of home org %q: %w", name, home, activities.ErrNotFound)
+		return 0, fmt.Errorf("data space %q of home org %q: %w", name, home, companionsync.ErrNotFound)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("look up data space %q of home org %q: %w", name, home, err)
@@ -161,9 +165,9 @@ func dataSpaceID(ctx context.Context, q querier, home, name string) (int64, erro
 }
 
 // orgOf reads one org.
-func orgOf(ctx context.Context, q querier, id string) (activities.Org, error) {
+func orgOf(ctx context.Context, q querier, id string) (companionsync.Org, error) {
 	var (
-		o       activities.Org
+		o       companionsync.Org
 		role    string
 		kind    string
 		expires sql.NullInt64
@@ -173,12 +177,12 @@ func orgOf(ctx context.Context, q querier, id string) (activities.Org, error) {
 		`SELECT id, role, kind, licence_expires_at, max_companions, active FROM orgs WHERE id = ?`, id).
 		Scan(&o.ID, &role, &kind, &expires, &o.MaxCompanions, &active)
 	if errors.Is(err, sql.ErrNoRows) {
-		return activities.Org{}, fmt.Errorf("org %q: %w", id, activities.ErrNotFound)
+		return companionsync.Org{}, fmt.Errorf("org %q: %w", id, companionsync.ErrNotFound)
 	}
 	if err != nil {
-		return activities.Org{}, fmt.Errorf("read org %q: %w", id, err)
+		return companionsync.Org{}, fmt.Errorf("read org %q: %w", id, err)
 	}
-	o.Role, o.Kind, o.Active = activities.Role(role), activities.Kind(kind), active
+	o.Role, o.Kind, o.Active = companionsync.Role(role), companionsync.Kind(kind), active
 	if expires.Valid {
 		o.LicenceExpiresAt = time.UnixMilli(expires.Int64).UTC()
 	}
@@ -186,7 +190,7 @@ func orgOf(ctx context.Context, q querier, id string) (activities.Org, error) {
 }
 
 // Org returns the org with the given id, or an error wrapping
-// activities.ErrNotFound.
-func (s *Store) Org(ctx context.Context, id string) (activities.Org, error) {
+// companionsync.ErrNotFound.
+func (s *Store) Org(ctx context.Context, id string) (companionsync.Org, error) {
 	return orgOf(ctx, s.db, id)
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/companionsync/companionsync/activities"
+	"github.com/companionsync/companionsync"
 )
 
 // open opens a store in a fresh temporary directory, seeded with records
@@ -67,17 +67,17 @@ func TestSeed(t *testing.T) {
 
 	orgs := []struct {
 		id     string
-		role   activities.Role
-		kind   activities.Kind
+		role   companionsync.Role
+		kind   companionsync.Kind
 		active bool
 	}{
-		{"acme", activities.RoleHome, activities.KindProduction, true},
-		{"acme-emea", activities.RoleCompanion, activities.KindProduction, true},
-		{"acme-apac", activities.RoleCompanion, activities.KindProduction, true},
-		{"acme-sbx", activities.RoleCompanion, activities.KindSandbox, true},
-		{"acme-old", activities.RoleCompanion, activities.KindProduction, false},
-		{"globex", activities.RoleHome, activities.KindProduction, true},
-		{"globex-emea", activities.RoleCompanion, activities.KindProduction, true},
+		{"acme", companionsync.RoleHome, companionsync.KindProduction, true},
+		{"acme-emea", companionsync.RoleCompanion, companionsync.KindProduction, true},
+		{"acme-apac", companionsync.RoleCompanion, companionsync.KindProduction, true},
+		{"acme-sbx", companionsync.RoleCompanion, companionsync.KindSandbox, true},
+		{"acme-old", companionsync.RoleCompanion, companionsync.KindProduction, false},
+		{"globex", companionsync.RoleHome, companionsync.KindProduction, true},
+		{"globex-emea", companionsync.RoleCompanion, companionsync.KindProduction, true},
 	}
 	for _, want := range orgs {
 		t.Run(want.id, func(t *testing.T) {
@@ -86,7 +86,7 @@ func TestSeed(t *testing.T) {
 			assert.Equal(t, want.role, o.Role)
 			assert.Equal(t, want.kind, o.Kind)
 			assert.Equal(t, want.active, o.Active)
-			if want.role == activities.RoleHome {
+			if want.role == companionsync.RoleHome {
 				assert.True(t, o.LicenceExpiresAt.After(time.Now().AddDate(0, 11, 0)))
 			}
 		})
@@ -107,7 +107,7 @@ func TestSeed(t *testing.T) {
 		assert.Equal(t, want, n, ds)
 	}
 	_, err = s.Org(ctx, "initech")
-	assert.ErrorIs(t, err, activities.ErrNotFound)
+	assert.ErrorIs(t, err, companionsync.ErrNotFound)
 }
 
 func TestRegisterIsAtomic(t *testing.T) {
@@ -116,14 +116,14 @@ func TestRegisterIsAtomic(t *testing.T) {
 		s := open(t, 10)
 		companions := []string{"acme-emea", "acme-apac", "acme-sbx", "acme-old"}
 		errs := concurrently(len(companions), func(i int) error {
-			return s.Register(ctx, activities.Connection{Home: "acme", Companion: companions[i], Token: "t"}, 2)
+			return s.Register(ctx, companionsync.Connection{Home: "acme", Companion: companions[i], Token: "t"}, 2)
 		})
 		var ok, limited int
 		for _, err := range errs {
 			switch {
 			case err == nil:
 				ok++
-			case errors.Is(err, activities.ErrCompanionLimit):
+			case errors.Is(err, companionsync.ErrCompanionLimit):
 				limited++
 			default:
 				t.Errorf("unexpected error: %v", err)
@@ -136,14 +136,14 @@ func TestRegisterIsAtomic(t *testing.T) {
 		s := open(t, 10)
 		homes := []string{"acme", "globex"}
 		errs := concurrently(len(homes), func(i int) error {
-			return s.Register(ctx, activities.Connection{Home: homes[i], Companion: "acme-emea", Token: homes[i]}, 3)
+			return s.Register(ctx, companionsync.Connection{Home: homes[i], Companion: "acme-emea", Token: homes[i]}, 3)
 		})
 		var ok, taken int
 		for _, err := range errs {
 			switch {
 			case err == nil:
 				ok++
-			case errors.Is(err, activities.ErrCompanionTaken):
+			case errors.Is(err, companionsync.ErrCompanionTaken):
 				taken++
 			default:
 				t.Errorf("unexpected error: %v", err)
@@ -154,11 +154,11 @@ func TestRegisterIsAtomic(t *testing.T) {
 	})
 	t.Run("same token again", func(t *testing.T) {
 		s := open(t, 10)
-		c := activities.Connection{Home: "acme", Companion: "acme-emea", Token: "t"}
+		c := companionsync.Connection{Home: "acme", Companion: "acme-emea", Token: "t"}
 		require.NoError(t, s.Register(ctx, c, 1))
 		require.NoError(t, s.Register(ctx, c, 1), "a retried registration succeeds even at the limit")
 		c.Token = "other"
-		assert.ErrorIs(t, s.Register(ctx, c, 1), activities.ErrCompanionTaken)
+		assert.ErrorIs(t, s.Register(ctx, c, 1), companionsync.ErrCompanionTaken)
 	})
 }
 
@@ -180,11 +180,11 @@ func concurrently(n int, fn func(i int) error) []error {
 func TestApplyChangeAppliesOnceUnderConcurrency(t *testing.T) {
 	ctx := context.Background()
 	s := open(t, 10)
-	sh := activities.Share{Home: "acme", Companion: "acme-emea", DataSpace: "sales"}
+	sh := companionsync.Share{Home: "acme", Companion: "acme-emea", DataSpace: "sales"}
 	require.NoError(t, s.CompleteInitialSync(ctx, sh))
 	_, err := s.ChangeMetadata(ctx, "acme", "sales", 1)
 	require.NoError(t, err)
-	conn := activities.Connection{Home: "acme", Companion: "acme-emea"}
+	conn := companionsync.Connection{Home: "acme", Companion: "acme-emea"}
 	changes, err := s.Changes(ctx, conn, []string{"sales"}, 1<<40)
 	require.NoError(t, err)
 	require.Len(t, changes, 1)
@@ -263,9 +263,9 @@ func TestDemoOperationsChangeState(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, o.Active)
 
-	sh := activities.Share{Home: "acme", Companion: "acme-emea", DataSpace: "marketing"}
+	sh := companionsync.Share{Home: "acme", Companion: "acme-emea", DataSpace: "marketing"}
 	require.NoError(t, s.CompleteInitialSync(ctx, sh))
-	conn := activities.Connection{Home: "acme", Companion: "acme-emea"}
+	conn := companionsync.Connection{Home: "acme", Companion: "acme-emea"}
 	last, err := s.ChangeMetadata(ctx, "acme", "marketing", 4)
 	require.NoError(t, err)
 	n, upTo, err := s.PendingChanges(ctx, conn, []string{"marketing"})
@@ -277,7 +277,7 @@ func TestDemoOperationsChangeState(t *testing.T) {
 	require.NoError(t, err)
 	local, err := s.LocalObjects(ctx, conn, []string{"marketing"})
 	require.NoError(t, err)
-	assert.Equal(t, []activities.LocalObject{{DataSpace: "marketing", Name: object, Edited: true}}, local)
+	assert.Equal(t, []companionsync.LocalObject{{DataSpace: "marketing", Name: object, Edited: true}}, local)
 	n, _, err = s.PendingChanges(ctx, conn, []string{"marketing"})
 	require.NoError(t, err)
 	assert.Equal(t, 5, n, "the conflict publishes a home change too")
@@ -303,23 +303,23 @@ func TestAddOrg(t *testing.T) {
 	s := open(t, 10)
 	ctx := context.Background()
 	expires := time.Now().Add(time.Hour).Truncate(time.Millisecond)
-	require.NoError(t, s.AddOrg(ctx, activities.Org{ID: "initech", Role: activities.RoleHome, Kind: activities.KindSandbox, LicenceExpiresAt: expires, MaxCompanions: 7}))
-	require.NoError(t, s.AddOrg(ctx, activities.Org{ID: "initech-eu", Role: activities.RoleCompanion, Kind: activities.KindSandbox, Active: true}))
+	require.NoError(t, s.AddOrg(ctx, companionsync.Org{ID: "initech", Role: companionsync.RoleHome, Kind: companionsync.KindSandbox, LicenceExpiresAt: expires, MaxCompanions: 7}))
+	require.NoError(t, s.AddOrg(ctx, companionsync.Org{ID: "initech-eu", Role: companionsync.RoleCompanion, Kind: companionsync.KindSandbox, Active: true}))
 
 	home, err := s.Org(ctx, "initech")
 	require.NoError(t, err)
-	assert.Equal(t, activities.RoleHome, home.Role)
+	assert.Equal(t, companionsync.RoleHome, home.Role)
 	assert.Equal(t, 7, home.MaxCompanions)
 	assert.True(t, home.LicenceExpiresAt.Equal(expires))
 	comp, err := s.Org(ctx, "initech-eu")
 	require.NoError(t, err)
 	assert.True(t, comp.Active)
 
-	for name, bad := range map[string]activities.Org{
-		"duplicate id": {ID: "acme", Role: activities.RoleHome, Kind: activities.KindProduction},
-		"no id":        {Role: activities.RoleHome, Kind: activities.KindProduction},
-		"bad role":     {ID: "x", Role: "admin", Kind: activities.KindProduction},
-		"bad kind":     {ID: "x", Role: activities.RoleCompanion, Kind: "staging"},
+	for name, bad := range map[string]companionsync.Org{
+		"duplicate id": {ID: "acme", Role: companionsync.RoleHome, Kind: companionsync.KindProduction},
+		"no id":        {Role: companionsync.RoleHome, Kind: companionsync.KindProduction},
+		"bad role":     {ID: "x", Role: "admin", Kind: companionsync.KindProduction},
+		"bad kind":     {ID: "x", Role: companionsync.RoleCompanion, Kind: "staging"},
 	} {
 		assert.Error(t, s.AddOrg(ctx, bad), name)
 	}

@@ -25,6 +25,9 @@ func statusText(v workflows.StatusView, bars bool) string {
 	if v.Disconnecting && v.Status != workflows.Disconnected {
 		status += ", disconnecting"
 	}
+	if v.LastStatus != "" {
+		status += fmt.Sprintf(" (workflow closed; it last reported %s: nothing runs for this connection)", v.LastStatus)
+	}
 	fmt.Fprintf(tw, "Connection\t%s\n", v.Connection)
 	fmt.Fprintf(tw, "Status\t%s\n", status)
 	if v.Reason != "" {
@@ -58,7 +61,7 @@ func statusText(v workflows.StatusView, bars bool) string {
 		if s.InitializationStatus == workflows.RemovingSharing {
 			done, total, what = s.RecordsRemoved, s.RecordsToRemove, "removed "
 		}
-		cells := []string{s.DataSpace, string(s.InitializationStatus)}
+		cells := []string{s.DataSpace, initializationText(s)}
 		if bars {
 			cells = append(cells, bar(done, total, 24))
 		}
@@ -75,6 +78,33 @@ func statusText(v workflows.StatusView, bars bool) string {
 	}
 	tw.Flush()
 	return b.String()
+}
+
+// initializationText is the status a share's workflow last reported, with
+// a request it has not acknowledged yet: "Active → Removing Sharing (requested)".
+func initializationText(s workflows.ShareView) string {
+	status := string(s.InitializationStatus)
+	if status == "" {
+		status = "not started"
+	}
+	if next := requestedStatus(s.Requested); next != "" {
+		status += " → " + next + " (requested)"
+	}
+	if s.Orphaned != "" {
+		status += " (stopped)"
+	}
+	return status
+}
+
+// requestedStatus is the status a request leads to.
+func requestedStatus(request string) string {
+	switch request {
+	case workflows.RequestShare:
+		return string(workflows.Activating)
+	case workflows.RequestUnshare:
+		return string(workflows.RemovingSharing)
+	}
+	return request
 }
 
 // progress reads "1200/50000 (2%)".
@@ -115,6 +145,9 @@ func metadataText(m workflows.MetadataSyncView) string {
 	}
 	if m.Status == workflows.SyncError && m.Error != "" {
 		s += ": " + m.Error
+	}
+	if m.Requested != "" {
+		s += " → " + m.Requested + " (requested)"
 	}
 	return s
 }

@@ -77,7 +77,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Main, err e
 		}
 	}
 	m.worker = worker.New(m.client, workflows.TaskQueue, worker.Options{WorkerStopTimeout: 10 * time.Second})
-	workflows.Register(m.worker, &activities.Activities{Orgs: m.store}, cfg.Defaults)
+	// The demo commands of the CLI inject copy failures into the store;
+	// DemoFaults makes them fail this worker's initial-sync steps.
+	workflows.Register(m.worker, &activities.Activities{Orgs: orgstore.WithDemoFaults(m.store)}, cfg.Defaults)
 	if err := m.worker.Start(); err != nil {
 		return nil, fmt.Errorf("start worker on task queue %s: %w", workflows.TaskQueue, err)
 	}

@@ -66,6 +66,34 @@ const (
 	Disconnected ConnectionStatus = "Disconnected"
 )
 
+// Names that appear in transitions, listings and the CLI beside the published
+// statuses. They are not statuses of a running workflow.
+const (
+	// Refused is how a connection whose handshake refused the pair is shown.
+	Refused = "Refused"
+	// Disconnecting is the transition recorded when a disconnect is accepted.
+	Disconnecting = "Disconnecting"
+	// Removed is the transition recorded when a share's data is gone from the
+	// companion and the share no longer exists.
+	Removed = "Removed"
+)
+
+// RunState is the execution status of the workflow behind a status read:
+// Running while it works, otherwise how it closed. A read of a connection
+// whose workflow closed other than by a disconnect reports the closing state
+// instead of the last live status.
+type RunState string
+
+// Run states, named as the Web UI names execution statuses.
+const (
+	RunRunning    RunState = "Running"
+	RunCompleted  RunState = "Completed"
+	RunFailed     RunState = "Failed"
+	RunTerminated RunState = "Terminated"
+	RunTimedOut   RunState = "TimedOut"
+	RunCanceled   RunState = "Canceled"
+)
+
 // InitializationStatus is the Initialization Status of one shared data space.
 type InitializationStatus string
 
@@ -117,16 +145,46 @@ const (
 	QueryErrorLog = "error-log"
 )
 
-// Internal signals between the workflows of one connection.
+// Internal signals between the workflows of one connection. The connection
+// sends each child its desired state; the child answers with a report of the
+// generation it acknowledged and its own status.
 const (
-	// SignalShareReport carries a ShareView from a share to its connection.
+	// SignalShareDesired carries a ShareDesired from a connection to a share.
+	SignalShareDesired = "share-desired"
+	// SignalShareReport carries a ShareReport from a share to its connection.
 	SignalShareReport = "share-report"
-	// SignalMetadataReport carries a MetadataSyncView to the connection.
+	// SignalMetadataDesired carries a MetadataDesired to the metadata sync.
+	SignalMetadataDesired = "metadata-sync-desired"
+	// SignalMetadataReport carries a MetadataReport to the connection.
 	SignalMetadataReport = "metadata-sync-report"
-	// SignalScope carries a SyncScope from the connection to its metadata sync.
-	SignalScope = "scope"
-	// SignalStop asks the metadata sync to finish.
-	SignalStop = "stop"
+)
+
+// Refusal types: the type of the temporal.ApplicationError with which an
+// update, or the handshake, refuses a request. They are stable; clients
+// match on them (control turns them into sentinel errors), never on text.
+const (
+	RefusalInvalidRequest     = "InvalidRequest"
+	RefusalUnknownDataSpace   = "UnknownDataSpace"
+	RefusalAlreadyShared      = "AlreadyShared"
+	RefusalNotShared          = "NotShared"
+	RefusalAlreadyRemoving    = "AlreadyRemoving"
+	RefusalNotInError         = "NotInError"
+	RefusalNotPaused          = "NotPaused"
+	RefusalConnectionInactive = "ConnectionInactive"
+	RefusalStillConnecting    = "StillConnecting"
+	RefusalDisconnecting      = "Disconnecting"
+	// RefusalIneligible is the handshake's refusal; its details hold an
+	// activities.Ineligibility naming the rule.
+	RefusalIneligible = activities.ErrIneligible
+)
+
+// Requests, as shown beside a status while the responsible workflow has
+// not acknowledged them yet.
+const (
+	RequestShare   = "share"
+	RequestUnshare = "unshare"
+	RequestRetry   = "retry"
+	RequestResume  = "resume"
 )
 
 // MaxDataSpaceName bounds the length of a data space name in a message.
@@ -195,6 +253,12 @@ type Settings struct {
 	// EventBudget is the history length after which a long-lived workflow
 	// continues as new, even if the server has not suggested it yet.
 	EventBudget int `json:"eventBudget"`
+	// TestPassesPerRun is for the SDK's test environment only, which reports
+	// no history length: share and metadata-sync workflows continue as new
+	// after this many steps or passes of their main loop. (Tests make the
+	// connection continue as new with SetContinueAsNewSuggested.) Zero, as
+	// in production, disables it.
+	TestPassesPerRun int `json:"testPassesPerRun,omitempty"`
 }
 
 // DefaultSettings are the production defaults.
@@ -256,52 +320,102 @@ type ConnectionInput struct {
 	State     *ConnectionState `json:"state,omitempty"`
 }
 
-// ShareInput starts a DataSpaceShareWorkflow. State is empty on a new share
-// and carries the share across continue-as-new; a connection that finds its
-// share workflow gone restarts it with State.Removing to finish an unshare.
+// ShareIntent is what the operator wants of a share.
+type ShareIntent string
+
+// Share intents.
+const (
+	// IntentShared: the data space's records are copied to the companion.
+	IntentShared ShareIntent = "shared"
+	// IntentRemoved: the data space's records are removed from the companion
+	// and the share ends.
+	IntentRemoved ShareIntent = "removed"
+)
+
+// ShareDesired is the connection's desired state of a share. Generation is
+// bumped by every accepted share, unshare and retry (and by a disconnect);
+// a share acknowledges each generation once and carries out its intent: a
+// new generation with the same intent is a retry of a share in Error.
+type ShareDesired struct {
+	Generation int64       `json:"generation"`
+	Intent     ShareIntent `json:"intent"`
+}
+
+// ShareReport is a share's report to its connection: the generation it has
+// acknowledged and its own view. Reports are sent on acknowledgements and
+// status changes, never for progress.
+type ShareReport struct {
+	Generation int64     `json:"generation"`
+	View       ShareView `json:"view"`
+}
+
+// ShareInput starts a DataSpaceShareWorkflow with its desired state. State
+// is empty for a new share; it carries the share across continue-as-new, and
+// holds the last report when a connection restarts a vanished share.
 type ShareInput struct {
-	Home      string      `json:"home"`
-	Companion string      `json:"companion"`
-	DataSpace string      `json:"dataSpace"`
-	Settings  Settings    `json:"settings"`
-	State     *ShareState `json:"state,omitempty"`
+	Home      string       `json:"home"`
+	Companion string       `json:"companion"`
+	DataSpace string       `json:"dataSpace"`
+	Settings  Settings     `json:"settings"`
+	Desired   ShareDesired `json:"desired"`
+	State     *ShareState  `json:"state,omitempty"`
 }
 
 // ShareState is the state of a share carried to its next run.
 type ShareState struct {
-	View ShareView `json:"view"`
+	// Acked is the generation of the desired state the share carries out.
+	Acked int64     `json:"acked"`
+	View  ShareView `json:"view"`
 	// Checkpoint is the last record id the initial sync has copied up to.
 	Checkpoint string `json:"checkpoint"`
-	// Removing is set once an unshare was received.
-	Removing bool `json:"removing"`
 	// RemovalDeadline is when the running removal must be done; zero when
 	// no removal is running.
 	RemovalDeadline time.Time `json:"removalDeadline"`
 }
 
-// MetadataSyncInput starts a MetadataSyncWorkflow. State carries the sync
-// state across continue-as-new and across a restart of the sync.
+// MetadataDesired is the connection's desired state of its metadata sync.
+// Generation is bumped by every change of it. Resume is the generation of
+// the last accepted resume: the sync resumes when it acknowledges a
+// generation at or past it for the first time.
+type MetadataDesired struct {
+	Generation int64    `json:"generation"`
+	DataSpaces []string `json:"dataSpaces"`
+	// Suspended holds rounds off while the connection is Inactive.
+	Suspended bool  `json:"suspended"`
+	Resume    int64 `json:"resume"`
+	// Stop asks the sync to finish (the connection is disconnecting).
+	Stop bool `json:"stop"`
+}
+
+// MetadataReport is the metadata sync's report to its connection.
+type MetadataReport struct {
+	Generation int64            `json:"generation"`
+	View       MetadataSyncView `json:"view"`
+}
+
+// MetadataSyncInput starts a MetadataSyncWorkflow with its desired state.
+// State carries the sync across continue-as-new and across a restart by the
+// connection.
 type MetadataSyncInput struct {
-	Home      string           `json:"home"`
-	Companion string           `json:"companion"`
-	Scope     SyncScope        `json:"scope"`
-	Settings  Settings         `json:"settings"`
-	State     MetadataSyncView `json:"state"`
+	Home      string            `json:"home"`
+	Companion string            `json:"companion"`
+	Settings  Settings          `json:"settings"`
+	Desired   MetadataDesired   `json:"desired"`
+	State     MetadataSyncState `json:"state"`
+}
+
+// MetadataSyncState is the state of a metadata sync carried to its next run.
+type MetadataSyncState struct {
+	Acked int64            `json:"acked"`
+	View  MetadataSyncView `json:"view"`
 	// UpTo is the highest change sequence counted for the next round.
 	UpTo int64 `json:"upTo"`
 	// NextRoundAt is when the next round is due.
 	NextRoundAt time.Time `json:"nextRoundAt"`
-	// ResumePending carries a resume received just before continue-as-new.
-	ResumePending bool `json:"resumePending"`
 	// ErrorLog holds the entries of the last failed round.
 	ErrorLog []activities.ErrorLogEntry `json:"errorLog,omitempty"`
-}
-
-// SyncScope tells the metadata sync which data spaces to sync, and whether
-// to hold off entirely (the connection is Inactive).
-type SyncScope struct {
-	DataSpaces []string `json:"dataSpaces"`
-	Suspended  bool     `json:"suspended"`
+	// ResumePending carries a resume acknowledged but not yet carried out.
+	ResumePending bool `json:"resumePending,omitempty"`
 }
 
 // ShareView is the state of one shared data space.
@@ -316,6 +430,13 @@ type ShareView struct {
 	// Removed is set on the last report of a share: its data is gone from
 	// the companion and the share no longer exists.
 	Removed bool `json:"removed,omitempty"`
+	// Requested names a request the share's workflow has not acknowledged
+	// yet (RequestShare, RequestUnshare or RequestRetry); the status beside
+	// it is still the one the workflow last reported.
+	Requested string `json:"requested,omitempty"`
+	// Orphaned says why the share's workflow stopped working without being
+	// asked to (its connection workflow is gone); empty otherwise.
+	Orphaned string `json:"orphaned,omitempty"`
 }
 
 // MetadataSyncView is the state of a connection's metadata sync.
@@ -331,6 +452,11 @@ type MetadataSyncView struct {
 	Rounds int `json:"rounds"`
 	// Stopped is set on the last report, when the sync has finished.
 	Stopped bool `json:"stopped,omitempty"`
+	// Requested is RequestResume while a resume is not acknowledged yet.
+	Requested string `json:"requested,omitempty"`
+	// Orphaned says why the sync stopped without being asked to (its
+	// connection workflow is gone); empty otherwise.
+	Orphaned string `json:"orphaned,omitempty"`
 }
 
 // Transition is one status change of a connection, kept for the status view.
@@ -353,4 +479,10 @@ type StatusView struct {
 	MetadataSync  MetadataSyncView `json:"metadataSync"`
 	LastRejected  string           `json:"lastRejected"`
 	Transitions   []Transition     `json:"transitions"`
+	// Workflow is the execution status of the connection's workflow, set by
+	// control on a status read. When it closed without a disconnect, Status
+	// reads the closing state (for example Terminated) and LastStatus keeps
+	// the last status it reported.
+	Workflow   RunState         `json:"workflow,omitempty"`
+	LastStatus ConnectionStatus `json:"lastStatus,omitempty"`
 }

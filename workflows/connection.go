@@ -1,7 +1,6 @@
 package workflows
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -19,39 +18,67 @@ import (
 // maxTransitions bounds the transition history kept in the state.
 const maxTransitions = 20
 
+// startRetryDelay is how long the connection waits before it starts a
+// share again whose previous run with the same ID is still closing.
+const startRetryDelay = time.Second
+
 // ConnectionState is the whole state of a connection. It is carried across
 // continue-as-new, so it holds everything a new run needs.
+//
+// The connection is a level-triggered reconciler: for each share and for the
+// metadata sync it keeps the desired state (what operators asked for, under
+// a generation number bumped by every accepted request) and the observed
+// state (what the child workflow last reported, with the generation it
+// acknowledged). Each pass of the main loop sends a child whatever it has
+// not been given yet; a report of an older generation is ignored.
 type ConnectionState struct {
 	Status     ConnectionStatus `json:"status"`
 	Reason     string           `json:"reason"`
 	Handshaken bool             `json:"handshaken"`
 	// DataSpaces are the home org's data spaces, from the handshake and
 	// refreshed by each health check; share requests are checked against them.
-	DataSpaces []string                `json:"dataSpaces"`
+	DataSpaces []string `json:"dataSpaces"`
+	// Generation is the last generation handed out, for shares and the
+	// metadata sync alike, so a re-created share never reuses one.
+	Generation int64                   `json:"generation"`
 	Shares     map[string]*ShareRecord `json:"shares"`
+	Metadata   MetadataRecord          `json:"metadata"`
 
-	Metadata        MetadataSyncView `json:"metadata"`
-	MetadataStarted bool             `json:"metadataStarted"`
-	ScopeSent       *SyncScope       `json:"scopeSent,omitempty"`
-	ResumePending   bool             `json:"resumePending"`
-	StopSent        bool             `json:"stopSent"`
-
-	RecheckPending  bool      `json:"recheckPending"`
-	NextHealthCheck time.Time `json:"nextHealthCheck"`
-
-	Disconnecting bool         `json:"disconnecting"`
-	LastRejected  string       `json:"lastRejected"`
-	Transitions   []Transition `json:"transitions"`
+	NextHealthCheck time.Time    `json:"nextHealthCheck"`
+	Disconnecting   bool         `json:"disconnecting"`
+	LastRejected    string       `json:"lastRejected"`
+	Transitions     []Transition `json:"transitions"`
 }
 
-// ShareRecord is the connection's record of one share: the last view its
-// workflow reported, and the requests still to be sent to it.
+// ShareRecord is the connection's record of one share.
 type ShareRecord struct {
-	View           ShareView `json:"view"`
-	Started        bool      `json:"started"`
-	Unshared       bool      `json:"unshared"`
-	UnsharePending bool      `json:"unsharePending"`
-	RetryPending   bool      `json:"retryPending"`
+	// Since is the generation of the share request that created the record;
+	// reports of an earlier share of the same data space are ignored.
+	Since   int64        `json:"since"`
+	Desired ShareDesired `json:"desired"`
+	// Request names the latest accepted request, shown until acknowledged.
+	Request  string      `json:"request"`
+	Observed ShareReport `json:"observed"`
+	// Running is set once the share's workflow was started, and cleared
+	// when a signal finds it gone.
+	Running bool `json:"running"`
+	// Sent is the generation the share's running workflow was last given,
+	// by its input or a signal.
+	Sent int64 `json:"sent"`
+	// Problem is why the share's workflow could not be started.
+	Problem string `json:"problem,omitempty"`
+}
+
+// pending reports whether the share's workflow has not acknowledged the
+// latest request yet.
+func (r *ShareRecord) pending() bool { return r.Observed.Generation < r.Desired.Generation }
+
+// MetadataRecord is the connection's record of its metadata sync.
+type MetadataRecord struct {
+	Desired  MetadataDesired `json:"desired"`
+	Observed MetadataReport  `json:"observed"`
+	Running  bool            `json:"running"`
+	Sent     int64           `json:"sent"`
 }
 
 // ConnectionWorkflow owns one companion connection: the handshake, the
@@ -73,25 +100,25 @@ type connection struct {
 	home, companion string
 	settings        Settings
 	logger          log.Logger
+	signals         *inbox
+	budget          *runBudget
 
 	// wake is signalled by update handlers to wake the main loop.
 	wake workflow.Channel
 	// refused is the handshake's refusal, for await-connected callers.
 	refused error
-	// signals are the operator signal channels, drained before continue-as-new.
-	signals     map[string]workflow.ReceiveChannel
-	handlers    map[string]func(workflow.Context, json.RawMessage)
-	signalOrder []string
 	// published are the search-attribute values last written.
 	published map[string]string
-	// loopsThisRun bounds a run deterministically, even where the history
-	// length is not known (the SDK's test environment).
-	loopsThisRun int
+	// healthTimer fires at healthTimerAt; it lives across passes of the
+	// main loop and is replaced only when the next check moves.
+	healthTimer   workflow.Future
+	healthTimerAt time.Time
+	cancelHealth  workflow.CancelFunc
+	// startAgainAt is when shares whose start found a closing run are tried
+	// again; zero when none waits.
+	startAgainAt time.Time
+	startTimer   workflow.Future
 }
-
-// eventsPerLoop is an upper bound of the history events one pass of the main
-// loop adds when it handles one message or one health check.
-const eventsPerLoop = 30
 
 func newConnection(ctx workflow.Context, in ConnectionInput) *connection {
 	c := &connection{
@@ -100,7 +127,9 @@ func newConnection(ctx workflow.Context, in ConnectionInput) *connection {
 		settings:  in.Settings.withDefaults(),
 		logger:    workflow.GetLogger(ctx),
 		published: map[string]string{},
+		signals:   newInbox(),
 	}
+	c.budget = &runBudget{events: c.settings.EventBudget}
 	if in.State != nil {
 		c.ConnectionState = *in.State
 	} else {
@@ -123,17 +152,23 @@ func (c *connection) run(ctx workflow.Context) (StatusView, error) {
 		}
 	}
 	for {
-		c.loopsThisRun++
+		// Every pass takes what arrived meanwhile, so reports are applied
+		// even when the loop has work on every pass (health checks due
+		// under a stream of rechecks) and never waits.
+		c.signals.drain(ctx)
 		c.reconcile(ctx)
 		if c.Disconnecting && c.drained() {
 			return c.finishDisconnect(ctx)
 		}
+		if c.budget.count(ctx) && workflow.AllHandlersFinished(ctx) {
+			return StatusView{}, continueAsNew(ctx, ConnectionWorkflowName, c.signals, func() any {
+				state := c.ConnectionState
+				return ConnectionInput{Home: c.home, Companion: c.companion, Settings: c.settings, State: &state}
+			})
+		}
 		if c.healthCheckDue(ctx) {
 			c.checkHealth(ctx)
 			continue
-		}
-		if c.shouldContinueAsNew(ctx) {
-			return StatusView{}, c.continueAsNew(ctx)
 		}
 		c.waitForChange(ctx)
 	}
@@ -143,13 +178,14 @@ func (c *connection) run(ctx workflow.Context) (StatusView, error) {
 // ends the workflow with the activity's non-retryable error.
 func (c *connection) handshake(ctx workflow.Context) error {
 	var res activities.HandshakeResult
+	info := workflow.GetInfo(ctx)
 	err := workflow.ExecuteActivity(c.activityCtx(ctx, "handshake and eligibility check"), acts.Handshake,
-		activities.HandshakeInput{Home: c.home, Companion: c.companion, Token: workflow.GetInfo(ctx).WorkflowExecution.ID + "/" + workflow.GetInfo(ctx).OriginalRunID},
+		activities.HandshakeInput{Home: c.home, Companion: c.companion, Token: info.WorkflowExecution.ID + "/" + info.OriginalRunID},
 	).Get(ctx, &res)
 	if err != nil {
 		c.refused = err
 		c.Reason = "refused: " + rootMessage(err)
-		c.transition(ctx, subjectConnection, "Refused", c.Reason)
+		c.transition(ctx, subjectConnection, Refused, c.Reason)
 		c.publish(ctx)
 		return err
 	}
@@ -161,8 +197,14 @@ func (c *connection) handshake(ctx workflow.Context) error {
 	return nil
 }
 
-// reconcile sends every pending request to the children and starts the ones
-// that should be running.
+// nextGeneration hands out a new generation.
+func (c *connection) nextGeneration() int64 {
+	c.Generation++
+	return c.Generation
+}
+
+// reconcile gives every child the desired state it has not been given and
+// starts the children that should run but do not.
 func (c *connection) reconcile(ctx workflow.Context) {
 	for _, ds := range workflow.DeterministicKeys(c.Shares) {
 		c.reconcileShare(ctx, ds, c.Shares[ds])
@@ -172,168 +214,156 @@ func (c *connection) reconcile(ctx workflow.Context) {
 }
 
 func (c *connection) reconcileShare(ctx workflow.Context, ds string, sh *ShareRecord) {
-	if !sh.Started {
-		// A new run embodies the pending requests: it starts in removal when
-		// the share was unshared, and from the beginning otherwise.
-		if err := c.startShare(ctx, ds, sh); err != nil {
-			c.logger.Error("could not start share workflow", "dataSpace", ds, "error", err)
-			sh.View.InitializationStatus = ShareError
-			sh.View.Error = "could not start the share workflow: " + err.Error() + "; retry or unshare"
-			sh.UnsharePending, sh.RetryPending = false, false
-			return
-		}
-		sh.Started = true
-		sh.UnsharePending, sh.RetryPending = false, false
+	if sh.Sent >= sh.Desired.Generation || sh.Problem != "" {
 		return
 	}
-	id := ShareWorkflowID(c.home, c.companion, ds)
-	for _, req := range []struct {
-		pending *bool
-		signal  string
-	}{{&sh.UnsharePending, MessageUnshare}, {&sh.RetryPending, MessageRetry}} {
-		if !*req.pending {
-			continue
-		}
-		*req.pending = false
-		if childGone(c.signalChild(ctx, id, req.signal, nil)) {
-			// The share's workflow is gone (terminated, or closed early):
-			// start it again to carry out the request.
-			sh.Started = false
-			c.reconcileShare(ctx, ds, sh)
+	if sh.Running {
+		err := signalWorkflow(ctx, ShareWorkflowID(c.home, c.companion, ds), SignalShareDesired, sh.Desired)
+		switch {
+		case err == nil:
+			sh.Sent = sh.Desired.Generation
 			return
+		case !childGone(err):
+			return // sent again at the next health check
 		}
+		// The share's workflow is gone: start it again to carry out the request.
+		sh.Running = false
 	}
+	if workflow.Now(ctx).Before(c.startAgainAt) {
+		return
+	}
+	c.startShare(ctx, ds, sh)
 }
 
-// childGone reports whether a signal failed because its target no longer runs.
-func childGone(err error) bool {
-	var gone *temporal.UnknownExternalWorkflowExecutionError
-	return errors.As(err, &gone)
-}
-
-// startShare starts the share's child workflow and waits until it runs. A
-// previous run of the same share that is still closing is waited for.
-func (c *connection) startShare(ctx workflow.Context, ds string, sh *ShareRecord) error {
+// startShare starts the share's workflow with the desired state. A previous
+// run of the same share that is still closing is tried again a moment later,
+// without blocking the main loop; requests accepted meanwhile only raise the
+// desired generation, which the next pass sends.
+func (c *connection) startShare(ctx workflow.Context, ds string, sh *ShareRecord) {
+	desired, initial := sh.Desired, Activating
+	if desired.Intent == IntentRemoved {
+		initial = RemovingSharing
+	}
 	opts := workflow.ChildWorkflowOptions{
 		WorkflowID:        ShareWorkflowID(c.home, c.companion, ds),
 		ParentClosePolicy: enumspb.PARENT_CLOSE_POLICY_ABANDON,
 		StaticSummary:     fmt.Sprintf("%s → %s · %s", c.home, c.companion, ds),
 		TypedSearchAttributes: temporal.NewSearchAttributes(
 			AttrHomeOrg.ValueSet(c.home), AttrCompanionOrg.ValueSet(c.companion),
-			AttrDataSpace.ValueSet(ds), AttrInitializationStatus.ValueSet(string(Activating)),
+			AttrDataSpace.ValueSet(ds), AttrInitializationStatus.ValueSet(string(initial)),
 		),
 	}
-	in := ShareInput{Home: c.home, Companion: c.companion, DataSpace: ds, Settings: c.settings}
-	if sh.Unshared {
-		in.State = &ShareState{View: sh.View, Removing: true}
+	in := ShareInput{Home: c.home, Companion: c.companion, DataSpace: ds, Settings: c.settings, Desired: desired}
+	if sh.Observed.Generation > 0 {
+		// A restart: the new run continues from what the last one reported.
+		in.State = &ShareState{Acked: sh.Observed.Generation, View: sh.Observed.View}
 	}
-	var err error
-	for attempt := 0; attempt < 10; attempt++ {
-		child := workflow.ExecuteChildWorkflow(workflow.WithChildOptions(ctx, opts), ShareWorkflowName, in)
-		if err = child.GetChildWorkflowExecution().Get(ctx, nil); err == nil {
-			return nil
-		}
-		if !temporal.IsWorkflowExecutionAlreadyStartedError(err) {
-			return err
-		}
-		_ = workflow.Sleep(ctx, time.Second)
+	err := workflow.ExecuteChildWorkflow(workflow.WithChildOptions(ctx, opts), ShareWorkflowName, in).
+		GetChildWorkflowExecution().Get(ctx, nil)
+	switch {
+	case err == nil:
+		sh.Running, sh.Sent = true, desired.Generation
+	case temporal.IsWorkflowExecutionAlreadyStartedError(err) && sh.Observed.Generation >= sh.Since:
+		// The share's workflow runs after all (a signal raced its continue-
+		// as-new): signal it again.
+		sh.Running = true
+	case temporal.IsWorkflowExecutionAlreadyStartedError(err):
+		// An earlier share of the data space is still closing.
+		c.startAgainAt = workflow.Now(ctx).Add(startRetryDelay)
+	default:
+		c.logger.Error("could not start share workflow", "dataSpace", ds, "error", err)
+		sh.Problem = "could not start the share workflow: " + err.Error() + "; unshare it"
 	}
-	return err
+}
+
+// desiredMetadata is what the metadata sync should do now: sync the data
+// spaces whose share is Active and not being removed, hold off while the
+// connection is Inactive, and stop once disconnecting.
+func (c *connection) desiredMetadata() MetadataDesired {
+	d := c.Metadata.Desired
+	d.DataSpaces = []string{}
+	for _, ds := range workflow.DeterministicKeys(c.Shares) {
+		sh := c.Shares[ds]
+		if sh.Observed.View.InitializationStatus == ShareActive && sh.Desired.Intent == IntentShared {
+			d.DataSpaces = append(d.DataSpaces, ds)
+		}
+	}
+	d.Suspended = c.Status == Inactive
+	d.Stop = c.Disconnecting
+	return d
 }
 
 func (c *connection) reconcileMetadata(ctx workflow.Context) {
-	scope := c.desiredScope()
-	if !c.MetadataStarted {
-		if len(scope.DataSpaces) == 0 || scope.Suspended || c.Disconnecting {
-			return
-		}
-		if err := c.startMetadataSync(ctx, scope); err != nil {
-			c.logger.Error("could not start metadata sync", "error", err)
-			return
-		}
-		c.MetadataStarted = true
-		c.ScopeSent = &scope
+	want, rec := c.desiredMetadata(), &c.Metadata
+	if !sameMetadata(want, rec.Desired) {
+		want.Generation = c.nextGeneration()
+		rec.Desired = want
 	}
-	id := MetadataSyncWorkflowID(c.home, c.companion)
-	if c.Disconnecting {
-		if !c.StopSent && !c.Metadata.Stopped {
-			c.StopSent = true
-			if childGone(c.signalChild(ctx, id, SignalStop, nil)) {
-				c.Metadata.Stopped = true
-			}
-		}
+	if rec.Sent >= rec.Desired.Generation {
 		return
 	}
-	gone := false
-	if c.ScopeSent == nil || !sameScope(*c.ScopeSent, scope) {
-		c.ScopeSent = &scope
-		gone = childGone(c.signalChild(ctx, id, SignalScope, scope))
-	}
-	if c.ResumePending && !gone {
-		c.ResumePending = false
-		if gone = childGone(c.signalChild(ctx, id, MessageResume, nil)); gone {
-			c.Metadata.Paused = false // the restarted sync starts with a round
+	id := MetadataSyncWorkflowID(c.home, c.companion)
+	if rec.Running {
+		err := signalWorkflow(ctx, id, SignalMetadataDesired, rec.Desired)
+		switch {
+		case err == nil:
+			rec.Sent = rec.Desired.Generation
+			return
+		case !childGone(err):
+			return
 		}
+		rec.Running = false
 	}
-	if gone {
-		// Start the metadata sync again from the state it last reported.
-		c.MetadataStarted, c.ScopeSent = false, nil
-		c.reconcileMetadata(ctx)
+	if rec.Desired.Stop || (rec.Observed.Generation == 0 && len(rec.Desired.DataSpaces) == 0) {
+		return // nothing to stop, or nothing to sync yet
 	}
-}
-
-func (c *connection) startMetadataSync(ctx workflow.Context, scope SyncScope) error {
 	opts := workflow.ChildWorkflowOptions{
-		WorkflowID:        MetadataSyncWorkflowID(c.home, c.companion),
+		WorkflowID:        id,
 		ParentClosePolicy: enumspb.PARENT_CLOSE_POLICY_ABANDON,
 		StaticSummary:     fmt.Sprintf("%s → %s · metadata sync", c.home, c.companion),
 		TypedSearchAttributes: temporal.NewSearchAttributes(
 			AttrHomeOrg.ValueSet(c.home), AttrCompanionOrg.ValueSet(c.companion),
 		),
 	}
-	in := MetadataSyncInput{Home: c.home, Companion: c.companion, Scope: scope, Settings: c.settings, State: c.Metadata}
-	return workflow.ExecuteChildWorkflow(workflow.WithChildOptions(ctx, opts), MetadataSyncWorkflowName, in).
+	in := MetadataSyncInput{Home: c.home, Companion: c.companion, Settings: c.settings, Desired: rec.Desired,
+		State: MetadataSyncState{Acked: rec.Observed.Generation, View: rec.Observed.View}}
+	err := workflow.ExecuteChildWorkflow(workflow.WithChildOptions(ctx, opts), MetadataSyncWorkflowName, in).
 		GetChildWorkflowExecution().Get(ctx, nil)
+	switch {
+	case err == nil:
+		rec.Running, rec.Sent = true, rec.Desired.Generation
+	case temporal.IsWorkflowExecutionAlreadyStartedError(err):
+		rec.Running = true // it runs after all: signal it again
+
+	default:
+		c.logger.Error("could not start the metadata sync", "error", err)
+	}
 }
 
-// desiredScope is what the metadata sync should cover now: the data spaces
-// whose share is Active and not being removed, suspended while Inactive.
-func (c *connection) desiredScope() SyncScope {
-	scope := SyncScope{Suspended: c.Status == Inactive, DataSpaces: []string{}}
+func sameMetadata(a, b MetadataDesired) bool {
+	return a.Suspended == b.Suspended && a.Stop == b.Stop && a.Resume == b.Resume && slices.Equal(a.DataSpaces, b.DataSpaces)
+}
+
+// resend makes the next pass send every unacknowledged request again, to
+// the same run or to a new one if the child is gone: the periodic level
+// check that repairs a lost signal or a lost report.
+func (c *connection) resend() {
 	for _, ds := range workflow.DeterministicKeys(c.Shares) {
-		sh := c.Shares[ds]
-		if sh.View.InitializationStatus == ShareActive && !sh.Unshared {
-			scope.DataSpaces = append(scope.DataSpaces, ds)
+		if sh := c.Shares[ds]; sh.pending() {
+			sh.Sent = sh.Observed.Generation
 		}
 	}
-	return scope
-}
-
-func sameScope(a, b SyncScope) bool {
-	return a.Suspended == b.Suspended && slices.Equal(a.DataSpaces, b.DataSpaces)
-}
-
-// signalChild sends a signal to a child by workflow ID, so it reaches the
-// child's current run. Failures are logged and returned.
-func (c *connection) signalChild(ctx workflow.Context, workflowID, name string, arg any) error {
-	var err error
-	if arg == nil {
-		err = workflow.SignalExternalWorkflow(ctx, workflowID, "", name, nil).Get(ctx, nil)
-	} else {
-		err = workflow.SignalExternalWorkflow(ctx, workflowID, "", name, arg).Get(ctx, nil)
+	if m := &c.Metadata; m.Observed.Generation < m.Desired.Generation {
+		m.Sent = m.Observed.Generation
 	}
-	if err != nil {
-		c.logger.Warn("signal to child failed", "workflowID", workflowID, "signal", name, "error", err)
-	}
-	return err
 }
 
 // checkHealth runs the health check and moves the connection between Active
 // or Incomplete and Inactive. A failing check changes nothing and is retried
 // at the next interval.
 func (c *connection) checkHealth(ctx workflow.Context) {
-	c.RecheckPending = false
 	c.NextHealthCheck = workflow.Now(ctx).Add(c.settings.HealthCheckInterval)
+	c.resend()
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout:    30 * time.Second,
 		ScheduleToCloseTimeout: 2 * time.Minute,
@@ -362,7 +392,6 @@ func (c *connection) checkHealth(ctx workflow.Context) {
 		c.Reason = ""
 		c.setStatus(ctx, c.functioningStatus(), "health check passed")
 	}
-	c.publish(ctx)
 }
 
 // functioningStatus is the status of a healthy connection: Active with at
@@ -380,12 +409,13 @@ func (c *connection) healthCheckDue(ctx workflow.Context) bool {
 	if c.Status == Connecting || c.Disconnecting {
 		return false
 	}
-	return c.RecheckPending || !workflow.Now(ctx).Before(c.NextHealthCheck)
+	return !workflow.Now(ctx).Before(c.NextHealthCheck)
 }
 
 // drained reports whether a disconnect has nothing left to wait for.
 func (c *connection) drained() bool {
-	return len(c.Shares) == 0 && (!c.MetadataStarted || c.Metadata.Stopped)
+	m := c.Metadata
+	return len(c.Shares) == 0 && (!m.Running || m.Observed.View.Stopped)
 }
 
 func (c *connection) finishDisconnect(ctx workflow.Context) (StatusView, error) {
@@ -403,26 +433,22 @@ func (c *connection) finishDisconnect(ctx workflow.Context) (StatusView, error) 
 	return c.view(), nil
 }
 
-// waitForChange blocks until a signal or an update arrives or the next
-// health check is due, then applies every signal already buffered. Signals
-// are received only here, by the main loop, so one that arrives as the run
-// decides to continue as new is still in its channel for drainSignals.
+// waitForChange blocks until a signal or an update arrives, the next health
+// check is due or a share's start can be tried again, then handles every
+// signal already buffered.
 func (c *connection) waitForChange(ctx workflow.Context) {
 	sel := workflow.NewSelector(ctx)
-	for _, name := range c.signalOrder {
-		sel.AddReceive(c.signals[name], func(ch workflow.ReceiveChannel, _ bool) {
-			var raw json.RawMessage
-			ch.Receive(ctx, &raw)
-			c.handlers[name](ctx, raw)
-		})
-	}
+	c.signals.addTo(ctx, sel)
 	sel.AddReceive(c.wake, func(ch workflow.ReceiveChannel, _ bool) { ch.Receive(ctx, nil) })
 	if c.Status != Connecting && !c.Disconnecting {
-		timerCtx, cancel := workflow.WithCancel(ctx)
-		defer cancel()
-		timer := workflow.NewTimerWithOptions(timerCtx, c.NextHealthCheck.Sub(workflow.Now(ctx)),
-			workflow.TimerOptions{Summary: "next health check"})
-		sel.AddFuture(timer, func(workflow.Future) {})
+		sel.AddFuture(c.healthCheckTimer(ctx), func(workflow.Future) {})
+	}
+	if !c.startAgainAt.IsZero() {
+		if c.startTimer == nil {
+			c.startTimer = workflow.NewTimerWithOptions(ctx, max(c.startAgainAt.Sub(workflow.Now(ctx)), time.Millisecond),
+				workflow.TimerOptions{Summary: "start a share whose previous run is closing"})
+		}
+		sel.AddFuture(c.startTimer, func(workflow.Future) { c.startAgainAt, c.startTimer = time.Time{}, nil })
 	}
 	sel.Select(ctx)
 	for sel.HasPending() {
@@ -430,24 +456,21 @@ func (c *connection) waitForChange(ctx workflow.Context) {
 	}
 }
 
-func (c *connection) shouldContinueAsNew(ctx workflow.Context) bool {
-	info := workflow.GetInfo(ctx)
-	return info.GetContinueAsNewSuggested() || info.GetCurrentHistoryLength() >= c.settings.EventBudget ||
-		c.loopsThisRun >= max(1, c.settings.EventBudget/eventsPerLoop)
-}
-
-// continueAsNew waits for running handlers, applies every buffered signal and
-// continues as new with the whole state.
-func (c *connection) continueAsNew(ctx workflow.Context) error {
-	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
-		return err
+// healthCheckTimer returns the timer of the next health check, made once per
+// due time rather than on every pass.
+func (c *connection) healthCheckTimer(ctx workflow.Context) workflow.Future {
+	if c.healthTimer != nil && c.healthTimerAt.Equal(c.NextHealthCheck) {
+		return c.healthTimer
 	}
-	c.drainSignals(ctx)
-	state := c.ConnectionState
-	c.logger.Info("continuing as new", "historyLength", workflow.GetInfo(ctx).GetCurrentHistoryLength())
-	return workflow.NewContinueAsNewError(ctx, ConnectionWorkflowName, ConnectionInput{
-		Home: c.home, Companion: c.companion, Settings: c.settings, State: &state,
-	})
+	if c.cancelHealth != nil {
+		c.cancelHealth()
+	}
+	timerCtx, cancel := workflow.WithCancel(ctx)
+	c.cancelHealth = cancel
+	c.healthTimerAt = c.NextHealthCheck
+	c.healthTimer = workflow.NewTimerWithOptions(timerCtx, max(c.NextHealthCheck.Sub(workflow.Now(ctx)), time.Millisecond),
+		workflow.TimerOptions{Summary: "next health check"})
+	return c.healthTimer
 }
 
 func (c *connection) activityCtx(ctx workflow.Context, summary string) workflow.Context {
@@ -482,7 +505,8 @@ func (c *connection) transition(ctx workflow.Context, subject, status, detail st
 	}
 }
 
-// view is the status query's answer.
+// view is the status query's answer: what each child last reported, with
+// requests it has not acknowledged yet named beside.
 func (c *connection) view() StatusView {
 	v := StatusView{
 		Connection:    Reference(c.home, c.companion),
@@ -490,12 +514,28 @@ func (c *connection) view() StatusView {
 		Reason:        c.Reason,
 		Disconnecting: c.Disconnecting,
 		DataSpaces:    []ShareView{},
-		MetadataSync:  c.Metadata,
+		MetadataSync:  c.Metadata.Observed.View,
 		LastRejected:  c.LastRejected,
 		Transitions:   slices.Clone(c.Transitions),
 	}
 	for _, ds := range workflow.DeterministicKeys(c.Shares) {
-		v.DataSpaces = append(v.DataSpaces, c.Shares[ds].View)
+		v.DataSpaces = append(v.DataSpaces, c.shareView(ds))
+	}
+	if m := c.Metadata; m.Desired.Resume > m.Observed.Generation {
+		v.MetadataSync.Requested = RequestResume
+	}
+	return v
+}
+
+func (c *connection) shareView(ds string) ShareView {
+	sh := c.Shares[ds]
+	v := sh.Observed.View
+	v.DataSpace = ds
+	if sh.pending() {
+		v.Requested = sh.Request
+	}
+	if sh.Problem != "" {
+		v.Error = sh.Problem
 	}
 	return v
 }
@@ -505,7 +545,7 @@ func (c *connection) view() StatusView {
 func (c *connection) publish(ctx workflow.Context) {
 	want := map[string]string{
 		AttrConnectionStatus.GetName():   string(c.Status),
-		AttrMetadataSyncStatus.GetName(): string(c.Metadata.Status),
+		AttrMetadataSyncStatus.GetName(): string(c.Metadata.Observed.View.Status),
 		AttrHomeOrg.GetName():            c.home,
 		AttrCompanionOrg.GetName():       c.companion,
 	}
@@ -537,11 +577,19 @@ func (c *connection) details() string {
 	fmt.Fprintf(&b, "| | status | detail |\n|---|---|---|\n")
 	fmt.Fprintf(&b, "| Connection | %s | %s |\n", c.Status, mdCell(c.connectionDetail()))
 	for _, ds := range workflow.DeterministicKeys(c.Shares) {
-		v := c.Shares[ds].View
-		fmt.Fprintf(&b, "| Data space `%s` | %s | %s |\n", ds, v.InitializationStatus, mdCell(shareDetail(v)))
+		v := c.shareView(ds)
+		status := string(v.InitializationStatus)
+		if v.Requested != "" {
+			status += " (" + v.Requested + " requested)"
+		}
+		fmt.Fprintf(&b, "| Data space `%s` | %s | %s |\n", ds, status, mdCell(shareDetail(v)))
 	}
-	if c.Metadata.Status != "" {
-		fmt.Fprintf(&b, "| Metadata sync | %s | %s |\n", c.Metadata.Status, mdCell(metadataDetail(c.Metadata)))
+	if m := c.view().MetadataSync; m.Status != "" {
+		status := string(m.Status)
+		if m.Requested != "" {
+			status += " (" + m.Requested + " requested)"
+		}
+		fmt.Fprintf(&b, "| Metadata sync | %s | %s |\n", status, mdCell(metadataDetail(m)))
 	}
 	if c.LastRejected != "" {
 		fmt.Fprintf(&b, "\nLast rejected message: %s\n", mdCell(c.LastRejected))

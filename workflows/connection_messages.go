@@ -2,7 +2,6 @@ package workflows
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 
@@ -10,9 +9,16 @@ import (
 )
 
 // Message handling of the ConnectionWorkflow. Handlers only validate and
-// change state, then wake the main loop, which does the work. Each operator
-// message is a signal and an update sharing one validate-and-apply path; a
-// signal with bad input is logged and recorded as the last rejected message.
+// change the desired state, then wake the main loop, which does the work.
+// Signals are buffered and applied by the main loop, or by an update
+// handler before its own request, so a signal sent before an update is
+// carried out before it. (Signals of different names delivered in one
+// workflow task are applied in a fixed order of names; the typed client's
+// updates are strictly ordered.)
+// Each operator message is a signal and an update sharing one
+// validate-and-apply path. An update returns once the responsible child
+// has acknowledged the request, so its answer shows what the child reports;
+// a signal with bad input is logged and recorded as the last rejected message.
 
 // registerHandlers installs queries, updates and signal listeners.
 func (c *connection) registerHandlers(ctx workflow.Context) error {
@@ -21,9 +27,6 @@ func (c *connection) registerHandlers(ctx workflow.Context) error {
 	}); err != nil {
 		return fmt.Errorf("register status query: %w", err)
 	}
-
-	c.signals = map[string]workflow.ReceiveChannel{}
-	c.handlers = map[string]func(workflow.Context, json.RawMessage){}
 	c.wake = workflow.NewBufferedChannel(ctx, 1)
 	for _, m := range c.dataSpaceMessages() {
 		if err := c.registerDataSpaceMessage(ctx, m); err != nil {
@@ -38,38 +41,38 @@ func (c *connection) registerHandlers(ctx workflow.Context) error {
 	if err := workflow.SetUpdateHandler(ctx, UpdateAwaitConnected, c.awaitConnected); err != nil {
 		return fmt.Errorf("register %s update: %w", UpdateAwaitConnected, err)
 	}
-
-	c.listen(ctx, SignalShareReport, func(ctx workflow.Context, raw json.RawMessage) {
-		var v ShareView
-		if err := json.Unmarshal(raw, &v); err != nil {
-			c.logger.Error("malformed share report", "error", err)
+	c.signals.listen(ctx, SignalShareReport, func(ctx workflow.Context, raw json.RawMessage) {
+		var r ShareReport
+		if err := decodeSignal(raw, &r); err != nil {
+			c.logger.Error("share report ignored", "error", err)
 			return
 		}
-		c.applyShareReport(ctx, v)
+		c.applyShareReport(ctx, r)
 	})
-	c.listen(ctx, SignalMetadataReport, func(ctx workflow.Context, raw json.RawMessage) {
-		var v MetadataSyncView
-		if err := json.Unmarshal(raw, &v); err != nil {
-			c.logger.Error("malformed metadata sync report", "error", err)
+	c.signals.listen(ctx, SignalMetadataReport, func(ctx workflow.Context, raw json.RawMessage) {
+		var r MetadataReport
+		if err := decodeSignal(raw, &r); err != nil {
+			c.logger.Error("metadata sync report ignored", "error", err)
 			return
 		}
-		c.applyMetadataReport(ctx, v)
+		c.applyMetadataReport(ctx, r)
 	})
 	return nil
 }
 
-// dataSpaceMessage is an operator message naming a data space.
+// dataSpaceMessage is an operator message naming a data space. apply
+// returns the condition under which the request is acknowledged.
 type dataSpaceMessage struct {
 	name     string
 	validate func(ds string) error
-	apply    func(ctx workflow.Context, ds string)
+	apply    func(ctx workflow.Context, ds string) func() bool
 }
 
 // plainMessage is an operator message without input.
 type plainMessage struct {
 	name     string
 	validate func() error
-	apply    func(ctx workflow.Context)
+	apply    func(ctx workflow.Context) func() bool
 }
 
 func (c *connection) dataSpaceMessages() []dataSpaceMessage {
@@ -91,19 +94,19 @@ func (c *connection) plainMessages() []plainMessage {
 func (c *connection) registerDataSpaceMessage(ctx workflow.Context, m dataSpaceMessage) error {
 	validate := func(req DataSpaceRequest) error {
 		if err := ValidateDataSpaceName(req.DataSpace); err != nil {
-			return err
+			return refuse(RefusalInvalidRequest, "%v", err)
 		}
 		return m.validate(req.DataSpace)
 	}
 	err := workflow.SetUpdateHandlerWithOptions(ctx, m.name,
 		func(ctx workflow.Context, req DataSpaceRequest) (StatusView, error) {
-			// Validated already; state may not have changed since.
+			// Signals sent before the update are carried out before it.
+			c.signals.drain(ctx)
+			// Validated already; state may have changed since.
 			if err := validate(req); err != nil {
 				return StatusView{}, err
 			}
-			m.apply(ctx, req.DataSpace)
-			c.wake.SendAsync(nil)
-			return c.view(), nil
+			return c.accept(ctx, m.apply(ctx, req.DataSpace))
 		},
 		workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, req DataSpaceRequest) error {
 			return validate(req)
@@ -112,7 +115,7 @@ func (c *connection) registerDataSpaceMessage(ctx workflow.Context, m dataSpaceM
 	if err != nil {
 		return fmt.Errorf("register %s update: %w", m.name, err)
 	}
-	c.listen(ctx, m.name, func(ctx workflow.Context, raw json.RawMessage) {
+	c.signals.listen(ctx, m.name, func(ctx workflow.Context, raw json.RawMessage) {
 		req, err := DecodeDataSpaceRequest(raw)
 		if err == nil {
 			err = m.validate(req.DataSpace)
@@ -129,19 +132,18 @@ func (c *connection) registerDataSpaceMessage(ctx workflow.Context, m dataSpaceM
 func (c *connection) registerPlainMessage(ctx workflow.Context, m plainMessage) error {
 	err := workflow.SetUpdateHandlerWithOptions(ctx, m.name,
 		func(ctx workflow.Context) (StatusView, error) {
+			c.signals.drain(ctx)
 			if err := m.validate(); err != nil {
 				return StatusView{}, err
 			}
-			m.apply(ctx)
-			c.wake.SendAsync(nil)
-			return c.view(), nil
+			return c.accept(ctx, m.apply(ctx))
 		},
 		workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context) error { return m.validate() }},
 	)
 	if err != nil {
 		return fmt.Errorf("register %s update: %w", m.name, err)
 	}
-	c.listen(ctx, m.name, func(ctx workflow.Context, raw json.RawMessage) {
+	c.signals.listen(ctx, m.name, func(ctx workflow.Context, raw json.RawMessage) {
 		// Plain messages ignore their payload: the CLI and the Web UI may
 		// send none, {} or anything else.
 		if err := m.validate(); err != nil {
@@ -153,45 +155,33 @@ func (c *connection) registerPlainMessage(ctx workflow.Context, m plainMessage) 
 	return nil
 }
 
-// listen registers the handler of a signal. The main loop receives the
-// payloads raw, so a malformed one reaches handle instead of being dropped by
-// the SDK.
-func (c *connection) listen(ctx workflow.Context, name string, handle func(workflow.Context, json.RawMessage)) {
-	c.signals[name] = workflow.GetSignalChannel(ctx, name)
-	c.handlers[name] = handle
-	c.signalOrder = append(c.signalOrder, name)
-}
-
-// drainSignals applies every signal buffered but not yet received, so none
-// is lost across continue-as-new.
-func (c *connection) drainSignals(ctx workflow.Context) {
-	for _, name := range c.signalOrder {
-		for {
-			var raw json.RawMessage
-			if !c.signals[name].ReceiveAsync(&raw) {
-				break
-			}
-			c.handlers[name](ctx, raw)
-		}
+// accept wakes the main loop to carry out an accepted update and answers
+// once the request is acknowledged.
+func (c *connection) accept(ctx workflow.Context, acknowledged func() bool) (StatusView, error) {
+	c.wake.SendAsync(nil)
+	if err := workflow.Await(ctx, acknowledged); err != nil {
+		return StatusView{}, err
 	}
+	return c.view(), nil
 }
 
 // reject records a refused signal; the sender cannot be answered.
 func (c *connection) reject(name, payload string, err error) {
-	c.LastRejected = fmt.Sprintf("%s %s: %v", name, payload, err)
+	reason := err.Error()
+	if kind := refusalKind(err); kind != "" {
+		reason = rootMessage(err)
+	}
+	c.LastRejected = fmt.Sprintf("%s %s: %s", name, payload, reason)
 	c.logger.Warn("signal rejected", "signal", name, "payload", payload, "error", err)
 }
 
-// errFinished refuses every operation once a disconnect has begun.
-var errFinished = errors.New("the connection is disconnecting or disconnected; connect again to start a new one")
-
-// operable refuses operations while connecting or after a disconnect.
+// operable refuses operations while connecting or once a disconnect began.
 func (c *connection) operable() error {
 	switch {
 	case c.Disconnecting || c.Status == Disconnected:
-		return errFinished
+		return refuse(RefusalDisconnecting, "the connection is disconnecting or disconnected; connect again to start a new one")
 	case c.Status == Connecting:
-		return errors.New("the connection is still Connecting (handshake in progress); wait until it is Incomplete")
+		return refuse(RefusalStillConnecting, "the connection is still Connecting (handshake in progress); wait until it is Incomplete")
 	}
 	return nil
 }
@@ -201,112 +191,124 @@ func (c *connection) validateShare(ds string) error {
 		return err
 	}
 	if c.Status == Inactive {
-		return fmt.Errorf("the connection is Inactive (%s); fix that and run recheck before sharing", c.Reason)
+		return refuse(RefusalConnectionInactive, "the connection is Inactive (%s); fix that and run recheck before sharing", c.Reason)
 	}
 	if sh, ok := c.Shares[ds]; ok {
-		return fmt.Errorf("data space %q is already shared (initialization status %s)", ds, sh.View.InitializationStatus)
+		if sh.Desired.Intent == IntentRemoved {
+			return refuse(RefusalAlreadyShared, "data space %q is being removed; share it again once it is gone", ds)
+		}
+		return refuse(RefusalAlreadyShared, "data space %q is already shared (initialization status %s)", ds, c.shareView(ds).InitializationStatus)
 	}
 	if !slices.Contains(c.DataSpaces, ds) {
-		return fmt.Errorf("unknown data space %q: the home org %s has %v", ds, c.home, c.DataSpaces)
+		return refuse(RefusalUnknownDataSpace, "unknown data space %q: the home org %s has %v", ds, c.home, c.DataSpaces)
 	}
 	return nil
 }
 
-func (c *connection) applyShare(ctx workflow.Context, ds string) {
-	c.Shares[ds] = &ShareRecord{View: ShareView{DataSpace: ds, InitializationStatus: Activating}}
-	c.transition(ctx, subjectShare(ds), string(Activating), "share requested")
+// request raises the desired generation of a share and names the request.
+func (c *connection) request(ctx workflow.Context, ds string, intent ShareIntent, name string) func() bool {
+	sh := c.Shares[ds]
+	sh.Desired = ShareDesired{Generation: c.nextGeneration(), Intent: intent}
+	sh.Request = name
+	c.transition(ctx, subjectShare(ds), name+" requested", "")
+	since, gen := sh.Since, sh.Desired.Generation
+	return func() bool {
+		now := c.Shares[ds]
+		return now == nil || now.Since != since || now.Observed.Generation >= gen || now.Problem != "" || c.Status == Disconnected
+	}
+}
+
+func (c *connection) applyShare(ctx workflow.Context, ds string) func() bool {
+	c.Shares[ds] = &ShareRecord{Since: c.Generation + 1}
 	c.setStatus(ctx, Active, "data space "+ds+" shared")
+	return c.request(ctx, ds, IntentShared, RequestShare)
 }
 
 func (c *connection) validateUnshare(ds string) error {
 	if c.Disconnecting || c.Status == Disconnected {
-		return errFinished
+		return refuse(RefusalDisconnecting, "the connection is disconnecting or disconnected; every share is being removed")
 	}
 	sh, ok := c.Shares[ds]
 	if !ok {
-		return fmt.Errorf("data space %q is not shared on this connection", ds)
+		return refuse(RefusalNotShared, "data space %q is not shared on this connection", ds)
 	}
-	if sh.View.InitializationStatus == RemovingSharing {
-		return fmt.Errorf("data space %q is already being removed", ds)
+	if sh.Desired.Intent == IntentRemoved && c.shareView(ds).InitializationStatus != ShareError {
+		return refuse(RefusalAlreadyRemoving, "data space %q is already being removed", ds)
 	}
 	return nil
 }
 
-func (c *connection) applyUnshare(ctx workflow.Context, ds string) {
-	sh := c.Shares[ds]
-	sh.Unshared = true
-	sh.UnsharePending = true
-	sh.RetryPending = false
-	sh.View.InitializationStatus = RemovingSharing
-	sh.View.Error = ""
-	c.transition(ctx, subjectShare(ds), string(RemovingSharing), "unshare requested")
+func (c *connection) applyUnshare(ctx workflow.Context, ds string) func() bool {
+	return c.request(ctx, ds, IntentRemoved, RequestUnshare)
 }
 
 func (c *connection) validateRetry(ds string) error {
 	if err := c.operable(); err != nil {
 		return err
 	}
-	sh, ok := c.Shares[ds]
-	if !ok {
-		return fmt.Errorf("data space %q is not shared on this connection", ds)
+	if _, ok := c.Shares[ds]; !ok {
+		return refuse(RefusalNotShared, "data space %q is not shared on this connection", ds)
 	}
-	if sh.View.InitializationStatus != ShareError {
-		return fmt.Errorf("data space %q is %s, not Error; only a share in Error can be retried", ds, sh.View.InitializationStatus)
+	if v := c.shareView(ds); v.InitializationStatus != ShareError || v.Requested != "" {
+		status := string(v.InitializationStatus)
+		if v.Requested != "" {
+			status += " with " + v.Requested + " requested"
+		}
+		return refuse(RefusalNotInError, "data space %q is %s, not Error; only a share in Error can be retried", ds, status)
 	}
 	return nil
 }
 
-func (c *connection) applyRetry(ctx workflow.Context, ds string) {
-	sh := c.Shares[ds]
-	sh.RetryPending = true
-	sh.View.Error = ""
-	sh.View.InitializationStatus = Activating
-	if sh.Unshared {
-		sh.View.InitializationStatus = RemovingSharing
-	}
-	c.transition(ctx, subjectShare(ds), string(sh.View.InitializationStatus), "retry requested")
+func (c *connection) applyRetry(ctx workflow.Context, ds string) func() bool {
+	return c.request(ctx, ds, c.Shares[ds].Desired.Intent, RequestRetry)
 }
 
 func (c *connection) validateResume() error {
 	if err := c.operable(); err != nil {
 		return err
 	}
-	if !c.Metadata.Paused {
-		return fmt.Errorf("metadata sync is not paused (status %q); resume applies only after a failed round", c.Metadata.Status)
+	if v := c.view().MetadataSync; !v.Paused || v.Requested != "" {
+		if v.Requested != "" {
+			return refuse(RefusalNotPaused, "a resume is already requested; the metadata sync has not acknowledged it yet")
+		}
+		return refuse(RefusalNotPaused, "metadata sync is not paused (status %q); resume applies only after a failed round", v.Status)
 	}
 	return nil
 }
 
-func (c *connection) applyResume(ctx workflow.Context) {
-	c.ResumePending = true
-	c.Metadata.Paused = false // a second resume is refused until the sync reports again
-	c.transition(ctx, subjectMetadataSync, "Resume requested", "")
+func (c *connection) applyResume(ctx workflow.Context) func() bool {
+	m := &c.Metadata
+	m.Desired.Generation = c.nextGeneration()
+	m.Desired.Resume = m.Desired.Generation
+	c.transition(ctx, subjectMetadataSync, RequestResume+" requested", "")
+	gen := m.Desired.Generation
+	return func() bool { return c.Metadata.Observed.Generation >= gen || !c.Metadata.Running || c.Disconnecting }
 }
 
 func (c *connection) validateRecheck() error { return c.operable() }
 
-func (c *connection) applyRecheck(ctx workflow.Context) { c.RecheckPending = true }
+func (c *connection) applyRecheck(ctx workflow.Context) func() bool {
+	c.NextHealthCheck = workflow.Now(ctx)
+	return func() bool { return true }
+}
 
 func (c *connection) validateDisconnect() error {
 	if c.Disconnecting || c.Status == Disconnected {
-		return errors.New("the connection is already disconnecting")
+		return refuse(RefusalDisconnecting, "the connection is already disconnecting")
 	}
 	return nil
 }
 
-func (c *connection) applyDisconnect(ctx workflow.Context) {
+// applyDisconnect asks every share to be removed. A share already being
+// removed is asked again too, so that one whose workflow is gone is found
+// and started again to finish.
+func (c *connection) applyDisconnect(ctx workflow.Context) func() bool {
 	c.Disconnecting = true
+	c.transition(ctx, subjectConnection, Disconnecting, fmt.Sprintf("%d share(s) to remove", len(c.Shares)))
 	for _, ds := range workflow.DeterministicKeys(c.Shares) {
-		sh := c.Shares[ds]
-		if sh.View.InitializationStatus != RemovingSharing {
-			c.applyUnshare(ctx, ds)
-			continue
-		}
-		// Already removing: ask again anyway, so that a share whose
-		// workflow is gone is found and started again to finish.
-		sh.UnsharePending = true
+		c.request(ctx, ds, IntentRemoved, RequestUnshare)
 	}
-	c.transition(ctx, subjectConnection, "Disconnecting", fmt.Sprintf("%d share(s) to remove", len(c.Shares)))
+	return func() bool { return true }
 }
 
 // awaitConnected answers the typed client's connect: it waits for the end of
@@ -321,37 +323,49 @@ func (c *connection) awaitConnected(ctx workflow.Context) (StatusView, error) {
 	return c.view(), nil
 }
 
-// applyShareReport takes a share workflow's report of its own state.
-func (c *connection) applyShareReport(ctx workflow.Context, v ShareView) {
-	sh, ok := c.Shares[v.DataSpace]
-	if !ok {
+// applyShareReport takes a share workflow's report of its own state. A
+// report of an older generation, or of an earlier share of the same data
+// space, is ignored.
+func (c *connection) applyShareReport(ctx workflow.Context, r ShareReport) {
+	ds := r.View.DataSpace
+	sh, ok := c.Shares[ds]
+	if !ok || r.Generation < sh.Since || r.Generation < sh.Observed.Generation {
+		c.logger.Info("stale share report ignored", "dataSpace", ds, "generation", r.Generation)
 		return
 	}
-	if v.Removed {
-		delete(c.Shares, v.DataSpace)
-		c.transition(ctx, subjectShare(v.DataSpace), "Removed", "data removed from the companion")
+	if r.View.Removed {
+		if sh.Desired.Generation > r.Generation {
+			// A share request (re-share) cannot follow an unshare in the same
+			// record, so a newer generation is a retry or disconnect of the
+			// removal that just finished: it is done.
+			c.logger.Info("removal finished before a newer request was acknowledged", "dataSpace", ds)
+		}
+		delete(c.Shares, ds)
+		c.transition(ctx, subjectShare(ds), Removed, "data removed from the companion")
 		if len(c.Shares) == 0 && c.Status == Active {
 			c.setStatus(ctx, Incomplete, "no data space is shared")
 		}
 		return
 	}
-	if sh.Unshared && (v.InitializationStatus == Activating || v.InitializationStatus == ShareActive) {
-		return // a report sent before the share received its unshare
+	if sh.Observed.View.InitializationStatus != r.View.InitializationStatus {
+		c.transition(ctx, subjectShare(ds), string(r.View.InitializationStatus), r.View.Error)
 	}
-	if sh.View.InitializationStatus != v.InitializationStatus {
-		c.transition(ctx, subjectShare(v.DataSpace), string(v.InitializationStatus), v.Error)
-	}
-	sh.View = v
-	if c.Disconnecting && v.InitializationStatus == ShareError {
+	sh.Observed = r
+	if c.Disconnecting && r.View.InitializationStatus == ShareError && !sh.pending() {
 		// A disconnect keeps removing until every share is gone.
-		sh.UnsharePending = true
+		c.request(ctx, ds, IntentRemoved, RequestUnshare)
 	}
 }
 
 // applyMetadataReport takes the metadata sync's report of its state.
-func (c *connection) applyMetadataReport(ctx workflow.Context, v MetadataSyncView) {
-	if c.Metadata.Status != v.Status {
-		c.transition(ctx, subjectMetadataSync, string(v.Status), v.Error)
+func (c *connection) applyMetadataReport(ctx workflow.Context, r MetadataReport) {
+	m := &c.Metadata
+	if r.Generation < m.Observed.Generation {
+		c.logger.Info("stale metadata sync report ignored", "generation", r.Generation)
+		return
 	}
-	c.Metadata = v
+	if m.Observed.View.Status != r.View.Status {
+		c.transition(ctx, subjectMetadataSync, string(r.View.Status), r.View.Error)
+	}
+	m.Observed = r
 }

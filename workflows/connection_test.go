@@ -30,6 +30,12 @@ type harness struct {
 	t    *testing.T
 	env  *testsuite.TestWorkflowEnvironment
 	orgs *fakeOrgs
+	// start is the workflow clock when the harness was made; scheduled and
+	// ran count the callbacks of at, so a check that never runs fails the test.
+	start          time.Time
+	scheduled, ran int
+	// uncounted leaves the count of callbacks to the test itself.
+	uncounted bool
 }
 
 func newHarness(t *testing.T) *harness {
@@ -49,7 +55,13 @@ func newHarness(t *testing.T) *harness {
 	env.OnActivity(acts.Disconnect, mock.Anything, mock.Anything).Return(f.Disconnect)
 	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: ConnectionWorkflowID(home, companion), TaskQueue: TaskQueue})
 	env.SetTestTimeout(time.Minute)
-	return &harness{t: t, env: env, orgs: f}
+	h := &harness{t: t, env: env, orgs: f, start: env.Now()}
+	t.Cleanup(func() {
+		if !t.Failed() && !h.uncounted {
+			assert.Equal(t, h.scheduled, h.ran, "callbacks scheduled by at that never ran")
+		}
+	})
+	return h
 }
 
 // register registers the three workflows and the activities under their
@@ -68,8 +80,15 @@ func testSettings() Settings {
 	return s
 }
 
-// at runs fn when the workflow clock reaches d after the start.
-func (h *harness) at(d time.Duration, fn func()) { h.env.RegisterDelayedCallback(fn, d) }
+// at runs fn when the workflow clock reaches d after the start, also when
+// called from another callback. Every callback is counted: the test fails
+// if one scheduled never ran (for example because the workflow ended first).
+func (h *harness) at(d time.Duration, fn func()) {
+	h.scheduled++
+	delay := d - h.env.Now().Sub(h.start)
+	require.Positive(h.t, delay, "callback at %s scheduled too late", d)
+	h.env.RegisterDelayedCallback(func() { h.ran++; fn() }, delay)
+}
 
 func (h *harness) run(s Settings) {
 	h.runInput(ConnectionInput{Home: home, Companion: companion, Settings: s})
@@ -98,15 +117,31 @@ type updateOutcome struct {
 	done     bool
 	rejected error
 	failed   error
+	// validated, if set, is called right after the validator ran, with the
+	// state it saw: rejected is nil when the update was accepted.
+	validated func(rejected error)
 }
 
 // update sends an update; its outcome is known once the workflow has run,
 // so tests check it in a later callback or at the end.
 func (h *harness) update(name string, args ...any) *updateOutcome {
-	out := &updateOutcome{}
+	return h.updateWith(&updateOutcome{}, name, args...)
+}
+
+// updateWith sends an update whose outcome fills out.
+func (h *harness) updateWith(out *updateOutcome, name string, args ...any) *updateOutcome {
 	h.env.UpdateWorkflow(name, "", &testsuite.TestUpdateCallback{
-		OnReject:   func(err error) { out.rejected, out.done = err, true },
-		OnAccept:   func() {},
+		OnReject: func(err error) {
+			out.rejected, out.done = err, true
+			if out.validated != nil {
+				out.validated(err)
+			}
+		},
+		OnAccept: func() {
+			if out.validated != nil {
+				out.validated(nil)
+			}
+		},
 		OnComplete: func(_ any, err error) { out.failed, out.done = err, true },
 	}, args...)
 	return out
@@ -304,6 +339,7 @@ func TestLicenceExpiryMakesInactiveAndRenewalRestores(t *testing.T) {
 	})
 	h.at(7*time.Minute, func() {
 		assert.ErrorContains(t, share.rejected, "Inactive")
+		assert.Equal(t, RefusalConnectionInactive, refusalKind(share.rejected))
 		assert.Equal(t, Inactive, h.status().Status, "nothing changes before a check")
 		recheck = h.update(MessageRecheck)
 	})
@@ -399,21 +435,23 @@ func TestRejectedMessagesLeaveStateUnchanged(t *testing.T) {
 			name   string
 			update string
 			args   []any
+			kind   string
 			want   string
 		}{
-			{"unknown data space", MessageShare, []any{DataSpaceRequest{DataSpace: "nope"}}, "unknown data space"},
-			{"duplicate share", MessageShare, []any{DataSpaceRequest{DataSpace: "default"}}, "already shared"},
-			{"empty name", MessageShare, []any{DataSpaceRequest{}}, "empty"},
-			{"bad characters", MessageShare, []any{DataSpaceRequest{DataSpace: "a b"}}, "character"},
-			{"unshare not shared", MessageUnshare, []any{DataSpaceRequest{DataSpace: "sales"}}, "not shared"},
-			{"retry when not in Error", MessageRetry, []any{DataSpaceRequest{DataSpace: "default"}}, "not Error"},
-			{"resume when not paused", MessageResume, nil, "not paused"},
+			{"unknown data space", MessageShare, []any{DataSpaceRequest{DataSpace: "nope"}}, RefusalUnknownDataSpace, "unknown data space"},
+			{"duplicate share", MessageShare, []any{DataSpaceRequest{DataSpace: "default"}}, RefusalAlreadyShared, "already shared"},
+			{"empty name", MessageShare, []any{DataSpaceRequest{}}, RefusalInvalidRequest, "empty"},
+			{"bad characters", MessageShare, []any{DataSpaceRequest{DataSpace: "a b"}}, RefusalInvalidRequest, "character"},
+			{"unshare not shared", MessageUnshare, []any{DataSpaceRequest{DataSpace: "sales"}}, RefusalNotShared, "not shared"},
+			{"retry when not in Error", MessageRetry, []any{DataSpaceRequest{DataSpace: "default"}}, RefusalNotInError, "not Error"},
+			{"resume when not paused", MessageResume, nil, RefusalNotPaused, "not paused"},
 		}
 		for _, tc := range cases {
 			out := h.update(tc.update, tc.args...)
 			h.at(time.Minute+time.Second, func() {
 				require.True(t, out.done, tc.name)
 				assert.ErrorContains(t, out.rejected, tc.want, tc.name)
+				assert.Equal(t, tc.kind, refusalKind(out.rejected), tc.name)
 				assert.Equal(t, before.DataSpaces, h.status().DataSpaces, tc.name)
 			})
 		}
@@ -454,14 +492,17 @@ func TestRejectedMessagesLeaveStateUnchanged(t *testing.T) {
 	h.run(testSettings())
 	require.True(t, late.done)
 	assert.ErrorContains(t, late.rejected, "disconnect", "nothing is accepted after a disconnect")
+	assert.Equal(t, RefusalDisconnecting, refusalKind(late.rejected))
 	assert.Equal(t, Disconnected, h.final().Status)
+	assert.Equal(t, 4+7+2*6, h.scheduled, "every check of the test was scheduled")
 }
 
 func TestShareRefusedWhileConnecting(t *testing.T) {
 	c := &connection{ConnectionState: ConnectionState{Status: Connecting, DataSpaces: []string{"default"}}}
-	assert.ErrorContains(t, c.validateShare("default"), "Connecting")
-	assert.ErrorContains(t, c.validateRetry("default"), "Connecting")
-	assert.ErrorContains(t, c.validateResume(), "Connecting")
+	for _, err := range []error{c.validateShare("default"), c.validateRetry("default"), c.validateResume()} {
+		assert.ErrorContains(t, err, "Connecting")
+		assert.Equal(t, RefusalStillConnecting, refusalKind(err))
+	}
 }
 
 // testLogger keeps test output to warnings and errors.

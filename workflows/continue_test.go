@@ -48,12 +48,13 @@ func TestContinueAsNewKeepsStateAndSignals(t *testing.T) {
 	assert.Equal(t, []string{"default", "marketing", "sales"}, st.DataSpaces)
 	require.Contains(t, st.Shares, "default")
 	require.Contains(t, st.Shares, "marketing")
-	assert.Equal(t, RemovingSharing, st.Shares["default"].View.InitializationStatus)
-	assert.True(t, st.Shares["default"].Unshared)
-	assert.True(t, st.Shares["marketing"].Started, "the share requested before continue-as-new was started")
-	assert.True(t, st.MetadataStarted)
-	assert.Equal(t, SyncPending, st.Metadata.Status)
-	assert.Equal(t, 1, st.Metadata.PendingChanges)
+	def, mkt := st.Shares["default"], st.Shares["marketing"]
+	assert.Equal(t, IntentRemoved, def.Desired.Intent, "the unshare is in the desired state")
+	assert.True(t, mkt.Running, "the share requested before continue-as-new was started")
+	assert.Equal(t, mkt.Desired.Generation, mkt.Sent)
+	assert.True(t, st.Metadata.Running)
+	assert.Equal(t, SyncPending, st.Metadata.Observed.View.Status)
+	assert.Equal(t, 1, st.Metadata.Observed.View.PendingChanges)
 	assert.Contains(t, st.LastRejected, "no-such-space")
 	assert.NotEmpty(t, st.Transitions)
 
@@ -73,11 +74,16 @@ func TestContinueAsNewKeepsStateAndSignals(t *testing.T) {
 	f := newFakeOrgs()
 	env.OnActivity(acts.CheckHealth, mock.Anything, mock.Anything).Return(f.CheckHealth)
 	env.OnActivity(acts.Disconnect, mock.Anything, mock.Anything).Return(f.Disconnect)
+	checks := 0
 	env.RegisterDelayedCallback(func() {
-		env.SignalWorkflow(SignalShareReport, ShareView{DataSpace: "marketing", InitializationStatus: ShareActive, RecordsCopied: 10, RecordsTotal: 10})
-		env.SignalWorkflow(SignalShareReport, ShareView{DataSpace: "default", InitializationStatus: RemovingSharing, Removed: true})
+		checks++
+		env.SignalWorkflow(SignalShareReport, ShareReport{Generation: mkt.Desired.Generation,
+			View: ShareView{DataSpace: "marketing", InitializationStatus: ShareActive, RecordsCopied: 10, RecordsTotal: 10}})
+		env.SignalWorkflow(SignalShareReport, ShareReport{Generation: def.Desired.Generation,
+			View: ShareView{DataSpace: "default", InitializationStatus: RemovingSharing, Removed: true}})
 	}, time.Second)
 	env.RegisterDelayedCallback(func() {
+		checks++
 		v, err := env.QueryWorkflow(QueryStatus)
 		require.NoError(t, err)
 		var sv StatusView
@@ -88,20 +94,25 @@ func TestContinueAsNewKeepsStateAndSignals(t *testing.T) {
 		env.SignalWorkflow(MessageDisconnect, nil)
 	}, 2*time.Second)
 	env.RegisterDelayedCallback(func() {
-		env.SignalWorkflow(SignalShareReport, ShareView{DataSpace: "marketing", Removed: true})
-		env.SignalWorkflow(SignalMetadataReport, MetadataSyncView{Status: SyncSucceeded, Stopped: true})
+		checks++
+		env.SignalWorkflow(SignalShareReport, ShareReport{Generation: 100, View: ShareView{DataSpace: "marketing", Removed: true}})
+		env.SignalWorkflow(SignalMetadataReport, MetadataReport{Generation: 100, View: MetadataSyncView{Status: SyncSucceeded, Stopped: true}})
 	}, 3*time.Second)
 	env.ExecuteWorkflow(ConnectionWorkflow, in)
 
 	require.True(t, env.IsWorkflowCompleted())
 	require.NoError(t, env.GetWorkflowError())
+	assert.Equal(t, 3, checks)
 	var final StatusView
 	require.NoError(t, env.GetWorkflowResult(&final))
 	assert.Equal(t, Disconnected, final.Status)
-	assert.Contains(t, sentToChildren, MetadataSyncWorkflowID(home, companion)+" "+SignalScope,
-		"the new run tells the metadata sync its new scope")
-	assert.Contains(t, sentToChildren, ShareWorkflowID(home, companion, "marketing")+" "+MessageUnshare)
-	assert.Contains(t, sentToChildren, MetadataSyncWorkflowID(home, companion)+" "+SignalStop)
+	assert.Contains(t, sentToChildren, MetadataSyncWorkflowID(home, companion)+" "+SignalMetadataDesired,
+		"the new run tells the metadata sync its new desired state")
+	assert.Contains(t, sentToChildren, ShareWorkflowID(home, companion, "marketing")+" "+SignalShareDesired)
+	if def.Sent < def.Desired.Generation {
+		assert.Contains(t, sentToChildren, ShareWorkflowID(home, companion, "default")+" "+SignalShareDesired,
+			"an unshare drained into the state at continue-as-new is sent by the next run")
+	}
 }
 
 func TestMetadataSyncContinueAsNewCarriesState(t *testing.T) {
@@ -115,21 +126,27 @@ func TestMetadataSyncContinueAsNewCarriesState(t *testing.T) {
 	env.OnActivity(acts.CountPendingMetadata, mock.Anything, mock.Anything).Return(f.CountPendingMetadata)
 	env.OnActivity(acts.ApplyMetadata, mock.Anything, mock.Anything).Return(f.ApplyMetadata)
 	env.OnSignalExternalWorkflow(mock.Anything, ConnectionWorkflowID(home, companion), "", mock.Anything, mock.Anything).Return(nil)
+	desired := MetadataDesired{Generation: 1, DataSpaces: []string{"default"}}
+	ran := false
 	env.RegisterDelayedCallback(func() {
+		ran = true
 		env.SetContinueAsNewSuggested(true)
-		env.SignalWorkflow(MessageResume, nil)
+		resume := desired
+		resume.Generation, resume.Resume = 2, 2
+		env.SignalWorkflow(SignalMetadataDesired, resume)
 	}, 20*time.Minute)
 	env.ExecuteWorkflow(MetadataSyncWorkflow, MetadataSyncInput{
-		Home: home, Companion: companion, Settings: testSettings(),
-		Scope: SyncScope{DataSpaces: []string{"default"}},
+		Home: home, Companion: companion, Settings: testSettings(), Desired: desired,
 	})
+	require.True(t, ran)
 	next := continuedInput[MetadataSyncInput](t, env)
-	assert.Equal(t, SyncError, next.State.Status, "the round at 15m stopped at the conflict")
-	assert.True(t, next.State.Paused)
-	assert.True(t, next.ResumePending, "a resume sent just before continue-as-new is carried")
-	require.Len(t, next.ErrorLog, 1)
-	assert.Equal(t, int64(2), next.ErrorLog[0].Sequence)
-	assert.Equal(t, []string{"default"}, next.Scope.DataSpaces)
+	assert.Equal(t, SyncError, next.State.View.Status, "the round at 15m stopped at the conflict")
+	assert.True(t, next.State.View.Paused)
+	assert.True(t, next.State.ResumePending, "a resume acknowledged just before continue-as-new is carried")
+	assert.Equal(t, int64(2), next.State.Acked)
+	require.Len(t, next.State.ErrorLog, 1)
+	assert.Equal(t, int64(2), next.State.ErrorLog[0].Sequence)
+	assert.Equal(t, []string{"default"}, next.Desired.DataSpaces)
 	assert.Equal(t, map[int64]int{1: 1}, f.applied)
 }
 
@@ -142,7 +159,11 @@ func TestMetadataSyncYearOfRoundsInBoundedRuns(t *testing.T) {
 	}
 	const year = 365 * 24 * time.Hour
 	f := newFakeOrgs()
-	in := MetadataSyncInput{Home: home, Companion: companion, Settings: DefaultSettings(), Scope: SyncScope{DataSpaces: []string{"default"}}}
+	const roundsPerRun = 60 // two passes of the main loop per round: wait, then round
+	settings := DefaultSettings()
+	settings.TestPassesPerRun = 2 * roundsPerRun
+	in := MetadataSyncInput{Home: home, Companion: companion, Settings: settings,
+		Desired: MetadataDesired{Generation: 1, DataSpaces: []string{"default"}}}
 	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	runs, rounds := 0, 0
 	for elapsed := time.Duration(0); elapsed < year; runs++ {
@@ -156,11 +177,11 @@ func TestMetadataSyncYearOfRoundsInBoundedRuns(t *testing.T) {
 		env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, "", mock.Anything, mock.Anything).Return(nil)
 		// A change lands in every run.
 		env.RegisterDelayedCallback(func() { f.addChanges("default", 1) }, 3*time.Hour)
-		before := in.State.Rounds
+		before := in.State.View.Rounds
 		env.ExecuteWorkflow(MetadataSyncWorkflow, in)
 		in = continuedInput[MetadataSyncInput](t, env)
-		thisRun := in.State.Rounds - before
-		require.LessOrEqual(t, thisRun*eventsPerRound, DefaultSettings().EventBudget, "run %d had %d rounds", runs, thisRun)
+		thisRun := in.State.View.Rounds - before
+		require.LessOrEqual(t, thisRun, roundsPerRun, "run %d had %d rounds", runs, thisRun)
 		rounds += thisRun
 		elapsed = env.Now().Sub(base)
 	}
@@ -180,24 +201,27 @@ func TestShareContinuesAsNewBetweenStepsAndKeepsAnUnshare(t *testing.T) {
 	env.OnActivity(acts.CopyRecords, mock.Anything, mock.Anything).Return(f.CopyRecords)
 	env.OnSignalExternalWorkflow(mock.Anything, ConnectionWorkflowID(home, companion), "", SignalShareReport, mock.Anything).Return(nil)
 	s := testSettings()
-	s.EventBudget = 2 * eventsPerStep // two steps per run
-	env.ExecuteWorkflow(DataSpaceShareWorkflow, ShareInput{Home: home, Companion: companion, DataSpace: "default", Settings: s})
+	s.TestPassesPerRun = 2 // two steps per run
+	env.ExecuteWorkflow(DataSpaceShareWorkflow, ShareInput{Home: home, Companion: companion, DataSpace: "default", Settings: s,
+		Desired: ShareDesired{Generation: 1, Intent: IntentShared}})
 	next := continuedInput[ShareInput](t, env)
 	require.NotNil(t, next.State)
 	assert.Equal(t, "20", next.State.Checkpoint, "the next run resumes after the copied records")
 	assert.Equal(t, 20, next.State.View.RecordsCopied)
 	assert.Equal(t, Activating, next.State.View.InitializationStatus)
-	assert.False(t, next.State.Removing)
+	assert.Equal(t, int64(1), next.State.Acked)
 
 	// The next run finishes the copy; an unshare arriving then is kept.
 	env = suite.NewTestWorkflowEnvironment()
 	register(env)
 	env.OnActivity(acts.CopyRecords, mock.Anything, mock.Anything).Return(f.CopyRecords)
 	env.OnActivity(acts.RemoveRecords, mock.Anything, mock.Anything).Return(f.RemoveRecords)
-	var reports []ShareView
+	var reports []ShareReport
 	env.OnSignalExternalWorkflow(mock.Anything, ConnectionWorkflowID(home, companion), "", SignalShareReport, mock.Anything).Return(
-		func(_, _, _, _ string, arg any) error { reports = append(reports, arg.(ShareView)); return nil })
-	env.RegisterDelayedCallback(func() { env.SignalWorkflow(MessageUnshare, nil) }, time.Minute)
+		func(_, _, _, _ string, arg any) error { reports = append(reports, arg.(ShareReport)); return nil })
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(SignalShareDesired, ShareDesired{Generation: 2, Intent: IntentRemoved})
+	}, time.Minute)
 	next.Settings = testSettings() // no more continue-as-new in this run
 	env.ExecuteWorkflow(DataSpaceShareWorkflow, next)
 	require.NoError(t, env.GetWorkflowError())
@@ -205,7 +229,11 @@ func TestShareContinuesAsNewBetweenStepsAndKeepsAnUnshare(t *testing.T) {
 	require.NoError(t, env.GetWorkflowResult(&final))
 	assert.True(t, final.Removed)
 	assert.Equal(t, 25, final.RecordsTotal)
-	assert.Equal(t, 25, reports[0].RecordsCopied, "the copy went on from the checkpoint, not from the start")
+	require.NotEmpty(t, reports)
+	assert.Equal(t, Activating, reports[0].View.InitializationStatus, "a new run first reports where it starts")
+	assert.Equal(t, ShareActive, reports[1].View.InitializationStatus)
+	assert.Equal(t, 25, reports[1].View.RecordsCopied, "the copy went on from the checkpoint, not from the start")
+	assert.Equal(t, int64(2), reports[len(reports)-1].Generation, "the unshare was acknowledged")
 	assert.Empty(t, f.copied, "the unshare removed everything")
 }
 
@@ -222,7 +250,7 @@ func goneShareEnv(t *testing.T, f *fakeOrgs) *testsuite.TestWorkflowEnvironment 
 	env.OnActivity(acts.CheckHealth, mock.Anything, mock.Anything).Return(f.CheckHealth)
 	env.OnActivity(acts.RemoveRecords, mock.Anything, mock.Anything).Return(f.RemoveRecords)
 	env.OnActivity(acts.Disconnect, mock.Anything, mock.Anything).Return(f.Disconnect)
-	env.OnSignalExternalWorkflow(mock.Anything, ShareWorkflowID(home, companion, "default"), "", MessageUnshare, mock.Anything).
+	env.OnSignalExternalWorkflow(mock.Anything, ShareWorkflowID(home, companion, "default"), "", SignalShareDesired, mock.Anything).
 		Return(&temporal.UnknownExternalWorkflowExecutionError{})
 	return env
 }
@@ -233,7 +261,7 @@ func runWithShare(t *testing.T, env *testsuite.TestWorkflowEnvironment, sh Share
 	t.Helper()
 	env.ExecuteWorkflow(ConnectionWorkflow, ConnectionInput{Home: home, Companion: companion, Settings: testSettings(),
 		State: &ConnectionState{
-			Status: Active, Handshaken: true, DataSpaces: []string{"default"},
+			Status: Active, Handshaken: true, DataSpaces: []string{"default"}, Generation: sh.Desired.Generation,
 			Shares: map[string]*ShareRecord{"default": &sh},
 		}})
 	require.True(t, env.IsWorkflowCompleted())
@@ -257,8 +285,9 @@ func TestConnectionRestartsAShareWhoseWorkflowIsGone(t *testing.T) {
 		assert.Equal(t, Incomplete, sv.Status)
 		env.SignalWorkflow(MessageDisconnect, nil)
 	}, time.Minute)
-	final := runWithShare(t, env, ShareRecord{Started: true,
-		View: ShareView{DataSpace: "default", InitializationStatus: ShareActive, RecordsCopied: 25, RecordsTotal: 25}})
+	final := runWithShare(t, env, ShareRecord{Since: 1, Desired: ShareDesired{Generation: 1, Intent: IntentShared},
+		Running: true, Sent: 1, Observed: ShareReport{Generation: 1,
+			View: ShareView{DataSpace: "default", InitializationStatus: ShareActive, RecordsCopied: 25, RecordsTotal: 25}}})
 	assert.Equal(t, Disconnected, final.Status)
 	assert.Empty(t, f.copied, "the companion's copy was removed")
 }
@@ -268,8 +297,9 @@ func TestDisconnectFinishesAShareWhoseWorkflowVanishedDuringRemoval(t *testing.T
 	f.copied["default"] = 15
 	env := goneShareEnv(t, f)
 	env.RegisterDelayedCallback(func() { env.SignalWorkflow(MessageDisconnect, nil) }, time.Second)
-	final := runWithShare(t, env, ShareRecord{Started: true, Unshared: true,
-		View: ShareView{DataSpace: "default", InitializationStatus: RemovingSharing, RecordsRemoved: 10, RecordsToRemove: 25}})
+	final := runWithShare(t, env, ShareRecord{Since: 1, Desired: ShareDesired{Generation: 2, Intent: IntentRemoved},
+		Running: true, Sent: 2, Observed: ShareReport{Generation: 2,
+			View: ShareView{DataSpace: "default", InitializationStatus: RemovingSharing, RecordsRemoved: 10, RecordsToRemove: 25}}})
 	assert.Equal(t, Disconnected, final.Status)
 	assert.Empty(t, f.copied, "the restarted share finished the removal")
 }

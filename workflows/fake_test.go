@@ -28,7 +28,8 @@ type fakeOrgs struct {
 	copyFailures    map[string]int // data space -> transient failures left
 	copyDelay       time.Duration  // wall time one CopyRecords call takes
 	copied          map[string]int
-	removeDelay     time.Duration // wall time one RemoveRecords call takes, removing nothing
+	removeDelay     time.Duration  // wall time one RemoveRecords call takes, removing nothing
+	removeFailures  map[string]int // data space -> transient removal failures left
 	removeCalls     int
 	registered      bool
 	deregistrations int
@@ -45,11 +46,12 @@ type fakeChange struct {
 
 func newFakeOrgs() *fakeOrgs {
 	return &fakeOrgs{
-		dataSpaces:   map[string]int{"default": 25, "marketing": 10, "sales": 5},
-		copyFailures: map[string]int{},
-		copied:       map[string]int{},
-		applied:      map[int64]int{},
-		conflicts:    map[int64]bool{},
+		dataSpaces:     map[string]int{"default": 25, "marketing": 10, "sales": 5},
+		copyFailures:   map[string]int{},
+		removeFailures: map[string]int{},
+		copied:         map[string]int{},
+		applied:        map[int64]int{},
+		conflicts:      map[int64]bool{},
 	}
 }
 
@@ -122,6 +124,10 @@ func (f *fakeOrgs) RemoveRecords(ctx context.Context, in activities.RemoveInput)
 		return activities.RemoveProgress{Remaining: f.copiedCount(in.DataSpace)}, nil
 	}
 	defer f.mu.Unlock()
+	if f.removeFailures[in.DataSpace] > 0 {
+		f.removeFailures[in.DataSpace]--
+		return activities.RemoveProgress{}, errors.New("injected transient removal failure")
+	}
 	n := min(10, f.copied[in.DataSpace])
 	f.copied[in.DataSpace] -= n
 	left := f.copied[in.DataSpace]

@@ -14,11 +14,6 @@ import (
 	"github.com/companionsync/companionsync/activities"
 )
 
-// eventsPerRound is an upper bound of the history events one round adds
-// (count, apply and report activities and signals, status upserts and the
-// round timer); the end-to-end tests measure the real number.
-const eventsPerRound = 30
-
 // maxErrorLog bounds the error-log entries kept in the workflow state; the
 // store keeps them all.
 const maxErrorLog = 500
@@ -26,22 +21,36 @@ const maxErrorLog = 500
 // MetadataSyncWorkflow syncs the metadata of a connection's Active shares
 // from home to companion. Every interval it applies the changes counted at
 // the previous round (In Progress, then Succeeded or Error) and counts the
-// next ones (Pending n). A failed round pauses the sync until a resume
-// signal, which starts the next round at once. It idles while suspended or
-// without data spaces, continues as new to keep its history short, and
-// returns when its connection sends stop.
+// next ones (Pending n). A failed round pauses the sync until its connection
+// asks for a resume, which starts the next round at once. It carries out the
+// desired state its connection sends (data spaces, suspension, resume, stop),
+// reports each acknowledged generation and each change of its settled status
+// (not In Progress, which its own query and search attribute show), continues
+// as new to keep its history short, and returns when asked to stop or when
+// its connection workflow is gone.
 func MetadataSyncWorkflow(ctx workflow.Context, in MetadataSyncInput) (MetadataSyncView, error) {
+	st := in.State
 	m := &metadataSync{
 		in:       in,
 		settings: in.Settings.withDefaults(),
 		logger:   workflow.GetLogger(ctx),
-		view:     in.State,
-		scope:    in.Scope,
-		upTo:     in.UpTo,
-		errorLog: in.ErrorLog,
-		resume:   in.ResumePending,
+		view:     st.View,
+		acked:    st.Acked,
+		upTo:     st.UpTo,
+		nextAt:   st.NextRoundAt,
+		errorLog: st.ErrorLog,
+		resume:   st.ResumePending,
+		signals:  newInbox(),
 	}
-	m.view.Stopped = false
+	m.view.Stopped, m.view.Requested, m.view.Orphaned = false, "", ""
+	// reported stays empty: every run reports once, so nothing the last run
+	// received just before it continued as new goes unanswered.
+	m.budget = newRunBudget(m.settings)
+	if in.Desired.Generation > m.acked {
+		m.receive(in.Desired)
+	} else {
+		m.desired = in.Desired
+	}
 	if err := m.registerHandlers(ctx); err != nil {
 		return MetadataSyncView{}, err
 	}
@@ -54,16 +63,24 @@ type metadataSync struct {
 	settings Settings
 	logger   log.Logger
 	view     MetadataSyncView
-	scope    SyncScope
+	signals  *inbox
+	budget   *runBudget
+
+	// desired is what the connection asks; acked is its generation.
+	desired MetadataDesired
+	acked   int64
+	// reported is the last report the connection accepted; answer asks for
+	// a report even when nothing changed since.
+	reported MetadataReport
+	answer   bool
+
 	// upTo is the highest change sequence counted for the next round.
 	upTo     int64
+	nextAt   time.Time
 	errorLog []activities.ErrorLogEntry
-
-	stop, resume bool
-	// roundsThisRun bounds a run deterministically, even where the history
-	// length is not known (the SDK's test environment).
-	roundsThisRun int
-	signals       map[string]workflow.ReceiveChannel
+	resume   bool
+	// published is the status last written to the search attribute.
+	published MetadataSyncStatus
 }
 
 func (m *metadataSync) registerHandlers(ctx workflow.Context) error {
@@ -75,23 +92,36 @@ func (m *metadataSync) registerHandlers(ctx workflow.Context) error {
 	}); err != nil {
 		return fmt.Errorf("register error-log query: %w", err)
 	}
-	m.signals = map[string]workflow.ReceiveChannel{
-		SignalScope:   workflow.GetSignalChannel(ctx, SignalScope),
-		SignalStop:    workflow.GetSignalChannel(ctx, SignalStop),
-		MessageResume: workflow.GetSignalChannel(ctx, MessageResume),
-	}
+	m.signals.listen(ctx, SignalMetadataDesired, func(ctx workflow.Context, raw json.RawMessage) {
+		var d MetadataDesired
+		if err := decodeSignal(raw, &d); err != nil {
+			m.logger.Error("metadata-sync-desired ignored", "error", err)
+			return
+		}
+		m.receive(d)
+	})
 	return nil
 }
 
+// receive takes a desired state. A re-sent generation is answered with a
+// report; a new one is acknowledged, and resumes a paused sync when it
+// carries a resume not acknowledged before.
+func (m *metadataSync) receive(d MetadataDesired) {
+	if d.Generation <= m.acked {
+		m.answer = true
+		return
+	}
+	if d.Resume > m.acked && m.view.Paused {
+		m.resume = true
+	}
+	m.acked, m.desired = d.Generation, d
+}
+
 // wait blocks until a signal arrives or, with a positive timeout, the next
-// round is due; then it takes every signal already buffered. Only the main
-// loop receives signals, so none is consumed and lost by a run that is
-// continuing as new.
+// round is due; then it takes every signal already buffered.
 func (m *metadataSync) wait(ctx workflow.Context, timeout time.Duration) {
 	sel := workflow.NewSelector(ctx)
-	for _, name := range workflow.DeterministicKeys(m.signals) {
-		sel.AddReceive(m.signals[name], func(ch workflow.ReceiveChannel, _ bool) { m.receive(ctx, name, ch) })
-	}
+	m.signals.addTo(ctx, sel)
 	if timeout > 0 {
 		timerCtx, cancel := workflow.WithCancel(ctx)
 		defer cancel()
@@ -104,80 +134,75 @@ func (m *metadataSync) wait(ctx workflow.Context, timeout time.Duration) {
 	}
 }
 
-// receive takes one signal and records what it asks for.
-func (m *metadataSync) receive(ctx workflow.Context, name string, ch workflow.ReceiveChannel) {
-	switch name {
-	case SignalScope:
-		var raw json.RawMessage
-		ch.Receive(ctx, &raw)
-		var scope SyncScope
-		if err := json.Unmarshal(raw, &scope); err != nil {
-			m.logger.Error("scope signal ignored: malformed payload", "error", err)
-			return
-		}
-		m.scope = scope
-	case SignalStop:
-		ch.Receive(ctx, nil)
-		m.stop = true
-	case MessageResume:
-		ch.Receive(ctx, nil)
-		if m.view.Paused {
-			m.resume = true
-		} else {
-			m.logger.Warn("resume ignored: metadata sync is not paused")
-		}
-	}
-}
-
 func (m *metadataSync) run(ctx workflow.Context) (MetadataSyncView, error) {
-	if m.in.State.Status == "" {
+	if m.view.Status == "" {
 		m.count(ctx)
 		m.nextRound(ctx)
 	}
-	m.report(ctx)
-	for !m.stop {
+	for {
+		if err := m.report(ctx); err != nil {
+			return m.orphan(ctx)
+		}
+		if m.desired.Stop {
+			m.view.Stopped = true
+			if err := m.report(ctx); err != nil {
+				m.logger.Warn("stopped, but the connection could not be told", "error", err)
+			}
+			return m.view, nil
+		}
+		if m.budget.due(ctx) {
+			// Reported first, so the next run starts from what the connection knows.
+			return MetadataSyncView{}, continueAsNew(ctx, MetadataSyncWorkflowName, m.signals, func() any {
+				next := m.in
+				next.Desired = m.desired
+				next.State = MetadataSyncState{
+					Acked: m.acked, View: m.view, UpTo: m.upTo, NextRoundAt: m.nextAt,
+					ErrorLog: m.errorLog, ResumePending: m.resume,
+				}
+				return next
+			})
+		}
 		switch {
 		case m.resume:
 			m.resume = false
 			m.view.Paused = false
-			if m.scope.Suspended || len(m.scope.DataSpaces) == 0 {
-				m.report(ctx) // unpaused; rounds start again with the connection
-				continue
+			if !m.idle() {
+				m.count(ctx)
+				m.round(ctx)
 			}
-			m.count(ctx)
-			m.round(ctx)
 		case m.idle():
 			m.wait(ctx, 0)
-		case !workflow.Now(ctx).Before(m.in.NextRoundAt):
+		case !workflow.Now(ctx).Before(m.nextAt):
 			m.round(ctx)
 		default:
-			m.wait(ctx, m.in.NextRoundAt.Sub(workflow.Now(ctx)))
+			m.wait(ctx, m.nextAt.Sub(workflow.Now(ctx)))
 		}
-		if !m.stop && m.shouldContinueAsNew(ctx) {
-			m.drainSignals(ctx)
-			if !m.stop {
-				return MetadataSyncView{}, m.continueAsNew(ctx)
-			}
-		}
+		m.budget.count(ctx)
 	}
-	m.view.Stopped = true
-	m.report(ctx)
+}
+
+// orphan ends a sync whose connection workflow is gone.
+func (m *metadataSync) orphan(ctx workflow.Context) (MetadataSyncView, error) {
+	m.view.Orphaned = fmt.Sprintf("stopped at %s: the connection workflow %s is gone",
+		workflow.Now(ctx).UTC().Format(time.RFC3339), ConnectionWorkflowID(m.in.Home, m.in.Companion))
+	m.logger.Error("metadata sync stopped", "reason", m.view.Orphaned)
+	m.details(ctx)
 	return m.view, nil
 }
 
 // idle reports whether no round should run: paused after an error,
 // suspended by the connection, or nothing to sync.
 func (m *metadataSync) idle() bool {
-	return m.view.Paused || m.scope.Suspended || len(m.scope.DataSpaces) == 0
+	return m.view.Paused || m.desired.Suspended || len(m.desired.DataSpaces) == 0
 }
 
 // round applies the changes counted last time, then counts the next ones.
 func (m *metadataSync) round(ctx workflow.Context) {
 	m.nextRound(ctx)
 	m.view.Rounds++
-	m.roundsThisRun++
 	if m.view.PendingChanges > 0 {
 		m.setStatus(ctx, SyncInProgress)
+		m.publishStatus(ctx)
 		if err := m.apply(ctx); err != nil {
 			m.pause(ctx, err)
 			return
@@ -199,7 +224,7 @@ func (m *metadataSync) apply(ctx workflow.Context) error {
 		Summary:                fmt.Sprintf("apply %d metadata change(s)", m.view.PendingChanges),
 	})
 	return workflow.ExecuteActivity(actx, acts.ApplyMetadata, activities.ApplyInput{
-		Home: m.in.Home, Companion: m.in.Companion, DataSpaces: m.scope.DataSpaces,
+		Home: m.in.Home, Companion: m.in.Companion, DataSpaces: m.desired.DataSpaces,
 		UpTo: m.upTo, Round: m.roundID(ctx),
 	}).Get(ctx, nil)
 }
@@ -239,7 +264,7 @@ func (m *metadataSync) pause(ctx workflow.Context, err error) {
 // count asks how many changes the next round will apply and shows Pending n,
 // or Succeeded when nothing is pending.
 func (m *metadataSync) count(ctx workflow.Context) {
-	if len(m.scope.DataSpaces) == 0 {
+	if len(m.desired.DataSpaces) == 0 {
 		m.settle(ctx)
 		return
 	}
@@ -249,7 +274,7 @@ func (m *metadataSync) count(ctx workflow.Context) {
 	})
 	var res activities.PendingResult
 	if err := workflow.ExecuteActivity(actx, acts.CountPendingMetadata, activities.PendingInput{
-		Home: m.in.Home, Companion: m.in.Companion, DataSpaces: m.scope.DataSpaces,
+		Home: m.in.Home, Companion: m.in.Companion, DataSpaces: m.desired.DataSpaces,
 	}).Get(ctx, &res); err != nil {
 		m.logger.Warn("could not count pending metadata changes; the next round counts again", "error", err)
 		m.settle(ctx)
@@ -262,10 +287,9 @@ func (m *metadataSync) count(ctx workflow.Context) {
 	if res.Changes > 0 {
 		next = SyncPending
 	}
-	if m.view.Status != next {
-		m.setStatus(ctx, next)
-	} else if changed {
-		m.report(ctx)
+	m.setStatus(ctx, next)
+	if changed {
+		m.details(ctx)
 	}
 }
 
@@ -278,7 +302,7 @@ func (m *metadataSync) settle(ctx workflow.Context) {
 }
 
 func (m *metadataSync) nextRound(ctx workflow.Context) {
-	m.in.NextRoundAt = workflow.Now(ctx).Add(m.settings.MetadataSyncInterval)
+	m.nextAt = workflow.Now(ctx).Add(m.settings.MetadataSyncInterval)
 }
 
 // roundID names a round for idempotent error-log writes.
@@ -291,42 +315,49 @@ func (m *metadataSync) setStatus(ctx workflow.Context, st MetadataSyncStatus) {
 		return
 	}
 	m.view.Status = st
-	if err := workflow.UpsertTypedSearchAttributes(ctx, AttrMetadataSyncStatus.ValueSet(string(st))); err != nil {
+	m.details(ctx)
+}
+
+// publishStatus writes the status to the search attribute when it changed.
+func (m *metadataSync) publishStatus(ctx workflow.Context) {
+	if m.published == m.view.Status {
+		return
+	}
+	m.published = m.view.Status
+	if err := workflow.UpsertTypedSearchAttributes(ctx, AttrMetadataSyncStatus.ValueSet(string(m.view.Status))); err != nil {
 		m.logger.Warn("could not update search attributes", "error", err)
 	}
-	m.report(ctx)
 }
 
-// report tells the connection the sync's state and refreshes the UI details.
-func (m *metadataSync) report(ctx workflow.Context) {
-	workflow.SetCurrentDetails(ctx, fmt.Sprintf("**%s → %s · metadata sync**: %s %s — data spaces %v",
-		m.in.Home, m.in.Companion, m.view.Status, mdCell(metadataDetail(m.view)), m.scope.DataSpaces))
-	parent := ConnectionWorkflowID(m.in.Home, m.in.Companion)
-	if err := workflow.SignalExternalWorkflow(ctx, parent, "", SignalMetadataReport, m.view).Get(ctx, nil); err != nil {
-		m.logger.Warn("could not report to the connection", "connection", parent, "error", err)
+// report tells the connection the acknowledged generation and the settled
+// status, when either changed since the last report. It fails only when the
+// connection workflow is gone.
+func (m *metadataSync) report(ctx workflow.Context) error {
+	m.publishStatus(ctx)
+	m.details(ctx)
+	r := MetadataReport{Generation: m.acked, View: m.view}
+	prev := m.reported.View
+	if !m.answer && r.Generation == m.reported.Generation && r.View.Status == prev.Status &&
+		r.View.Paused == prev.Paused && r.View.Stopped == prev.Stopped {
+		return nil
 	}
-}
-
-func (m *metadataSync) shouldContinueAsNew(ctx workflow.Context) bool {
-	info := workflow.GetInfo(ctx)
-	return info.GetContinueAsNewSuggested() || info.GetCurrentHistoryLength() >= m.settings.EventBudget ||
-		m.roundsThisRun >= max(1, m.settings.EventBudget/eventsPerRound)
-}
-
-// drainSignals takes the signals buffered but not yet received, so none is
-// lost across continue-as-new.
-func (m *metadataSync) drainSignals(ctx workflow.Context) {
-	for _, name := range workflow.DeterministicKeys(m.signals) {
-		for m.signals[name].Len() > 0 {
-			m.receive(ctx, name, m.signals[name])
-		}
+	m.answer = false
+	err := signalWorkflow(ctx, ConnectionWorkflowID(m.in.Home, m.in.Companion), SignalMetadataReport, r)
+	if childGone(err) {
+		return errOrphaned
 	}
+	if err == nil {
+		m.reported = r
+	}
+	return nil
 }
 
-// continueAsNew carries the whole state to the next run.
-func (m *metadataSync) continueAsNew(ctx workflow.Context) error {
-	next := m.in
-	next.Scope, next.State, next.UpTo, next.ErrorLog = m.scope, m.view, m.upTo, m.errorLog
-	next.ResumePending = m.resume
-	return workflow.NewContinueAsNewError(ctx, MetadataSyncWorkflowName, next)
+// details refreshes the one-line state shown in the Web UI.
+func (m *metadataSync) details(ctx workflow.Context) {
+	line := fmt.Sprintf("**%s → %s · metadata sync**: %s %s — data spaces %v",
+		m.in.Home, m.in.Companion, m.view.Status, mdCell(metadataDetail(m.view)), m.desired.DataSpaces)
+	if m.view.Orphaned != "" {
+		line += "\n\n" + mdCell(m.view.Orphaned)
+	}
+	workflow.SetCurrentDetails(ctx, line)
 }

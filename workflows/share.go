@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -16,126 +17,166 @@ import (
 // retried elsewhere.
 const heartbeatTimeout = 10 * time.Second
 
-// DataSpaceShareWorkflow runs one share: the initial sync (Activating, then
-// Active or Error), retries from Error, and the removal of the data space
-// from the companion on unshare (Removing Sharing, bounded by a deadline).
-// It reports every change to its connection by signal and returns the final
-// view once the data is removed.
+// DataSpaceShareWorkflow runs one share. It carries out the desired state
+// its connection sends (share-desired signals, or its input): with intent
+// shared it copies the data space (Activating, then Active or Error); with
+// intent removed it removes the data from the companion within the removal
+// deadline (Removing Sharing, then gone, or Error). A new generation with
+// the same intent retries a share in Error. It reports each acknowledged
+// generation and each status change to its connection; progress is read by
+// its status query. It returns the final view once the data is removed, or
+// stops, leaving the data as it is, when its connection workflow is gone.
 func DataSpaceShareWorkflow(ctx workflow.Context, in ShareInput) (ShareView, error) {
 	s := &share{
 		in:       in,
 		settings: in.Settings.withDefaults(),
 		logger:   workflow.GetLogger(ctx),
-		view:     ShareView{DataSpace: in.DataSpace, InitializationStatus: Activating},
-		unshare:  workflow.GetSignalChannel(ctx, MessageUnshare),
-		retry:    workflow.GetSignalChannel(ctx, MessageRetry),
+		view:     ShareView{DataSpace: in.DataSpace},
+		signals:  newInbox(),
 	}
+	s.budget = newRunBudget(s.settings)
 	if st := in.State; st != nil {
-		s.view, s.checkpoint, s.removing, s.removalDeadline = st.View, st.Checkpoint, st.Removing, st.RemovalDeadline
-		s.view.DataSpace = in.DataSpace
+		s.acked, s.view, s.checkpoint, s.removalDeadline = st.Acked, st.View, st.Checkpoint, st.RemovalDeadline
+		s.view.DataSpace, s.view.Requested = in.DataSpace, ""
+		// reported stays empty: every run reports once, so nothing the last
+		// run received just before it continued as new goes unanswered.
+	}
+	if in.Desired.Generation > s.acked {
+		s.receive(in.Desired)
+	} else {
+		s.desired = in.Desired
 	}
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (ShareView, error) { return s.view, nil }); err != nil {
 		return ShareView{}, fmt.Errorf("register status query: %w", err)
 	}
+	s.signals.listen(ctx, SignalShareDesired, func(ctx workflow.Context, raw json.RawMessage) {
+		var d ShareDesired
+		if err := decodeSignal(raw, &d); err != nil {
+			s.logger.Error("share-desired ignored", "error", err)
+			return
+		}
+		s.receive(d)
+	})
 	return s.run(ctx)
 }
 
-// errContinueAsNew stops a copy or removal between steps when the run's
-// history is long enough to continue as new.
-var errContinueAsNew = errors.New("continue as new")
+// errInterrupted stops a copy or removal between steps: a new desired state
+// changed the work, or the run should continue as new.
+var errInterrupted = errors.New("interrupted")
 
-// eventsPerStep is an upper bound of the history events one copy or removal
-// step adds (the activity, its workflow tasks and the report signal).
-const eventsPerStep = 15
+// errOrphaned stops the share when its connection workflow is gone.
+var errOrphaned = errors.New("the connection workflow is gone")
 
-// share is the running state of a DataSpaceShareWorkflow.
+// share is the running state of a DataSpaceShareWorkflow. Its lifecycle is
+// view.InitializationStatus: Activating (copying), Active, Error (waiting
+// for a new generation) and Removing Sharing (removing); the share ends
+// when the removal is done.
 type share struct {
 	in       ShareInput
 	settings Settings
 	logger   log.Logger
 	view     ShareView
+	signals  *inbox
+	budget   *runBudget
+
+	// desired is what the connection asks; acked is its generation.
+	desired ShareDesired
+	acked   int64
+	// reported is the last report the connection accepted; answer asks for
+	// a report even when nothing changed since.
+	reported ShareReport
+	answer   bool
 
 	// checkpoint is the last record id the initial sync has copied up to.
 	checkpoint string
-	// removing is set once an unshare has been received; from then on every
-	// step serves the removal.
-	removing bool
 	// removalDeadline is when the running removal must be done.
 	removalDeadline time.Time
-	// stepsThisRun bounds a run deterministically, even where the history
-	// length is not known (the SDK's test environment).
-	stepsThisRun int
+}
 
-	unshare workflow.ReceiveChannel
-	retry   workflow.ReceiveChannel
+// receive takes a desired state. An older or equal generation changes
+// nothing (it is a re-send); a new one is acknowledged and decides the work:
+// intent removed starts a removal, and a share in Error tries its intent again.
+func (s *share) receive(d ShareDesired) {
+	if d.Generation <= s.acked {
+		s.answer = true // a re-send: the connection missed a report
+		return
+	}
+	s.acked, s.desired = d.Generation, d
+	switch {
+	case d.Intent == IntentRemoved && s.view.InitializationStatus != RemovingSharing:
+		s.view.InitializationStatus, s.view.Error = RemovingSharing, ""
+		s.view.RecordsRemoved, s.view.RecordsToRemove = 0, 0
+		s.removalDeadline = time.Time{}
+	case s.view.InitializationStatus == ShareError || s.view.InitializationStatus == "":
+		s.view.Error = ""
+		s.view.InitializationStatus = Activating
+		if d.Intent == IntentRemoved {
+			s.view.InitializationStatus = RemovingSharing
+		}
+	}
 }
 
 func (s *share) run(ctx workflow.Context) (ShareView, error) {
-	if s.in.State == nil {
-		s.report(ctx)
-	}
 	for {
-		if s.removing {
-			err := s.removeData(ctx)
-			switch {
-			case errors.Is(err, errContinueAsNew):
-				return ShareView{}, s.continueAsNew(ctx)
-			case err == nil:
-				for s.unshare.ReceiveAsync(nil) {
-					// Unshares repeated during the removal are done with it.
-				}
+		if err := s.report(ctx); err != nil {
+			return s.orphan(ctx)
+		}
+		if s.budget.due(ctx) {
+			// Reported first, so the next run starts from what the connection knows.
+			return ShareView{}, continueAsNew(ctx, ShareWorkflowName, s.signals, func() any {
+				next := s.in
+				next.Desired = s.desired
+				next.State = &ShareState{Acked: s.acked, View: s.view, Checkpoint: s.checkpoint, RemovalDeadline: s.removalDeadline}
+				return next
+			})
+		}
+		var err error
+		switch s.view.InitializationStatus {
+		case Activating:
+			err = s.copyData(ctx)
+		case RemovingSharing:
+			err = s.removeData(ctx)
+			if err == nil {
 				s.view.Removed = true
-				s.report(ctx)
+				if rerr := s.report(ctx); rerr != nil {
+					s.logger.Warn("the data is removed but the connection could not be told", "error", rerr)
+				}
 				return s.view, nil
 			}
-			s.fail(ctx, err)
-			s.waitInError(ctx)
-			continue
+		default: // Active or Error: wait for a new generation
+			s.wait(ctx, nil)
+			s.budget.count(ctx)
 		}
-		err := s.copyData(ctx)
 		switch {
-		case errors.Is(err, errContinueAsNew):
-			return ShareView{}, s.continueAsNew(ctx)
-		case s.removing:
-		case err != nil:
-			s.fail(ctx, err)
-			s.waitInError(ctx)
+		case errors.Is(err, errInterrupted) || err == nil:
+		case errors.Is(err, errOrphaned):
+			return s.orphan(ctx)
 		default:
-			s.setStatus(ctx, ShareActive)
-			s.awaitUnshare(ctx, nil, "the share is Active")
+			s.fail(ctx, err)
 		}
 	}
 }
 
-// shouldContinueAsNew reports whether the run's history is long enough to
-// continue as new between two steps.
-func (s *share) shouldContinueAsNew(ctx workflow.Context) bool {
-	s.stepsThisRun++
-	info := workflow.GetInfo(ctx)
-	return info.GetContinueAsNewSuggested() || info.GetCurrentHistoryLength() >= s.settings.EventBudget ||
-		s.stepsThisRun >= max(1, s.settings.EventBudget/eventsPerStep)
+// wait blocks until a signal arrives or, when step is not nil, the step
+// finishes, then handles every signal already buffered.
+func (s *share) wait(ctx workflow.Context, step workflow.Future) {
+	sel := workflow.NewSelector(ctx)
+	s.signals.addTo(ctx, sel)
+	if step != nil {
+		sel.AddFuture(step, func(workflow.Future) {})
+	}
+	sel.Select(ctx)
+	for sel.HasPending() {
+		sel.Select(ctx)
+	}
 }
 
-// continueAsNew carries the share, and an unshare not yet received, to the
-// next run. Retries are only valid in Error, where no run continues as new.
-func (s *share) continueAsNew(ctx workflow.Context) error {
-	for s.unshare.ReceiveAsync(nil) {
-		s.removing = true
-	}
-	for s.retry.ReceiveAsync(nil) {
-		s.logger.Warn("retry ignored: the share is not in Error")
-	}
-	return workflow.NewContinueAsNewError(ctx, ShareWorkflowName, ShareInput{
-		Home: s.in.Home, Companion: s.in.Companion, DataSpace: s.in.DataSpace, Settings: s.in.Settings,
-		State: &ShareState{View: s.view, Checkpoint: s.checkpoint, Removing: s.removing, RemovalDeadline: s.removalDeadline},
-	})
-}
-
-// copyData runs the initial sync step by step from the checkpoint until the
-// data space is copied, a step fails for good, or an unshare arrives (which
-// cancels the running step and waits for it to stop).
+// copyData runs the initial sync step by step from the checkpoint. It
+// returns nil once the data space is copied (the share is then Active),
+// errInterrupted when a removal was asked for (the running step is cancelled
+// and waited for, so a copy and a removal never overlap) or the run should
+// continue as new, and the step's error when it failed for good.
 func (s *share) copyData(ctx workflow.Context) error {
-	s.setStatus(ctx, Activating)
 	ctx, cancel := workflow.WithCancel(ctx)
 	defer cancel()
 	actx := s.stepOptions(ctx, s.settings.InitialSyncRetry, fmt.Sprintf("copy records of %s to %s", s.in.DataSpace, s.in.Companion))
@@ -144,10 +185,18 @@ func (s *share) copyData(ctx workflow.Context) error {
 			Home: s.in.Home, Companion: s.in.Companion, DataSpace: s.in.DataSpace,
 			After: s.checkpoint, BatchSize: s.settings.BatchSize, Budget: s.settings.StepBudget,
 		})
-		if s.awaitUnshare(ctx, step, "the share is not in Error"); s.removing {
+		for !step.IsReady() && s.view.InitializationStatus == Activating {
+			s.wait(ctx, step)
+			if s.report(ctx) != nil {
+				cancel()
+				_ = step.Get(ctx, nil)
+				return errOrphaned
+			}
+		}
+		if s.view.InitializationStatus != Activating {
 			cancel()
 			_ = step.Get(ctx, nil)
-			return nil
+			return errInterrupted
 		}
 		var p activities.CopyProgress
 		if err := step.Get(ctx, &p); err != nil {
@@ -155,46 +204,25 @@ func (s *share) copyData(ctx workflow.Context) error {
 		}
 		s.checkpoint = p.After
 		s.view.RecordsCopied, s.view.RecordsTotal = p.Copied, p.Total
-		s.report(ctx)
+		s.details(ctx)
 		if p.Done {
+			s.setStatus(ctx, ShareActive)
 			return nil
 		}
-		if s.shouldContinueAsNew(ctx) {
-			return errContinueAsNew
+		if s.budget.count(ctx) {
+			return errInterrupted
 		}
-	}
-}
-
-// awaitUnshare waits until an unshare arrives or, when step is not nil, the
-// step finishes first. Retries are not valid while it waits (why says so)
-// and are dropped.
-func (s *share) awaitUnshare(ctx workflow.Context, step workflow.Future, why string) {
-	for !s.removing && (step == nil || !step.IsReady()) {
-		sel := workflow.NewSelector(ctx)
-		if step != nil {
-			sel.AddFuture(step, func(workflow.Future) {})
-		}
-		sel.AddReceive(s.unshare, func(ch workflow.ReceiveChannel, _ bool) {
-			ch.Receive(ctx, nil)
-			s.removing = true
-		})
-		sel.AddReceive(s.retry, func(ch workflow.ReceiveChannel, _ bool) {
-			ch.Receive(ctx, nil)
-			s.logger.Warn("retry ignored: " + why)
-		})
-		sel.Select(ctx)
 	}
 }
 
 // removeData removes the data space's data from the companion step by step,
-// within the removal deadline.
+// within the removal deadline. New generations received meanwhile are
+// acknowledged; the removal goes on.
 func (s *share) removeData(ctx workflow.Context) error {
 	deadline := s.settings.RemovalDeadline
 	if s.removalDeadline.IsZero() {
-		s.view.RecordsRemoved, s.view.RecordsToRemove = 0, 0
 		s.removalDeadline = workflow.Now(ctx).Add(deadline)
 	}
-	s.setStatus(ctx, RemovingSharing)
 	ctx, cancel := workflow.WithCancel(ctx)
 	defer cancel()
 	timer := workflow.NewTimerWithOptions(ctx, max(s.removalDeadline.Sub(workflow.Now(ctx)), time.Millisecond),
@@ -205,12 +233,16 @@ func (s *share) removeData(ctx workflow.Context) error {
 			Home: s.in.Home, Companion: s.in.Companion, DataSpace: s.in.DataSpace,
 			BatchSize: s.settings.BatchSize, Budget: s.settings.StepBudget,
 		})
-		expired := false
-		sel := workflow.NewSelector(ctx)
-		sel.AddFuture(step, func(workflow.Future) {})
-		sel.AddFuture(timer, func(workflow.Future) { expired = true })
-		sel.Select(ctx)
-		if expired {
+		for !step.IsReady() && !timer.IsReady() {
+			sel := workflow.NewSelector(ctx)
+			s.signals.addTo(ctx, sel)
+			sel.AddFuture(step, func(workflow.Future) {})
+			sel.AddFuture(timer, func(workflow.Future) {})
+			sel.Select(ctx)
+			// A removal goes on without its connection: an operator asked for it.
+			_ = s.report(ctx)
+		}
+		if !step.IsReady() {
 			cancel()
 			_ = step.Get(ctx, nil)
 			s.removalDeadline = time.Time{}
@@ -224,13 +256,13 @@ func (s *share) removeData(ctx workflow.Context) error {
 		}
 		s.view.RecordsRemoved += p.Removed
 		s.view.RecordsToRemove = s.view.RecordsRemoved + p.Remaining
-		s.report(ctx)
+		s.details(ctx)
 		if p.Done {
 			s.removalDeadline = time.Time{}
 			return nil
 		}
-		if s.shouldContinueAsNew(ctx) {
-			return errContinueAsNew
+		if s.budget.count(ctx) {
+			return errInterrupted
 		}
 	}
 }
@@ -248,7 +280,7 @@ func (s *share) stepOptions(ctx workflow.Context, retry RetrySettings, summary s
 	})
 }
 
-// fail puts the share in Error with the reason.
+// fail puts the share in Error with the reason; a new generation leaves it.
 func (s *share) fail(ctx workflow.Context, err error) {
 	s.view.Error = rootMessage(err)
 	var appErr *temporal.ApplicationError
@@ -259,36 +291,55 @@ func (s *share) fail(ctx workflow.Context, err error) {
 	s.setStatus(ctx, ShareError)
 }
 
-// waitInError waits for a retry (resume the failed phase from its
-// checkpoint) or an unshare (remove the data).
-func (s *share) waitInError(ctx workflow.Context) {
-	sel := workflow.NewSelector(ctx)
-	sel.AddReceive(s.retry, func(ch workflow.ReceiveChannel, _ bool) { ch.Receive(ctx, nil) })
-	sel.AddReceive(s.unshare, func(ch workflow.ReceiveChannel, _ bool) {
-		ch.Receive(ctx, nil)
-		s.removing = true
-	})
-	sel.Select(ctx)
-	s.view.Error = ""
+// orphan ends a share whose connection workflow is gone. It leaves the
+// companion's data as it is; the registry's reconciler restarts the
+// connection, which restarts the share.
+func (s *share) orphan(ctx workflow.Context) (ShareView, error) {
+	s.view.Orphaned = fmt.Sprintf("stopped at %s: the connection workflow %s is gone; data left as it is",
+		workflow.Now(ctx).UTC().Format(time.RFC3339), ConnectionWorkflowID(s.in.Home, s.in.Companion))
+	s.logger.Error("share stopped", "reason", s.view.Orphaned)
+	s.details(ctx)
+	return s.view, nil
 }
 
 func (s *share) setStatus(ctx workflow.Context, st InitializationStatus) {
-	if s.view.InitializationStatus == st {
-		return
-	}
 	s.view.InitializationStatus = st
-	if err := workflow.UpsertTypedSearchAttributes(ctx, AttrInitializationStatus.ValueSet(string(st))); err != nil {
-		s.logger.Warn("could not update search attributes", "error", err)
-	}
-	s.report(ctx)
+	s.details(ctx)
 }
 
-// report tells the connection the share's state and refreshes the UI details.
-func (s *share) report(ctx workflow.Context) {
-	workflow.SetCurrentDetails(ctx, fmt.Sprintf("**%s → %s · %s**: %s — %s",
-		s.in.Home, s.in.Companion, s.in.DataSpace, s.view.InitializationStatus, mdCell(shareDetail(s.view))))
-	parent := ConnectionWorkflowID(s.in.Home, s.in.Companion)
-	if err := workflow.SignalExternalWorkflow(ctx, parent, "", SignalShareReport, s.view).Get(ctx, nil); err != nil {
-		s.logger.Warn("could not report to the connection", "connection", parent, "error", err)
+// report tells the connection the acknowledged generation and the status,
+// when either changed since the last report, and publishes the status in
+// the search attribute. It fails only when the connection workflow is gone.
+func (s *share) report(ctx workflow.Context) error {
+	r := ShareReport{Generation: s.acked, View: s.view}
+	if !s.answer && r.Generation == s.reported.Generation && r.View.InitializationStatus == s.reported.View.InitializationStatus &&
+		r.View.Error == s.reported.View.Error && !r.View.Removed {
+		return nil
 	}
+	s.answer = false
+	if r.View.InitializationStatus != s.reported.View.InitializationStatus {
+		if err := workflow.UpsertTypedSearchAttributes(ctx, AttrInitializationStatus.ValueSet(string(r.View.InitializationStatus))); err != nil {
+			s.logger.Warn("could not update search attributes", "error", err)
+		}
+	}
+	s.details(ctx)
+	err := signalWorkflow(ctx, ConnectionWorkflowID(s.in.Home, s.in.Companion), SignalShareReport, r)
+	if childGone(err) {
+		return errOrphaned
+	}
+	// Any other failure is retried by the next report or the connection's re-send.
+	if err == nil {
+		s.reported = r
+	}
+	return nil
+}
+
+// details refreshes the one-line state shown in the Web UI.
+func (s *share) details(ctx workflow.Context) {
+	line := fmt.Sprintf("**%s → %s · %s**: %s — %s", s.in.Home, s.in.Companion, s.in.DataSpace,
+		s.view.InitializationStatus, mdCell(shareDetail(s.view)))
+	if s.view.Orphaned != "" {
+		line += "\n\n" + mdCell(s.view.Orphaned)
+	}
+	workflow.SetCurrentDetails(ctx, line)
 }

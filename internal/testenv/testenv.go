@@ -39,9 +39,13 @@ type Options struct {
 
 // Env is a running system.
 type Env struct {
-	Dir      string
-	Server   *devserver.Server
-	Store    *orgstore.Store
+	Dir    string
+	Server *devserver.Server
+	// Store is the seeded org store wrapped as the worker wires it
+	// (orgstore.WithDemoFaults), so copy failures injected with
+	// Store.InjectCopyFailures fail the initial syncs of any worker built on
+	// it. Store.Store is the bare store.
+	Store    *orgstore.DemoFaults
 	Client   client.Client
 	Worker   worker.Worker
 	Settings workflows.Settings
@@ -85,7 +89,7 @@ func Start(t testing.TB, opts Options) *Env {
 	if err := store.Seed(ctx, orgstore.SeedOptions{RecordsPerDataSpace: opts.SeedRecords}); err != nil {
 		t.Fatalf("seed: %v", err)
 	}
-	e.Store = store
+	e.Store = orgstore.WithDemoFaults(store)
 	e.Dial(t)
 	if !opts.NoWorker {
 		e.Worker = e.NewWorker(t)
@@ -127,8 +131,8 @@ func (e *Env) Dial(t testing.TB) {
 	t.Cleanup(c.Close)
 }
 
-// NewWorker starts a worker with the real registration over e.Store; it
-// stops with the test.
+// NewWorker starts a worker with the real registration over e.Store (with
+// demo faults, like the worker binary); it stops with the test.
 func (e *Env) NewWorker(t testing.TB) worker.Worker {
 	t.Helper()
 	w := worker.New(e.Client, workflows.TaskQueue, worker.Options{})

@@ -1,4 +1,13 @@
-package activities
+// Package companionsync is the domain of companion connections: orgs (home
+// and companion, production or sandbox), the connections between them, the
+// data spaces a home org shares with its companions, their metadata change
+// log, and the error log of metadata syncs. Its Orgs port, with the sentinel
+// errors its implementations report, is how the activities reach the system
+// of record; package orgstore implements it.
+//
+// The package imports no Temporal package: it is plain Go that the
+// activities, the store and any other adapter share.
+package companionsync
 
 import (
 	"context"
@@ -50,9 +59,6 @@ type Records interface {
 	// CopiedCount returns the number of the data space's records present
 	// in the companion.
 	CopiedCount(ctx context.Context, s Share) (int, error)
-	// TakeInjectedFailure consumes one injected failure of the share, if
-	// any: taken reports whether one was consumed and left how many remain.
-	TakeInjectedFailure(ctx context.Context, s Share) (left int, taken bool, err error)
 	// CopyBatch upserts, in one transaction, the companion copies of up to
 	// limit records with ids greater than after, in id order. Copies are
 	// keyed by (companion, data space, object, record id), so replaying a
@@ -67,8 +73,9 @@ type Records interface {
 	// the data space in one transaction and reports whether any remain. It
 	// never touches another data space or another companion.
 	RemoveBatch(ctx context.Context, s Share, limit int) (removed int, more bool, err error)
-	// CompleteRemoval deletes the companion's metadata copies, metadata
-	// cursor and injected failures of the share. It is idempotent.
+	// CompleteRemoval deletes the companion's metadata copies and metadata
+	// cursor of the share, and anything else the implementation keeps per
+	// share (such as demo fault injections). It is idempotent.
 	CompleteRemoval(ctx context.Context, s Share) error
 }
 
@@ -117,7 +124,10 @@ type Role string
 
 // Roles.
 const (
-	RoleHome      Role = "home"
+	// RoleHome: the org holds the data platform licence and shares its
+	// data spaces.
+	RoleHome Role = "home"
+	// RoleCompanion: the org sees a home org's shared data spaces.
 	RoleCompanion Role = "companion"
 )
 
@@ -126,8 +136,10 @@ type Kind string
 
 // Kinds of orgs.
 const (
+	// KindProduction is a production org.
 	KindProduction Kind = "production"
-	KindSandbox    Kind = "sandbox"
+	// KindSandbox is a sandbox org.
+	KindSandbox Kind = "sandbox"
 )
 
 // Org is a home or companion org.
@@ -172,11 +184,14 @@ type CopiedBatch struct {
 	More bool
 }
 
-// Metadata object kinds.
+// Metadata object kinds (Change.ObjectKind).
 const (
-	ObjectDMO               = "dmo"
+	// ObjectDMO is a data model object.
+	ObjectDMO = "dmo"
+	// ObjectCalculatedInsight is a calculated insight.
 	ObjectCalculatedInsight = "calculated-insight"
-	ObjectSegment           = "segment"
+	// ObjectSegment is a segment.
+	ObjectSegment = "segment"
 )
 
 // Change is one entry of a home org's metadata change log: a new version of
@@ -197,4 +212,29 @@ type LocalObject struct {
 	// Edited is true for a synced copy edited in the companion, false for
 	// an object created in the companion.
 	Edited bool
+}
+
+// Kinds of error-log entries (ErrorLogEntry.Kind).
+const (
+	// ErrorKindConflict: the change conflicts with a companion-side edit or
+	// local object.
+	ErrorKindConflict = "conflict"
+	// ErrorKindInvalid: the change cannot be applied (unknown object kind or
+	// invalid definition).
+	ErrorKindInvalid = "invalid"
+	// ErrorKindFailed: a metadata round failed for another reason than its
+	// changes (for example retries exhausted).
+	ErrorKindFailed = "failed"
+)
+
+// ErrorLogEntry is one entry of a connection's error log: a failed metadata
+// change, or (Sequence 0) a metadata round that failed for another reason.
+// Kind is one of the ErrorKind constants.
+type ErrorLogEntry struct {
+	Sequence  int64     `json:"sequence"`
+	DataSpace string    `json:"dataSpace"`
+	Object    string    `json:"object"`
+	Kind      string    `json:"kind"`
+	Message   string    `json:"message"`
+	At        time.Time `json:"at"`
 }

@@ -1,0 +1,57 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+
+	"github.com/companionsync/companionsync/control"
+	"github.com/companionsync/companionsync/internal/testenv"
+	"github.com/companionsync/companionsync/workflows"
+)
+
+// TestLifecycleEventCost measures the history events of one connection
+// lifecycle — connect, share a small data space, Active, disconnect,
+// Disconnected — over every run of every workflow it starts. It logs the
+// numbers; it asserts only that they were measured (the benchmark tracks
+// the cost).
+func TestLifecycleEventCost(t *testing.T) {
+	env := testenv.Start(t, testenv.Options{SeedRecords: 100}) // marketing: 10 records
+	c := control.New(env.Client)
+	ctx := context.Background()
+	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
+	connectAndShare(t, c, ref, "marketing")
+	testenv.WaitStatus(t, c, ref, "marketing Active", testenv.ShareIs("marketing", workflows.ShareActive))
+	_, err := c.Disconnect(ctx, ref, true)
+	require.NoError(t, err)
+
+	total := 0
+	for _, id := range []string{
+		workflows.ConnectionWorkflowID(ref.Home, ref.Companion),
+		workflows.ShareWorkflowID(ref.Home, ref.Companion, "marketing"),
+		workflows.MetadataSyncWorkflowID(ref.Home, ref.Companion),
+	} {
+		n := historyEvents(t, env.Client, id)
+		t.Logf("%s: %d events", id, n)
+		total += n
+	}
+	t.Logf("one lifecycle: %d history events", total)
+	require.Positive(t, total)
+}
+
+// historyEvents sums the history length of every run of a workflow ID.
+func historyEvents(t *testing.T, c client.Client, workflowID string) int {
+	t.Helper()
+	resp, err := c.ListWorkflow(context.Background(), &workflowservice.ListWorkflowExecutionsRequest{
+		Query: fmt.Sprintf("WorkflowId = '%s'", workflowID)})
+	require.NoError(t, err)
+	n := 0
+	for _, e := range resp.GetExecutions() {
+		n += int(e.GetHistoryLength())
+	}
+	return n
+}

@@ -1,0 +1,121 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
+
+	"github.com/companionsync/companionsync"
+	"github.com/companionsync/companionsync/control"
+	"github.com/companionsync/companionsync/internal/testenv"
+	"github.com/companionsync/companionsync/workflows"
+)
+
+// TestRapidShareUnshareCycles shares, unshares and re-shares one data space
+// 50 times as fast as the connection accepts, half of the cycles by typed
+// update and half by plain signals sent back to back, then disconnects. Every
+// accepted request must be carried out: at the end the data space is gone
+// from the status, the companion holds none of its records, and the
+// connection reads Disconnected.
+func TestRapidShareUnshareCycles(t *testing.T) {
+	env := testenv.Start(t, testenv.Options{SeedRecords: 2000})
+	c := control.New(env.Client)
+	ctx := context.Background()
+	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
+	id := workflows.ConnectionWorkflowID(ref.Home, ref.Companion)
+	const ds = "marketing"
+	_, err := c.Connect(ctx, ref, workflows.Settings{})
+	require.NoError(t, err)
+
+	const cycles = 50
+	shared, refusedWhileRemoving := 0, 0
+	for i := range cycles {
+		if i%2 == 1 {
+			// Signals cannot be refused to the sender: both go out at once, and
+			// the share is accepted only if the last removal has finished.
+			require.NoError(t, env.Client.SignalWorkflow(ctx, id, "", workflows.MessageShare, workflows.DataSpaceRequest{DataSpace: ds}))
+			require.NoError(t, env.Client.SignalWorkflow(ctx, id, "", workflows.MessageUnshare, workflows.DataSpaceRequest{DataSpace: ds}))
+			continue
+		}
+		// Re-share as soon as the connection accepts it.
+		testenv.Eventually(t, 30*time.Second, "share accepted", func() bool {
+			_, err := c.Share(ctx, ref, ds)
+			if errors.Is(err, control.ErrAlreadyShared) {
+				refusedWhileRemoving++
+				return false
+			}
+			require.NoError(t, err)
+			return true
+		})
+		shared++
+		_, err := c.Unshare(ctx, ref, ds)
+		// The share may already be gone, or being removed by the signals of
+		// the cycle before, applied just before this unshare.
+		if !errors.Is(err, control.ErrNotShared) && !errors.Is(err, control.ErrAlreadyRemoving) {
+			require.NoError(t, err)
+		}
+	}
+	t.Logf("%d shares by update, %d refusals while the previous removal ran", shared, refusedWhileRemoving)
+	require.Equal(t, cycles/2, shared)
+
+	final, err := c.Disconnect(ctx, ref, true)
+	require.NoError(t, err)
+	assert.Equal(t, workflows.Disconnected, final.Status)
+	assert.Empty(t, final.DataSpaces)
+	assert.Zero(t, companionCount(t, env, ref.Home, ref.Companion, ds), "no record of %s left in the companion", ds)
+}
+
+// TestTerminatedConnection: when the connection's workflow is terminated,
+// a status read says so instead of the last live status, operations are
+// refused as ended, and the metadata sync stops at its next report instead
+// of applying changes on its own.
+func TestTerminatedConnection(t *testing.T) {
+	env := testenv.Start(t, testenv.Options{})
+	c := control.New(env.Client)
+	ctx := context.Background()
+	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
+	connectAndShare(t, c, ref, "default")
+	testenv.WaitStatus(t, c, ref, "default Active, metadata synced", func(v workflows.StatusView) bool {
+		return testenv.ShareIs("default", workflows.ShareActive)(v) && v.MetadataSync.Status == workflows.SyncSucceeded
+	})
+
+	require.NoError(t, env.Client.TerminateWorkflow(ctx, workflows.ConnectionWorkflowID(ref.Home, ref.Companion), "", "test: lost connection workflow"))
+	v, err := c.Status(ctx, ref)
+	require.NoError(t, err)
+	assert.Equal(t, workflows.RunTerminated, v.Workflow)
+	assert.Equal(t, workflows.ConnectionStatus(workflows.RunTerminated), v.Status, "the status says the workflow is closed")
+	assert.Equal(t, workflows.Active, v.LastStatus)
+
+	_, err = c.Unshare(ctx, ref, "default")
+	assert.ErrorIs(t, err, control.ErrConnectionEnded)
+	list, err := c.List(ctx, control.Filter{})
+	require.NoError(t, err)
+	require.Len(t, list, 1)
+	assert.Equal(t, string(workflows.RunTerminated), list[0].Status)
+
+	// A metadata change makes the sync report Pending: its report fails, so
+	// it stops and the change is never applied.
+	_, err = env.Store.ChangeMetadata(ctx, ref.Home, "default", 1)
+	require.NoError(t, err)
+	syncID := workflows.MetadataSyncWorkflowID(ref.Home, ref.Companion)
+	testenv.Eventually(t, time.Minute, "the metadata sync stops", func() bool {
+		d, err := env.Client.DescribeWorkflowExecution(ctx, syncID, "")
+		require.NoError(t, err)
+		return d.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED
+	})
+	var last workflows.MetadataSyncView
+	require.NoError(t, env.Client.GetWorkflow(ctx, syncID, "").Get(ctx, &last))
+	assert.Contains(t, last.Orphaned, "is gone")
+	pending, _, err := env.Store.PendingChanges(ctx, connectionOf(ref), []string{"default"})
+	require.NoError(t, err)
+	assert.Equal(t, 1, pending, "the change made after the connection was lost is not applied")
+}
+
+func connectionOf(ref control.Ref) companionsync.Connection {
+	return companionsync.Connection{Home: ref.Home, Companion: ref.Companion}
+}

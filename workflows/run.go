@@ -1,0 +1,144 @@
+package workflows
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+)
+
+// What the three workflows share: one signal inbox read only by the main
+// loop, one rule for when a long-lived run continues as new, and typed
+// refusals.
+
+// inbox holds a workflow's signal channels and their handlers. Only the main
+// loop receives from it, so a signal that arrives while a run decides to
+// continue as new is still buffered for drain.
+type inbox struct {
+	names    []string
+	channels map[string]workflow.ReceiveChannel
+	handlers map[string]func(workflow.Context, json.RawMessage)
+}
+
+func newInbox() *inbox {
+	return &inbox{
+		channels: map[string]workflow.ReceiveChannel{},
+		handlers: map[string]func(workflow.Context, json.RawMessage){},
+	}
+}
+
+// listen routes the signal name to handle. Payloads are received raw, so a
+// malformed one reaches handle instead of being dropped by the SDK.
+func (in *inbox) listen(ctx workflow.Context, name string, handle func(workflow.Context, json.RawMessage)) {
+	in.channels[name] = workflow.GetSignalChannel(ctx, name)
+	in.handlers[name] = handle
+	in.names = append(in.names, name)
+}
+
+// addTo lets sel wake on any signal of the inbox and handle it.
+func (in *inbox) addTo(ctx workflow.Context, sel workflow.Selector) {
+	for _, name := range in.names {
+		sel.AddReceive(in.channels[name], func(ch workflow.ReceiveChannel, _ bool) {
+			var raw json.RawMessage
+			ch.Receive(ctx, &raw)
+			in.handlers[name](ctx, raw)
+		})
+	}
+}
+
+// drain handles every signal buffered but not yet received.
+func (in *inbox) drain(ctx workflow.Context) {
+	for _, name := range in.names {
+		for {
+			var raw json.RawMessage
+			if !in.channels[name].ReceiveAsync(&raw) {
+				break
+			}
+			in.handlers[name](ctx, raw)
+		}
+	}
+}
+
+// decodeSignal decodes an internal signal's payload into v.
+func decodeSignal(raw json.RawMessage, v any) error {
+	if err := json.Unmarshal(raw, v); err != nil {
+		return fmt.Errorf("malformed payload: %w", err)
+	}
+	return nil
+}
+
+// runBudget decides when a long-lived run continues as new: when the server
+// suggests it or the history reaches the event budget. testPasses is the
+// bound only the SDK's test environment needs, where history length reads 0.
+type runBudget struct {
+	events     int
+	testPasses int
+	passes     int
+}
+
+func newRunBudget(s Settings) *runBudget {
+	return &runBudget{events: s.EventBudget, testPasses: s.TestPassesPerRun}
+}
+
+// count counts one pass of a main loop (or one step of a long piece of
+// work) and reports whether the run is due to continue as new.
+func (b *runBudget) count(ctx workflow.Context) bool {
+	b.passes++
+	return b.due(ctx)
+}
+
+// due reports whether the run should continue as new at its next safe point.
+func (b *runBudget) due(ctx workflow.Context) bool {
+	info := workflow.GetInfo(ctx)
+	return info.GetContinueAsNewSuggested() ||
+		(b.events > 0 && info.GetCurrentHistoryLength() >= b.events) ||
+		(b.testPasses > 0 && b.passes >= b.testPasses)
+}
+
+// continueAsNew ends the run so that the next one starts with the input
+// built by next: it waits for running update handlers, drains buffered
+// signals into the state, and only then builds the input, so no accepted
+// message is lost.
+func continueAsNew(ctx workflow.Context, name string, signals *inbox, next func() any) error {
+	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
+		return err
+	}
+	signals.drain(ctx)
+	workflow.GetLogger(ctx).Info("continuing as new", "workflow", name,
+		"historyLength", workflow.GetInfo(ctx).GetCurrentHistoryLength())
+	return workflow.NewContinueAsNewError(ctx, name, next())
+}
+
+// refuse is a request refused by a validator: an application error of a
+// stable type (one of the Refusal* constants) that clients match on.
+func refuse(kind, format string, args ...any) error {
+	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(format, args...), kind, nil)
+}
+
+// refusalKind is the Refusal* type of err, or "" when err is no refusal.
+func refusalKind(err error) string {
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		return appErr.Type()
+	}
+	return ""
+}
+
+// childGone reports whether a signal failed because its target no longer
+// runs (terminated, or closed); continuing as new does not count.
+func childGone(err error) bool {
+	var gone *temporal.UnknownExternalWorkflowExecutionError
+	return errors.As(err, &gone)
+}
+
+// signalWorkflow signals the current run of workflowID and waits until the
+// server accepted it. Failures are logged and returned.
+func signalWorkflow(ctx workflow.Context, workflowID, name string, arg any) error {
+	err := workflow.SignalExternalWorkflow(ctx, workflowID, "", name, arg).Get(ctx, nil)
+	if err != nil {
+		workflow.GetLogger(ctx).Warn("signal failed", "workflowID", workflowID, "signal", name, "error", err)
+	}
+	return err
+}
