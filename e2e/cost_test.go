@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
@@ -46,12 +48,20 @@ func TestLifecycleEventCost(t *testing.T) {
 // historyEvents sums the history length of every run of a workflow ID.
 func historyEvents(t *testing.T, c client.Client, workflowID string) int {
 	t.Helper()
-	resp, err := c.ListWorkflow(context.Background(), &workflowservice.ListWorkflowExecutionsRequest{
-		Query: fmt.Sprintf("WorkflowId = '%s'", workflowID)})
-	require.NoError(t, err)
 	n := 0
-	for _, e := range resp.GetExecutions() {
-		n += int(e.GetHistoryLength())
-	}
+	// Visibility records a run's history length when it closes, a moment later.
+	testenv.Eventually(t, 30*time.Second, "visibility has the closed runs of "+workflowID, func() bool {
+		resp, err := c.ListWorkflow(context.Background(), &workflowservice.ListWorkflowExecutionsRequest{
+			Query: fmt.Sprintf("WorkflowId = '%s'", workflowID)})
+		require.NoError(t, err)
+		n = 0
+		for _, e := range resp.GetExecutions() {
+			if e.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING || e.GetHistoryLength() == 0 {
+				return false
+			}
+			n += int(e.GetHistoryLength())
+		}
+		return n > 0
+	})
 	return n
 }
