@@ -183,8 +183,7 @@ func (m *metadataSync) run(ctx workflow.Context) (MetadataSyncView, error) {
 
 // orphan ends a sync whose connection workflow is gone.
 func (m *metadataSync) orphan(ctx workflow.Context) (MetadataSyncView, error) {
-	m.view.Orphaned = fmt.Sprintf("stopped at %s: the connection workflow %s is gone",
-		workflow.Now(ctx).UTC().Format(time.RFC3339), ConnectionWorkflowID(m.in.Home, m.in.Companion))
+	m.view.Orphaned = orphanReason(ctx, m.in.Home, m.in.Companion)
 	m.logger.Error("metadata sync stopped", "reason", m.view.Orphaned)
 	m.details(ctx)
 	return m.view, nil
@@ -342,14 +341,11 @@ func (m *metadataSync) report(ctx workflow.Context) error {
 		return nil
 	}
 	m.answer = false
-	err := signalWorkflow(ctx, ConnectionWorkflowID(m.in.Home, m.in.Companion), SignalMetadataReport, r)
-	if childGone(err) {
-		return errOrphaned
-	}
-	if err == nil {
+	delivered, err := reportToConnection(ctx, m.in.Home, m.in.Companion, SignalMetadataReport, r)
+	if delivered {
 		m.reported = r
 	}
-	return nil
+	return err
 }
 
 // details refreshes the one-line state shown in the Web UI.

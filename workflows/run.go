@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
@@ -132,6 +133,28 @@ func childGone(err error) bool {
 	var gone *temporal.UnknownExternalWorkflowExecutionError
 	return errors.As(err, &gone)
 }
+
+// reportToConnection sends a child's report to its connection workflow.
+// delivered says whether the connection has it. The error is errOrphaned
+// when the connection workflow is gone; any other failure returns nil, as
+// the next report, or the answer to the connection's re-send, carries the
+// same state.
+func reportToConnection(ctx workflow.Context, home, companion, signal string, report any) (delivered bool, err error) {
+	err = signalWorkflow(ctx, ConnectionWorkflowID(home, companion), signal, report)
+	if childGone(err) {
+		return false, errOrphaned
+	}
+	return err == nil, nil
+}
+
+// orphanReason says why a child stopped without being asked to.
+func orphanReason(ctx workflow.Context, home, companion string) string {
+	return fmt.Sprintf("stopped at %s: the connection workflow %s is gone",
+		workflow.Now(ctx).UTC().Format(time.RFC3339), ConnectionWorkflowID(home, companion))
+}
+
+// errOrphaned stops a child whose connection workflow is gone.
+var errOrphaned = errors.New("the connection workflow is gone")
 
 // signalWorkflow signals the current run of workflowID and waits until the
 // server accepted it. Failures are logged and returned.

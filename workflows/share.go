@@ -64,9 +64,6 @@ func DataSpaceShareWorkflow(ctx workflow.Context, in ShareInput) (ShareView, err
 // changed the work, or the run should continue as new.
 var errInterrupted = errors.New("interrupted")
 
-// errOrphaned stops the share when its connection workflow is gone.
-var errOrphaned = errors.New("the connection workflow is gone")
-
 // share is the running state of a DataSpaceShareWorkflow. Its lifecycle is
 // view.InitializationStatus: Activating (copying), Active, Error (waiting
 // for a new generation) and Removing Sharing (removing); the share ends
@@ -295,8 +292,7 @@ func (s *share) fail(ctx workflow.Context, err error) {
 // companion's data as it is; the registry's reconciler restarts the
 // connection, which restarts the share.
 func (s *share) orphan(ctx workflow.Context) (ShareView, error) {
-	s.view.Orphaned = fmt.Sprintf("stopped at %s: the connection workflow %s is gone; data left as it is",
-		workflow.Now(ctx).UTC().Format(time.RFC3339), ConnectionWorkflowID(s.in.Home, s.in.Companion))
+	s.view.Orphaned = orphanReason(ctx, s.in.Home, s.in.Companion) + "; data left as it is"
 	s.logger.Error("share stopped", "reason", s.view.Orphaned)
 	s.details(ctx)
 	return s.view, nil
@@ -323,15 +319,11 @@ func (s *share) report(ctx workflow.Context) error {
 		}
 	}
 	s.details(ctx)
-	err := signalWorkflow(ctx, ConnectionWorkflowID(s.in.Home, s.in.Companion), SignalShareReport, r)
-	if childGone(err) {
-		return errOrphaned
-	}
-	// Any other failure is retried by the next report or the connection's re-send.
-	if err == nil {
+	delivered, err := reportToConnection(ctx, s.in.Home, s.in.Companion, SignalShareReport, r)
+	if delivered {
 		s.reported = r
 	}
-	return nil
+	return err
 }
 
 // details refreshes the one-line state shown in the Web UI.
