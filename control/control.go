@@ -10,9 +10,12 @@ package control
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
@@ -396,20 +399,60 @@ func (c *Client) operate(ctx context.Context, ref Ref, name string, args ...any)
 }
 
 func (c *Client) update(ctx context.Context, ref Ref, runID, name string, result any, args ...any) error {
-	h, err := c.temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+	opts := client.UpdateWorkflowOptions{
+		// One ID for every attempt: an update the workflow did accept is not
+		// applied twice.
+		UpdateID:     newUpdateID(),
 		WorkflowID:   ref.workflowID(),
 		RunID:        runID,
 		UpdateName:   name,
 		Args:         args,
 		WaitForStage: client.WorkflowUpdateStageCompleted,
-	})
-	if err == nil {
-		err = h.Get(ctx, result)
 	}
-	if err != nil {
-		return c.explain(ctx, ref, name, err)
+	for attempt := 1; ; attempt++ {
+		h, err := c.temporal.UpdateWorkflow(ctx, opts)
+		if err == nil {
+			err = h.Get(ctx, result)
+		}
+		if err == nil {
+			return nil
+		}
+		if attempt == updateAttempts || !c.updateAborted(ctx, ref, runID, err) {
+			return c.explain(ctx, ref, name, err)
+		}
+		select {
+		case <-ctx.Done():
+			return c.explain(ctx, ref, name, err)
+		case <-time.After(time.Duration(attempt) * 50 * time.Millisecond):
+		}
 	}
-	return nil
+}
+
+// updateAttempts bounds the attempts of one update the server aborted.
+const updateAttempts = 10
+
+// updateAborted reports whether the server aborted an update before the
+// workflow saw it, so sending it again is safe: the workflow task that
+// carried it failed (for example because a signal arrived as the run
+// continued as new), or the run it reached continued as new.
+func (c *Client) updateAborted(ctx context.Context, ref Ref, runID string, err error) bool {
+	var notReady *serviceerror.WorkflowNotReady
+	if errors.As(err, &notReady) {
+		return true
+	}
+	var notFound *serviceerror.NotFound
+	if errors.As(err, &notFound) && runID == "" {
+		run, derr := c.runState(ctx, ref)
+		return derr == nil && run == workflows.RunRunning
+	}
+	return false
+}
+
+// newUpdateID is a random update ID.
+func newUpdateID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // explain turns a Temporal error into one an operator can act on.

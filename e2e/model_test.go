@@ -61,6 +61,7 @@ func runRealModelSequence(t *testing.T, env *testenv.Env, c *control.Client, see
 	dataSpaces, err := env.Store.DataSpaces(ctx, ref.Home)
 	require.NoError(t, err)
 	m := refmodel.New(dataSpaces)
+	require.NoError(t, env.Store.RenewLicence(ctx, ref.Home), "a healthy home, whatever an earlier sequence left")
 	_, err = c.Connect(ctx, ref, workflows.Settings{})
 	require.NoError(t, err)
 

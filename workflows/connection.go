@@ -118,7 +118,14 @@ type connection struct {
 	// again; zero when none waits.
 	startAgainAt time.Time
 	startTimer   workflow.Future
+	// resendWhileDisconnecting: a disconnecting connection keeps its
+	// re-send interval (version 1 of versionResendWhileDisconnecting).
+	resendWhileDisconnecting bool
 }
+
+// versionResendWhileDisconnecting guards the re-send interval of a
+// disconnecting connection; runs recorded before it replay without.
+const versionResendWhileDisconnecting = "resend-while-disconnecting"
 
 func newConnection(ctx workflow.Context, in ConnectionInput) *connection {
 	c := &connection{
@@ -143,6 +150,7 @@ func newConnection(ctx workflow.Context, in ConnectionInput) *connection {
 }
 
 func (c *connection) run(ctx workflow.Context) (StatusView, error) {
+	c.resendWhileDisconnecting = workflow.GetVersion(ctx, versionResendWhileDisconnecting, workflow.DefaultVersion, 1) == 1
 	c.publish(ctx)
 	if !c.Handshaken {
 		if err := c.handshake(ctx); err != nil {
@@ -358,12 +366,17 @@ func (c *connection) resend() {
 	}
 }
 
-// checkHealth runs the health check and moves the connection between Active
-// or Incomplete and Inactive. A failing check changes nothing and is retried
-// at the next interval.
+// checkHealth re-sends every unacknowledged request, then runs the health
+// check and moves the connection between Active or Incomplete and Inactive.
+// A failing check changes nothing and is retried at the next interval. A
+// disconnecting connection only re-sends: its interval keeps a lost report
+// from holding the disconnect up.
 func (c *connection) checkHealth(ctx workflow.Context) {
 	c.NextHealthCheck = workflow.Now(ctx).Add(c.settings.HealthCheckInterval)
 	c.resend()
+	if c.Disconnecting {
+		return
+	}
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout:    30 * time.Second,
 		ScheduleToCloseTimeout: 2 * time.Minute,
@@ -378,9 +391,6 @@ func (c *connection) checkHealth(ctx workflow.Context) {
 	}
 	if len(res.DataSpaces) > 0 {
 		c.DataSpaces = res.DataSpaces
-	}
-	if c.Disconnecting {
-		return
 	}
 	switch {
 	case !res.Healthy:
@@ -403,10 +413,16 @@ func (c *connection) functioningStatus() ConnectionStatus {
 	return Incomplete
 }
 
+// checksHealth reports whether the health-check interval runs: not while
+// connecting, and while disconnecting only to re-send.
+func (c *connection) checksHealth() bool {
+	return c.Status != Connecting && (!c.Disconnecting || c.resendWhileDisconnecting)
+}
+
 // healthCheckDue reports whether a health check should run now: at its
 // interval, or at once after a recheck request.
 func (c *connection) healthCheckDue(ctx workflow.Context) bool {
-	if c.Status == Connecting || c.Disconnecting {
+	if !c.checksHealth() {
 		return false
 	}
 	return !workflow.Now(ctx).Before(c.NextHealthCheck)
@@ -440,7 +456,7 @@ func (c *connection) waitForChange(ctx workflow.Context) {
 	sel := workflow.NewSelector(ctx)
 	c.signals.addTo(ctx, sel)
 	sel.AddReceive(c.wake, func(ch workflow.ReceiveChannel, _ bool) { ch.Receive(ctx, nil) })
-	if c.Status != Connecting && !c.Disconnecting {
+	if c.checksHealth() {
 		sel.AddFuture(c.healthCheckTimer(ctx), func(workflow.Future) {})
 	}
 	if !c.startAgainAt.IsZero() {

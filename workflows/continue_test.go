@@ -303,3 +303,37 @@ func TestDisconnectFinishesAShareWhoseWorkflowVanishedDuringRemoval(t *testing.T
 	assert.Equal(t, Disconnected, final.Status)
 	assert.Empty(t, f.copied, "the restarted share finished the removal")
 }
+
+// A disconnect whose metadata sync stopped without its last report reaching
+// the connection still finishes: the periodic re-send finds the sync gone.
+func TestDisconnectFinishesWhenTheLastReportIsLost(t *testing.T) {
+	f := newFakeOrgs()
+	var suite testsuite.WorkflowTestSuite
+	suite.SetLogger(testLogger())
+	env := suite.NewTestWorkflowEnvironment()
+	register(env)
+	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: ConnectionWorkflowID(home, companion), TaskQueue: TaskQueue})
+	env.OnActivity(acts.Disconnect, mock.Anything, mock.Anything).Return(f.Disconnect)
+	env.SetTestTimeout(20 * time.Second)
+	sent := 0
+	env.OnSignalExternalWorkflow(mock.Anything, MetadataSyncWorkflowID(home, companion), "", SignalMetadataDesired, mock.Anything).Return(
+		func(_, _, _, _ string, _ any) error { sent++; return &temporal.UnknownExternalWorkflowExecutionError{} })
+	env.ExecuteWorkflow(ConnectionWorkflow, ConnectionInput{Home: home, Companion: companion, Settings: testSettings(),
+		State: &ConnectionState{
+			Status: Incomplete, Handshaken: true, DataSpaces: []string{"default"}, Generation: 3, Disconnecting: true,
+			NextHealthCheck: time.Now().Add(time.Hour),
+			Metadata: MetadataRecord{
+				Desired:  MetadataDesired{Generation: 3, DataSpaces: []string{}, Stop: true},
+				Observed: MetadataReport{Generation: 2, View: MetadataSyncView{Status: SyncSucceeded}},
+				Running:  true, Sent: 3, // stop was delivered; the Stopped report was lost
+			},
+			Shares: map[string]*ShareRecord{},
+		}})
+	require.True(t, env.IsWorkflowCompleted())
+	require.NoError(t, env.GetWorkflowError())
+	var final StatusView
+	require.NoError(t, env.GetWorkflowResult(&final))
+	assert.Equal(t, Disconnected, final.Status)
+	assert.Equal(t, 1, sent, "the re-send at the health interval found the sync gone")
+	assert.Equal(t, 1, f.deregistrations)
+}
