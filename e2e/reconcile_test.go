@@ -3,12 +3,14 @@ package e2e
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/workflowservice/v1"
 
 	"github.com/companionsync/companionsync"
 	"github.com/companionsync/companionsync/control"
@@ -118,4 +120,33 @@ func TestTerminatedConnection(t *testing.T) {
 
 func connectionOf(ref control.Ref) companionsync.Connection {
 	return companionsync.Connection{Home: ref.Home, Companion: ref.Companion}
+}
+
+// TestUnshareRestartsAVanishedShare: a share workflow terminated by hand is
+// started again by the connection to carry out the next request; the new
+// run shows Removing Sharing in its search attribute, removes the data and
+// the share disappears.
+func TestUnshareRestartsAVanishedShare(t *testing.T) {
+	env := testenv.Start(t, testenv.Options{})
+	c := control.New(env.Client)
+	ctx := context.Background()
+	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
+	connectAndShare(t, c, ref, "marketing")
+	testenv.WaitStatus(t, c, ref, "marketing Active", testenv.ShareIs("marketing", workflows.ShareActive))
+	requireCopied(t, env, ref.Home, ref.Companion, "marketing")
+
+	shareID := workflows.ShareWorkflowID(ref.Home, ref.Companion, "marketing")
+	require.NoError(t, env.Client.TerminateWorkflow(ctx, shareID, "", "test: a vanished share"))
+	_, err := c.Unshare(ctx, ref, "marketing")
+	require.NoError(t, err)
+	testenv.WaitStatus(t, c, ref, "marketing gone", testenv.ShareGone("marketing"))
+	assert.Zero(t, companionCount(t, env, ref.Home, ref.Companion, "marketing"), "the restarted share removed the data")
+
+	query := fmt.Sprintf("WorkflowId = '%s' AND %s = '%s' AND ExecutionStatus = 'Completed'",
+		shareID, workflows.AttrInitializationStatus.GetName(), workflows.RemovingSharing)
+	testenv.Eventually(t, 30*time.Second, "visibility lists the restarted removal", func() bool {
+		resp, err := env.Client.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query})
+		require.NoError(t, err)
+		return len(resp.GetExecutions()) == 1
+	})
 }

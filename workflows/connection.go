@@ -121,7 +121,20 @@ type connection struct {
 	// resendWhileDisconnecting: a disconnecting connection keeps its
 	// re-send interval (version 1 of versionResendWhileDisconnecting).
 	resendWhileDisconnecting bool
+	// boundedAckWait: an update waits at most ackWait for its request to be
+	// acknowledged (version 1 of versionBoundedAckWait).
+	boundedAckWait bool
 }
+
+// versionBoundedAckWait guards the bounded wait of updates for the
+// acknowledgement of their request.
+const versionBoundedAckWait = "bounded-ack-wait"
+
+// ackWait bounds how long an update waits for the responsible child to
+// acknowledge its request. Past it the update answers with the request shown
+// as requested, and the connection carries it out all the same; a handler
+// left waiting would otherwise hold off continue-as-new.
+const ackWait = time.Minute
 
 // versionResendWhileDisconnecting guards the re-send interval of a
 // disconnecting connection; runs recorded before it replay without.
@@ -151,6 +164,7 @@ func newConnection(ctx workflow.Context, in ConnectionInput) *connection {
 
 func (c *connection) run(ctx workflow.Context) (StatusView, error) {
 	c.resendWhileDisconnecting = workflow.GetVersion(ctx, versionResendWhileDisconnecting, workflow.DefaultVersion, 1) == 1
+	c.boundedAckWait = workflow.GetVersion(ctx, versionBoundedAckWait, workflow.DefaultVersion, 1) == 1
 	c.publish(ctx)
 	if !c.Handshaken {
 		if err := c.handshake(ctx); err != nil {

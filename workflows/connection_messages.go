@@ -156,10 +156,20 @@ func (c *connection) registerPlainMessage(ctx workflow.Context, m plainMessage) 
 }
 
 // accept wakes the main loop to carry out an accepted update and answers
-// once the request is acknowledged.
+// once the request is acknowledged, or after ackWait with the request shown
+// as requested.
 func (c *connection) accept(ctx workflow.Context, acknowledged func() bool) (StatusView, error) {
 	c.wake.SendAsync(nil)
-	if err := workflow.Await(ctx, acknowledged); err != nil {
+	if !c.boundedAckWait {
+		if err := workflow.Await(ctx, acknowledged); err != nil {
+			return StatusView{}, err
+		}
+		return c.view(), nil
+	}
+	if _, err := workflow.AwaitWithOptions(ctx, workflow.AwaitOptions{
+		Timeout:      ackWait,
+		TimerOptions: workflow.TimerOptions{Summary: "wait for the request to be acknowledged"},
+	}, acknowledged); err != nil {
 		return StatusView{}, err
 	}
 	return c.view(), nil

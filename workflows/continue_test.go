@@ -337,3 +337,61 @@ func TestDisconnectFinishesWhenTheLastReportIsLost(t *testing.T) {
 	assert.Equal(t, 1, sent, "the re-send at the health interval found the sync gone")
 	assert.Equal(t, 1, f.deregistrations)
 }
+
+// An update waits at most ackWait for its request to be acknowledged: it
+// then answers with the request shown as requested, which the connection
+// carries out all the same.
+func TestUpdateWaitsForTheAcknowledgementAtMostAckWait(t *testing.T) {
+	f := newFakeOrgs()
+	f.copied["default"] = 25
+	var suite testsuite.WorkflowTestSuite
+	suite.SetLogger(testLogger())
+	env := suite.NewTestWorkflowEnvironment()
+	register(env)
+	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: ConnectionWorkflowID(home, companion), TaskQueue: TaskQueue})
+	env.SetTestTimeout(20 * time.Second)
+	env.OnActivity(acts.CheckHealth, mock.Anything, mock.Anything).Return(f.CheckHealth)
+	env.OnActivity(acts.RemoveRecords, mock.Anything, mock.Anything).Return(f.RemoveRecords)
+	env.OnActivity(acts.Disconnect, mock.Anything, mock.Anything).Return(f.Disconnect)
+	// The share's workflow takes the signal but never answers, until it is gone.
+	gone := false
+	env.OnSignalExternalWorkflow(mock.Anything, ShareWorkflowID(home, companion, "default"), "", SignalShareDesired, mock.Anything).Return(
+		func(_, _, _, _ string, _ any) error {
+			if gone {
+				return &temporal.UnknownExternalWorkflowExecutionError{}
+			}
+			return nil
+		})
+	var answered bool
+	var answer StatusView
+	env.RegisterDelayedCallback(func() {
+		env.UpdateWorkflow(MessageUnshare, "", &testsuite.TestUpdateCallback{
+			OnReject: func(err error) { t.Errorf("unshare rejected: %v", err) },
+			OnAccept: func() {},
+			OnComplete: func(v any, err error) {
+				require.NoError(t, err)
+				answered, answer = true, v.(StatusView)
+			},
+		}, DataSpaceRequest{DataSpace: "default"})
+	}, time.Second)
+	checks := 0
+	env.RegisterDelayedCallback(func() {
+		checks++
+		assert.False(t, answered, "the update still waits before ackWait")
+	}, time.Second+ackWait/2)
+	env.RegisterDelayedCallback(func() {
+		checks++
+		require.True(t, answered, "the update answered after ackWait")
+		require.Len(t, answer.DataSpaces, 1)
+		assert.Equal(t, RequestUnshare, answer.DataSpaces[0].Requested)
+		assert.Equal(t, ShareActive, answer.DataSpaces[0].InitializationStatus)
+		gone = true
+		env.SignalWorkflow(MessageDisconnect, nil)
+	}, time.Second+ackWait+time.Second)
+	final := runWithShare(t, env, ShareRecord{Since: 1, Desired: ShareDesired{Generation: 1, Intent: IntentShared},
+		Running: true, Sent: 1, Observed: ShareReport{Generation: 1,
+			View: ShareView{DataSpace: "default", InitializationStatus: ShareActive, RecordsCopied: 25, RecordsTotal: 25}}})
+	assert.Equal(t, 2, checks)
+	assert.Equal(t, Disconnected, final.Status)
+	assert.Empty(t, f.copied, "the restarted share removed the data")
+}
