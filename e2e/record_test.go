@@ -115,9 +115,8 @@ func sanitize(id string) string {
 }
 
 // TestMetadataRoundEventCost measures the history events a real metadata
-// round adds, which bounds a run's length through the round budget
-// (workflows.eventsPerRound = 30): a year of 15-minute rounds then stays
-// far under 10,000 events per run.
+// round adds. A run continues as new at the event budget, so the cost per
+// round says how many rounds a run holds.
 func TestMetadataRoundEventCost(t *testing.T) {
 	settings := testenv.FastSettings()
 	settings.MetadataSyncInterval = 200 * time.Millisecond

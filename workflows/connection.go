@@ -544,15 +544,22 @@ func (c *connection) view() StatusView {
 		Reason:        c.Reason,
 		Disconnecting: c.Disconnecting,
 		DataSpaces:    []ShareView{},
-		MetadataSync:  c.Metadata.Observed.View,
+		MetadataSync:  c.metadataView(),
 		LastRejected:  c.LastRejected,
 		Transitions:   slices.Clone(c.Transitions),
 	}
 	for _, ds := range workflow.DeterministicKeys(c.Shares) {
 		v.DataSpaces = append(v.DataSpaces, c.shareView(ds))
 	}
-	if m := c.Metadata; m.Desired.Resume > m.Observed.Generation {
-		v.MetadataSync.Requested = RequestResume
+	return v
+}
+
+// metadataView is what the metadata sync last reported, with a resume it
+// has not acknowledged yet.
+func (c *connection) metadataView() MetadataSyncView {
+	v := c.Metadata.Observed.View
+	if c.Metadata.Desired.Resume > c.Metadata.Observed.Generation {
+		v.Requested = RequestResume
 	}
 	return v
 }
@@ -614,7 +621,7 @@ func (c *connection) details() string {
 		}
 		fmt.Fprintf(&b, "| Data space `%s` | %s | %s |\n", ds, status, mdCell(shareDetail(v)))
 	}
-	if m := c.view().MetadataSync; m.Status != "" {
+	if m := c.metadataView(); m.Status != "" {
 		status := string(m.Status)
 		if m.Requested != "" {
 			status += " (" + m.Requested + " requested)"

@@ -277,7 +277,7 @@ func (c *connection) validateResume() error {
 	if err := c.operable(); err != nil {
 		return err
 	}
-	if v := c.view().MetadataSync; !v.Paused || v.Requested != "" {
+	if v := c.metadataView(); !v.Paused || v.Requested != "" {
 		if v.Requested != "" {
 			return refuse(RefusalNotPaused, "a resume is already requested; the metadata sync has not acknowledged it yet")
 		}
