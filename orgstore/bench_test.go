@@ -18,7 +18,7 @@ const benchRecords = 20_000
 func clearCopies(b *testing.B, s *Store) {
 	b.Helper()
 	b.StopTimer()
-	if _, err := s.db.Exec(`DELETE FROM companion_records`); err != nil {
+	if _, err := s.sqlDB.Exec(`DELETE FROM companion_records`); err != nil {
 		b.Fatal(err)
 	}
 	b.StartTimer()

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"strings"
 	"time"
 
 	"github.com/companionsync/companionsync"
@@ -67,7 +68,13 @@ func (s *Store) Seed(ctx context.Context, opt SeedOptions) error {
 	}
 	small := max(opt.RecordsPerDataSpace/10, 1)
 	licence := opt.Now.AddDate(1, 0, 0).UnixMilli()
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(tx querier) error {
+		if s.dialect == dialectPostgres {
+			// Workers starting together seed once.
+			if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(?)`, migrationLock); err != nil {
+				return err
+			}
+		}
 		var n int
 		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM orgs`).Scan(&n); err != nil {
 			return err
@@ -92,7 +99,7 @@ func (s *Store) Seed(ctx context.Context, opt SeedOptions) error {
 		for _, o := range orgs {
 			if _, err := tx.ExecContext(ctx,
 				`INSERT INTO orgs (id, role, kind, licence_expires_at, max_companions, active) VALUES (?, ?, ?, ?, ?, ?)`,
-				o.id, o.role, o.kind, o.expires, o.max, o.active); err != nil {
+				o.id, o.role, o.kind, o.expires, o.max, boolInt(o.active)); err != nil {
 				return fmt.Errorf("insert org %s: %w", o.id, err)
 			}
 		}
@@ -123,26 +130,31 @@ func (s *Store) Seed(ctx context.Context, opt SeedOptions) error {
 	return nil
 }
 
-func seedDataSpace(ctx context.Context, tx *sql.Tx, home, name string, records int) error {
-	res, err := tx.ExecContext(ctx, `INSERT INTO data_spaces (home, name) VALUES (?, ?)`, home, name)
-	if err != nil {
+func seedDataSpace(ctx context.Context, tx querier, home, name string, records int) error {
+	var ds int64
+	if err := tx.QueryRowContext(ctx,
+		`INSERT INTO data_spaces (home, name) VALUES (?, ?) RETURNING id`, home, name).Scan(&ds); err != nil {
 		return err
 	}
-	ds, err := res.LastInsertId()
-	if err != nil {
-		return err
-	}
-	stmt, err := tx.PrepareContext(ctx, `INSERT INTO records (data_space_id, id, object, payload) VALUES (?, ?, ?, ?)`)
-	if err != nil {
-		return err
-	}
-	defer stmt.Close()
+	// Multi-row inserts keep the round trips few on a networked database.
+	const rowsPerInsert = 1000
 	regions := []string{"EMEA", "APAC", "AMER"}
-	for i := 1; i <= records; i++ {
-		object := seedRecordObjects[i%len(seedRecordObjects)]
-		payload := fmt.Sprintf(`{"dataSpace":%q,"object":%q,"name":"%s %d","region":%q,"value":%d}`,
-			name, object, object, i, regions[i%len(regions)], (i*7919)%100_000)
-		if _, err := stmt.ExecContext(ctx, ds, fmt.Sprintf("r%08d", i), object, payload); err != nil {
+	for first := 1; first <= records; first += rowsPerInsert {
+		last := min(first+rowsPerInsert-1, records)
+		var b strings.Builder
+		b.WriteString(`INSERT INTO records (data_space_id, id, object, payload) VALUES `)
+		args := make([]any, 0, 4*(last-first+1))
+		for i := first; i <= last; i++ {
+			if i > first {
+				b.WriteString(", ")
+			}
+			b.WriteString("(?, ?, ?, ?)")
+			object := seedRecordObjects[i%len(seedRecordObjects)]
+			payload := fmt.Sprintf(`{"dataSpace":%q,"object":%q,"name":"%s %d","region":%q,"value":%d}`,
+				name, object, object, i, regions[i%len(regions)], (i*7919)%100_000)
+			args = append(args, ds, fmt.Sprintf("r%08d", i), object, payload)
+		}
+		if _, err := tx.ExecContext(ctx, b.String(), args...); err != nil {
 			return err
 		}
 	}
@@ -192,7 +204,7 @@ func (s *Store) RenewLicence(ctx context.Context, home string) error {
 }
 
 func (s *Store) setLicence(ctx context.Context, home string, at time.Time) error {
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(tx querier) error {
 		if err := requireOrg(ctx, tx, home, companionsync.RoleHome); err != nil {
 			return err
 		}
@@ -217,11 +229,11 @@ func (s *Store) Reactivate(ctx context.Context, companion string) error {
 }
 
 func (s *Store) setActive(ctx context.Context, companion string, active bool) error {
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(tx querier) error {
 		if err := requireOrg(ctx, tx, companion, companionsync.RoleCompanion); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, `UPDATE orgs SET active = ? WHERE id = ?`, active, companion)
+		_, err := tx.ExecContext(ctx, `UPDATE orgs SET active = ? WHERE id = ?`, boolInt(active), companion)
 		return err
 	})
 	if err != nil {
@@ -238,7 +250,7 @@ func (s *Store) ChangeMetadata(ctx context.Context, home, dataSpace string, n in
 		return 0, fmt.Errorf("change metadata of %s/%s: the number of changes must be positive, got %d", home, dataSpace, n)
 	}
 	var last int64
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(tx querier) error {
 		ds, err := dataSpaceID(ctx, tx, home, dataSpace)
 		if err != nil {
 			return err
@@ -269,7 +281,7 @@ func (s *Store) ChangeMetadata(ctx context.Context, home, dataSpace string, n in
 		}
 		for i := range n {
 			o := objects[(int(start)+i)%len(objects)]
-			if last, err = publish(ctx, tx, home, ds, o[0], o[1], generated(o[0], o[1])); err != nil {
+			if last, err = publish(ctx, tx, s.dialect, home, ds, o[0], o[1], generated(o[0], o[1])); err != nil {
 				return err
 			}
 		}
@@ -287,12 +299,12 @@ func (s *Store) ChangeMetadata(ctx context.Context, home, dataSpace string, n in
 // Tests and demos use it to publish invalid changes.
 func (s *Store) PublishMetadata(ctx context.Context, home, dataSpace, object, kind, def string) (int64, error) {
 	var seq int64
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(tx querier) error {
 		ds, err := dataSpaceID(ctx, tx, home, dataSpace)
 		if err != nil {
 			return err
 		}
-		seq, err = publish(ctx, tx, home, ds, object, kind, func(int) string { return def })
+		seq, err = publish(ctx, tx, s.dialect, home, ds, object, kind, func(int) string { return def })
 		return err
 	})
 	if err != nil {
@@ -303,7 +315,15 @@ func (s *Store) PublishMetadata(ctx context.Context, home, dataSpace, object, ki
 
 // publish writes the next version of an object, with the definition def
 // returns for that version, and appends it to the change log.
-func publish(ctx context.Context, tx *sql.Tx, home string, ds int64, object, kind string, def func(version int) string) (int64, error) {
+//
+// Publishers of one data space serialise on its data_spaces row (a no-op on
+// SQLite, whose write transactions never interleave), so on PostgreSQL a
+// change's sequence is committed before the next one of the data space is
+// taken: a reader of the change log never sees a gap that fills in later.
+func publish(ctx context.Context, tx querier, d dialect, home string, ds int64, object, kind string, def func(version int) string) (int64, error) {
+	if err := lockDataSpace(ctx, tx, d.forUpdate(), ds); err != nil {
+		return 0, err
+	}
 	var version int
 	err := tx.QueryRowContext(ctx,
 		`SELECT version FROM metadata_objects WHERE data_space_id = ? AND name = ?`, ds, object).Scan(&version)
@@ -311,21 +331,21 @@ func publish(ctx context.Context, tx *sql.Tx, home string, ds int64, object, kin
 		return 0, err
 	}
 	version++
-	d := def(version)
+	text := def(version)
 	if _, err := tx.ExecContext(ctx, `
 		INSERT INTO metadata_objects (data_space_id, name, kind, version, definition) VALUES (?, ?, ?, ?, ?)
 		ON CONFLICT (data_space_id, name) DO UPDATE
 		SET kind = excluded.kind, version = excluded.version, definition = excluded.definition`,
-		ds, object, kind, version, d); err != nil {
+		ds, object, kind, version, text); err != nil {
 		return 0, fmt.Errorf("write object: %w", err)
 	}
-	res, err := tx.ExecContext(ctx, `
+	var seq int64
+	if err := tx.QueryRowContext(ctx, `
 		INSERT INTO metadata_changes (home, data_space_id, object, kind, version, definition, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`, home, ds, object, kind, version, d, time.Now().UnixMilli())
-	if err != nil {
+		VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING seq`, home, ds, object, kind, version, text, time.Now().UnixMilli()).Scan(&seq); err != nil {
 		return 0, fmt.Errorf("append change: %w", err)
 	}
-	return res.LastInsertId()
+	return seq, nil
 }
 
 // MakeConflict edits, in the companion, the first synced metadata copy of
@@ -335,7 +355,7 @@ func publish(ctx context.Context, tx *sql.Tx, home string, ds int64, object, kin
 // to the companion.
 func (s *Store) MakeConflict(ctx context.Context, home, companion, dataSpace string) (string, error) {
 	var object string
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(tx querier) error {
 		ds, err := dataSpaceID(ctx, tx, home, dataSpace)
 		if err != nil {
 			return err
@@ -358,7 +378,7 @@ func (s *Store) MakeConflict(ctx context.Context, home, companion, dataSpace str
 			companion, ds, object); err != nil {
 			return err
 		}
-		_, err = publish(ctx, tx, home, ds, object, kind, generated(object, kind))
+		_, err = publish(ctx, tx, s.dialect, home, ds, object, kind, generated(object, kind))
 		return err
 	})
 	if err != nil {
@@ -371,7 +391,7 @@ func (s *Store) MakeConflict(ctx context.Context, home, companion, dataSpace str
 // in the data space. When the home has an object of that name, the next
 // metadata change to it conflicts.
 func (s *Store) CreateLocalObject(ctx context.Context, home, companion, dataSpace, name, kind string) error {
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(tx querier) error {
 		if err := requireOrg(ctx, tx, companion, companionsync.RoleCompanion); err != nil {
 			return err
 		}
@@ -397,7 +417,7 @@ func (s *Store) CreateLocalObject(ctx context.Context, home, companion, dataSpac
 // a resumed metadata sync applies the pending changes.
 func (s *Store) ResolveConflicts(ctx context.Context, home, companion string) (int, error) {
 	var resolved int64
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(tx querier) error {
 		if err := requireOrg(ctx, tx, home, companionsync.RoleHome); err != nil {
 			return err
 		}
@@ -439,7 +459,7 @@ func (s *Store) InjectCopyFailures(ctx context.Context, home, companion, dataSpa
 	if n < 0 {
 		return fmt.Errorf("inject copy failures into %s/%s/%s: n must not be negative, got %d", home, companion, dataSpace, n)
 	}
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(tx querier) error {
 		if err := requireOrg(ctx, tx, companion, companionsync.RoleCompanion); err != nil {
 			return err
 		}
@@ -623,7 +643,7 @@ func (s *Store) AddOrg(ctx context.Context, o companionsync.Org) error {
 	}
 	_, err := s.db.ExecContext(ctx,
 		`INSERT INTO orgs (id, role, kind, licence_expires_at, max_companions, active) VALUES (?, ?, ?, ?, ?, ?)`,
-		o.ID, string(o.Role), string(o.Kind), expires, o.MaxCompanions, o.Active || o.Role == companionsync.RoleHome)
+		o.ID, string(o.Role), string(o.Kind), expires, o.MaxCompanions, boolInt(o.Active || o.Role == companionsync.RoleHome))
 	if err != nil {
 		return fmt.Errorf("add org %s: %w", o.ID, err)
 	}

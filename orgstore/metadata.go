@@ -130,14 +130,18 @@ func (s *Store) LocalObjects(ctx context.Context, c companionsync.Connection, da
 // companionsync.Metadata.ApplyChange.
 func (s *Store) ApplyChange(ctx context.Context, c companionsync.Connection, ch companionsync.Change) (bool, error) {
 	applied := false
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(tx querier) error {
 		ds, err := dataSpaceID(ctx, tx, c.Home, ch.DataSpace)
 		if err != nil {
 			return err
 		}
+		// The cursor row is locked (on PostgreSQL; SQLite's write lock
+		// covers it): a concurrent apply of the same change waits here, then
+		// reads the advanced cursor and applies nothing.
 		var cursor int64
 		err = tx.QueryRowContext(ctx,
-			`SELECT seq FROM metadata_cursors WHERE companion = ? AND data_space_id = ?`, c.Companion, ds).Scan(&cursor)
+			`SELECT seq FROM metadata_cursors WHERE companion = ? AND data_space_id = ?`+s.dialect.forUpdate(),
+			c.Companion, ds).Scan(&cursor)
 		if errors.Is(err, sql.ErrNoRows) || (err == nil && cursor >= ch.Sequence) {
 			return nil // no longer shared, or applied before
 		}
@@ -181,7 +185,7 @@ func (s *Store) ApplyChange(ctx context.Context, c companionsync.Connection, ch 
 // LogErrors appends entries to the connection's error log, ignoring those
 // already written for the round; see companionsync.Metadata.LogErrors.
 func (s *Store) LogErrors(ctx context.Context, c companionsync.Connection, round string, entries []companionsync.ErrorLogEntry) error {
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(tx querier) error {
 		for _, e := range entries {
 			if _, err := tx.ExecContext(ctx, `
 				INSERT INTO error_log (home, companion, round, seq, data_space, object, kind, message, at)

@@ -45,7 +45,7 @@ func (s *Store) TakeInjectedFailure(ctx context.Context, sh companionsync.Share)
 	if !pending {
 		return 0, false, nil
 	}
-	err = s.inTx(ctx, func(tx *sql.Tx) error {
+	err = s.inTx(ctx, func(tx querier) error {
 		ds, err := dataSpaceID(ctx, tx, sh.Home, sh.DataSpace)
 		if err != nil {
 			return err
@@ -74,7 +74,7 @@ func (s *Store) CopyBatch(ctx context.Context, sh companionsync.Share, after str
 		return companionsync.CopiedBatch{}, fmt.Errorf("copy batch: limit must be positive, got %d", limit)
 	}
 	var b companionsync.CopiedBatch
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(tx querier) error {
 		ds, err := dataSpaceID(ctx, tx, sh.Home, sh.DataSpace)
 		if err != nil {
 			return err
@@ -128,9 +128,15 @@ func (s *Store) CopyBatch(ctx context.Context, sh companionsync.Share, after str
 // CompleteInitialSync copies the metadata snapshot and sets the metadata
 // cursor; see companionsync.Records.CompleteInitialSync.
 func (s *Store) CompleteInitialSync(ctx context.Context, sh companionsync.Share) error {
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(tx querier) error {
 		ds, err := dataSpaceID(ctx, tx, sh.Home, sh.DataSpace)
 		if err != nil {
+			return err
+		}
+		// The snapshot and the cursor must describe the same moment: keep
+		// publishers of the data space out until commit (on PostgreSQL,
+		// where each statement sees its own snapshot).
+		if err := lockDataSpace(ctx, tx, s.dialect.forShare(), ds); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx,
@@ -168,7 +174,7 @@ func (s *Store) RemoveBatch(ctx context.Context, sh companionsync.Share, limit i
 	if limit <= 0 {
 		return 0, false, fmt.Errorf("remove batch: limit must be positive, got %d", limit)
 	}
-	err = s.inTx(ctx, func(tx *sql.Tx) error {
+	err = s.inTx(ctx, func(tx querier) error {
 		ds, err := dataSpaceID(ctx, tx, sh.Home, sh.DataSpace)
 		if err != nil {
 			return err
@@ -195,7 +201,7 @@ func (s *Store) RemoveBatch(ctx context.Context, sh companionsync.Share, limit i
 // CompleteRemoval deletes the share's metadata copies, cursor and injected
 // failures; see companionsync.Records.CompleteRemoval.
 func (s *Store) CompleteRemoval(ctx context.Context, sh companionsync.Share) error {
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(tx querier) error {
 		ds, err := dataSpaceID(ctx, tx, sh.Home, sh.DataSpace)
 		if err != nil {
 			return err

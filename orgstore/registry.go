@@ -55,8 +55,23 @@ func connectionOf(ctx context.Context, q querier, companion string) (companionsy
 }
 
 // Register records c atomically; see companionsync.Registry.Register.
+//
+// On PostgreSQL, the home's and the companion's org rows are locked first
+// (in id order, so two registrations never deadlock): registrations of one
+// home, or of one companion, then run one after another, and the limit
+// check and the insert cannot interleave with another registration's.
 func (s *Store) Register(ctx context.Context, c companionsync.Connection, maxCompanions int) error {
-	return s.inTx(ctx, func(tx *sql.Tx) error {
+	return s.inTx(ctx, func(tx querier) error {
+		if lock := s.dialect.forUpdate(); lock != "" {
+			rows, err := tx.QueryContext(ctx, `SELECT id FROM orgs WHERE id IN (?, ?) ORDER BY id`+lock, c.Home, c.Companion)
+			if err != nil {
+				return fmt.Errorf("register %s/%s: lock orgs: %w", c.Home, c.Companion, err)
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return fmt.Errorf("register %s/%s: lock orgs: %w", c.Home, c.Companion, err)
+			}
+		}
 		existing, err := connectionOf(ctx, tx, c.Companion)
 		switch {
 		case err == nil && existing == c:
