@@ -150,7 +150,7 @@ func shortError(err error) string {
 
 // String names the store's database: its file path, or its URL without the
 // password.
-func (s *Store) String() string { return s.dialect.String() + ":" + s.target }
+func (s *Store) String() string { return s.target }
 
 // Close closes the database.
 func (s *Store) Close() error {

@@ -172,13 +172,17 @@ func (fs *flagSet) orgStore() *string {
 	if def == "" {
 		def = filepath.Join(or(env("COMPANIONSYNC_DATA_DIR"), ".data"), "orgs.db")
 	}
-	return fs.String("org-store", def, "org store SQLite file of the worker (env COMPANIONSYNC_ORG_STORE; default DATA_DIR/orgs.db with COMPANIONSYNC_DATA_DIR)")
+	return fs.String("org-store", def, "org store of the worker: a postgres:// URL or a SQLite file (env COMPANIONSYNC_ORG_STORE; default DATA_DIR/orgs.db with COMPANIONSYNC_DATA_DIR)")
 }
 
 // openStore opens the worker's org store; it refuses to create a new one.
 func (inv *invocation) openStore(ctx context.Context, path string) (*orgstore.Store, error) {
-	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("org store %s does not exist: start the worker first (go run ./worker) or point --org-store (COMPANIONSYNC_ORG_STORE) at its orgs.db", path)
+	// A missing SQLite file means the worker never ran here; a PostgreSQL
+	// database that cannot be reached is reported by Open.
+	if !orgstore.IsURL(path) {
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("org store %s does not exist: start the worker first (go run ./worker) or point --org-store (COMPANIONSYNC_ORG_STORE) at its orgs.db", path)
+		}
 	}
 	s, err := orgstore.Open(ctx, path)
 	if err != nil {

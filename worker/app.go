@@ -111,8 +111,10 @@ func (m *Main) startDevServer(ctx context.Context) error {
 }
 
 func (m *Main) openStore(ctx context.Context) error {
-	if err := os.MkdirAll(filepath.Dir(m.cfg.OrgStore), 0o755); err != nil {
-		return fmt.Errorf("org store dir: %w", err)
+	if !orgstore.IsURL(m.cfg.OrgStore) {
+		if err := os.MkdirAll(filepath.Dir(m.cfg.OrgStore), 0o755); err != nil {
+			return fmt.Errorf("org store dir: %w", err)
+		}
 	}
 	store, err := orgstore.Open(ctx, m.cfg.OrgStore)
 	if err != nil {
@@ -124,7 +126,7 @@ func (m *Main) openStore(ctx context.Context) error {
 		if err := store.Seed(ctx, orgstore.SeedOptions{RecordsPerDataSpace: m.cfg.SeedRecords}); err != nil {
 			return fmt.Errorf("seed the demo org store: %w", err)
 		}
-		m.logger.Debug("org store ready", "path", m.cfg.OrgStore, "took", time.Since(start))
+		m.logger.Debug("org store ready", "store", store.String(), "took", time.Since(start))
 	}
 	return nil
 }
@@ -218,7 +220,7 @@ func (m *Main) PrintReady(w io.Writer) {
 	if m.MetricsURL != "" {
 		fmt.Fprintf(w, "  metrics            %s\n", m.MetricsURL)
 	}
-	fmt.Fprintf(w, "  org store          %s\n", m.cfg.OrgStore)
+	fmt.Fprintf(w, "  org store          %s\n", m.store)
 	fmt.Fprintf(w, "Next, in another terminal:\n")
 	fmt.Fprintf(w, "  go run ./starter connect --home acme --companion acme-emea\n")
 	fmt.Fprintf(w, "  go run ./starter share --connection acme/acme-emea --data-space default\n")

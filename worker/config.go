@@ -29,7 +29,8 @@ type Config struct {
 
 	// DataDir holds the dev server's database and the org store.
 	DataDir string
-	// OrgStore is the org store's SQLite file; default DataDir/orgs.db.
+	// OrgStore is the org store: a postgres:// URL, or the path of a SQLite
+	// file; default DataDir/orgs.db.
 	OrgStore string
 	// SeedRecords sizes the demo seed of a new org store; 0 seeds nothing.
 	SeedRecords int
@@ -110,7 +111,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.StringVar(&cfg.TLSKey, "tls-key", cfg.TLSKey, "client key file for mTLS (env TEMPORAL_TLS_KEY)")
 	fs.StringVar(&cfg.TLSCA, "tls-ca", cfg.TLSCA, "CA certificate file of the server (env TEMPORAL_TLS_CA)")
 	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory of the dev server's database and the org store (env COMPANIONSYNC_DATA_DIR)")
-	fs.StringVar(&cfg.OrgStore, "org-store", cfg.OrgStore, "org store SQLite file; default DATA_DIR/orgs.db (env COMPANIONSYNC_ORG_STORE)")
+	fs.StringVar(&cfg.OrgStore, "org-store", cfg.OrgStore, "org store: a postgres:// URL or a SQLite file; default DATA_DIR/orgs.db (env COMPANIONSYNC_ORG_STORE)")
 	fs.IntVar(&cfg.SeedRecords, "seed-records", cfg.SeedRecords, "records of acme/default in the demo seed of a new org store; 0 seeds nothing (env COMPANIONSYNC_SEED_RECORDS)")
 	fs.StringVar(&cfg.DevFrontend, "dev-frontend", cfg.DevFrontend, "dev server frontend host:port")
 	fs.StringVar(&cfg.DevUI, "dev-ui", cfg.DevUI, "dev server Web UI host:port; empty disables the UI")
