@@ -13,6 +13,8 @@ import (
 
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
+
+	"github.com/companionsync/companionsync/codec"
 )
 
 // DialOptions say how to reach a Temporal cluster: the same settings the
@@ -32,6 +34,10 @@ type DialOptions struct {
 	TLSKey  string
 	// TLSCA is the CA certificate file that verifies the server.
 	TLSCA string
+	// Keys encrypt every payload the client sends and decrypt those it
+	// reads (inputs, results, signals, updates, queries, failure messages):
+	// the same key ring as the workers'. nil sends and reads plaintext.
+	Keys *codec.KeyRing
 	// Logger receives the SDK's logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -84,6 +90,9 @@ func (o DialOptions) ClientOptions() (client.Options, error) {
 	opts.ConnectionOptions.TLS = tlsCfg
 	if o.APIKey != "" {
 		opts.Credentials = client.NewAPIKeyStaticCredentials(o.APIKey)
+	}
+	if o.Keys != nil {
+		opts.DataConverter, opts.FailureConverter = codec.NewConverters(o.Keys)
 	}
 	return opts, nil
 }

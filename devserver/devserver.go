@@ -75,6 +75,9 @@ type Options struct {
 	// UIAddr is the host:port of the Web UI, e.g. "127.0.0.1:8233"; port 0 picks
 	// a free one. "" runs no UI.
 	UIAddr string
+	// CodecEndpoint is the URL of a codec server (see package codec) the
+	// Web UI calls to decode payloads; "" shows them as stored.
+	CodecEndpoint string
 	// Namespace is registered if missing; "" means DefaultNamespace.
 	Namespace string
 	// SearchAttributes are custom search attributes that Start registers in
@@ -165,7 +168,7 @@ func start(ctx context.Context, opts Options) (_ *Server, err error) {
 		return nil, err
 	}
 	if p.ui != nil {
-		s.ui = startUI(*p.ui, s.frontendAddr, opts.Namespace)
+		s.ui = startUI(*p.ui, s.frontendAddr, opts.Namespace, opts.CodecEndpoint)
 		uiCtx, cancel := context.WithTimeout(ctx, readyTimeout)
 		defer cancel()
 		if err := s.ui.waitReady(uiCtx); err != nil {

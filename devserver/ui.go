@@ -22,7 +22,7 @@ type webUI struct {
 // startUI serves the UI on at, talking gRPC to frontend. The port must have been
 // checked free: on a bind failure the UI server calls log.Fatal and the whole
 // process exits.
-func startUI(at endpoint, frontend, namespace string) *webUI {
+func startUI(at endpoint, frontend, namespace, codecEndpoint string) *webUI {
 	srv := uiserver.NewServer(uioptions.WithConfigProvider(&uiconfig.Config{
 		TemporalGRPCAddress: frontend,
 		Host:                at.host,
@@ -33,6 +33,9 @@ func startUI(at endpoint, frontend, namespace string) *webUI {
 		CORS:             uiconfig.CORS{CookieInsecure: true},
 		DisableNewsFetch: true, // no outbound calls from a local tool
 		HideLogs:         true, // no request log or banner on stdout
+		// The browser calls the codec server itself, with no credentials:
+		// the embedded default's codec server needs no token.
+		Codec: uiconfig.Codec{Endpoint: codecEndpoint},
 	}))
 	ui := &webUI{srv: srv, url: "http://" + hostPort(at.dialHost(), at.port), done: make(chan struct{})}
 	go func() {

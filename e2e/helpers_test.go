@@ -20,6 +20,7 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/companionsync/companionsync/activities"
+	"github.com/companionsync/companionsync/codec"
 	"github.com/companionsync/companionsync/control"
 	"github.com/companionsync/companionsync/internal/testenv"
 	"github.com/companionsync/companionsync/orgstore"
@@ -56,7 +57,15 @@ func runWorkerProcess() int {
 		return 4
 	}
 	defer store.Close()
-	c, err := client.Dial(client.Options{HostPort: os.Getenv(envFrontend)})
+	opts := client.Options{HostPort: os.Getenv(envFrontend)}
+	if spec := os.Getenv(codec.KeysEnv); spec != "" {
+		ring, err := codec.ParseKeys(spec)
+		if err != nil {
+			return 7
+		}
+		opts.DataConverter, opts.FailureConverter = codec.NewConverters(ring)
+	}
+	c, err := client.Dial(opts)
 	if err != nil {
 		return 5
 	}
@@ -89,6 +98,9 @@ func startWorkerProcess(t *testing.T, env *testenv.Env) *workerProcess {
 		envStore+"="+filepath.Join(env.Dir, "orgs.db"),
 		envSettings+"="+string(settings),
 	)
+	if env.Keys != nil {
+		cmd.Env = append(cmd.Env, codec.KeysEnv+"="+testenv.KeySpec)
+	}
 	cmd.Stderr = os.Stderr
 	require.NoError(t, cmd.Start())
 	p := &workerProcess{cmd: cmd}

@@ -14,6 +14,7 @@ import (
 
 	"go.temporal.io/sdk/client"
 
+	"github.com/companionsync/companionsync/codec"
 	"github.com/companionsync/companionsync/control"
 	"github.com/companionsync/companionsync/orgstore"
 )
@@ -129,6 +130,9 @@ func (fs *flagSet) dialer() *dialer {
 	fs.StringVar(&d.opts.TLSCert, "tls-cert", env("TEMPORAL_TLS_CERT"), "client certificate file for mTLS (env TEMPORAL_TLS_CERT)")
 	fs.StringVar(&d.opts.TLSKey, "tls-key", env("TEMPORAL_TLS_KEY"), "client key file for mTLS (env TEMPORAL_TLS_KEY)")
 	fs.StringVar(&d.opts.TLSCA, "tls-ca", env("TEMPORAL_TLS_CA"), "CA certificate file of the server (env TEMPORAL_TLS_CA)")
+	fs.StringVar(&d.keys.KeyFile, "key-file", env(codec.KeyFileEnv), "payload key file of the workers (env COMPANIONSYNC_KEY_FILE; keys inline: env COMPANIONSYNC_KEYS; default DATA_DIR/codec.keys of the embedded default)")
+	d.keys.Keys = env(codec.KeysEnv)
+	d.keys.DevKeyFile = filepath.Join(or(env("COMPANIONSYNC_DATA_DIR"), ".data"), "codec.keys")
 	return d
 }
 
@@ -136,6 +140,7 @@ func (fs *flagSet) dialer() *dialer {
 type dialer struct {
 	inv  *invocation
 	opts control.DialOptions
+	keys codec.Source
 }
 
 // check reports bad connection settings as a usage error, before anything
@@ -154,6 +159,13 @@ func (d *dialer) check() error {
 func (d *dialer) client(ctx context.Context) (*control.Client, error) {
 	if d.inv.temporal == nil {
 		d.opts.Logger = slog.New(slog.NewTextHandler(d.inv.stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+		// The workers' key ring; without one, payloads go as plaintext,
+		// which a worker of an encrypted cluster cannot read.
+		ring, _, err := d.keys.Load()
+		if err != nil && !errors.Is(err, codec.ErrNoKeys) {
+			return nil, err
+		}
+		d.opts.Keys = ring
 		c, err := control.Dial(ctx, d.opts)
 		if err != nil {
 			return nil, err

@@ -23,6 +23,7 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/companionsync/companionsync/activities"
+	"github.com/companionsync/companionsync/codec"
 	"github.com/companionsync/companionsync/control"
 	"github.com/companionsync/companionsync/devserver"
 	"github.com/companionsync/companionsync/orgstore"
@@ -39,11 +40,16 @@ type Main struct {
 	client  client.Client
 	worker  worker.Worker
 	metrics *http.Server
+	keys    *codec.KeyRing
+	codec   *codecServer
 
-	// FrontendAddr, UIURL and MetricsURL are where the parts listen.
+	// FrontendAddr, UIURL, MetricsURL and CodecURL are where the parts
+	// listen; KeysFrom says where the payload keys came from.
 	FrontendAddr string
 	UIURL        string
 	MetricsURL   string
+	CodecURL     string
+	KeysFrom     string
 }
 
 // Start brings the worker up. On error everything started so far is closed.
@@ -54,12 +60,21 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Main, err e
 			_ = m.Close()
 		}
 	}()
+	if err := m.loadKeys(); err != nil {
+		return nil, err
+	}
+	if err := m.listenCodec(); err != nil {
+		return nil, err
+	}
 	if cfg.TemporalAddress == "" {
 		if err := m.startDevServer(ctx); err != nil {
 			return nil, err
 		}
 	} else {
 		m.FrontendAddr = cfg.TemporalAddress
+	}
+	if err := m.serveCodec(); err != nil {
+		return nil, err
 	}
 	if err := m.openStore(ctx); err != nil {
 		return nil, err
@@ -98,6 +113,7 @@ func (m *Main) startDevServer(ctx context.Context) error {
 		DataDir:          m.cfg.DataDir,
 		FrontendAddr:     m.cfg.DevFrontend,
 		UIAddr:           m.cfg.DevUI,
+		CodecEndpoint:    m.CodecURL,
 		Namespace:        m.cfg.Namespace,
 		SearchAttributes: attrs,
 		Logger:           m.logger.With("component", "temporal-server"),
@@ -162,7 +178,7 @@ func (m *Main) startMetrics() (client.MetricsHandler, error) {
 func (m *Main) dial(ctx context.Context, metrics client.MetricsHandler) error {
 	opts, err := control.DialOptions{
 		Address: m.FrontendAddr, Namespace: m.cfg.Namespace, APIKey: m.cfg.APIKey,
-		TLSCert: m.cfg.TLSCert, TLSKey: m.cfg.TLSKey, TLSCA: m.cfg.TLSCA, Logger: m.logger,
+		TLSCert: m.cfg.TLSCert, TLSKey: m.cfg.TLSKey, TLSCA: m.cfg.TLSCA, Logger: m.logger, Keys: m.keys,
 	}.ClientOptions()
 	if err != nil {
 		return err
@@ -220,6 +236,10 @@ func (m *Main) PrintReady(w io.Writer) {
 	if m.MetricsURL != "" {
 		fmt.Fprintf(w, "  metrics            %s\n", m.MetricsURL)
 	}
+	fmt.Fprintf(w, "  payloads           %s\n", m.KeysFrom)
+	if m.CodecURL != "" {
+		fmt.Fprintf(w, "  codec server       %s\n", m.CodecURL)
+	}
 	fmt.Fprintf(w, "  org store          %s\n", m.store)
 	fmt.Fprintf(w, "Next, in another terminal:\n")
 	fmt.Fprintf(w, "  go run ./starter connect --home acme --companion acme-emea\n")
@@ -243,6 +263,10 @@ func (m *Main) Close() error {
 	if m.store != nil {
 		errs = append(errs, m.store.Close())
 		m.store = nil
+	}
+	if m.codec != nil {
+		errs = append(errs, m.codec.close())
+		m.codec = nil
 	}
 	if m.metrics != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

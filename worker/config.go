@@ -7,10 +7,12 @@ import (
 	"io"
 	"net"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/companionsync/companionsync/codec"
 	"github.com/companionsync/companionsync/orgstore"
 	"github.com/companionsync/companionsync/workflows"
 )
@@ -39,12 +41,43 @@ type Config struct {
 	DevFrontend string
 	DevUI       string
 
+	// Keys is the payload key ring (COMPANIONSYNC_KEYS; from the
+	// environment only, never a flag that ps would show), KeyFile the path
+	// of a key file (COMPANIONSYNC_KEY_FILE). With neither, the embedded
+	// default generates DataDir/codec.keys and a worker of a cluster
+	// refuses to start; Keys "none" runs without encryption.
+	Keys    string
+	KeyFile string
+	// CodecAddr serves the codec server for the Web UI; "" disables it.
+	// CodecToken is the bearer token it requires (environment only),
+	// CodecOrigins the Web UI origins it grants CORS to.
+	CodecAddr    string
+	CodecToken   string
+	CodecOrigins []string
+
 	// MetricsAddr serves Prometheus metrics at /metrics; "" disables them.
 	MetricsAddr string
 	LogLevel    string
 
 	// Defaults are the settings of connections started without their own.
 	Defaults workflows.Settings
+}
+
+// defaultDevCodecAddr is where the embedded default serves its codec
+// server, beside the dev UI's 8233.
+const defaultDevCodecAddr = "127.0.0.1:8234"
+
+// devUIOrigins are the origins a browser gives the dev UI at addr.
+func devUIOrigins(addr string) []string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil
+	}
+	out := []string{"http://" + net.JoinHostPort(host, port)}
+	if host == "127.0.0.1" || host == "localhost" || host == "" || host == "0.0.0.0" {
+		out = append(out, "http://localhost:"+port, "http://127.0.0.1:"+port)
+	}
+	return slices.Compact(out)
 }
 
 // devInterval is the health-check and metadata-sync period on the dev
@@ -78,6 +111,14 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	env("COMPANIONSYNC_ORG_STORE", &cfg.OrgStore)
 	env("COMPANIONSYNC_METRICS_ADDR", &cfg.MetricsAddr)
 	env("COMPANIONSYNC_LOG_LEVEL", &cfg.LogLevel)
+	env(codec.KeysEnv, &cfg.Keys)
+	env(codec.KeyFileEnv, &cfg.KeyFile)
+	env("COMPANIONSYNC_CODEC_TOKEN", &cfg.CodecToken)
+	codecAddr, origins := getenv("COMPANIONSYNC_CODEC_ADDR"), getenv("COMPANIONSYNC_CODEC_ORIGINS")
+	codecAddrSet := codecAddr != ""
+	if codecAddr == "off" {
+		codecAddr = ""
+	}
 
 	var health, metadata, removal durationFlag
 	for _, d := range []struct {
@@ -115,6 +156,12 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.IntVar(&cfg.SeedRecords, "seed-records", cfg.SeedRecords, "records of acme/default in the demo seed of a new org store; 0 seeds nothing (env COMPANIONSYNC_SEED_RECORDS)")
 	fs.StringVar(&cfg.DevFrontend, "dev-frontend", cfg.DevFrontend, "dev server frontend host:port")
 	fs.StringVar(&cfg.DevUI, "dev-ui", cfg.DevUI, "dev server Web UI host:port; empty disables the UI")
+	fs.StringVar(&cfg.KeyFile, "key-file", cfg.KeyFile, "payload key file, mode 0600: lines of id:base64key, the first active (env COMPANIONSYNC_KEY_FILE; keys inline: env COMPANIONSYNC_KEYS)")
+	fs.Func("codec-addr", "codec server host:port for the Web UI; empty disables (default 127.0.0.1:8234 on the dev server; env COMPANIONSYNC_CODEC_ADDR, off disables)", func(v string) error {
+		codecAddr, codecAddrSet = v, true
+		return nil
+	})
+	fs.StringVar(&origins, "codec-origins", origins, "comma-separated Web UI origins the codec server allows (default the dev UI's; env COMPANIONSYNC_CODEC_ORIGINS)")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "Prometheus /metrics host:port; empty disables (env COMPANIONSYNC_METRICS_ADDR)")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error (env COMPANIONSYNC_LOG_LEVEL)")
 	fs.Var(&health, "health-check-interval", "health check period of new connections (default 30s on the dev server, 5m otherwise; env COMPANIONSYNC_HEALTH_CHECK_INTERVAL)")
@@ -125,6 +172,19 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	}
 	if fs.NArg() > 0 {
 		return Config{}, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+
+	cfg.CodecAddr = codecAddr
+	if !codecAddrSet && cfg.TemporalAddress == "" {
+		cfg.CodecAddr = defaultDevCodecAddr
+	}
+	for _, o := range strings.Split(origins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			cfg.CodecOrigins = append(cfg.CodecOrigins, o)
+		}
+	}
+	if len(cfg.CodecOrigins) == 0 && cfg.TemporalAddress == "" && cfg.DevUI != "" {
+		cfg.CodecOrigins = devUIOrigins(cfg.DevUI)
 	}
 
 	cfg.Defaults = workflows.DefaultSettings()
@@ -163,6 +223,13 @@ func (c Config) validate() error {
 		addr("dev-ui", c.DevUI, true)
 	}
 	addr("metrics-addr", c.MetricsAddr, true)
+	addr("codec-addr", c.CodecAddr, true)
+	if c.CodecAddr != "" && c.TemporalAddress != "" && c.CodecToken == "" {
+		errs = append(errs, errors.New("codec-addr: set COMPANIONSYNC_CODEC_TOKEN, the bearer token the codec server requires outside the embedded default"))
+	}
+	if c.CodecAddr != "" && c.Keys == codec.Off {
+		errs = append(errs, fmt.Errorf("codec-addr: a codec server needs keys, and %s=%s turns encryption off", codec.KeysEnv, codec.Off))
+	}
 	if c.Namespace == "" {
 		errs = append(errs, errors.New("namespace (TEMPORAL_NAMESPACE) is empty"))
 	}

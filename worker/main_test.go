@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"log/slog"
+	"maps"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -11,8 +14,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.temporal.io/sdk/client"
 
+	"github.com/companionsync/companionsync/codec"
 	"github.com/companionsync/companionsync/control"
 	"github.com/companionsync/companionsync/internal/testenv"
 	"github.com/companionsync/companionsync/workflows"
@@ -42,6 +45,7 @@ type process struct {
 	done     chan error
 	stdout   *syncBuffer
 	frontend string
+	dataDir  string
 }
 
 var frontendLine = regexp.MustCompile(`Temporal frontend\s+(\S+)`)
@@ -51,9 +55,9 @@ var frontendLine = regexp.MustCompile(`Temporal frontend\s+(\S+)`)
 func startWorker(t *testing.T, dataDir string) *process {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &process{cancel: cancel, done: make(chan error, 1), stdout: &syncBuffer{}}
+	p := &process{cancel: cancel, done: make(chan error, 1), stdout: &syncBuffer{}, dataDir: dataDir}
 	args := []string{
-		"-data-dir", dataDir, "-dev-frontend", "127.0.0.1:0", "-dev-ui", "127.0.0.1:0", "-metrics-addr", "127.0.0.1:0",
+		"-data-dir", dataDir, "-dev-frontend", "127.0.0.1:0", "-dev-ui", "127.0.0.1:0", "-metrics-addr", "127.0.0.1:0", "-codec-addr", "127.0.0.1:0",
 		"-seed-records", "3000", "-health-check-interval", "1s", "-metadata-sync-interval", "1s", "-log-level", "warn",
 	}
 	getenv := func(string) string { return "" } // the test's own environment must not leak in
@@ -91,10 +95,19 @@ func (p *process) stop(t *testing.T) {
 
 func (p *process) client(t *testing.T) *control.Client {
 	t.Helper()
-	c, err := client.Dial(client.Options{HostPort: p.frontend})
+	c, err := control.Dial(context.Background(), control.DialOptions{Address: p.frontend, Keys: devKeys(t, p.dataDir)})
 	require.NoError(t, err)
 	t.Cleanup(c.Close)
 	return control.New(c)
+}
+
+// devKeys reads the key ring the embedded default generated in dataDir,
+// as the CLI does.
+func devKeys(t *testing.T, dataDir string) *codec.KeyRing {
+	t.Helper()
+	ring, _, err := codec.Source{DevKeyFile: filepath.Join(dataDir, devKeyFile)}.Load()
+	require.NoError(t, err)
+	return ring
 }
 
 func TestWorkerRestartsAndContinuesWorkflows(t *testing.T) {
@@ -149,6 +162,9 @@ func TestConfigRefusesBadValues(t *testing.T) {
 		{"bad log level", []string{"-log-level", "loud"}, nil, "log-level"},
 		{"bad seed env", nil, map[string]string{"COMPANIONSYNC_SEED_RECORDS": "many"}, "COMPANIONSYNC_SEED_RECORDS"},
 		{"stray argument", []string{"extra"}, nil, "unexpected"},
+		{"codec server without a token on a cluster", []string{"-temporal-address", "temporal:7233", "-codec-addr", "127.0.0.1:0"}, nil, "COMPANIONSYNC_CODEC_TOKEN"},
+		{"codec server without keys", nil, map[string]string{"COMPANIONSYNC_KEYS": "none"}, "turns encryption off"},
+		{"bad codec address", []string{"-codec-addr", "nowhere"}, nil, "codec-addr"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -171,4 +187,36 @@ func TestConfigPrecedence(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, devInterval, cfg.Defaults.MetadataSyncInterval, "short intervals on the dev server")
 	assert.Equal(t, ".data/orgs.db", cfg.OrgStore)
+}
+
+// TestStartRefusesBadKeys: a key ring the worker cannot use stops it at
+// start, before anything listens, with one line that says what to fix and
+// shows no key material.
+func TestStartRefusesBadKeys(t *testing.T) {
+	short := "c2hvcnQ=" // "short" in base64: 5 bytes
+	cases := []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"malformed", map[string]string{"COMPANIONSYNC_KEYS": "k1"}, "COMPANIONSYNC_KEYS"},
+		{"wrong length", map[string]string{"COMPANIONSYNC_KEYS": "k1:" + short}, "want 32"},
+		{"missing key file", map[string]string{"COMPANIONSYNC_KEY_FILE": filepath.Join(t.TempDir(), "none.keys")}, "none.keys"},
+		{"no keys on a cluster", map[string]string{"TEMPORAL_ADDRESS": "127.0.0.1:1"}, "COMPANIONSYNC_KEYS=none"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			env := map[string]string{"COMPANIONSYNC_DATA_DIR": t.TempDir()}
+			maps.Copy(env, tc.env)
+			cfg, err := parseConfig([]string{"-dev-ui", "", "-metrics-addr", "", "-codec-addr", ""}, func(k string) string { return env[k] }, &bytes.Buffer{})
+			require.NoError(t, err)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_, err = Start(ctx, cfg, slog.New(slog.DiscardHandler))
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+			assert.NotContains(t, err.Error(), "\n", "one line")
+			assert.NotContains(t, err.Error(), short, "no key material")
+		})
+	}
 }

@@ -34,7 +34,7 @@ func startMainProcess(t *testing.T, dataDir string) (*exec.Cmd, *syncBuffer, str
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), envRunMain+"=-data-dir "+dataDir+
-		" -dev-frontend 127.0.0.1:0 -dev-ui 127.0.0.1:0 -metrics-addr 127.0.0.1:0 -seed-records 2000"+
+		" -dev-frontend 127.0.0.1:0 -dev-ui 127.0.0.1:0 -metrics-addr 127.0.0.1:0 -codec-addr 127.0.0.1:0 -seed-records 2000"+
 		" -health-check-interval 1s -metadata-sync-interval 1s -log-level info")
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
@@ -55,7 +55,7 @@ func TestInterruptStopsCleanlyAndRestartContinues(t *testing.T) {
 	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
 
 	cmd, out, frontend := startMainProcess(t, dir)
-	c, err := control.Dial(ctx, control.DialOptions{Address: frontend})
+	c, err := control.Dial(ctx, control.DialOptions{Address: frontend, Keys: devKeys(t, dir)})
 	require.NoError(t, err)
 	cs := control.New(c)
 	_, err = cs.Connect(ctx, ref, workflows.Settings{})
@@ -76,7 +76,7 @@ func TestInterruptStopsCleanlyAndRestartContinues(t *testing.T) {
 	assert.Contains(t, out.String(), "shutting down")
 
 	_, _, frontend = startMainProcess(t, dir)
-	c, err = control.Dial(ctx, control.DialOptions{Address: frontend})
+	c, err = control.Dial(ctx, control.DialOptions{Address: frontend, Keys: devKeys(t, dir)})
 	require.NoError(t, err)
 	defer c.Close()
 	cs = control.New(c)

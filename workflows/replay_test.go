@@ -3,11 +3,14 @@ package workflows
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
+
+	"github.com/companionsync/companionsync/codec"
 )
 
 // TestReplayRecordedHistories replays every history recorded from a real
@@ -27,7 +30,8 @@ func TestReplayRecordedHistories(t *testing.T) {
 			history, err := client.HistoryFromJSON(f, client.HistoryJSONOptions{})
 			require.NoError(t, err)
 			kinds[history.GetEvents()[0].GetWorkflowExecutionStartedEventAttributes().GetWorkflowType().GetName()] = true
-			replayer := worker.NewWorkflowReplayer()
+			replayer, err := worker.NewWorkflowReplayerWithOptions(replayOptions(t))
+			require.NoError(t, err)
 			RegisterWorkflows(replayer, Settings{})
 			require.NoError(t, replayer.ReplayWorkflowHistory(testLogger(), history))
 		})
@@ -35,4 +39,18 @@ func TestReplayRecordedHistories(t *testing.T) {
 	for _, name := range []string{ConnectionWorkflowName, ShareWorkflowName, MetadataSyncWorkflowName} {
 		require.True(t, kinds[name], "no recorded history of %s", name)
 	}
+}
+
+// replayOptions decode histories recorded with payload encryption, with the
+// test key ring kept beside them (histories recorded in plaintext pass
+// through the codec unchanged).
+func replayOptions(t *testing.T) worker.WorkflowReplayerOptions {
+	t.Helper()
+	spec, err := os.ReadFile(filepath.Join("testdata", "histories", "codec.keys"))
+	require.NoError(t, err)
+	ring, err := codec.ParseKeys(strings.TrimSpace(string(spec)))
+	require.NoError(t, err)
+	var opts worker.WorkflowReplayerOptions
+	opts.DataConverter, opts.FailureConverter = codec.NewConverters(ring)
+	return opts
 }

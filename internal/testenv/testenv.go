@@ -18,6 +18,7 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/companionsync/companionsync/activities"
+	"github.com/companionsync/companionsync/codec"
 	"github.com/companionsync/companionsync/control"
 	"github.com/companionsync/companionsync/devserver"
 	"github.com/companionsync/companionsync/orgstore"
@@ -35,6 +36,24 @@ type Options struct {
 	Settings workflows.Settings
 	// NoWorker starts no worker (tests that run their own).
 	NoWorker bool
+	// Plaintext runs without payload encryption; by default the client and
+	// the workers encrypt with Keys(), as the worker binary does.
+	Plaintext bool
+}
+
+// KeySpec is the key ring of test environments, in COMPANIONSYNC_KEYS form.
+// It is a test key, public by design: recorded histories are encrypted
+// with it, and workflows/testdata/histories/codec.keys holds it for their
+// replay.
+const KeySpec = "test-k1:Y29tcGFuaW9uc3luYy10ZXN0LWtleS0wMDAwMDAwMDA="
+
+// Keys is the key ring of KeySpec.
+func Keys() *codec.KeyRing {
+	ring, err := codec.ParseKeys(KeySpec)
+	if err != nil {
+		panic(err)
+	}
+	return ring
 }
 
 // Env is a running system.
@@ -49,6 +68,9 @@ type Env struct {
 	Client   client.Client
 	Worker   worker.Worker
 	Settings workflows.Settings
+	// Keys encrypt the payloads of Client and its workers; nil with
+	// Options.Plaintext.
+	Keys *codec.KeyRing
 }
 
 // FastSettings are settings for tests: short intervals and retries.
@@ -67,6 +89,9 @@ func FastSettings() workflows.Settings {
 func Start(t testing.TB, opts Options) *Env {
 	t.Helper()
 	e := &Env{Dir: opts.Dir}
+	if !opts.Plaintext {
+		e.Keys = Keys()
+	}
 	if e.Dir == "" {
 		e.Dir = t.TempDir()
 	}
@@ -120,10 +145,14 @@ func (e *Env) StartServer(t testing.TB) {
 // Dial connects e.Client to the server; it closes with the test.
 func (e *Env) Dial(t testing.TB) {
 	t.Helper()
-	c, err := client.Dial(client.Options{
+	opts := client.Options{
 		HostPort: e.Server.FrontendAddr(), Namespace: e.Server.Namespace(),
 		Logger: sdklog.NewStructuredLogger(logger()),
-	})
+	}
+	if e.Keys != nil {
+		opts.DataConverter, opts.FailureConverter = codec.NewConverters(e.Keys)
+	}
+	c, err := client.Dial(opts)
 	if err != nil {
 		t.Fatalf("dial: %v", err)
 	}
