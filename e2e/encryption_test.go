@@ -138,4 +138,3 @@ func walk(m protoreflect.Message, visit func(protoreflect.Message) bool) {
 		return true
 	})
 }
-
