@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"io"
+	"net/http"
 	"log/slog"
 	"maps"
 	"path/filepath"
@@ -14,6 +17,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	commonpb "go.temporal.io/api/common/v1"
+	"go.temporal.io/sdk/client"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/companionsync/companionsync/codec"
 	"github.com/companionsync/companionsync/control"
@@ -219,4 +225,67 @@ func TestStartRefusesBadKeys(t *testing.T) {
 			assert.NotContains(t, err.Error(), short, "no key material")
 		})
 	}
+}
+
+// TestWebUIDecodesThroughTheCodecServer follows what the embedded Web UI
+// does to show a payload: it reads the codec endpoint from the UI's
+// settings, then posts the payload, as stored in history, to that endpoint
+// from the UI's origin. The answer is the decrypted payload, with the CORS
+// grant the browser needs; another origin gets no grant.
+func TestWebUIDecodesThroughTheCodecServer(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	p := startWorker(t, dir)
+	out := p.stdout.String()
+	uiURL := regexp.MustCompile(`Web UI\s+(\S+)`).FindStringSubmatch(out)
+	codecURL := regexp.MustCompile(`codec server\s+(\S+)`).FindStringSubmatch(out)
+	require.NotNil(t, uiURL, "Web UI line in %q", out)
+	require.NotNil(t, codecURL, "codec server line in %q", out)
+	assert.Contains(t, out, "AES-256-GCM", "the ready lines say payloads are encrypted")
+
+	resp, err := http.Get(uiURL[1] + "/api/v1/settings")
+	require.NoError(t, err)
+	var settings struct{ Codec struct{ Endpoint string } }
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&settings))
+	resp.Body.Close()
+	require.Equal(t, codecURL[1], settings.Codec.Endpoint, "the UI is configured with the codec server")
+
+	c := p.client(t)
+	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
+	_, err = c.Connect(ctx, ref, workflows.Settings{})
+	require.NoError(t, err)
+	raw, err := client.Dial(client.Options{HostPort: p.frontend})
+	require.NoError(t, err)
+	defer raw.Close()
+	it := raw.GetWorkflowHistory(ctx, workflows.ConnectionWorkflowID("acme", "acme-emea"), "", false, 0)
+	first, err := it.Next()
+	require.NoError(t, err)
+	input := first.GetWorkflowExecutionStartedEventAttributes().GetInput()
+	require.NotEmpty(t, input.GetPayloads())
+	require.NotContains(t, string(input.GetPayloads()[0].GetData()), "acme-emea", "stored encrypted")
+	body, err := protojson.Marshal(input)
+	require.NoError(t, err)
+
+	post := func(origin string) *http.Response {
+		req, err := http.NewRequest(http.MethodPost, settings.Codec.Endpoint+"/default/decode", bytes.NewReader(body))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Origin", origin)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		t.Cleanup(func() { resp.Body.Close() })
+		return resp
+	}
+	resp = post(uiURL[1])
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, uiURL[1], resp.Header.Get("Access-Control-Allow-Origin"))
+	var decoded commonpb.Payloads
+	data, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	require.NoError(t, protojson.Unmarshal(data, &decoded))
+	require.Len(t, decoded.GetPayloads(), 1)
+	assert.Contains(t, string(decoded.GetPayloads()[0].GetData()), `"companion":"acme-emea"`, "the UI shows the input decoded")
+
+	foreign := post("http://evil.example")
+	assert.Empty(t, foreign.Header.Get("Access-Control-Allow-Origin"), "no CORS grant to another origin")
 }
