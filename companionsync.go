@@ -50,6 +50,10 @@ type Registry interface {
 	// is idempotent and never removes the companion's connection to another
 	// home.
 	Deregister(ctx context.Context, home, companion string) error
+	// Connections returns up to limit registered connections whose companion
+	// sorts after the given one ("" for the first page), in companion order:
+	// a page of the registry. A page shorter than limit is the last.
+	Connections(ctx context.Context, after string, limit int) ([]Connection, error)
 }
 
 // Records moves a data space's records between a home org and a companion.

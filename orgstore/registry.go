@@ -108,3 +108,29 @@ func (s *Store) Deregister(ctx context.Context, home, companion string) error {
 	}
 	return nil
 }
+
+// Connections returns a page of the registry in companion order; see
+// companionsync.Registry.Connections.
+func (s *Store) Connections(ctx context.Context, after string, limit int) ([]companionsync.Connection, error) {
+	if limit <= 0 {
+		return nil, fmt.Errorf("list connections: limit %d must be positive", limit)
+	}
+	rows, err := s.db.QueryContext(ctx,
+		`SELECT companion, home, token FROM connections WHERE companion > ? ORDER BY companion LIMIT ?`, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list connections after %q: %w", after, err)
+	}
+	defer rows.Close()
+	page := []companionsync.Connection{}
+	for rows.Next() {
+		var c companionsync.Connection
+		if err := rows.Scan(&c.Companion, &c.Home, &c.Token); err != nil {
+			return nil, fmt.Errorf("list connections after %q: %w", after, err)
+		}
+		page = append(page, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list connections after %q: %w", after, err)
+	}
+	return page, nil
+}

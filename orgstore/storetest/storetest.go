@@ -136,6 +136,7 @@ func Run(t *testing.T, target Target) {
 		{"SeedConcurrently", testSeedConcurrently},
 		{"Registry", testRegistry},
 		{"RegisterIsAtomic", testRegisterIsAtomic},
+		{"ConnectionsInPages", testConnectionsInPages},
 		{"CopyBatch", testCopyBatch},
 		{"CopyBatchConcurrently", testCopyBatchConcurrently},
 		{"RemoveBatch", testRemoveBatch},
@@ -289,6 +290,45 @@ func testRegistry(t *testing.T, target Target) {
 	require.NoError(t, s.Deregister(ctx, "acme", "acme-emea"), "deregistering is idempotent")
 	_, err = s.ConnectionOf(ctx, "acme-emea")
 	assert.ErrorIs(t, err, companionsync.ErrNotFound)
+}
+
+func testConnectionsInPages(t *testing.T, target Target) {
+	ctx := context.Background()
+	s := Open(t, target, 10)
+	seeded := companionsync.Connection{Home: "globex", Companion: "globex-emea", Token: "seed"}
+	page, err := s.Connections(ctx, "", 10)
+	require.NoError(t, err)
+	assert.Equal(t, []companionsync.Connection{seeded}, page, "the seed registers globex/globex-emea")
+
+	want := []companionsync.Connection{
+		{Home: "acme", Companion: "acme-apac", Token: "t2"},
+		{Home: "acme", Companion: "acme-emea", Token: "t1"},
+		seeded,
+	}
+	for _, c := range []companionsync.Connection{want[1], want[0]} {
+		require.NoError(t, s.Register(ctx, c, 3))
+	}
+	var got []companionsync.Connection
+	after, pages := "", 0
+	for {
+		page, err := s.Connections(ctx, after, 2)
+		require.NoError(t, err)
+		pages++
+		got = append(got, page...)
+		if len(page) < 2 {
+			break
+		}
+		after = page[len(page)-1].Companion
+	}
+	assert.Equal(t, want, got, "every connection once, in companion order")
+	assert.Equal(t, 2, pages)
+
+	require.NoError(t, s.Deregister(ctx, "acme", "acme-emea"))
+	page, err = s.Connections(ctx, "acme-apac", 10)
+	require.NoError(t, err)
+	assert.Equal(t, want[2:], page, "a deregistered connection is gone from the pages")
+	_, err = s.Connections(ctx, "", 0)
+	assert.Error(t, err, "a page needs a positive limit")
 }
 
 func testRegisterIsAtomic(t *testing.T, target Target) {
