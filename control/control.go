@@ -14,7 +14,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	commonpb "go.temporal.io/api/common/v1"
@@ -24,6 +26,8 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/companionsync/companionsync/activities"
 	"github.com/companionsync/companionsync/workflows"
@@ -117,11 +121,27 @@ func (r Ref) workflowID() string { return workflows.ConnectionWorkflowID(r.Home,
 // Client drives companion connections through a Temporal client it does
 // not own.
 type Client struct {
-	temporal client.Client
+	temporal     client.Client
+	queryTimeout time.Duration
 }
 
+// DefaultQueryTimeout is how long Status waits for a worker to answer its
+// query before it falls back to the last published state.
+const DefaultQueryTimeout = 750 * time.Millisecond
+
 // New returns a Client over c.
-func New(c client.Client) *Client { return &Client{temporal: c} }
+func New(c client.Client) *Client { return &Client{temporal: c, queryTimeout: DefaultQueryTimeout} }
+
+// WithQueryTimeout returns a copy of the client whose Status waits d for a
+// worker's answer (DefaultQueryTimeout when d <= 0).
+func (c *Client) WithQueryTimeout(d time.Duration) *Client {
+	if d <= 0 {
+		d = DefaultQueryTimeout
+	}
+	cp := *c
+	cp.queryTimeout = d
+	return &cp
+}
 
 // Connect starts the connection HOME/COMPANION and waits for the handshake.
 // A refused pair returns a *RefusedError naming the rule, and leaves nothing
@@ -219,12 +239,19 @@ func (c *Client) Disconnect(ctx context.Context, ref Ref, wait bool) (workflows.
 // LastStatus the last status it reported.
 func (c *Client) Status(ctx context.Context, ref Ref) (workflows.StatusView, error) {
 	var view workflows.StatusView
-	run, err := c.runState(ctx, ref)
+	run, desc, err := c.describe(ctx, ref)
 	if err != nil {
 		return view, err
 	}
-	v, err := c.temporal.QueryWorkflow(ctx, ref.workflowID(), "", workflows.QueryStatus)
+	qctx, cancel := context.WithTimeout(ctx, c.queryTimeout)
+	v, err := c.temporal.QueryWorkflow(qctx, ref.workflowID(), "", workflows.QueryStatus)
+	cancel()
 	if err != nil {
+		if ctx.Err() == nil && unanswered(err) {
+			// No worker answered in time (none polls, or all are busy):
+			// read what the workflows last published, from the server.
+			return c.published(ctx, ref, run, desc)
+		}
 		return view, c.explain(ctx, ref, "status", err)
 	}
 	if err := v.Get(&view); err != nil {
@@ -241,27 +268,94 @@ func (c *Client) Status(ctx context.Context, ref Ref) (workflows.StatusView, err
 	if run != workflows.RunRunning {
 		return view, nil
 	}
+	// Progress is not reported to the connection: the share and metadata
+	// sync workflows know it. Their queries run in parallel, so a status
+	// read costs one more round trip at most, and only while something
+	// is in progress.
+	var wg sync.WaitGroup
 	for i, sh := range view.DataSpaces {
 		if sh.InitializationStatus != workflows.Activating && sh.InitializationStatus != workflows.RemovingSharing {
 			continue
 		}
-		// Progress is not reported to the connection; the share knows it.
-		var live workflows.ShareView
-		if c.queryChild(ctx, workflows.ShareWorkflowID(ref.Home, ref.Companion, sh.DataSpace), &live) &&
-			live.InitializationStatus == sh.InitializationStatus {
-			view.DataSpaces[i].RecordsCopied, view.DataSpaces[i].RecordsTotal = live.RecordsCopied, live.RecordsTotal
-			view.DataSpaces[i].RecordsRemoved, view.DataSpaces[i].RecordsToRemove = live.RecordsRemoved, live.RecordsToRemove
-		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var live workflows.ShareView
+			if c.queryChild(ctx, workflows.ShareWorkflowID(ref.Home, ref.Companion, sh.DataSpace), &live) &&
+				live.InitializationStatus == sh.InitializationStatus {
+				view.DataSpaces[i].RecordsCopied, view.DataSpaces[i].RecordsTotal = live.RecordsCopied, live.RecordsTotal
+				view.DataSpaces[i].RecordsRemoved, view.DataSpaces[i].RecordsToRemove = live.RecordsRemoved, live.RecordsToRemove
+			}
+		}()
 	}
 	if view.MetadataSync.Status != "" {
-		// The connection hears from its metadata sync on settled changes
-		// only; the sync itself knows its pending count and last round.
-		var fresh workflows.MetadataSyncView
-		if c.queryChild(ctx, workflows.MetadataSyncWorkflowID(ref.Home, ref.Companion), &fresh) && fresh.Status != "" {
-			fresh.Requested = view.MetadataSync.Requested
-			view.MetadataSync = fresh
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// The connection hears from its metadata sync on settled
+			// changes only; the sync itself knows its pending count and
+			// last round.
+			var fresh workflows.MetadataSyncView
+			if c.queryChild(ctx, workflows.MetadataSyncWorkflowID(ref.Home, ref.Companion), &fresh) && fresh.Status != "" {
+				fresh.Requested = view.MetadataSync.Requested
+				view.MetadataSync = fresh
+			}
+		}()
+	}
+	wg.Wait()
+	return view, nil
+}
+
+// unanswered reports whether a query failed for want of a worker's answer
+// within its deadline.
+func unanswered(err error) bool {
+	var deadline *serviceerror.DeadlineExceeded
+	var canceled *serviceerror.Canceled
+	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &deadline) || errors.As(err, &canceled) ||
+		status.Code(err) == codes.DeadlineExceeded
+}
+
+// published is the connection's last published state: its search
+// attributes, and those of its running share workflows, read from
+// visibility. No worker is involved, so it answers when none polls.
+func (c *Client) published(ctx context.Context, ref Ref, run workflows.RunState, desc *workflowservice.DescribeWorkflowExecutionResponse) (workflows.StatusView, error) {
+	sa := desc.GetWorkflowExecutionInfo().GetSearchAttributes().GetIndexedFields()
+	view := workflows.StatusView{
+		Connection:   ref.String(),
+		Status:       workflows.ConnectionStatus(keyword(sa[workflows.AttrConnectionStatus.GetName()])),
+		MetadataSync: workflows.MetadataSyncView{Status: workflows.MetadataSyncStatus(keyword(sa[workflows.AttrMetadataSyncStatus.GetName()]))},
+		DataSpaces:   []workflows.ShareView{},
+		Transitions:  []workflows.Transition{},
+		Workflow:     run,
+		Stale:        true,
+	}
+	if run != workflows.RunRunning && run != workflows.RunCompleted {
+		view.LastStatus, view.Status = view.Status, workflows.ConnectionStatus(run)
+		if run == workflows.RunFailed && view.LastStatus == workflows.Connecting {
+			view.Status = workflows.Refused
 		}
 	}
+	q := fmt.Sprintf("WorkflowType = '%s' AND ExecutionStatus = 'Running' AND %s = '%s' AND %s = '%s'",
+		workflows.ShareWorkflowName, workflows.AttrHomeOrg.GetName(), quote(ref.Home),
+		workflows.AttrCompanionOrg.GetName(), quote(ref.Companion))
+	var token []byte
+	for {
+		resp, err := c.temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q, NextPageToken: token})
+		if err != nil {
+			return view, fmt.Errorf("status %s: no worker answered, and the published state cannot be read: %w", ref, err)
+		}
+		for _, e := range resp.GetExecutions() {
+			fields := e.GetSearchAttributes().GetIndexedFields()
+			view.DataSpaces = append(view.DataSpaces, workflows.ShareView{
+				DataSpace:            keyword(fields[workflows.AttrDataSpace.GetName()]),
+				InitializationStatus: workflows.InitializationStatus(keyword(fields[workflows.AttrInitializationStatus.GetName()])),
+			})
+		}
+		if token = resp.GetNextPageToken(); len(token) == 0 {
+			break
+		}
+	}
+	slices.SortFunc(view.DataSpaces, func(a, b workflows.ShareView) int { return strings.Compare(a.DataSpace, b.DataSpace) })
 	return view, nil
 }
 
@@ -274,15 +368,22 @@ func (c *Client) queryChild(ctx context.Context, workflowID string, v any) bool 
 
 // runState is the execution status of the connection's latest run.
 func (c *Client) runState(ctx context.Context, ref Ref) (workflows.RunState, error) {
+	run, _, err := c.describe(ctx, ref)
+	return run, err
+}
+
+// describe reads the connection's latest run from the server: its execution
+// status and its search attributes.
+func (c *Client) describe(ctx context.Context, ref Ref) (workflows.RunState, *workflowservice.DescribeWorkflowExecutionResponse, error) {
 	d, err := c.temporal.DescribeWorkflowExecution(ctx, ref.workflowID(), "")
 	var notFound *serviceerror.NotFound
 	if errors.As(err, &notFound) {
-		return "", fmt.Errorf("%w %s: connect it first (starter connect --home %s --companion %s)", ErrUnknownConnection, ref, ref.Home, ref.Companion)
+		return "", nil, fmt.Errorf("%w %s: connect it first (starter connect --home %s --companion %s)", ErrUnknownConnection, ref, ref.Home, ref.Companion)
 	}
 	if err != nil {
-		return "", fmt.Errorf("status %s: %w", ref, err)
+		return "", nil, fmt.Errorf("status %s: %w", ref, err)
 	}
-	return runStates[d.GetWorkflowExecutionInfo().GetStatus()], nil
+	return runStates[d.GetWorkflowExecutionInfo().GetStatus()], d, nil
 }
 
 // runStates names execution statuses; continued-as-new is never the

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"go.temporal.io/sdk/client"
 
@@ -132,6 +133,11 @@ func (fs *flagSet) dialer() *dialer {
 	fs.StringVar(&d.opts.TLSCA, "tls-ca", env("TEMPORAL_TLS_CA"), "CA certificate file of the server (env TEMPORAL_TLS_CA)")
 	fs.StringVar(&d.keys.KeyFile, "key-file", env(codec.KeyFileEnv), "payload key file of the workers (env COMPANIONSYNC_KEY_FILE; keys inline: env COMPANIONSYNC_KEYS; default DATA_DIR/codec.keys of the embedded default)")
 	d.keys.Keys = env(codec.KeysEnv)
+	d.queryTimeout = control.DefaultQueryTimeout
+	if v, err := time.ParseDuration(env("COMPANIONSYNC_QUERY_TIMEOUT")); err == nil && v > 0 {
+		d.queryTimeout = v
+	}
+	fs.DurationVar(&d.queryTimeout, "query-timeout", d.queryTimeout, "how long status waits for a worker before it shows the last published state (env COMPANIONSYNC_QUERY_TIMEOUT)")
 	d.keys.DevKeyFile = filepath.Join(or(env("COMPANIONSYNC_DATA_DIR"), ".data"), "codec.keys")
 	return d
 }
@@ -141,6 +147,8 @@ type dialer struct {
 	inv  *invocation
 	opts control.DialOptions
 	keys codec.Source
+	// queryTimeout bounds the wait for a worker's answer to a status query.
+	queryTimeout time.Duration
 }
 
 // check reports bad connection settings as a usage error, before anything
@@ -172,7 +180,7 @@ func (d *dialer) client(ctx context.Context) (*control.Client, error) {
 		}
 		d.inv.temporal = c
 	}
-	return control.New(d.inv.temporal), nil
+	return control.New(d.inv.temporal).WithQueryTimeout(d.queryTimeout), nil
 }
 
 // orgStore adds the --org-store flag: the worker's org store, by default

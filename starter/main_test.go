@@ -41,6 +41,12 @@ func (c *cli) getenv(name string) string {
 		return c.env.Server.Namespace()
 	case "COMPANIONSYNC_DATA_DIR":
 		return c.env.Dir
+	case "COMPANIONSYNC_KEYS":
+		return testenv.KeySpec
+	case "COMPANIONSYNC_QUERY_TIMEOUT":
+		// The suite runs beside others on two cores: a slow answer must
+		// not turn into a stale view the assertions do not expect.
+		return "30s"
 	}
 	return ""
 }

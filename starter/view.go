@@ -29,6 +29,9 @@ func statusText(v workflows.StatusView, bars bool) string {
 		status += fmt.Sprintf(" (workflow closed; it last reported %s: nothing runs for this connection)", v.LastStatus)
 	}
 	fmt.Fprintf(tw, "Connection\t%s\n", v.Connection)
+	if v.Stale {
+		fmt.Fprintf(tw, "Note\tno worker answered: this is the last published state, possibly stale (statuses only)\n")
+	}
 	fmt.Fprintf(tw, "Status\t%s\n", status)
 	if v.Reason != "" {
 		fmt.Fprintf(tw, "Reason\t%s\n", v.Reason)
@@ -157,6 +160,8 @@ func metadataText(m workflows.MetadataSyncView) string {
 func nextStep(v workflows.StatusView) string {
 	ref := v.Connection
 	switch {
+	case v.Stale:
+		return "start a worker (go run ./worker), or check that one polls the companionsync task queue"
 	case v.Status == workflows.Disconnected || v.Disconnecting:
 		return ""
 	case v.Status == workflows.Inactive:

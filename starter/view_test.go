@@ -30,6 +30,9 @@ func TestStatusTextShowsRequestsAndClosedWorkflows(t *testing.T) {
 		{"terminated workflow", workflows.StatusView{Status: workflows.ConnectionStatus(workflows.RunTerminated),
 			LastStatus: workflows.Active, Workflow: workflows.RunTerminated},
 			[]string{"Status         Terminated (workflow closed; it last reported Active"}},
+		{"no worker answered", workflows.StatusView{Status: workflows.Active, Stale: true, DataSpaces: []workflows.ShareView{
+			{DataSpace: "sales", InitializationStatus: workflows.ShareActive},
+		}}, []string{"last published state, possibly stale", "Next           start a worker", "sales       Active"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			text := statusText(tc.view, false)

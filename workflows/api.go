@@ -157,6 +157,10 @@ const (
 	SignalMetadataDesired = "metadata-sync-desired"
 	// SignalMetadataReport carries a MetadataReport to the connection.
 	SignalMetadataReport = "metadata-sync-report"
+	// SignalProbe (no input) asks a connection to make each child report
+	// again, and to start again the ones that are gone: the reconciler's
+	// repair of a vanished share or metadata sync.
+	SignalProbe = "probe"
 )
 
 // Refusal types: the type of the temporal.ApplicationError with which an
@@ -318,6 +322,34 @@ type ConnectionInput struct {
 	Companion string           `json:"companion"`
 	Settings  Settings         `json:"settings"`
 	State     *ConnectionState `json:"state,omitempty"`
+	// Adopt, set by the reconciler on a first run, takes over a registered
+	// connection whose workflow is gone instead of connecting anew.
+	Adopt *AdoptState `json:"adopt,omitempty"`
+}
+
+// AdoptState starts a ConnectionWorkflow that takes over a registered
+// connection whose workflow is gone. There is no handshake: the registry row
+// stays as it is (its token names the gone run, and a disconnect removes it
+// all the same). Shares whose workflow still runs are adopted and asked to
+// report; the others are started again with their intent, from the data
+// the companion holds (copies are idempotent). The metadata sync is adopted
+// or started again like any child.
+type AdoptState struct {
+	// Reason says why the connection is adopted, for the transitions.
+	Reason string `json:"reason"`
+	// DataSpaces are the home org's data spaces.
+	DataSpaces []string       `json:"dataSpaces"`
+	Shares     []AdoptedShare `json:"shares"`
+}
+
+// AdoptedShare is a share found by the reconciler for an adopted connection.
+type AdoptedShare struct {
+	DataSpace string `json:"dataSpace"`
+	// Running says whether the share's workflow still runs.
+	Running bool `json:"running"`
+	// Status is the share's last published Initialization Status; a share
+	// in Removing Sharing goes on removing, any other is kept shared.
+	Status InitializationStatus `json:"status"`
 }
 
 // ShareIntent is what the operator wants of a share.
@@ -485,4 +517,9 @@ type StatusView struct {
 	// the last status it reported.
 	Workflow   RunState         `json:"workflow,omitempty"`
 	LastStatus ConnectionStatus `json:"lastStatus,omitempty"`
+	// Stale is set by control when no worker answered the status query in
+	// time: the view is then the state the workflows last published in
+	// their search attributes (statuses only: no reason, progress or
+	// requests), read from the server without a worker.
+	Stale bool `json:"stale,omitempty"`
 }
