@@ -67,6 +67,10 @@ type ShareRecord struct {
 	Sent int64 `json:"sent"`
 	// Problem is why the share's workflow could not be started.
 	Problem string `json:"problem,omitempty"`
+	// Probe asks the next pass to send the share's workflow its desired
+	// state even if sent before, so that it reports, or is found gone and
+	// started again.
+	Probe bool `json:"probe,omitempty"`
 }
 
 // pending reports whether the share's workflow has not acknowledged the
@@ -79,6 +83,8 @@ type MetadataRecord struct {
 	Observed MetadataReport  `json:"observed"`
 	Running  bool            `json:"running"`
 	Sent     int64           `json:"sent"`
+	// Probe asks the next pass to send the desired state again.
+	Probe bool `json:"probe,omitempty"`
 }
 
 // ConnectionWorkflow owns one companion connection: the handshake, the
@@ -150,9 +156,12 @@ func newConnection(ctx workflow.Context, in ConnectionInput) *connection {
 		signals:   newInbox(),
 	}
 	c.budget = &runBudget{events: c.settings.EventBudget}
-	if in.State != nil {
+	switch {
+	case in.State != nil:
 		c.ConnectionState = *in.State
-	} else {
+	case in.Adopt != nil:
+		c.adopt(ctx, in.Adopt)
+	default:
 		c.Status = Connecting
 		c.transition(ctx, subjectConnection, string(Connecting), "handshake and eligibility check")
 	}
@@ -236,6 +245,9 @@ func (c *connection) reconcile(ctx workflow.Context) {
 }
 
 func (c *connection) reconcileShare(ctx workflow.Context, ds string, sh *ShareRecord) {
+	if sh.Probe && c.probeShare(ctx, ds, sh) {
+		return
+	}
 	if sh.Sent >= sh.Desired.Generation || sh.Problem != "" {
 		return
 	}
@@ -320,6 +332,12 @@ func (c *connection) reconcileMetadata(ctx workflow.Context) {
 	if !sameMetadata(want, rec.Desired) {
 		want.Generation = c.nextGeneration()
 		rec.Desired = want
+	}
+	if rec.Probe {
+		rec.Probe = false
+		if rec.Running && rec.Desired.Generation > 0 {
+			rec.Sent = min(rec.Sent, rec.Desired.Generation-1)
+		}
 	}
 	if rec.Sent >= rec.Desired.Generation {
 		return

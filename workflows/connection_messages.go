@@ -49,6 +49,10 @@ func (c *connection) registerHandlers(ctx workflow.Context) error {
 		}
 		c.applyShareReport(ctx, r)
 	})
+	c.signals.listen(ctx, SignalProbe, func(ctx workflow.Context, _ json.RawMessage) {
+		c.logger.Info("probing children at the reconciler's request")
+		c.probe()
+	})
 	c.signals.listen(ctx, SignalMetadataReport, func(ctx workflow.Context, raw json.RawMessage) {
 		var r MetadataReport
 		if err := decodeSignal(raw, &r); err != nil {

@@ -10,7 +10,7 @@ import (
 	"github.com/companionsync/companionsync/activities"
 )
 
-// Register registers the three workflows under their contract names and the
+// Register registers the workflows under their contract names and the
 // activities of a. defaults fill the settings a starter leaves zero in a new
 // connection; the choice is recorded in the workflow's history, so workers
 // with other defaults replay it unchanged.
@@ -24,6 +24,13 @@ func RegisterWorkflows(r worker.WorkflowRegistry, defaults Settings) {
 	r.RegisterWorkflowWithOptions(ConnectionWorkflowWith(defaults), workflow.RegisterOptions{Name: ConnectionWorkflowName})
 	r.RegisterWorkflowWithOptions(DataSpaceShareWorkflow, workflow.RegisterOptions{Name: ShareWorkflowName})
 	r.RegisterWorkflowWithOptions(MetadataSyncWorkflow, workflow.RegisterOptions{Name: MetadataSyncWorkflowName})
+	r.RegisterWorkflowWithOptions(ReconcilerWorkflow, workflow.RegisterOptions{Name: ReconcilerWorkflowName})
+}
+
+// RegisterFleet registers the reconciler's activities. Without them the
+// reconciler's runs wait for a worker that has them.
+func RegisterFleet(r worker.ActivityRegistry, f *activities.Fleet) {
+	r.RegisterActivityWithOptions(f, activity.RegisterOptions{})
 }
 
 // ConnectionWorkflowWith is ConnectionWorkflow with worker-side defaults for

@@ -166,6 +166,7 @@ func (e *Env) NewWorker(t testing.TB) worker.Worker {
 	t.Helper()
 	w := worker.New(e.Client, workflows.TaskQueue, worker.Options{})
 	workflows.Register(w, &activities.Activities{Orgs: e.Store}, e.Settings)
+	workflows.RegisterFleet(w, &activities.Fleet{Orgs: e.Store, Client: e.Client})
 	if err := w.Start(); err != nil {
 		t.Fatalf("start worker: %v", err)
 	}

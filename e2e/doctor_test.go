@@ -1,0 +1,171 @@
+package e2e
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
+
+	"github.com/companionsync/companionsync/control"
+	"github.com/companionsync/companionsync/internal/testenv"
+	"github.com/companionsync/companionsync/workflows"
+)
+
+// startFleet starts a test system whose registry holds only what the test
+// registers: the demo seed's globex/globex-emea row, registered without a
+// workflow, is removed (TestReconcilerAdoptsTheSeededRow covers it).
+func startFleet(t *testing.T) (*testenv.Env, *control.Client) {
+	t.Helper()
+	env := testenv.Start(t, testenv.Options{})
+	require.NoError(t, env.Store.Deregister(context.Background(), "globex", "globex-emea"))
+	return env, control.New(env.Client)
+}
+
+// findings returns the report's findings of kind on connection.
+func findings(r workflows.ReconcileReport, kind workflows.FindingKind, connection string) []workflows.Finding {
+	var out []workflows.Finding
+	for _, f := range r.Findings {
+		if f.Kind == kind && f.Connection == connection {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// running reports whether the latest run of workflowID is running.
+func running(t *testing.T, env *testenv.Env, workflowID string) bool {
+	t.Helper()
+	d, err := env.Client.DescribeWorkflowExecution(context.Background(), workflowID, "")
+	require.NoError(t, err)
+	return d.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING
+}
+
+// TestDoctorRestartsATerminatedConnection: the connection workflow of a
+// pair with an Active share is terminated by hand. The doctor reports it;
+// with repair it restarts the workflow under its own ID, which adopts the
+// running share (same data, no copy again), starts the stopped metadata sync
+// again (a later change is applied), and can then be disconnected and
+// connected again.
+func TestDoctorRestartsATerminatedConnection(t *testing.T) {
+	env, c := startFleet(t)
+	ctx := context.Background()
+	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
+	id := workflows.ConnectionWorkflowID(ref.Home, ref.Companion)
+	connectAndShare(t, c, ref, "default")
+	testenv.WaitStatus(t, c, ref, "default Active, metadata synced", func(v workflows.StatusView) bool {
+		return testenv.ShareIs("default", workflows.ShareActive)(v) && v.MetadataSync.Status == workflows.SyncSucceeded
+	})
+	requireCopied(t, env, ref.Home, ref.Companion, "default")
+	shareID := workflows.ShareWorkflowID(ref.Home, ref.Companion, "default")
+	shareRun := describeRun(t, env, shareID)
+
+	require.NoError(t, env.Client.TerminateWorkflow(ctx, id, "", "test: lost connection workflow"))
+	report, err := c.Doctor(ctx, workflows.ReconcilerInput{})
+	require.NoError(t, err)
+	missing := findings(report, workflows.FindingConnectionWorkflowMissing, ref.String())
+	require.Len(t, missing, 1, "report %+v", report)
+	assert.True(t, missing[0].Remains(), "without repair the finding remains")
+	assert.Contains(t, missing[0].Detail, "Terminated")
+	assert.NotEmpty(t, missing[0].Age)
+	assert.False(t, running(t, env, id), "a report-only run repairs nothing")
+
+	report, err = c.Doctor(ctx, workflows.ReconcilerInput{Repair: true})
+	require.NoError(t, err)
+	missing = findings(report, workflows.FindingConnectionWorkflowMissing, ref.String())
+	require.Len(t, missing, 1, "report %+v", report)
+	assert.Equal(t, workflows.OutcomeRepaired, missing[0].Outcome, "repair: %s", missing[0].Repair)
+	assert.Contains(t, missing[0].Repair, "adopting 1 running share(s)")
+	assert.Equal(t, 0, report.Remaining(), "report %+v", report)
+
+	v := testenv.WaitStatus(t, c, ref, "adopted: default Active, metadata sync running", func(v workflows.StatusView) bool {
+		return v.Workflow == workflows.RunRunning && v.Status == workflows.Active &&
+			testenv.ShareIs("default", workflows.ShareActive)(v) && running(t, env, workflows.MetadataSyncWorkflowID(ref.Home, ref.Companion))
+	})
+	sh, _ := testenv.Share(v, "default")
+	assert.Equal(t, sh.RecordsTotal, sh.RecordsCopied, "the adopted share reported its own view")
+	assert.Equal(t, shareRun, describeRun(t, env, shareID), "the running share was adopted, not started again")
+	requireCopied(t, env, ref.Home, ref.Companion, "default")
+
+	_, err = env.Store.ChangeMetadata(ctx, ref.Home, "default", 2)
+	require.NoError(t, err)
+	testenv.Eventually(t, time.Minute, "the restarted metadata sync applies the changes", func() bool {
+		n, _, err := env.Store.PendingChanges(ctx, connectionOf(ref), []string{"default"})
+		require.NoError(t, err)
+		return n == 0
+	})
+
+	report, err = c.Doctor(ctx, workflows.ReconcilerInput{})
+	require.NoError(t, err)
+	assert.Empty(t, report.Findings, "nothing left to find")
+
+	final, err := c.Disconnect(ctx, ref, true)
+	require.NoError(t, err)
+	assert.Equal(t, workflows.Disconnected, final.Status)
+	assert.Zero(t, companionCount(t, env, ref.Home, ref.Companion, "default"))
+	_, err = c.Connect(ctx, ref, workflows.Settings{})
+	require.NoError(t, err, "the pair connects again")
+}
+
+// describeRun returns the run ID of the latest run of workflowID.
+func describeRun(t *testing.T, env *testenv.Env, workflowID string) string {
+	t.Helper()
+	d, err := env.Client.DescribeWorkflowExecution(context.Background(), workflowID, "")
+	require.NoError(t, err)
+	return d.GetWorkflowExecutionInfo().GetExecution().GetRunId()
+}
+
+// TestTwoReconcilersRepairOnce: two reconciler runs started at once over
+// the same terminated connection start one connection workflow between
+// them; the other finds it running.
+func TestTwoReconcilersRepairOnce(t *testing.T) {
+	env, c := startFleet(t)
+	ctx := context.Background()
+	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
+	id := workflows.ConnectionWorkflowID(ref.Home, ref.Companion)
+	connectAndShare(t, c, ref, "marketing")
+	testenv.WaitStatus(t, c, ref, "marketing Active", testenv.ShareIs("marketing", workflows.ShareActive))
+	require.NoError(t, env.Client.TerminateWorkflow(ctx, id, "", "test: lost connection workflow"))
+
+	var wg sync.WaitGroup
+	reports := make([]workflows.ReconcileReport, 2)
+	errs := make([]error, 2)
+	for i := range reports {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			reports[i], errs[i] = c.Doctor(ctx, workflows.ReconcilerInput{Repair: true})
+		}()
+	}
+	wg.Wait()
+	repaired, resolved := 0, 0
+	for i, r := range reports {
+		require.NoError(t, errs[i])
+		for _, f := range findings(r, workflows.FindingConnectionWorkflowMissing, ref.String()) {
+			switch f.Outcome {
+			case workflows.OutcomeRepaired:
+				repaired++
+			case workflows.OutcomeResolved:
+				resolved++
+			}
+		}
+	}
+	// The second run may also have surveyed after the restart and found
+	// nothing to repair at all.
+	assert.Equal(t, 1, repaired, "exactly one run restarts the connection: %+v", reports)
+	assert.LessOrEqual(t, resolved, 1)
+	runs := 0
+	testenv.Eventually(t, 30*time.Second, "visibility lists the runs", func() bool {
+		total, _ := runsOf(t, env.Client, id)
+		runs = total
+		return total >= 2
+	})
+	assert.Equal(t, 2, runs, "the terminated run and one restarted run")
+	testenv.WaitStatus(t, c, ref, "marketing Active again", func(v workflows.StatusView) bool {
+		return v.Workflow == workflows.RunRunning && testenv.ShareIs("marketing", workflows.ShareActive)(v)
+	})
+	requireCopied(t, env, ref.Home, ref.Companion, "marketing")
+}
