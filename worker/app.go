@@ -95,8 +95,16 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Main, err e
 	// The demo commands of the CLI inject copy failures into the store;
 	// DemoFaults makes them fail this worker's initial-sync steps.
 	workflows.Register(m.worker, &activities.Activities{Orgs: orgstore.WithDemoFaults(m.store)}, cfg.Defaults)
+	workflows.RegisterFleet(m.worker, &activities.Fleet{Orgs: m.store, Client: m.client})
 	if err := m.worker.Start(); err != nil {
 		return nil, fmt.Errorf("start worker on task queue %s: %w", workflows.TaskQueue, err)
+	}
+	if cfg.ReconcileInterval > 0 {
+		in := workflows.DefaultReconcilerInput()
+		in.RemovalAfter = cfg.Defaults.RemovalDeadline
+		if err := ensureReconcilerSchedule(ctx, m.client, cfg.ReconcileInterval, in); err != nil {
+			return nil, err
+		}
 	}
 	return m, nil
 }

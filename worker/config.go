@@ -61,6 +61,10 @@ type Config struct {
 
 	// Defaults are the settings of connections started without their own.
 	Defaults workflows.Settings
+
+	// ReconcileInterval is the period of the reconciler's schedule; 0
+	// leaves the schedule alone (neither created nor updated).
+	ReconcileInterval time.Duration
 }
 
 // defaultDevCodecAddr is where the embedded default serves its codec
@@ -120,7 +124,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 		codecAddr = ""
 	}
 
-	var health, metadata, removal durationFlag
+	var health, metadata, removal, reconcile durationFlag
 	for _, d := range []struct {
 		env string
 		dst *durationFlag
@@ -128,6 +132,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 		{"COMPANIONSYNC_HEALTH_CHECK_INTERVAL", &health},
 		{"COMPANIONSYNC_METADATA_SYNC_INTERVAL", &metadata},
 		{"COMPANIONSYNC_REMOVAL_DEADLINE", &removal},
+		{"COMPANIONSYNC_RECONCILE_INTERVAL", &reconcile},
 	} {
 		if v := getenv(d.env); v != "" {
 			if err := d.dst.Set(v); err != nil {
@@ -167,6 +172,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.Var(&health, "health-check-interval", "health check period of new connections (default 30s on the dev server, 5m otherwise; env COMPANIONSYNC_HEALTH_CHECK_INTERVAL)")
 	fs.Var(&metadata, "metadata-sync-interval", "metadata sync period of new connections (default 30s on the dev server, 15m otherwise; env COMPANIONSYNC_METADATA_SYNC_INTERVAL)")
 	fs.Var(&removal, "removal-deadline", "deadline of a data space removal (default 30m; env COMPANIONSYNC_REMOVAL_DEADLINE)")
+	fs.Var(&reconcile, "reconcile-interval", "period of the reconciler's schedule; 0 leaves the schedule alone (default 1m on the dev server, 10m otherwise; env COMPANIONSYNC_RECONCILE_INTERVAL)")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}
@@ -199,6 +205,13 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 		if d.v.set {
 			*d.dst = d.v.d
 		}
+	}
+	cfg.ReconcileInterval = 10 * time.Minute
+	if cfg.TemporalAddress == "" {
+		cfg.ReconcileInterval = devReconcileInterval
+	}
+	if reconcile.set {
+		cfg.ReconcileInterval = reconcile.d
 	}
 	if cfg.OrgStore == "" {
 		cfg.OrgStore = filepath.Join(cfg.DataDir, "orgs.db")
@@ -249,6 +262,9 @@ func (c Config) validate() error {
 		if d < time.Second {
 			errs = append(errs, fmt.Errorf("%s %s: want at least 1s", name, d))
 		}
+	}
+	if c.ReconcileInterval != 0 && c.ReconcileInterval < time.Second {
+		errs = append(errs, fmt.Errorf("reconcile-interval %s: want 0 (off) or at least 1s", c.ReconcileInterval))
 	}
 	return errors.Join(errs...)
 }

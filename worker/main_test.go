@@ -58,7 +58,7 @@ var frontendLine = regexp.MustCompile(`Temporal frontend\s+(\S+)`)
 
 // startWorker runs the worker's run function as main does, and waits until
 // it prints that it is ready.
-func startWorker(t *testing.T, dataDir string) *process {
+func startWorker(t *testing.T, dataDir string, extraArgs ...string) *process {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &process{cancel: cancel, done: make(chan error, 1), stdout: &syncBuffer{}, dataDir: dataDir}
@@ -66,6 +66,7 @@ func startWorker(t *testing.T, dataDir string) *process {
 		"-data-dir", dataDir, "-dev-frontend", "127.0.0.1:0", "-dev-ui", "127.0.0.1:0", "-metrics-addr", "127.0.0.1:0", "-codec-addr", "127.0.0.1:0",
 		"-seed-records", "3000", "-health-check-interval", "1s", "-metadata-sync-interval", "1s", "-log-level", "warn",
 	}
+	args = append(args, extraArgs...)
 	getenv := func(string) string { return "" } // the test's own environment must not leak in
 	go func() { p.done <- run(ctx, args, getenv, p.stdout, &syncBuffer{}) }()
 	testenv.Eventually(t, 2*time.Minute, "worker ready", func() bool {
