@@ -169,3 +169,96 @@ func TestTwoReconcilersRepairOnce(t *testing.T) {
 	})
 	requireCopied(t, env, ref.Home, ref.Companion, "marketing")
 }
+
+// slowCopies are settings whose copies and removals take many small steps,
+// so a test can stop a share in the middle of one.
+func slowCopies() workflows.Settings {
+	s := testenv.FastSettings()
+	s.BatchSize = 2
+	return s
+}
+
+// TestDoctorRestartsAShareTerminatedMidCopy: a share workflow terminated in
+// the middle of its initial sync is reported; the repair asks the
+// connection, which starts it again; the copy goes on and counts and
+// checksums are exact.
+func TestDoctorRestartsAShareTerminatedMidCopy(t *testing.T) {
+	env := testenv.Start(t, testenv.Options{Settings: slowCopies()})
+	require.NoError(t, env.Store.Deregister(context.Background(), "globex", "globex-emea"))
+	c := control.New(env.Client)
+	ctx := context.Background()
+	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
+	shareID := workflows.ShareWorkflowID(ref.Home, ref.Companion, "default")
+	connectAndShare(t, c, ref, "default")
+	total, err := env.Store.CountRecords(ctx, ref.Home, "default")
+	require.NoError(t, err)
+	testenv.Eventually(t, time.Minute, "the copy is under way", func() bool {
+		return companionCount(t, env, ref.Home, ref.Companion, "default") >= 200
+	})
+	require.NoError(t, env.Client.TerminateWorkflow(ctx, shareID, "", "test: share lost mid-copy"))
+	atStop := companionCount(t, env, ref.Home, ref.Companion, "default")
+	require.Less(t, atStop, total, "terminated before the copy finished")
+
+	report, err := c.Doctor(ctx, workflows.ReconcilerInput{})
+	require.NoError(t, err)
+	missing := findings(report, workflows.FindingShareWorkflowMissing, ref.String())
+	require.Len(t, missing, 1, "report %+v", report)
+	assert.Equal(t, "default", missing[0].DataSpace)
+	assert.Contains(t, missing[0].Detail, "Activating")
+	assert.Contains(t, missing[0].Detail, "Terminated")
+	assert.True(t, missing[0].Remains())
+
+	report, err = c.Doctor(ctx, workflows.ReconcilerInput{Repair: true})
+	require.NoError(t, err)
+	missing = findings(report, workflows.FindingShareWorkflowMissing, ref.String())
+	require.Len(t, missing, 1, "report %+v", report)
+	assert.Equal(t, workflows.OutcomeRepaired, missing[0].Outcome)
+	testenv.WaitStatus(t, c, ref, "default Active", testenv.ShareIs("default", workflows.ShareActive))
+	requireCopied(t, env, ref.Home, ref.Companion, "default")
+	report, err = c.Doctor(ctx, workflows.ReconcilerInput{})
+	require.NoError(t, err)
+	assert.Empty(t, report.Findings)
+}
+
+// TestDoctorReportsARemovalPastItsDeadline: a share whose workflow is gone
+// in the middle of a removal stays in Removing Sharing; the doctor reports
+// it with its age past the removal threshold (and the gone workflow), and
+// the repair lets the removal finish.
+func TestDoctorReportsARemovalPastItsDeadline(t *testing.T) {
+	env := testenv.Start(t, testenv.Options{Settings: slowCopies()})
+	require.NoError(t, env.Store.Deregister(context.Background(), "globex", "globex-emea"))
+	c := control.New(env.Client)
+	ctx := context.Background()
+	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
+	shareID := workflows.ShareWorkflowID(ref.Home, ref.Companion, "default")
+	connectAndShare(t, c, ref, "default")
+	testenv.WaitStatus(t, c, ref, "default Active", testenv.ShareIs("default", workflows.ShareActive))
+	_, err := c.Unshare(ctx, ref, "default")
+	require.NoError(t, err)
+	require.NoError(t, env.Client.TerminateWorkflow(ctx, shareID, "", "test: share lost mid-removal"))
+	left := companionCount(t, env, ref.Home, ref.Companion, "default")
+	require.Positive(t, left, "terminated before the removal finished")
+	time.Sleep(1100 * time.Millisecond)
+
+	report, err := c.Doctor(ctx, workflows.ReconcilerInput{RemovalAfter: time.Second})
+	require.NoError(t, err)
+	late := findings(report, workflows.FindingRemovalPastDeadline, ref.String())
+	require.Len(t, late, 1, "report %+v", report)
+	assert.Equal(t, "default", late[0].DataSpace)
+	require.NotNil(t, late[0].Since)
+	age, err := time.ParseDuration(late[0].Age)
+	require.NoError(t, err)
+	assert.GreaterOrEqual(t, age, time.Second, "the age of the removal")
+	assert.Contains(t, late[0].Detail, "past the 1s deadline")
+	require.Len(t, findings(report, workflows.FindingShareWorkflowMissing, ref.String()), 1)
+
+	report, err = c.Doctor(ctx, workflows.ReconcilerInput{RemovalAfter: time.Hour})
+	require.NoError(t, err)
+	assert.Empty(t, findings(report, workflows.FindingRemovalPastDeadline, ref.String()), "not past a threshold of an hour")
+
+	report, err = c.Doctor(ctx, workflows.ReconcilerInput{Repair: true, RemovalAfter: time.Hour})
+	require.NoError(t, err)
+	assert.Equal(t, 0, report.Remaining(), "report %+v", report)
+	testenv.WaitStatus(t, c, ref, "default removed", testenv.ShareGone("default"))
+	assert.Zero(t, companionCount(t, env, ref.Home, ref.Companion, "default"), "the restarted removal finished")
+}
