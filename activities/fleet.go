@@ -33,7 +33,17 @@ type Fleet struct {
 	Orgs companionsync.Orgs
 	// Client reaches the workflows' namespace. Required.
 	Client client.Client
+	// Converter decodes payloads read from histories: the workers' data
+	// converter (with their codec). Nil means the SDK's default.
+	Converter converter.DataConverter
 }
+
+// Names of the activities whose history a checkpoint is read from: the
+// method names under which Register registers them.
+const (
+	copyActivityName   = "CopyRecords"
+	removeActivityName = "RemoveRecords"
+)
 
 // RegistryPageInput asks for one page of the registry: up to Limit
 // connections whose companion sorts after After.
@@ -100,6 +110,11 @@ type ShareSurvey struct {
 	DataSpace string    `json:"dataSpace"`
 	Execution Execution `json:"execution"`
 	Copied    int       `json:"copied"`
+	// Checkpoint is, for a share workflow that stopped without finishing
+	// (terminated, failed, timed out, cancelled), the last record id its
+	// initial sync had copied up to, read from its history; empty when it
+	// copied nothing or a removal was scheduled since.
+	Checkpoint string `json:"checkpoint,omitempty"`
 }
 
 // ConnectionSurvey is what the server and the store say of one registered
@@ -182,9 +197,67 @@ func (f *Fleet) survey(ctx context.Context, t SurveyTarget) (ConnectionSurvey, e
 		if exec.Status == "" && copied == 0 {
 			continue
 		}
-		s.Shares = append(s.Shares, ShareSurvey{DataSpace: ds, Execution: exec, Copied: copied})
+		sh := ShareSurvey{DataSpace: ds, Execution: exec, Copied: copied}
+		switch exec.Status {
+		case "Terminated", "Failed", "TimedOut", "Canceled":
+			if sh.Checkpoint, err = f.copyCheckpoint(ctx, exec); err != nil {
+				return s, err
+			}
+		}
+		s.Shares = append(s.Shares, sh)
 	}
 	return s, nil
+}
+
+// copyCheckpoint reads the checkpoint of a stopped share run from its
+// history: the checkpoint the run started with (when it started copying),
+// moved by each completed copy step, and cleared by any removal step.
+func (f *Fleet) copyCheckpoint(ctx context.Context, e Execution) (string, error) {
+	dc := f.Converter
+	if dc == nil {
+		dc = converter.GetDefaultDataConverter()
+	}
+	checkpoint := ""
+	types := map[int64]string{}
+	iter := f.Client.GetWorkflowHistory(ctx, e.WorkflowID, e.RunID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for iter.HasNext() {
+		ev, err := iter.Next()
+		if err != nil {
+			return "", fmt.Errorf("read the history of %s: %w", e.WorkflowID, err)
+		}
+		switch ev.GetEventType() {
+		case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
+			// The share's input (workflows.ShareInput): only the fields read here.
+			var in struct {
+				State *struct {
+					Checkpoint string `json:"checkpoint"`
+					View       struct {
+						Status string `json:"initializationStatus"`
+					} `json:"view"`
+				} `json:"state"`
+			}
+			p := ev.GetWorkflowExecutionStartedEventAttributes().GetInput().GetPayloads()
+			if len(p) > 0 && dc.FromPayload(p[0], &in) == nil && in.State != nil && in.State.View.Status == "Activating" {
+				checkpoint = in.State.Checkpoint
+			}
+		case enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+			name := ev.GetActivityTaskScheduledEventAttributes().GetActivityType().GetName()
+			types[ev.GetEventId()] = name
+			if name == removeActivityName {
+				checkpoint = ""
+			}
+		case enumspb.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+			a := ev.GetActivityTaskCompletedEventAttributes()
+			if types[a.GetScheduledEventId()] != copyActivityName {
+				continue
+			}
+			var p CopyProgress
+			if r := a.GetResult().GetPayloads(); len(r) > 0 && dc.FromPayload(r[0], &p) == nil && p.After > checkpoint {
+				checkpoint = p.After
+			}
+		}
+	}
+	return checkpoint, nil
 }
 
 // known reports whether the org exists.

@@ -10,6 +10,8 @@ import (
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
 
+	"github.com/companionsync/companionsync/activities"
+	"github.com/companionsync/companionsync/codec"
 	"github.com/companionsync/companionsync/control"
 	"github.com/companionsync/companionsync/internal/testenv"
 	"github.com/companionsync/companionsync/workflows"
@@ -192,8 +194,14 @@ func TestDoctorRestartsAShareTerminatedMidCopy(t *testing.T) {
 	connectAndShare(t, c, ref, "default")
 	total, err := env.Store.CountRecords(ctx, ref.Home, "default")
 	require.NoError(t, err)
-	testenv.Eventually(t, time.Minute, "the copy is under way", func() bool {
-		return companionCount(t, env, ref.Home, ref.Companion, "default") >= 200
+	testenv.Eventually(t, time.Minute, "a copy step has finished", func() bool {
+		v, err := env.Client.QueryWorkflow(ctx, shareID, "", workflows.QueryStatus)
+		if err != nil {
+			return false
+		}
+		var view workflows.ShareView
+		require.NoError(t, v.Get(&view))
+		return view.RecordsCopied > 0
 	})
 	require.NoError(t, env.Client.TerminateWorkflow(ctx, shareID, "", "test: share lost mid-copy"))
 	atStop := companionCount(t, env, ref.Home, ref.Companion, "default")
@@ -215,9 +223,31 @@ func TestDoctorRestartsAShareTerminatedMidCopy(t *testing.T) {
 	assert.Equal(t, workflows.OutcomeRepaired, missing[0].Outcome)
 	testenv.WaitStatus(t, c, ref, "default Active", testenv.ShareIs("default", workflows.ShareActive))
 	requireCopied(t, env, ref.Home, ref.Companion, "default")
+	assert.NotEmpty(t, firstCopyAfter(t, env, shareID), "the restarted copy goes on from the stopped run's checkpoint")
 	report, err = c.Doctor(ctx, workflows.ReconcilerInput{})
 	require.NoError(t, err)
 	assert.Empty(t, report.Findings)
+}
+
+// firstCopyAfter returns the checkpoint the first copy step of the latest
+// run of a share workflow started from.
+func firstCopyAfter(t *testing.T, env *testenv.Env, shareID string) string {
+	t.Helper()
+	dc := codec.NewDataConverter(env.Keys)
+	iter := env.Client.GetWorkflowHistory(context.Background(), shareID, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for iter.HasNext() {
+		ev, err := iter.Next()
+		require.NoError(t, err)
+		a := ev.GetActivityTaskScheduledEventAttributes()
+		if a == nil || a.GetActivityType().GetName() != "CopyRecords" {
+			continue
+		}
+		var in activities.CopyInput
+		require.NoError(t, dc.FromPayload(a.GetInput().GetPayloads()[0], &in))
+		return in.After
+	}
+	t.Fatalf("no copy step in the latest run of %s", shareID)
+	return ""
 }
 
 // TestDoctorReportsARemovalPastItsDeadline: a share whose workflow is gone

@@ -91,11 +91,17 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Main, err e
 			return nil, err
 		}
 	}
+	// Process-wide, and only before the first worker is created.
+	worker.SetStickyWorkflowCacheSize(cfg.WorkflowCache)
 	m.worker = worker.New(m.client, workflows.TaskQueue, worker.Options{WorkerStopTimeout: 10 * time.Second})
 	// The demo commands of the CLI inject copy failures into the store;
 	// DemoFaults makes them fail this worker's initial-sync steps.
 	workflows.Register(m.worker, &activities.Activities{Orgs: orgstore.WithDemoFaults(m.store)}, cfg.Defaults)
-	workflows.RegisterFleet(m.worker, &activities.Fleet{Orgs: m.store, Client: m.client})
+	fleet := &activities.Fleet{Orgs: m.store, Client: m.client}
+	if m.keys != nil {
+		fleet.Converter = codec.NewDataConverter(m.keys)
+	}
+	workflows.RegisterFleet(m.worker, fleet)
 	if err := m.worker.Start(); err != nil {
 		return nil, fmt.Errorf("start worker on task queue %s: %w", workflows.TaskQueue, err)
 	}

@@ -39,7 +39,11 @@ func (c *connection) adopt(ctx workflow.Context, a *AdoptState) {
 			continue
 		}
 		g := c.nextGeneration()
-		c.Shares[s.DataSpace] = &ShareRecord{Since: g, Desired: ShareDesired{Generation: g, Intent: intent}, Request: request}
+		rec := &ShareRecord{Since: g, Desired: ShareDesired{Generation: g, Intent: intent}, Request: request}
+		if s.Status == Activating {
+			rec.Checkpoint = s.Checkpoint
+		}
+		c.Shares[s.DataSpace] = rec
 	}
 	c.Status = c.functioningStatus()
 	c.NextHealthCheck = now
@@ -72,10 +76,15 @@ func (c *connection) probeShare(ctx workflow.Context, ds string, sh *ShareRecord
 	return true
 }
 
-// probe marks every child to be sent its desired state again.
-func (c *connection) probe() {
+// probe marks every child to be sent its desired state again, and keeps
+// the checkpoints of gone shares for their restart.
+func (c *connection) probe(req ProbeRequest) {
 	for _, ds := range workflow.DeterministicKeys(c.Shares) {
-		c.Shares[ds].Probe = true
+		sh := c.Shares[ds]
+		sh.Probe = true
+		if cp, ok := req.Checkpoints[ds]; ok && sh.Observed.View.InitializationStatus == Activating {
+			sh.Checkpoint = cp
+		}
 	}
 	c.Metadata.Probe = true
 }

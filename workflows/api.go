@@ -350,6 +350,15 @@ type AdoptedShare struct {
 	// Status is the share's last published Initialization Status; a share
 	// in Removing Sharing goes on removing, any other is kept shared.
 	Status InitializationStatus `json:"status"`
+	// Checkpoint is where the initial sync of a gone share stopped; a
+	// share started again in Activating copies on from it.
+	Checkpoint string `json:"checkpoint,omitempty"`
+}
+
+// ProbeRequest is the optional payload of SignalProbe: the checkpoints of
+// gone shares, by data space, that their restarted copies go on from.
+type ProbeRequest struct {
+	Checkpoints map[string]string `json:"checkpoints,omitempty"`
 }
 
 // ShareIntent is what the operator wants of a share.

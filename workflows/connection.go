@@ -71,6 +71,9 @@ type ShareRecord struct {
 	// state even if sent before, so that it reports, or is found gone and
 	// started again.
 	Probe bool `json:"probe,omitempty"`
+	// Checkpoint, from the reconciler, is where the copy of a gone share
+	// stopped; the share's next start in Activating copies on from it.
+	Checkpoint string `json:"checkpoint,omitempty"`
 }
 
 // pending reports whether the share's workflow has not acknowledged the
@@ -288,15 +291,19 @@ func (c *connection) startShare(ctx workflow.Context, ds string, sh *ShareRecord
 		),
 	}
 	in := ShareInput{Home: c.home, Companion: c.companion, DataSpace: ds, Settings: c.settings, Desired: desired}
-	if sh.Observed.Generation > 0 {
-		// A restart: the new run continues from what the last one reported.
+	if sh.Observed.Generation > 0 || sh.Checkpoint != "" {
+		// A restart: the new run continues from what the last one reported
+		// (and where its copy stopped, when the reconciler found it).
 		in.State = &ShareState{Acked: sh.Observed.Generation, View: sh.Observed.View}
+		if v := sh.Observed.View.InitializationStatus; v == Activating || v == "" {
+			in.State.Checkpoint = sh.Checkpoint
+		}
 	}
 	err := workflow.ExecuteChildWorkflow(workflow.WithChildOptions(ctx, opts), ShareWorkflowName, in).
 		GetChildWorkflowExecution().Get(ctx, nil)
 	switch {
 	case err == nil:
-		sh.Running, sh.Sent = true, desired.Generation
+		sh.Running, sh.Sent, sh.Checkpoint = true, desired.Generation, ""
 	case temporal.IsWorkflowExecutionAlreadyStartedError(err) && sh.Observed.Generation >= sh.Since:
 		// The share's workflow runs after all (a signal raced its continue-
 		// as-new): signal it again.

@@ -49,9 +49,15 @@ func (c *connection) registerHandlers(ctx workflow.Context) error {
 		}
 		c.applyShareReport(ctx, r)
 	})
-	c.signals.listen(ctx, SignalProbe, func(ctx workflow.Context, _ json.RawMessage) {
-		c.logger.Info("probing children at the reconciler's request")
-		c.probe()
+	c.signals.listen(ctx, SignalProbe, func(ctx workflow.Context, raw json.RawMessage) {
+		var req ProbeRequest
+		if len(raw) > 0 && string(raw) != "null" {
+			if err := decodeSignal(raw, &req); err != nil {
+				c.logger.Error("probe payload ignored", "error", err)
+			}
+		}
+		c.logger.Info("probing children at the reconciler's request", "checkpoints", len(req.Checkpoints))
+		c.probe(req)
 	})
 	c.signals.listen(ctx, SignalMetadataReport, func(ctx workflow.Context, raw json.RawMessage) {
 		var r MetadataReport

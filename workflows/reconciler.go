@@ -219,7 +219,7 @@ func (r *reconciler) examineRunning(ctx workflow.Context, s activities.Connectio
 		}
 	}
 	if len(missing) > 0 {
-		r.probe(ctx, s.Connection, missing)
+		r.probe(ctx, s.Connection, s.Shares, missing)
 	}
 	for _, f := range missing {
 		r.add(*f)
@@ -240,7 +240,7 @@ func (r *reconciler) restart(ctx workflow.Context, s activities.ConnectionSurvey
 		if !running && sh.Copied == 0 && status != Activating {
 			continue // removed, or never copied: nothing to carry on
 		}
-		adopt.Shares = append(adopt.Shares, AdoptedShare{DataSpace: sh.DataSpace, Running: running, Status: status})
+		adopt.Shares = append(adopt.Shares, AdoptedShare{DataSpace: sh.DataSpace, Running: running, Status: status, Checkpoint: sh.Checkpoint})
 	}
 	input, err := json.Marshal(ConnectionInput{Home: c.Home, Companion: c.Companion, Adopt: adopt})
 	if err != nil {
@@ -283,14 +283,20 @@ func (r *reconciler) restart(ctx workflow.Context, s activities.ConnectionSurvey
 }
 
 // probe asks a running connection to start its gone children again.
-func (r *reconciler) probe(ctx workflow.Context, c companionsync.Connection, findings []*Finding) {
+func (r *reconciler) probe(ctx workflow.Context, c companionsync.Connection, shares []activities.ShareSurvey, findings []*Finding) {
 	if !r.mayRepair(findings[0]) {
 		for _, f := range findings[1:] {
 			f.Repair = findings[0].Repair
 		}
 		return
 	}
-	err := workflow.SignalExternalWorkflow(ctx, ConnectionWorkflowID(c.Home, c.Companion), "", SignalProbe, nil).Get(ctx, nil)
+	req := ProbeRequest{Checkpoints: map[string]string{}}
+	for _, sh := range shares {
+		if sh.Checkpoint != "" && !sh.Execution.Running() {
+			req.Checkpoints[sh.DataSpace] = sh.Checkpoint
+		}
+	}
+	err := workflow.SignalExternalWorkflow(ctx, ConnectionWorkflowID(c.Home, c.Companion), "", SignalProbe, req).Get(ctx, nil)
 	for _, f := range findings {
 		if err != nil {
 			f.Repair = "probe failed: " + rootMessage(err)

@@ -166,7 +166,11 @@ func (e *Env) NewWorker(t testing.TB) worker.Worker {
 	t.Helper()
 	w := worker.New(e.Client, workflows.TaskQueue, worker.Options{})
 	workflows.Register(w, &activities.Activities{Orgs: e.Store}, e.Settings)
-	workflows.RegisterFleet(w, &activities.Fleet{Orgs: e.Store, Client: e.Client})
+	fleet := &activities.Fleet{Orgs: e.Store, Client: e.Client}
+	if e.Keys != nil {
+		fleet.Converter = codec.NewDataConverter(e.Keys)
+	}
+	workflows.RegisterFleet(w, fleet)
 	if err := w.Start(); err != nil {
 		t.Fatalf("start worker: %v", err)
 	}
