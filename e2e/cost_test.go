@@ -3,6 +3,9 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -38,7 +41,7 @@ func TestLifecycleEventCost(t *testing.T) {
 		workflows.MetadataSyncWorkflowID(ref.Home, ref.Companion),
 	} {
 		n := historyEvents(t, env.Client, id)
-		t.Logf("%s: %d events", id, n)
+		t.Logf("%s: %d events: %s", id, n, eventTypes(t, env.Client, id))
 		total += n
 	}
 	t.Logf("one lifecycle: %d history events", total)
@@ -64,4 +67,23 @@ func historyEvents(t *testing.T, c client.Client, workflowID string) int {
 		return n > 0
 	})
 	return n
+}
+
+// eventTypes counts the events of the workflow's latest run by type, the
+// breakdown that shows where a lifecycle's events go.
+func eventTypes(t *testing.T, c client.Client, workflowID string) string {
+	t.Helper()
+	counts := map[string]int{}
+	it := c.GetWorkflowHistory(context.Background(), workflowID, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		ev, err := it.Next()
+		require.NoError(t, err)
+		counts[strings.TrimPrefix(ev.GetEventType().String(), "EVENT_TYPE_")]++
+	}
+	keys := slices.Sorted(maps.Keys(counts))
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s=%d", k, counts[k])
+	}
+	return strings.Join(parts, " ")
 }

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"syscall"
 	"testing"
@@ -33,6 +34,8 @@ const (
 	envFrontend      = "COMPANIONSYNC_E2E_FRONTEND"
 	envStore         = "COMPANIONSYNC_E2E_STORE"
 	envSettings      = "COMPANIONSYNC_E2E_SETTINGS"
+	// envWorkflowCache bounds the worker's sticky workflow cache.
+	envWorkflowCache = "COMPANIONSYNC_E2E_WORKFLOW_CACHE"
 )
 
 // TestMain doubles as a worker process: a test re-runs its own binary with
@@ -70,6 +73,9 @@ func runWorkerProcess() int {
 		return 5
 	}
 	defer c.Close()
+	if n, err := strconv.Atoi(os.Getenv(envWorkflowCache)); err == nil && n > 0 {
+		worker.SetStickyWorkflowCacheSize(n)
+	}
 	w := worker.New(c, workflows.TaskQueue, worker.Options{})
 	workflows.Register(w, &activities.Activities{Orgs: store}, settings)
 	if err := w.Start(); err != nil {
@@ -87,7 +93,7 @@ type workerProcess struct {
 }
 
 // startWorkerProcess starts a worker process against env's server and store.
-func startWorkerProcess(t *testing.T, env *testenv.Env) *workerProcess {
+func startWorkerProcess(t testing.TB, env *testenv.Env, extraEnv ...string) *workerProcess {
 	t.Helper()
 	settings, err := json.Marshal(env.Settings)
 	require.NoError(t, err)
@@ -101,6 +107,7 @@ func startWorkerProcess(t *testing.T, env *testenv.Env) *workerProcess {
 	if env.Keys != nil {
 		cmd.Env = append(cmd.Env, codec.KeysEnv+"="+testenv.KeySpec)
 	}
+	cmd.Env = append(cmd.Env, extraEnv...)
 	cmd.Stderr = os.Stderr
 	require.NoError(t, cmd.Start())
 	p := &workerProcess{cmd: cmd}

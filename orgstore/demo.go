@@ -168,6 +168,22 @@ func seedDataSpace(ctx context.Context, tx querier, home, name string, records i
 	return nil
 }
 
+// AddDataSpace adds a data space with records records to a home org, for
+// load tests that need more homes than the seed. An existing name is
+// refused.
+func (s *Store) AddDataSpace(ctx context.Context, home, name string, records int) error {
+	err := s.inTx(ctx, func(tx querier) error {
+		if err := requireOrg(ctx, tx, home, companionsync.RoleHome); err != nil {
+			return err
+		}
+		return seedDataSpace(ctx, tx, home, name, records)
+	})
+	if err != nil {
+		return fmt.Errorf("add data space %s/%s: %w", home, name, err)
+	}
+	return nil
+}
+
 func definition(name, kind string, version int) string {
 	return fmt.Sprintf(`{"name":%q,"kind":%q,"revision":%d}`, name, kind, version)
 }

@@ -55,6 +55,11 @@ type Config struct {
 	CodecToken   string
 	CodecOrigins []string
 
+	// WorkflowCache bounds how many workflows the worker keeps in memory
+	// between their tasks (the SDK's sticky cache). An evicted workflow
+	// replays its history on its next task.
+	WorkflowCache int
+
 	// MetricsAddr serves Prometheus metrics at /metrics; "" disables them.
 	MetricsAddr string
 	LogLevel    string
@@ -66,6 +71,12 @@ type Config struct {
 	// leaves the schedule alone (neither created nor updated).
 	ReconcileInterval time.Duration
 }
+
+// defaultWorkflowCache is the sticky cache size: about three workflows per
+// connection, so a worker keeps some 330 busy connections in memory, and
+// idle ones (a health check every few minutes) cost a replay of a history
+// that continue-as-new keeps short, instead of memory.
+const defaultWorkflowCache = 1000
 
 // defaultDevCodecAddr is where the embedded default serves its codec
 // server, beside the dev UI's 8233.
@@ -140,6 +151,14 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 			}
 		}
 	}
+	cfg.WorkflowCache = defaultWorkflowCache
+	if v := getenv("COMPANIONSYNC_WORKFLOW_CACHE"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return Config{}, fmt.Errorf("COMPANIONSYNC_WORKFLOW_CACHE=%q: want a whole number", v)
+		}
+		cfg.WorkflowCache = n
+	}
 	if v := getenv("COMPANIONSYNC_SEED_RECORDS"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil {
@@ -159,6 +178,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory of the dev server's database and the org store (env COMPANIONSYNC_DATA_DIR)")
 	fs.StringVar(&cfg.OrgStore, "org-store", cfg.OrgStore, "org store: a postgres:// URL or a SQLite file; default DATA_DIR/orgs.db (env COMPANIONSYNC_ORG_STORE)")
 	fs.IntVar(&cfg.SeedRecords, "seed-records", cfg.SeedRecords, "records of acme/default in the demo seed of a new org store; 0 seeds nothing (env COMPANIONSYNC_SEED_RECORDS)")
+	fs.IntVar(&cfg.WorkflowCache, "workflow-cache", cfg.WorkflowCache, "workflows kept in memory between their tasks; evicted ones replay their history on the next task (env COMPANIONSYNC_WORKFLOW_CACHE)")
 	fs.StringVar(&cfg.DevFrontend, "dev-frontend", cfg.DevFrontend, "dev server frontend host:port")
 	fs.StringVar(&cfg.DevUI, "dev-ui", cfg.DevUI, "dev server Web UI host:port; empty disables the UI")
 	fs.StringVar(&cfg.KeyFile, "key-file", cfg.KeyFile, "payload key file, mode 0600: lines of id:base64key, the first active (env COMPANIONSYNC_KEY_FILE; keys inline: env COMPANIONSYNC_KEYS)")
@@ -248,6 +268,9 @@ func (c Config) validate() error {
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, errors.New("tls-cert and tls-key (TEMPORAL_TLS_CERT, TEMPORAL_TLS_KEY) go together: set both or neither"))
+	}
+	if c.WorkflowCache < 1 {
+		errs = append(errs, fmt.Errorf("workflow-cache %d: want at least 1", c.WorkflowCache))
 	}
 	if c.SeedRecords < 0 {
 		errs = append(errs, fmt.Errorf("seed-records %d: want 0 or more", c.SeedRecords))

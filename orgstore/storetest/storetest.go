@@ -934,6 +934,13 @@ func testAddOrg(t *testing.T, target Target) {
 	require.NoError(t, err)
 	assert.False(t, old.Active)
 
+	require.NoError(t, s.AddDataSpace(ctx, "initech", "small", 7))
+	n, err := s.RecordCount(ctx, "initech", "small")
+	require.NoError(t, err)
+	assert.Equal(t, 7, n)
+	assert.Error(t, s.AddDataSpace(ctx, "initech", "small", 7), "an existing data space is refused")
+	assert.ErrorContains(t, s.AddDataSpace(ctx, "initech-eu", "x", 1), "not a home org")
+
 	for name, bad := range map[string]companionsync.Org{
 		"duplicate id": {ID: "acme", Role: companionsync.RoleHome, Kind: companionsync.KindProduction},
 		"no id":        {Role: companionsync.RoleHome, Kind: companionsync.KindProduction},

@@ -1,0 +1,420 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/companionsync/companionsync"
+	"github.com/companionsync/companionsync/control"
+	"github.com/companionsync/companionsync/internal/testenv"
+	"github.com/companionsync/companionsync/workflows"
+)
+
+// Sizes of BenchmarkLifecycle, from the environment.
+const (
+	envBenchLifecycles = "COMPANIONSYNC_BENCH_LIFECYCLES" // lifecycles measured (default 200)
+	envBenchIdle       = "COMPANIONSYNC_BENCH_IDLE"       // idle connections for the memory figure (default 200)
+	envBenchPlaintext  = "COMPANIONSYNC_BENCH_PLAINTEXT"  // 1: no payload encryption
+	envBenchCache      = "COMPANIONSYNC_BENCH_CACHE"      // sticky workflow cache of the worker process (default 300)
+)
+
+// Targets the benchmark shows against.
+const (
+	targetEventsPerLifecycle = 100
+	targetFloorRatio         = 0.9
+	targetKiBPerConnection   = 64
+)
+
+// BenchmarkLifecycle measures, on one in-process server, the engine floor
+// (bare workflows of three no-op activities) and connection lifecycles
+// (connect → share a 10-record data space → Active → disconnect →
+// Disconnected) driven through the typed client against a worker running
+// as its own process, then the worker's memory per idle connection with one
+// Active share. Run it with
+//
+//	go test ./e2e -run '^$' -bench Lifecycle -benchtime 1x
+//
+// It reports lifecycles/s, events/lifecycle, floor-ratio (lifecycle
+// history events/s over the floor's), p99-ms-to-status (from an accepted
+// operation until a status read shows it) and worker-KiB/connection.
+func BenchmarkLifecycle(b *testing.B) {
+	lifecycles := benchSize(b, envBenchLifecycles, 200, 10, 5000)
+	idle := benchSize(b, envBenchIdle, 200, 0, 5000)
+	cache := benchSize(b, envBenchCache, 100, 10, 100_000)
+	plaintext := os.Getenv(envBenchPlaintext) == "1"
+
+	settings := workflows.DefaultSettings() // production intervals: idle means idle
+	env := testenv.Start(b, testenv.Options{NoWorker: true, SeedRecords: 100, Settings: settings, Plaintext: plaintext})
+	ctx := context.Background()
+	homes := lifecycles + idle
+	for i := range homes {
+		home := fmt.Sprintf("bench-h%04d", i)
+		benchNoError(b, env.Store.AddOrg(ctx, companionsync.Org{ID: home, Role: companionsync.RoleHome,
+			Kind: companionsync.KindProduction, LicenceExpiresAt: time.Now().AddDate(1, 0, 0), MaxCompanions: 1}))
+		benchNoError(b, env.Store.AddOrg(ctx, companionsync.Org{ID: home + "-c", Role: companionsync.RoleCompanion,
+			Kind: companionsync.KindProduction, Active: true}))
+		benchNoError(b, env.Store.AddDataSpace(ctx, home, "small", 10))
+	}
+
+	for b.Loop() {
+		progress("floor: %d workflows of 3 no-op activities", floorWorkflows)
+		floor := runFloor(b, env.Client)
+		b.Logf("floor: %d workflows in %s, %.0f events/s", floor.workflows, floor.took.Round(time.Millisecond), floor.eventsPerSec())
+
+		proc := startWorkerProcess(b, env, fmt.Sprintf("%s=%d", envWorkflowCache, cache))
+		c := control.New(env.Client).WithQueryTimeout(time.Minute)
+		benchNoError(b, awaitPoller(ctx, env.Client))
+		rssBefore := procRSSKiB(b, proc.cmd.Process.Pid)
+
+		progress("lifecycles: %d, %d at once", lifecycles, lifecycleConcurrency)
+		run := runLifecycles(b, c, 0, lifecycles)
+		events := 0
+		for i := range lifecycles {
+			events += pairEvents(b, env.Client, fmt.Sprintf("bench-h%04d", i))
+		}
+		perLifecycle := float64(events) / float64(lifecycles)
+		lifecycleRate := float64(lifecycles) / run.took.Seconds()
+		ratio := (float64(events) / run.took.Seconds()) / floor.eventsPerSec()
+		p99 := percentile(run.toStatus, 0.99)
+
+		var kib float64
+		if idle > 0 {
+			progress("idle: %d connections with one Active share", idle)
+			base := procRSSKiB(b, proc.cmd.Process.Pid)
+			openIdle(b, c, lifecycles, idle)
+			after := procRSSKiB(b, proc.cmd.Process.Pid)
+			kib = float64(after-base) / float64(idle)
+			b.Logf("worker process RSS: %d KiB at start, %d KiB after the lifecycles, %d KiB with %d idle connections (cache %d workflows)",
+				rssBefore, base, after, idle, cache)
+		}
+
+		b.ReportMetric(lifecycleRate, "lifecycles/s")
+		b.ReportMetric(perLifecycle, "events/lifecycle")
+		b.ReportMetric(ratio, "floor-ratio")
+		b.ReportMetric(float64(p99.Milliseconds()), "p99-ms-to-status")
+		b.ReportMetric(kib, "worker-KiB/connection")
+		b.Logf("%d lifecycles in %s (encryption %t)", lifecycles, run.took.Round(time.Millisecond), !plaintext)
+		b.Logf("target events/lifecycle <= %d: %.1f %s", targetEventsPerLifecycle, perLifecycle, verdict(perLifecycle <= targetEventsPerLifecycle))
+		b.Logf("target floor-ratio >= %.1f: %.2f %s", targetFloorRatio, ratio, verdict(ratio >= targetFloorRatio))
+		if idle > 0 {
+			b.Logf("target worker-KiB/connection <= %d: %.1f %s", targetKiBPerConnection, kib, verdict(kib <= targetKiBPerConnection))
+		}
+	}
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "(met)"
+	}
+	return "(NOT met)"
+}
+
+// benchSize reads a size from the environment, refusing one out of range.
+func benchSize(b *testing.B, name string, def, lo, hi int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		b.Fatalf("%s=%q: want a whole number from %d to %d", name, v, lo, hi)
+	}
+	return n
+}
+
+func benchNoError(b *testing.B, err error) {
+	b.Helper()
+	if err != nil {
+		b.Fatal(err)
+	}
+}
+
+// floorResult is the engine floor: bare workflows on their own task queue.
+type floorResult struct {
+	workflows, events int
+	took              time.Duration
+}
+
+func (f floorResult) eventsPerSec() float64 { return float64(f.events) / f.took.Seconds() }
+
+const (
+	floorTaskQueue = "bench-floor"
+	floorWorkflows = 400
+)
+
+// progress shows the benchmark's phases as they start (b.Logf shows only
+// at the end).
+func progress(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "BenchmarkLifecycle %s: "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+}
+
+func floorWorkflow(ctx workflow.Context) error {
+	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: time.Minute})
+	for range 3 {
+		if err := workflow.ExecuteActivity(ctx, floorActivity).Get(ctx, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func floorActivity(context.Context) error { return nil }
+
+// runFloor runs bare workflows, as many at once as the lifecycles run, for
+// about as long, and counts their events.
+func runFloor(b *testing.B, c client.Client) floorResult {
+	b.Helper()
+	w := worker.New(c, floorTaskQueue, worker.Options{})
+	w.RegisterWorkflow(floorWorkflow)
+	w.RegisterActivity(floorActivity)
+	benchNoError(b, w.Start())
+	defer w.Stop()
+	const n = floorWorkflows
+	ctx := context.Background()
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	sem := make(chan struct{}, lifecycleConcurrency)
+	for i := range n {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: fmt.Sprintf("bench-floor-%d", i), TaskQueue: floorTaskQueue}, floorWorkflow)
+			if err == nil {
+				err = run.Get(ctx, nil)
+			}
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	took := time.Since(start)
+	close(errs)
+	for err := range errs {
+		benchNoError(b, err)
+	}
+	events := 0
+	for i := range n {
+		events += historyLength(b, c, fmt.Sprintf("bench-floor-%d", i))
+	}
+	return floorResult{workflows: n, events: events, took: took}
+}
+
+// lifecycleConcurrency is how many lifecycles (and floor workflows) run at
+// once.
+const lifecycleConcurrency = 50
+
+type lifecycleRun struct {
+	took     time.Duration
+	toStatus []time.Duration
+}
+
+// runLifecycles runs the lifecycles of pairs [first, first+n) at once.
+func runLifecycles(b *testing.B, c *control.Client, first, n int) lifecycleRun {
+	b.Helper()
+	var (
+		mu  sync.Mutex
+		out lifecycleRun
+		wg  sync.WaitGroup
+	)
+	errs := make(chan error, n)
+	sem := make(chan struct{}, lifecycleConcurrency)
+	start := time.Now()
+	for i := first; i < first+n; i++ {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			lat, err := lifecycle(c, benchRef(i))
+			mu.Lock()
+			out.toStatus = append(out.toStatus, lat...)
+			mu.Unlock()
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	out.took = time.Since(start)
+	close(errs)
+	for err := range errs {
+		benchNoError(b, err)
+	}
+	return out
+}
+
+func benchRef(i int) control.Ref {
+	home := fmt.Sprintf("bench-h%04d", i)
+	return control.Ref{Home: home, Companion: home + "-c"}
+}
+
+// lifecycle runs one lifecycle and returns, for each operation, the time
+// from its acceptance until a status read shows it.
+func lifecycle(c *control.Client, ref control.Ref) ([]time.Duration, error) {
+	ctx := context.Background()
+	var lat []time.Duration
+	// shows waits until a status read satisfies cond; record keeps the
+	// time since accepted, for an operation's own effect (not for work
+	// that follows it, such as a copy).
+	shows := func(accepted time.Time, record bool, cond func(workflows.StatusView) bool) error {
+		for {
+			v, err := c.Status(ctx, ref)
+			if err == nil && cond(v) {
+				if record {
+					lat = append(lat, time.Since(accepted))
+				}
+				return nil
+			}
+			if time.Since(accepted) > 2*time.Minute {
+				return fmt.Errorf("%s: status never showed the operation; last %+v, %v", ref, v, err)
+			}
+			// Gentle polling: every read is a query the worker answers.
+			time.Sleep(250 * time.Millisecond)
+		}
+	}
+	if _, err := c.Connect(ctx, ref, workflows.Settings{}); err != nil {
+		return nil, err
+	}
+	if err := shows(time.Now(), true, func(v workflows.StatusView) bool { return v.Status == workflows.Incomplete }); err != nil {
+		return nil, err
+	}
+	if _, err := c.Share(ctx, ref, "small"); err != nil {
+		return nil, err
+	}
+	if err := shows(time.Now(), true, func(v workflows.StatusView) bool { _, ok := testenv.Share(v, "small"); return ok }); err != nil {
+		return nil, err
+	}
+	if err := shows(time.Now(), false, testenv.ShareIs("small", workflows.ShareActive)); err != nil {
+		return nil, err
+	}
+	if _, err := c.Disconnect(ctx, ref, false); err != nil {
+		return nil, err
+	}
+	if err := shows(time.Now(), true, func(v workflows.StatusView) bool { return v.Disconnecting || v.Status == workflows.Disconnected }); err != nil {
+		return nil, err
+	}
+	return lat, shows(time.Now(), false, func(v workflows.StatusView) bool { return v.Status == workflows.Disconnected })
+}
+
+// openIdle connects pairs [first, first+n) and shares one data space each,
+// then waits until every share is Active and the workers are idle.
+func openIdle(b *testing.B, c *control.Client, first, n int) {
+	b.Helper()
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	sem := make(chan struct{}, lifecycleConcurrency)
+	for i := first; i < first+n; i++ {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			ref := benchRef(i)
+			_, err := c.Connect(ctx, ref, workflows.Settings{})
+			if err == nil {
+				_, err = c.Share(ctx, ref, "small")
+			}
+			for err == nil {
+				var v workflows.StatusView
+				v, err = c.Status(ctx, ref)
+				if err == nil && testenv.ShareIs("small", workflows.ShareActive)(v) && v.MetadataSync.Status == workflows.SyncSucceeded {
+					break
+				}
+				time.Sleep(500 * time.Millisecond)
+			}
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		benchNoError(b, err)
+	}
+	// Let in-flight tasks finish and the worker's heap settle.
+	time.Sleep(3 * time.Second)
+}
+
+// pairEvents sums the history lengths of every run of every workflow of a
+// pair, from visibility, once they have all closed.
+func pairEvents(b *testing.B, c client.Client, home string) int {
+	b.Helper()
+	q := fmt.Sprintf("%s = '%s'", workflows.AttrHomeOrg.GetName(), home)
+	deadline := time.Now().Add(time.Minute)
+	for {
+		resp, err := c.ListWorkflow(context.Background(), &workflowservice.ListWorkflowExecutionsRequest{Query: q})
+		benchNoError(b, err)
+		n, open := 0, false
+		for _, e := range resp.GetExecutions() {
+			if e.GetCloseTime() == nil || e.GetHistoryLength() == 0 {
+				open = true
+			}
+			n += int(e.GetHistoryLength())
+		}
+		if !open && len(resp.GetExecutions()) >= 3 {
+			return n
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("workflows of %s still open after a minute", home)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func historyLength(b *testing.B, c client.Client, id string) int {
+	b.Helper()
+	d, err := c.DescribeWorkflowExecution(context.Background(), id, "")
+	benchNoError(b, err)
+	return int(d.GetWorkflowExecutionInfo().GetHistoryLength())
+}
+
+// awaitPoller waits until a worker polls the task queue.
+func awaitPoller(ctx context.Context, c client.Client) error {
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		resp, err := c.DescribeTaskQueue(ctx, workflows.TaskQueue, 1) // workflow task queue
+		if err == nil && len(resp.GetPollers()) > 0 {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("no worker polls %s", workflows.TaskQueue)
+}
+
+// procRSSKiB reads another process's resident set size.
+func procRSSKiB(b *testing.B, pid int) int {
+	b.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	benchNoError(b, err)
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			n, err := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+			benchNoError(b, err)
+			return n
+		}
+	}
+	b.Fatalf("no VmRSS in /proc/%d/status", pid)
+	return 0
+}
+
+func percentile(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[min(len(s)-1, int(float64(len(s))*p))]
+}
+

@@ -1,0 +1,304 @@
+//go:build linux
+
+package e2e
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
+
+	"github.com/companionsync/companionsync"
+	"github.com/companionsync/companionsync/control"
+	"github.com/companionsync/companionsync/orgstore"
+	"github.com/companionsync/companionsync/workflows"
+)
+
+// envClusterRecords sizes each data space of TestCluster (default 6000);
+// COMPANIONSYNC_CLUSTER_RECORDS=50000 is the long run, with copies that
+// last minutes (see docs/testing.md).
+const envClusterRecords = "COMPANIONSYNC_CLUSTER_RECORDS"
+
+// clusterPairs is the number of connections TestCluster drives.
+const clusterPairs = 20
+
+// TestCluster runs the deployment's real processes — a temporal-server
+// built from the pinned module on PostgreSQL, and three worker processes on
+// a PostgreSQL org store — and drives 20 connections, each sharing a data
+// space, through three faults: a worker killed with SIGKILL while it copies
+// records, a rolling restart of the workers, and a restart of the server.
+// Metadata changes are published between the faults. At the end, the
+// connections kept are Active with exactly the home's records (count and
+// checksum) and metadata (versions, cursor), the others are Disconnected
+// with their copies gone, and no metadata change was applied to a companion
+// twice (a trigger on the companion's metadata records every apply).
+func TestCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a temporal-server and three worker processes on PostgreSQL")
+	}
+	records := 6000
+	if v := os.Getenv(envClusterRecords); v != "" {
+		n, err := strconv.Atoi(v)
+		require.NoError(t, err, envClusterRecords)
+		require.True(t, n >= 10 && n <= 1_000_000, "%s=%d: want 10 to 1000000", envClusterRecords, n)
+		records = n
+	}
+	began := time.Now()
+	cl := StartCluster(t, ClusterOptions{
+		Workers:     3,
+		SeedRecords: 10,
+		WorkerEnv: []string{
+			"COMPANIONSYNC_HEALTH_CHECK_INTERVAL=2s",
+			"COMPANIONSYNC_METADATA_SYNC_INTERVAL=2s",
+		},
+	})
+	t.Logf("cluster up: build %s, schemas %s, server %s, namespace %s, 3 workers %s",
+		cl.Timings.Build.Round(time.Millisecond), cl.Timings.Schema.Round(time.Millisecond),
+		cl.Timings.ServerStart.Round(time.Millisecond), cl.Timings.Namespace.Round(time.Millisecond),
+		cl.Timings.Workers.Round(time.Millisecond))
+	ctx := context.Background()
+	store, err := orgstore.Open(ctx, cl.OrgStoreURL)
+	require.NoError(t, err)
+	defer store.Close()
+	applies := auditApplies(t, cl.OrgStoreURL)
+
+	refs := make([]control.Ref, clusterPairs)
+	for i := range refs {
+		home := fmt.Sprintf("cluster-h%02d", i)
+		refs[i] = control.Ref{Home: home, Companion: home + "-c"}
+		require.NoError(t, store.AddOrg(ctx, companionsync.Org{ID: home, Role: companionsync.RoleHome,
+			Kind: companionsync.KindProduction, LicenceExpiresAt: time.Now().AddDate(1, 0, 0), MaxCompanions: 1}))
+		require.NoError(t, store.AddOrg(ctx, companionsync.Org{ID: refs[i].Companion, Role: companionsync.RoleCompanion,
+			Kind: companionsync.KindProduction, Active: true}))
+		// "default" gets the seed's five metadata objects.
+		require.NoError(t, store.AddDataSpace(ctx, home, "default", records))
+	}
+	c := control.New(cl.Client).WithQueryTimeout(time.Minute)
+	each := func(what string, fn func(ref control.Ref) error) {
+		t.Helper()
+		var wg sync.WaitGroup
+		errs := make([]error, len(refs))
+		for i, ref := range refs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[i] = fn(ref)
+			}()
+		}
+		wg.Wait()
+		for i, err := range errs {
+			require.NoError(t, err, "%s %s", what, refs[i])
+		}
+	}
+	publish := func() {
+		t.Helper()
+		for _, ref := range refs {
+			_, err := store.ChangeMetadata(ctx, ref.Home, "default", 2)
+			require.NoError(t, err)
+		}
+	}
+
+	each("connect and share", func(ref control.Ref) error {
+		if _, err := c.Connect(ctx, ref, workflows.Settings{}); err != nil {
+			return err
+		}
+		_, err := c.Share(ctx, ref, "default")
+		return err
+	})
+
+	// Fault 1: kill -9 the worker running a copy.
+	victim, share := awaitCopyingWorker(t, cl, refs)
+	victim.Kill()
+	killed := time.Now()
+	t.Logf("fault 1: killed %s (pid %d) while it copied %s", victim.Name(), victim.Pid(), share)
+	publish()
+	allActive := func(ref control.Ref) error { return awaitShareActive(ctx, c, ref) }
+	each("share Active after the kill", allActive)
+	t.Logf("fault 1: every share Active %s after the kill (%d records each)", time.Since(killed).Round(time.Millisecond), records)
+	victim.Start(t)
+	each("metadata caught up after the kill", func(ref control.Ref) error { return awaitMetadataCaughtUp(ctx, c, store, ref) })
+
+	// Fault 2: a rolling restart of every worker.
+	publish()
+	restart := time.Now()
+	cl.RollingRestart(t)
+	t.Logf("fault 2: rolling restart of 3 workers took %s", time.Since(restart).Round(time.Millisecond))
+	each("metadata caught up after the rolling restart", func(ref control.Ref) error { return awaitMetadataCaughtUp(ctx, c, store, ref) })
+	t.Logf("fault 2: metadata caught up %s after the rolling restart began", time.Since(restart).Round(time.Millisecond))
+
+	// Fault 3: restart the server; then disconnect half the connections.
+	publish()
+	restart = time.Now()
+	cl.Server.Restart(t)
+	t.Logf("fault 3: server restarted in %s", time.Since(restart).Round(time.Millisecond))
+	keep, drop := refs[:clusterPairs/2], refs[clusterPairs/2:]
+	var wg sync.WaitGroup
+	errs := make(chan error, clusterPairs)
+	for _, ref := range drop {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := c.Disconnect(ctx, ref, true)
+			errs <- err
+		}()
+	}
+	for _, ref := range keep {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- awaitMetadataCaughtUp(ctx, c, store, ref)
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	t.Logf("fault 3: every connection settled %s after the server restart began", time.Since(restart).Round(time.Millisecond))
+
+	// The end state, read from the org store itself.
+	checks := 0
+	for _, ref := range keep {
+		sh := companionsync.Share{Home: ref.Home, Companion: ref.Companion, DataSpace: "default"}
+		want, err := store.RecordCount(ctx, ref.Home, "default")
+		require.NoError(t, err)
+		got, err := store.CopiedCount(ctx, sh)
+		require.NoError(t, err)
+		assert.Equal(t, records, want)
+		assert.Equal(t, want, got, "%s: records copied", ref)
+		hs, err := store.RecordChecksum(ctx, ref.Home, "default")
+		require.NoError(t, err)
+		cs, err := store.CompanionChecksum(ctx, ref.Home, ref.Companion, "default")
+		require.NoError(t, err)
+		assert.Equal(t, hs, cs, "%s: checksum", ref)
+		v, err := c.Status(ctx, ref)
+		require.NoError(t, err)
+		assert.Equal(t, workflows.Active, v.Status, "%s", ref)
+		checks++
+	}
+	for _, ref := range drop {
+		n, err := store.CopiedCount(ctx, companionsync.Share{Home: ref.Home, Companion: ref.Companion, DataSpace: "default"})
+		require.NoError(t, err)
+		assert.Zero(t, n, "%s: copies removed", ref)
+		_, err = store.ConnectionOf(ctx, ref.Companion)
+		assert.ErrorIs(t, err, companionsync.ErrNotFound, "%s: deregistered", ref)
+		v, err := c.Status(ctx, ref)
+		require.NoError(t, err)
+		assert.Equal(t, workflows.Disconnected, v.Status, "%s", ref)
+		checks++
+	}
+	require.Equal(t, clusterPairs, checks, "every connection checked")
+
+	var twice int
+	require.NoError(t, applies.QueryRowContext(ctx, `
+		SELECT COUNT(*) FROM (SELECT companion, name, version FROM apply_audit
+		                      GROUP BY companion, name, version HAVING COUNT(*) > 1) d`).Scan(&twice))
+	var total int
+	require.NoError(t, applies.QueryRowContext(ctx, `SELECT COUNT(*) FROM apply_audit`).Scan(&total))
+	assert.Zero(t, twice, "metadata changes applied twice")
+	assert.Positive(t, total, "metadata changes applied")
+	t.Logf("%d connections, %d records each (%d moved), %d metadata changes applied once each; test took %s",
+		clusterPairs, records, records*clusterPairs, total, time.Since(began).Round(time.Second))
+}
+
+// auditApplies installs a trigger that records every metadata change a
+// metadata apply writes to a companion (the single-row upsert of
+// ApplyChange, told apart from the initial sync's INSERT … SELECT by its
+// statement text), and returns a connection to read the record.
+func auditApplies(t *testing.T, url string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("pgx", url)
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	for _, stmt := range []string{
+		`CREATE TABLE apply_audit (companion TEXT, name TEXT, version INTEGER, at TIMESTAMPTZ DEFAULT now())`,
+		`CREATE FUNCTION audit_apply() RETURNS trigger LANGUAGE plpgsql AS $$
+		 BEGIN
+		   IF position('VALUES' in upper(current_query())) > 0 THEN
+		     INSERT INTO apply_audit (companion, name, version) VALUES (NEW.companion, NEW.name, NEW.version);
+		   END IF;
+		   RETURN NEW;
+		 END $$`,
+		`CREATE TRIGGER audit_apply AFTER INSERT OR UPDATE ON companion_metadata
+		 FOR EACH ROW EXECUTE FUNCTION audit_apply()`,
+	} {
+		_, err := db.Exec(stmt)
+		require.NoError(t, err, "%.60s", stmt)
+	}
+	return db
+}
+
+// awaitCopyingWorker waits until a worker process runs a copy of one of the
+// refs' shares, and returns it with the share's workflow ID.
+func awaitCopyingWorker(t *testing.T, cl *Cluster, refs []control.Ref) (*WorkerProcess, string) {
+	t.Helper()
+	ctx := context.Background()
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		for _, ref := range refs {
+			id := workflows.ShareWorkflowID(ref.Home, ref.Companion, "default")
+			d, err := cl.Client.DescribeWorkflowExecution(ctx, id, "")
+			if err != nil {
+				continue
+			}
+			for _, pa := range d.GetPendingActivities() {
+				if pa.GetState() != enumspb.PENDING_ACTIVITY_STATE_STARTED || !strings.Contains(pa.GetActivityType().GetName(), "Copy") {
+					continue
+				}
+				pid, _, _ := strings.Cut(pa.GetLastWorkerIdentity(), "@")
+				for _, w := range cl.Workers {
+					if w.Running() && strconv.Itoa(w.Pid()) == pid {
+						return w, id
+					}
+				}
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal("no worker was seen copying records within two minutes")
+	return nil, ""
+}
+
+func awaitShareActive(ctx context.Context, c *control.Client, ref control.Ref) error {
+	return awaitStatus(ctx, c, ref, func(v workflows.StatusView) bool {
+		return len(v.DataSpaces) == 1 && v.DataSpaces[0].InitializationStatus == workflows.ShareActive
+	})
+}
+
+// awaitMetadataCaughtUp waits until the companion's metadata cursor is at
+// the home's latest change and the sync reports nothing pending.
+func awaitMetadataCaughtUp(ctx context.Context, c *control.Client, store *orgstore.Store, ref control.Ref) error {
+	conn := companionsync.Connection{Home: ref.Home, Companion: ref.Companion}
+	return awaitStatus(ctx, c, ref, func(v workflows.StatusView) bool {
+		if v.Status != workflows.Active || v.MetadataSync.Status != workflows.SyncSucceeded {
+			return false
+		}
+		n, _, err := store.PendingChanges(ctx, conn, []string{"default"})
+		return err == nil && n == 0
+	})
+}
+
+func awaitStatus(ctx context.Context, c *control.Client, ref control.Ref, cond func(workflows.StatusView) bool) error {
+	deadline := time.Now().Add(3 * time.Minute)
+	var (
+		last workflows.StatusView
+		err  error
+	)
+	for time.Now().Before(deadline) {
+		last, err = c.Status(ctx, ref)
+		if err == nil && cond(last) {
+			return nil
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return fmt.Errorf("%s: condition not reached in 3 minutes; last status %+v, error %v", ref, last, err)
+}
