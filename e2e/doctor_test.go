@@ -9,6 +9,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/companionsync/companionsync/activities"
 	"github.com/companionsync/companionsync/codec"
@@ -291,4 +295,62 @@ func TestDoctorReportsARemovalPastItsDeadline(t *testing.T) {
 	assert.Equal(t, 0, report.Remaining(), "report %+v", report)
 	testenv.WaitStatus(t, c, ref, "default removed", testenv.ShareGone("default"))
 	assert.Zero(t, companionCount(t, env, ref.Home, ref.Companion, "default"), "the restarted removal finished")
+}
+
+// TestScheduledReconcilerRestartsATerminatedConnection: with the schedule
+// in place nobody runs the doctor: the next scheduled run restarts the
+// terminated connection workflow, which adopts its share.
+func TestScheduledReconcilerRestartsATerminatedConnection(t *testing.T) {
+	env, c := startFleet(t)
+	ctx := context.Background()
+	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
+	id := workflows.ConnectionWorkflowID(ref.Home, ref.Companion)
+	connectAndShare(t, c, ref, "marketing")
+	testenv.WaitStatus(t, c, ref, "marketing Active", testenv.ShareIs("marketing", workflows.ShareActive))
+	first := describeRun(t, env, id)
+	require.NoError(t, env.Client.TerminateWorkflow(ctx, id, "", "test: lost connection workflow"))
+
+	require.NoError(t, c.ScheduleReconciler(ctx, time.Second, workflows.DefaultReconcilerInput()))
+	testenv.WaitStatus(t, c, ref, "a scheduled run restarted the connection", func(v workflows.StatusView) bool {
+		return v.Workflow == workflows.RunRunning && testenv.ShareIs("marketing", workflows.ShareActive)(v)
+	})
+	assert.NotEqual(t, first, describeRun(t, env, id))
+	requireCopied(t, env, ref.Home, ref.Companion, "marketing")
+	require.NoError(t, env.Client.ScheduleClient().GetHandle(ctx, workflows.ReconcilerScheduleID).Delete(ctx))
+}
+
+// TestDoctorRestartsAFailedConnection: a connection workflow whose latest
+// run failed (forced here by a run of the same ID that fails at once, as a
+// run failed by a bug would) is restarted like a terminated one.
+func TestDoctorRestartsAFailedConnection(t *testing.T) {
+	env, c := startFleet(t)
+	ctx := context.Background()
+	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
+	id := workflows.ConnectionWorkflowID(ref.Home, ref.Companion)
+	connectAndShare(t, c, ref, "marketing")
+	testenv.WaitStatus(t, c, ref, "marketing Active", testenv.ShareIs("marketing", workflows.ShareActive))
+	require.NoError(t, env.Client.TerminateWorkflow(ctx, id, "", "test: replaced by a failing run"))
+
+	const failing = "forced-failure"
+	w := worker.New(env.Client, failing, worker.Options{})
+	w.RegisterWorkflowWithOptions(func(workflow.Context, workflows.ConnectionInput) error {
+		return temporal.NewNonRetryableApplicationError("forced failure", "Forced", nil)
+	}, workflow.RegisterOptions{Name: workflows.ConnectionWorkflowName})
+	require.NoError(t, w.Start())
+	defer w.Stop()
+	run, err := env.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: failing},
+		workflows.ConnectionWorkflowName, workflows.ConnectionInput{Home: ref.Home, Companion: ref.Companion})
+	require.NoError(t, err)
+	require.Error(t, run.Get(ctx, nil))
+
+	report, err := c.Doctor(ctx, workflows.ReconcilerInput{Repair: true})
+	require.NoError(t, err)
+	missing := findings(report, workflows.FindingConnectionWorkflowMissing, ref.String())
+	require.Len(t, missing, 1, "report %+v", report)
+	assert.Contains(t, missing[0].Detail, "is Failed")
+	assert.Equal(t, workflows.OutcomeRepaired, missing[0].Outcome)
+	testenv.WaitStatus(t, c, ref, "restarted with marketing Active", func(v workflows.StatusView) bool {
+		return v.Workflow == workflows.RunRunning && testenv.ShareIs("marketing", workflows.ShareActive)(v)
+	})
+	requireCopied(t, env, ref.Home, ref.Companion, "marketing")
 }

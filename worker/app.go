@@ -108,7 +108,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Main, err e
 	if cfg.ReconcileInterval > 0 {
 		in := workflows.DefaultReconcilerInput()
 		in.RemovalAfter = cfg.Defaults.RemovalDeadline
-		if err := ensureReconcilerSchedule(ctx, m.client, cfg.ReconcileInterval, in); err != nil {
+		if err := control.New(m.client).ScheduleReconciler(ctx, cfg.ReconcileInterval, in); err != nil {
 			return nil, err
 		}
 	}

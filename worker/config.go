@@ -99,6 +99,10 @@ func devUIOrigins(addr string) []string {
 // server: short enough to watch.
 const devInterval = 30 * time.Second
 
+// devReconcileInterval is the reconciler's period on the dev server: short
+// enough to watch a repair happen.
+const devReconcileInterval = time.Minute
+
 // parseConfig builds the configuration from env (a getenv function) and
 // command-line args. Bad values are refused with the name of the setting.
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {

@@ -1,4 +1,4 @@
-package main
+package control
 
 import (
 	"context"
@@ -13,21 +13,18 @@ import (
 	"github.com/companionsync/companionsync/workflows"
 )
 
-// devReconcileInterval is the reconciler's period on the dev server: short
-// enough to watch a repair happen.
-const devReconcileInterval = time.Minute
-
 // reconcilerRunTimeout bounds one reconciler run, so that a run stuck on a
 // lost worker cannot hold every later run off (the schedule skips a run
 // while the previous one is running).
 const reconcilerRunTimeout = 30 * time.Minute
 
-// ensureReconcilerSchedule creates the schedule that starts the reconciler
-// every interval, or brings an existing one up to date: every worker replica
-// calls it at start, and the last one's configuration wins. The overlap
-// policy skips a run while the previous one is still running, and a short
+// ScheduleReconciler creates the schedule that starts the reconciler every
+// interval with input in, or brings an existing one up to date: every
+// worker replica calls it at start, and the last one's configuration wins.
+// The overlap policy skips a run while the previous one is still running
+// (the reconciler is safe to run twice at once all the same), and a short
 // catch-up window takes one run, not a backlog, after an outage.
-func ensureReconcilerSchedule(ctx context.Context, c client.Client, interval time.Duration, in workflows.ReconcilerInput) error {
+func (c *Client) ScheduleReconciler(ctx context.Context, interval time.Duration, in workflows.ReconcilerInput) error {
 	spec := client.ScheduleSpec{Intervals: []client.ScheduleIntervalSpec{{Every: interval}}}
 	action := &client.ScheduleWorkflowAction{
 		ID:                 workflows.ReconcilerScheduleID,
@@ -38,7 +35,7 @@ func ensureReconcilerSchedule(ctx context.Context, c client.Client, interval tim
 		StaticSummary:      "scheduled reconciler run",
 	}
 	policies := client.SchedulePolicies{Overlap: enumspb.SCHEDULE_OVERLAP_POLICY_SKIP, CatchupWindow: time.Minute}
-	schedules := c.ScheduleClient()
+	schedules := c.temporal.ScheduleClient()
 	_, err := schedules.Create(ctx, client.ScheduleOptions{
 		ID:            workflows.ReconcilerScheduleID,
 		Spec:          spec,
