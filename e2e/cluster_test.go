@@ -20,6 +20,7 @@ import (
 	"github.com/companionsync/companionsync"
 	"github.com/companionsync/companionsync/control"
 	"github.com/companionsync/companionsync/orgstore"
+	"github.com/companionsync/companionsync/orgstore/storetest"
 	"github.com/companionsync/companionsync/workflows"
 )
 
@@ -301,4 +302,49 @@ func awaitStatus(ctx context.Context, c *control.Client, ref control.Ref, cond f
 		time.Sleep(200 * time.Millisecond)
 	}
 	return fmt.Errorf("%s: condition not reached in 3 minutes; last status %+v, error %v", ref, last, err)
+}
+
+// TestApplyAuditSeesASecondApply checks TestCluster's detector: one
+// ApplyChange is recorded once, an initial sync is not recorded, and the
+// same change written again by an apply statement shows as applied twice.
+func TestApplyAuditSeesASecondApply(t *testing.T) {
+	ctx := context.Background()
+	url := storetest.NewPostgresDatabase(t, "audit")
+	store, err := orgstore.Open(ctx, url)
+	require.NoError(t, err)
+	defer store.Close()
+	require.NoError(t, store.Seed(ctx, orgstore.SeedOptions{RecordsPerDataSpace: 10}))
+	audit := auditApplies(t, url)
+	sh := companionsync.Share{Home: "acme", Companion: "acme-emea", DataSpace: "sales"}
+	require.NoError(t, store.CompleteInitialSync(ctx, sh))
+	_, err = store.ChangeMetadata(ctx, "acme", "sales", 1)
+	require.NoError(t, err)
+	conn := companionsync.Connection{Home: "acme", Companion: "acme-emea"}
+	changes, err := store.Changes(ctx, conn, []string{"sales"}, 1<<40)
+	require.NoError(t, err)
+	require.Len(t, changes, 1)
+	applied, err := store.ApplyChange(ctx, conn, changes[0])
+	require.NoError(t, err)
+	require.True(t, applied)
+
+	twice := func() (n, total int) {
+		require.NoError(t, audit.QueryRowContext(ctx, `
+			SELECT COUNT(*) FROM (SELECT 1 FROM apply_audit GROUP BY companion, name, version HAVING COUNT(*) > 1) d`).Scan(&n))
+		require.NoError(t, audit.QueryRowContext(ctx, `SELECT COUNT(*) FROM apply_audit`).Scan(&total))
+		return n, total
+	}
+	n, total := twice()
+	assert.Zero(t, n)
+	assert.Equal(t, 1, total, "the apply is recorded, the initial sync is not")
+
+	// A second apply of the same change, as a broken cursor would allow.
+	ch := changes[0]
+	_, err = audit.ExecContext(ctx, `
+		INSERT INTO companion_metadata (companion, data_space_id, name, kind, version, definition)
+		VALUES ($1, (SELECT id FROM data_spaces WHERE home = $2 AND name = $3), $4, $5, $6, $7)
+		ON CONFLICT (companion, data_space_id, name) DO UPDATE SET version = excluded.version`,
+		conn.Companion, conn.Home, ch.DataSpace, ch.Object, ch.ObjectKind, ch.Version, ch.Definition)
+	require.NoError(t, err)
+	n, _ = twice()
+	assert.Equal(t, 1, n, "the detector sees the change applied twice")
 }
