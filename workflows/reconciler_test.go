@@ -1,0 +1,302 @@
+package workflows
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/mock"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/companionsync/companionsync"
+	"github.com/companionsync/companionsync/activities"
+)
+
+// fakeFleet serves the reconciler's activities from fixed surveys and
+// counts what the reconciler asks, so each test can assert that its checks
+// ran (and that no repair ran where none may).
+type fakeFleet struct {
+	t        *testing.T
+	surveys  []activities.ConnectionSurvey
+	running  []activities.Execution // running connection workflows in visibility
+	rows     map[string]companionsync.Connection
+	closed   map[string]bool // workflow IDs that describe as closed
+	pages    []activities.RegistryPageInput
+	restarts []activities.RestartInput
+	orphans  int
+	probes   []ProbeRequest
+}
+
+var reconcileStart = time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+
+func runReconciler(t *testing.T, f *fakeFleet, in ReconcilerInput) ReconcileReport {
+	t.Helper()
+	f.t = t
+	var suite testsuite.WorkflowTestSuite
+	suite.SetLogger(testLogger())
+	env := suite.NewTestWorkflowEnvironment()
+	env.SetStartTime(reconcileStart)
+	env.RegisterWorkflowWithOptions(ReconcilerWorkflow, workflow.RegisterOptions{Name: ReconcilerWorkflowName})
+	RegisterFleet(env, &activities.Fleet{})
+	env.OnActivity(fleet.RegisteredConnections, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.RegistryPageInput) (activities.RegistryPage, error) {
+			f.pages = append(f.pages, in)
+			var page []companionsync.Connection
+			for _, s := range f.surveys {
+				if s.Connection.Companion > in.After && len(page) < in.Limit {
+					page = append(page, s.Connection)
+				}
+			}
+			return activities.RegistryPage{Connections: page}, nil
+		})
+	env.OnActivity(fleet.SurveyConnections, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.SurveyInput) ([]activities.ConnectionSurvey, error) {
+			var out []activities.ConnectionSurvey
+			for _, target := range in.Targets {
+				for _, s := range f.surveys {
+					if s.Connection == target.Connection {
+						assert.Equal(t, ConnectionWorkflowID(s.Connection.Home, s.Connection.Companion), target.ConnectionID)
+						out = append(out, s)
+					}
+				}
+			}
+			return out, nil
+		})
+	env.OnActivity(fleet.RestartConnection, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.RestartInput) (activities.RestartResult, error) {
+			f.restarts = append(f.restarts, in)
+			return activities.RestartResult{Started: true, RunID: "new-run"}, nil
+		})
+	env.OnActivity(fleet.ListExecutions, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.ListInput) (activities.ListPage, error) {
+			return activities.ListPage{Executions: f.running}, nil
+		})
+	env.OnActivity(fleet.RegistryRows, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, companions []string) ([]companionsync.Connection, error) {
+			out := make([]companionsync.Connection, len(companions))
+			for i, c := range companions {
+				out[i] = f.rows[c]
+			}
+			return out, nil
+		})
+	env.OnActivity(fleet.DescribeExecutions, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, ids []string) ([]activities.Execution, error) {
+			f.orphans += len(ids)
+			var out []activities.Execution
+			for _, id := range ids {
+				e := activities.Execution{WorkflowID: id, RunID: "run-1", Status: "Running"}
+				if f.closed[id] {
+					e.Status = "Completed"
+				}
+				out = append(out, e)
+			}
+			return out, nil
+		})
+	env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, "", SignalProbe, mock.Anything).Return(
+		func(_, workflowID, _, _ string, arg any) error {
+			assert.Equal(t, ConnectionWorkflowID("acme", "acme-emea"), workflowID)
+			req, ok := arg.(ProbeRequest)
+			require.True(t, ok, "probe payload %T", arg)
+			f.probes = append(f.probes, req)
+			return nil
+		})
+	env.ExecuteWorkflow(ReconcilerWorkflowName, in)
+	require.True(t, env.IsWorkflowCompleted())
+	require.NoError(t, env.GetWorkflowError())
+	var report ReconcileReport
+	require.NoError(t, env.GetWorkflowResult(&report))
+	assert.True(t, report.Done)
+	return report
+}
+
+// gone is the survey of a registered connection whose workflow was
+// terminated an hour before the run, with one running share.
+func gone(companion string) activities.ConnectionSurvey {
+	c := companionsync.Connection{Home: "acme", Companion: companion, Token: "t"}
+	return activities.ConnectionSurvey{
+		Connection: c, HomeKnown: true, CompanionKnown: true,
+		Workflow: activities.Execution{WorkflowID: ConnectionWorkflowID("acme", companion), Status: "Terminated",
+			CloseTime: reconcileStart.Add(-time.Hour)},
+		DataSpaces: []string{"default", "marketing"},
+		Shares: []activities.ShareSurvey{{DataSpace: "default", Copied: 10,
+			Execution: activities.Execution{Status: "Running", Attrs: map[string]string{AttrInitializationStatus.GetName(): "Active"}}}},
+	}
+}
+
+func TestReconcilerRestartsAGoneConnectionWithItsShares(t *testing.T) {
+	f := &fakeFleet{surveys: []activities.ConnectionSurvey{gone("acme-emea")}}
+	report := runReconciler(t, f, ReconcilerInput{Repair: true})
+	require.Len(t, report.Findings, 1)
+	got := report.Findings[0]
+	assert.Equal(t, FindingConnectionWorkflowMissing, got.Kind)
+	assert.Equal(t, "acme/acme-emea", got.Connection)
+	assert.Equal(t, "1h0m0s", got.Age)
+	assert.Equal(t, OutcomeRepaired, got.Outcome)
+	require.Len(t, f.restarts, 1)
+	r := f.restarts[0]
+	assert.Equal(t, ConnectionWorkflowID("acme", "acme-emea"), r.WorkflowID)
+	assert.Equal(t, TaskQueue, r.TaskQueue)
+	assert.Equal(t, companionsync.Connection{Home: "acme", Companion: "acme-emea", Token: "t"}, r.Registered,
+		"the restart is conditional on the same registry row")
+	var in ConnectionInput
+	require.NoError(t, json.Unmarshal(r.Input, &in))
+	require.NotNil(t, in.Adopt)
+	assert.Nil(t, in.State)
+	assert.Equal(t, []AdoptedShare{{DataSpace: "default", Running: true, Status: ShareActive}}, in.Adopt.Shares)
+	assert.Equal(t, []string{"default", "marketing"}, in.Adopt.DataSpaces)
+}
+
+func TestReconcilerNeverRepairsAnUnknownOrg(t *testing.T) {
+	s := gone("acme-emea")
+	s.CompanionKnown = false
+	f := &fakeFleet{surveys: []activities.ConnectionSurvey{s}}
+	report := runReconciler(t, f, ReconcilerInput{Repair: true})
+	require.Len(t, report.Findings, 1)
+	assert.Equal(t, FindingUnknownOrg, report.Findings[0].Kind)
+	assert.Contains(t, report.Findings[0].Detail, `org "acme-emea"`)
+	assert.True(t, report.Findings[0].Remains())
+	assert.Empty(t, f.restarts, "no repair by guessing")
+}
+
+func TestReconcilerOnlyReportsWithoutRepair(t *testing.T) {
+	f := &fakeFleet{surveys: []activities.ConnectionSurvey{gone("acme-emea")}}
+	report := runReconciler(t, f, ReconcilerInput{})
+	require.Len(t, report.Findings, 1)
+	assert.True(t, report.Findings[0].Remains())
+	assert.Empty(t, f.restarts)
+	assert.Equal(t, 1, report.Remaining())
+}
+
+// TestReconcilerRepairsAtMostABatch: five gone connections over three
+// registry pages of two, a batch of two repairs: two are repaired, three
+// deferred to the next run.
+func TestReconcilerRepairsAtMostABatch(t *testing.T) {
+	f := &fakeFleet{}
+	for _, c := range []string{"c1", "c2", "c3", "c4", "c5"} {
+		f.surveys = append(f.surveys, gone(c))
+	}
+	report := runReconciler(t, f, ReconcilerInput{Repair: true, BatchSize: 2, PageSize: 2})
+	assert.Equal(t, 5, report.Connections)
+	assert.Equal(t, []activities.RegistryPageInput{{After: "", Limit: 2}, {After: "c2", Limit: 2}, {After: "c4", Limit: 2}}, f.pages)
+	assert.Len(t, f.restarts, 2)
+	assert.Equal(t, 2, report.Repaired)
+	assert.Equal(t, 3, report.Deferred)
+	assert.Equal(t, 3, report.Remaining())
+	assert.Contains(t, report.Findings[4].Repair, "deferred to the next run")
+}
+
+// running is the survey of a running connection answering with view.
+func running(t *testing.T, view StatusView, shares ...activities.ShareSurvey) activities.ConnectionSurvey {
+	raw, err := json.Marshal(view)
+	require.NoError(t, err)
+	return activities.ConnectionSurvey{
+		Connection: companionsync.Connection{Home: "acme", Companion: "acme-emea", Token: "t"},
+		HomeKnown:  true, CompanionKnown: true,
+		Workflow: activities.Execution{Status: "Running"},
+		Metadata: activities.Execution{Status: "Running"},
+		Status:   raw,
+		Shares:   shares,
+	}
+}
+
+func TestReconcilerThresholds(t *testing.T) {
+	twoHoursAgo := reconcileStart.Add(-2 * time.Hour)
+	view := StatusView{
+		Status: Inactive, Reason: "licence expired",
+		DataSpaces: []ShareView{
+			{DataSpace: "default", InitializationStatus: ShareError, Error: "copy failed"},
+			{DataSpace: "marketing", InitializationStatus: RemovingSharing},
+		},
+		MetadataSync: MetadataSyncView{Status: SyncError, Paused: true, Error: "conflict"},
+		Transitions: []Transition{
+			{At: twoHoursAgo, Subject: subjectShare("default"), Status: string(ShareError)},
+			{At: twoHoursAgo, Subject: subjectShare("marketing"), Status: string(RemovingSharing)},
+			{At: twoHoursAgo, Subject: subjectMetadataSync, Status: string(SyncError)},
+			{At: twoHoursAgo, Subject: subjectConnection, Status: string(Inactive)},
+		},
+	}
+	shares := []activities.ShareSurvey{
+		{DataSpace: "default", Execution: activities.Execution{Status: "Running"}},
+		{DataSpace: "marketing", Execution: activities.Execution{Status: "Running"}},
+	}
+	kinds := []FindingKind{FindingShareInError, FindingRemovalPastDeadline, FindingMetadataSyncPaused, FindingConnectionInactive}
+	for _, tc := range []struct {
+		name      string
+		threshold time.Duration
+		want      []FindingKind
+	}{
+		{"past every threshold", time.Hour, kinds},
+		{"within every threshold", 3 * time.Hour, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := &fakeFleet{surveys: []activities.ConnectionSurvey{running(t, view, shares...)}}
+			report := runReconciler(t, f, ReconcilerInput{Repair: true, ErrorAfter: tc.threshold, PausedAfter: tc.threshold,
+				InactiveAfter: tc.threshold, RemovalAfter: tc.threshold})
+			var got []FindingKind
+			for _, f := range report.Findings {
+				got = append(got, f.Kind)
+				assert.Equal(t, "2h0m0s", f.Age, "%s", f.Kind)
+				assert.True(t, f.Remains(), "stuck work is reported, not repaired")
+			}
+			assert.Equal(t, tc.want, got)
+			assert.Empty(t, f.restarts)
+		})
+	}
+}
+
+func TestReconcilerReportsOrphanConnectionWorkflows(t *testing.T) {
+	attrs := func(companion, status string) map[string]string {
+		return map[string]string{AttrHomeOrg.GetName(): "acme", AttrCompanionOrg.GetName(): companion, AttrConnectionStatus.GetName(): status}
+	}
+	f := &fakeFleet{
+		running: []activities.Execution{
+			{WorkflowID: ConnectionWorkflowID("acme", "orphan"), RunID: "run-1", Status: "Running", Attrs: attrs("orphan", "Active")},
+			{WorkflowID: ConnectionWorkflowID("acme", "closing"), RunID: "run-1", Status: "Running", Attrs: attrs("closing", "Incomplete")},
+			{WorkflowID: ConnectionWorkflowID("acme", "new"), RunID: "run-1", Status: "Running", Attrs: attrs("new", string(Connecting))},
+			{WorkflowID: ConnectionWorkflowID("acme", "fine"), RunID: "run-1", Status: "Running", Attrs: attrs("fine", "Active")},
+		},
+		rows:   map[string]companionsync.Connection{"fine": {Home: "acme", Companion: "fine"}},
+		closed: map[string]bool{ConnectionWorkflowID("acme", "closing"): true},
+	}
+	report := runReconciler(t, f, ReconcilerInput{Repair: true})
+	require.Len(t, report.Findings, 1, "findings %+v", report.Findings)
+	got := report.Findings[0]
+	assert.Equal(t, FindingOrphanConnectionWorkflow, got.Kind)
+	assert.Equal(t, "acme/orphan", got.Connection)
+	assert.True(t, got.Remains(), "never stopped by the reconciler")
+	assert.Equal(t, 2, f.orphans, "candidates confirmed by describing them; a connecting one is no candidate")
+}
+
+// TestReconcilerProbesForGoneChildren: a running connection lists a share
+// whose workflow was terminated mid-copy and a metadata sync that is gone:
+// one probe repairs both, carrying the share's checkpoint.
+func TestReconcilerProbesForGoneChildren(t *testing.T) {
+	view := StatusView{Status: Active,
+		DataSpaces:   []ShareView{{DataSpace: "default", InitializationStatus: Activating}},
+		MetadataSync: MetadataSyncView{Status: SyncSucceeded},
+	}
+	s := running(t, view, activities.ShareSurvey{DataSpace: "default", Copied: 40, Checkpoint: "rec-040",
+		Execution: activities.Execution{Status: "Terminated", CloseTime: reconcileStart.Add(-time.Minute)}})
+	s.Metadata = activities.Execution{Status: "Completed"}
+	f := &fakeFleet{surveys: []activities.ConnectionSurvey{s}}
+
+	report := runReconciler(t, f, ReconcilerInput{Repair: true})
+	require.Len(t, report.Findings, 2)
+	assert.Equal(t, FindingShareWorkflowMissing, report.Findings[0].Kind)
+	assert.Equal(t, "1m0s", report.Findings[0].Age)
+	assert.Equal(t, FindingMetadataSyncMissing, report.Findings[1].Kind)
+	for _, f := range report.Findings {
+		assert.Equal(t, OutcomeRepaired, f.Outcome)
+	}
+	assert.Equal(t, 0, report.Remaining())
+	assert.Equal(t, []ProbeRequest{{Checkpoints: map[string]string{"default": "rec-040"}}}, f.probes, "one probe, with the checkpoint")
+
+	f.probes = nil
+	report = runReconciler(t, f, ReconcilerInput{})
+	assert.Equal(t, 2, report.Remaining())
+	assert.Empty(t, f.probes, "no probe without repair")
+}
