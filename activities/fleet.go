@@ -380,6 +380,24 @@ func (f *Fleet) connectionOf(ctx context.Context, companion string) (companionsy
 	return c, nil
 }
 
+// LastResult returns, as JSON, the result of the latest completed workflow
+// matching the visibility query, or nothing when there is none.
+func (f *Fleet) LastResult(ctx context.Context, query string) (json.RawMessage, error) {
+	res, err := f.Client.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query, PageSize: 1})
+	if err != nil {
+		return nil, fmt.Errorf("list workflows where %s: %w", query, err)
+	}
+	if len(res.GetExecutions()) == 0 {
+		return nil, nil
+	}
+	e := res.GetExecutions()[0].GetExecution()
+	var raw json.RawMessage
+	if err := f.Client.GetWorkflow(ctx, e.GetWorkflowId(), e.GetRunId()).Get(ctx, &raw); err != nil {
+		return nil, fmt.Errorf("result of %s: %w", e.GetWorkflowId(), err)
+	}
+	return raw, nil
+}
+
 // RestartInput restarts a connection workflow that is gone.
 type RestartInput struct {
 	// Registered is the registry row the restart is for; the restart is

@@ -107,6 +107,11 @@ func TestDoctorRestartsATerminatedConnection(t *testing.T) {
 	report, err = c.Doctor(ctx, workflows.ReconcilerInput{})
 	require.NoError(t, err)
 	assert.Empty(t, report.Findings, "nothing left to find")
+	var past []string
+	for _, p := range report.History {
+		past = append(past, string(p.Kind)+" "+p.Connection+" "+p.Outcome)
+	}
+	assert.Contains(t, past, "connection-workflow-missing acme/acme-emea repaired", "the history carries earlier runs' findings")
 
 	final, err := c.Disconnect(ctx, ref, true)
 	require.NoError(t, err)

@@ -3,10 +3,12 @@ package workflows
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	"go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/companionsync/companionsync"
@@ -34,6 +36,7 @@ func ReconcilerWorkflow(ctx workflow.Context, in ReconcilerInput) (ReconcileRepo
 		return ReconcileReport{}, fmt.Errorf("register status query: %w", err)
 	}
 	workflow.SetCurrentDetails(ctx, "surveying the registry")
+	r.report.History = r.pastFindings(ctx)
 	if err := r.surveyRegistry(ctx); err != nil {
 		return ReconcileReport{}, err
 	}
@@ -41,8 +44,43 @@ func ReconcilerWorkflow(ctx workflow.Context, in ReconcilerInput) (ReconcileRepo
 		return ReconcileReport{}, err
 	}
 	r.report.Done = true
+	r.record(ctx)
 	r.publish(ctx)
 	return r.report, nil
+}
+
+// pastFindings returns the finding history of the latest completed run.
+// Without one (or when it cannot be read) the history starts empty.
+func (r *reconciler) pastFindings(ctx workflow.Context) []PastFinding {
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: time.Minute,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3},
+		Summary:             "read the findings of the last run",
+	})
+	var raw json.RawMessage
+	query := fmt.Sprintf("WorkflowType = '%s' AND ExecutionStatus = 'Completed'", ReconcilerWorkflowName)
+	if err := workflow.ExecuteActivity(actx, fleet.LastResult, query).Get(ctx, &raw); err != nil {
+		r.logger.Warn("the findings of the last run are not available; the history starts again", "error", err)
+		return []PastFinding{}
+	}
+	var last ReconcileReport
+	if len(raw) == 0 || json.Unmarshal(raw, &last) != nil || last.History == nil {
+		return []PastFinding{}
+	}
+	return last.History
+}
+
+// record appends this run's findings to the history, keeping the newest
+// MaxFindingHistory.
+func (r *reconciler) record(ctx workflow.Context) {
+	id := workflow.GetInfo(ctx).WorkflowExecution.ID
+	for _, f := range r.report.Findings {
+		r.report.History = append(r.report.History, PastFinding{Run: id, At: r.now, Kind: f.Kind,
+			Connection: f.Connection, DataSpace: f.DataSpace, Outcome: f.Outcome})
+	}
+	if n := len(r.report.History); n > MaxFindingHistory {
+		r.report.History = slices.Clone(r.report.History[n-MaxFindingHistory:])
+	}
 }
 
 // reconciler is the running state of a ReconcilerWorkflow.
@@ -467,6 +505,17 @@ func (r *reconciler) publish(ctx workflow.Context) {
 			}
 			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", f.Kind, f.Connection, f.DataSpace, f.Age, mdCell(f.Detail), mdCell(outcome))
 		}
+	}
+	if h := r.report.History; len(h) > 0 {
+		fmt.Fprintf(&b, "\nHistory: %d finding(s) of recent runs; the latest: ", len(h))
+		for i := max(len(h)-5, 0); i < len(h); i++ {
+			outcome := h[i].Outcome
+			if outcome == "" {
+				outcome = "remained"
+			}
+			fmt.Fprintf(&b, "%s %s %s (%s); ", h[i].At.UTC().Format(time.RFC3339), h[i].Kind, h[i].Connection, outcome)
+		}
+		b.WriteString("\n")
 	}
 	workflow.SetCurrentDetails(ctx, b.String())
 	if !r.report.Done {

@@ -170,6 +170,24 @@ type ReconcileReport struct {
 	Deferred int `json:"deferred"`
 	// Done is set when the run has finished.
 	Done bool `json:"done"`
+	// History holds the findings of earlier runs and of this one, oldest
+	// first, at most MaxFindingHistory: each run starts from the history
+	// of the latest completed run.
+	History []PastFinding `json:"history"`
+}
+
+// MaxFindingHistory bounds ReconcileReport.History.
+const MaxFindingHistory = 100
+
+// PastFinding is a finding of an earlier reconciler run.
+type PastFinding struct {
+	// Run is the workflow ID of the run that found it, At its start.
+	Run        string      `json:"run"`
+	At         time.Time   `json:"at"`
+	Kind       FindingKind `json:"kind"`
+	Connection string      `json:"connection"`
+	DataSpace  string      `json:"dataSpace,omitempty"`
+	Outcome    string      `json:"outcome,omitempty"`
 }
 
 // Remaining counts the findings that remain after the run.

@@ -3,6 +3,7 @@ package workflows
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
@@ -29,6 +30,7 @@ type fakeFleet struct {
 	restarts []activities.RestartInput
 	orphans  int
 	probes   []ProbeRequest
+	last     json.RawMessage // the latest completed run's result
 }
 
 var reconcileStart = time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
@@ -95,6 +97,11 @@ func runReconciler(t *testing.T, f *fakeFleet, in ReconcilerInput) ReconcileRepo
 				out = append(out, e)
 			}
 			return out, nil
+		})
+	env.OnActivity(fleet.LastResult, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, query string) (json.RawMessage, error) {
+			assert.Contains(t, query, ReconcilerWorkflowName)
+			return f.last, nil
 		})
 	env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, "", SignalProbe, mock.Anything).Return(
 		func(_, workflowID, _, _ string, arg any) error {
@@ -299,4 +306,35 @@ func TestReconcilerProbesForGoneChildren(t *testing.T) {
 	report = runReconciler(t, f, ReconcilerInput{})
 	assert.Equal(t, 2, report.Remaining())
 	assert.Empty(t, f.probes, "no probe without repair")
+}
+
+// TestReconcilerKeepsABoundedHistory: each run starts from the history of
+// the last completed run, adds its own findings and keeps the newest
+// MaxFindingHistory.
+func TestReconcilerKeepsABoundedHistory(t *testing.T) {
+	f := &fakeFleet{surveys: []activities.ConnectionSurvey{gone("acme-emea")}}
+	first := runReconciler(t, f, ReconcilerInput{})
+	require.Len(t, first.History, 1)
+	assert.Equal(t, PastFinding{Run: first.History[0].Run, At: reconcileStart, Kind: FindingConnectionWorkflowMissing,
+		Connection: "acme/acme-emea"}, first.History[0])
+
+	var err error
+	f.last, err = json.Marshal(first)
+	require.NoError(t, err)
+	second := runReconciler(t, f, ReconcilerInput{Repair: true})
+	require.Len(t, second.History, 2)
+	assert.Equal(t, "", second.History[0].Outcome)
+	assert.Equal(t, OutcomeRepaired, second.History[1].Outcome)
+
+	full := first
+	full.History = nil
+	for i := range MaxFindingHistory {
+		full.History = append(full.History, PastFinding{Run: fmt.Sprint(i), Kind: FindingShareInError})
+	}
+	f.last, err = json.Marshal(full)
+	require.NoError(t, err)
+	third := runReconciler(t, f, ReconcilerInput{})
+	require.Len(t, third.History, MaxFindingHistory)
+	assert.Equal(t, "1", third.History[0].Run, "the oldest entry dropped")
+	assert.Equal(t, FindingConnectionWorkflowMissing, third.History[MaxFindingHistory-1].Kind)
 }
