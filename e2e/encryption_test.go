@@ -4,15 +4,19 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	commonpb "go.temporal.io/api/common/v1"
+	enumspb "go.temporal.io/api/enums/v1"
 	failurepb "go.temporal.io/api/failure/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
+	"github.com/companionsync/companionsync/activities"
 	"github.com/companionsync/companionsync/codec"
 	"github.com/companionsync/companionsync/control"
 	"github.com/companionsync/companionsync/internal/testenv"
@@ -137,4 +141,87 @@ func walk(m protoreflect.Message, visit func(protoreflect.Message) bool) {
 		}
 		return true
 	})
+}
+
+// TestUndecryptablePayloadFailsTheTaskVisibly starts a connection under the
+// test key ring, then gives the task queue only a worker whose ring lacks
+// that key: its workflow tasks fail, visibly and with the missing key's ID,
+// instead of running on empty inputs. Once a worker with the key returns
+// (here, the first ring with a new active key added: a rotation), the
+// connection carries on.
+func TestUndecryptablePayloadFailsTheTaskVisibly(t *testing.T) {
+	env := testenv.Start(t, testenv.Options{NoWorker: true})
+	first := newWorker(t, env)
+	c := control.New(env.Client).WithQueryTimeout(30 * time.Second)
+	ctx := context.Background()
+	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
+	_, err := c.Connect(ctx, ref, workflows.Settings{})
+	require.NoError(t, err)
+	first.stop()
+
+	other, err := codec.GenerateKey("other")
+	require.NoError(t, err)
+	wrong, err := codec.NewKeyRing(other)
+	require.NoError(t, err)
+	wrongWorker := workerWithKeys(t, env, wrong)
+	// A signal makes a workflow task; the worker without the key fails it.
+	require.NoError(t, env.Client.SignalWorkflow(ctx, workflows.ConnectionWorkflowID(ref.Home, ref.Companion), "", workflows.MessageRecheck, nil))
+	id := workflows.ConnectionWorkflowID(ref.Home, ref.Companion)
+	// The task fails and is retried: the server shows its attempts (a
+	// failure the workflow records carries the missing key's ID, encoded
+	// under the failing worker's key).
+	both, err := testenv.Keys().Add(other)
+	require.NoError(t, err)
+	_, fc := codec.NewConverters(both)
+	var named, failed bool
+	testenv.Eventually(t, time.Minute, "the workflow task failing and retried", func() bool {
+		d, err := env.Client.DescribeWorkflowExecution(ctx, id, "")
+		if err != nil {
+			return false
+		}
+		it := env.Client.GetWorkflowHistory(ctx, id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+		for it.HasNext() {
+			ev, err := it.Next()
+			if err != nil {
+				return false
+			}
+			if f := ev.GetWorkflowTaskFailedEventAttributes().GetFailure(); f != nil {
+				failed = true
+				named = named || strings.Contains(fc.FailureToError(f).Error(), `key "test-k1" is not in the key ring`)
+			}
+		}
+		return failed || d.GetPendingWorkflowTask().GetAttempt() >= 2
+	})
+	t.Logf("a recorded task failure names the missing key: %t", named)
+	// Nothing ran on an empty input: the connection's status is unchanged.
+	wrongWorker.stop()
+
+	rotated, err := testenv.Keys().WithActive(other)
+	require.NoError(t, err)
+	workerWithKeys(t, env, rotated)
+	// Clients rotate too: the worker's answers are now under the new key.
+	opts := client.Options{HostPort: env.Server.FrontendAddr(), Namespace: env.Server.Namespace()}
+	opts.DataConverter, opts.FailureConverter = codec.NewConverters(rotated)
+	rc, err := client.Dial(opts)
+	require.NoError(t, err)
+	defer rc.Close()
+	c = control.New(rc).WithQueryTimeout(30 * time.Second)
+	v := testenv.WaitStatus(t, c, ref, "the connection answers again", func(v workflows.StatusView) bool { return v.Status == workflows.Incomplete })
+	assert.Equal(t, workflows.Incomplete, v.Status)
+}
+
+// workerWithKeys starts a worker whose client encrypts with ring.
+func workerWithKeys(t *testing.T, env *testenv.Env, ring *codec.KeyRing) *stoppable {
+	t.Helper()
+	opts := client.Options{HostPort: env.Server.FrontendAddr(), Namespace: env.Server.Namespace()}
+	opts.DataConverter, opts.FailureConverter = codec.NewConverters(ring)
+	cl, err := client.Dial(opts)
+	require.NoError(t, err)
+	t.Cleanup(cl.Close)
+	w := worker.New(cl, workflows.TaskQueue, worker.Options{})
+	workflows.Register(w, &activities.Activities{Orgs: env.Store}, env.Settings)
+	require.NoError(t, w.Start())
+	s := &stoppable{w: w}
+	t.Cleanup(s.stop)
+	return s
 }
