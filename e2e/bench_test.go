@@ -79,7 +79,7 @@ func BenchmarkLifecycle(b *testing.B) {
 		rssBefore := procRSSKiB(b, proc.cmd.Process.Pid)
 
 		progress("lifecycles: %d, %d at once", lifecycles, lifecycleConcurrency)
-		run := runLifecycles(b, c, 0, lifecycles)
+		run := runLifecycles(b, c, env.Client, 0, lifecycles)
 		events := 0
 		for i := range lifecycles {
 			events += pairEvents(b, env.Client, fmt.Sprintf("bench-h%04d", i))
@@ -223,7 +223,7 @@ type lifecycleRun struct {
 }
 
 // runLifecycles runs the lifecycles of pairs [first, first+n) at once.
-func runLifecycles(b *testing.B, c *control.Client, first, n int) lifecycleRun {
+func runLifecycles(b *testing.B, c *control.Client, tc client.Client, first, n int) lifecycleRun {
 	b.Helper()
 	var (
 		mu  sync.Mutex
@@ -239,7 +239,7 @@ func runLifecycles(b *testing.B, c *control.Client, first, n int) lifecycleRun {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			lat, err := lifecycle(c, benchRef(i))
+			lat, err := lifecycle(c, tc, benchRef(i))
 			mu.Lock()
 			out.toStatus = append(out.toStatus, lat...)
 			mu.Unlock()
@@ -262,7 +262,7 @@ func benchRef(i int) control.Ref {
 
 // lifecycle runs one lifecycle and returns, for each operation, the time
 // from its acceptance until a status read shows it.
-func lifecycle(c *control.Client, ref control.Ref) ([]time.Duration, error) {
+func lifecycle(c *control.Client, tc client.Client, ref control.Ref) ([]time.Duration, error) {
 	ctx := context.Background()
 	var lat []time.Duration
 	// shows waits until a status read satisfies cond; record keeps the
@@ -296,7 +296,9 @@ func lifecycle(c *control.Client, ref control.Ref) ([]time.Duration, error) {
 	if err := shows(time.Now(), true, func(v workflows.StatusView) bool { _, ok := testenv.Share(v, "small"); return ok }); err != nil {
 		return nil, err
 	}
-	if err := shows(time.Now(), false, testenv.ShareIs("small", workflows.ShareActive)); err != nil {
+	// Waiting for the copy reads visibility (the share's published
+	// status), not the worker.
+	if err := awaitPublished(ctx, tc, ref, "small", workflows.ShareActive); err != nil {
 		return nil, err
 	}
 	if _, err := c.Disconnect(ctx, ref, false); err != nil {
@@ -306,6 +308,22 @@ func lifecycle(c *control.Client, ref control.Ref) ([]time.Duration, error) {
 		return nil, err
 	}
 	return lat, shows(time.Now(), false, func(v workflows.StatusView) bool { return v.Status == workflows.Disconnected })
+}
+
+// awaitPublished waits until visibility shows the share's workflow with
+// the initialization status.
+func awaitPublished(ctx context.Context, tc client.Client, ref control.Ref, ds string, st workflows.InitializationStatus) error {
+	q := fmt.Sprintf("WorkflowId = '%s' AND %s = '%s'", workflows.ShareWorkflowID(ref.Home, ref.Companion, ds),
+		workflows.AttrInitializationStatus.GetName(), st)
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		resp, err := tc.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q, PageSize: 1})
+		if err == nil && len(resp.GetExecutions()) > 0 {
+			return nil
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	return fmt.Errorf("%s: visibility never showed %s %s", ref, ds, st)
 }
 
 // openIdle connects pairs [first, first+n) and shares one data space each,
