@@ -61,7 +61,18 @@ func TestDoctorRestartsATerminatedConnection(t *testing.T) {
 	ctx := context.Background()
 	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
 	id := workflows.ConnectionWorkflowID(ref.Home, ref.Companion)
-	connectAndShare(t, c, ref, "default")
+	connectAndShare(t, c, ref)
+	// Requests raise the generations the share of default acknowledges
+	// above what a run that started counting again would hand out.
+	for range 3 {
+		_, err := c.Share(ctx, ref, "marketing")
+		require.NoError(t, err)
+		_, err = c.Unshare(ctx, ref, "marketing")
+		require.NoError(t, err)
+		testenv.WaitStatus(t, c, ref, "marketing gone", testenv.ShareGone("marketing"))
+	}
+	_, err := c.Share(ctx, ref, "default")
+	require.NoError(t, err)
 	testenv.WaitStatus(t, c, ref, "default Active, metadata synced", func(v workflows.StatusView) bool {
 		return testenv.ShareIs("default", workflows.ShareActive)(v) && v.MetadataSync.Status == workflows.SyncSucceeded
 	})
@@ -87,12 +98,16 @@ func TestDoctorRestartsATerminatedConnection(t *testing.T) {
 	assert.Contains(t, missing[0].Repair, "adopting 1 running share(s)")
 	assert.Equal(t, 0, report.Remaining(), "report %+v", report)
 
-	v := testenv.WaitStatus(t, c, ref, "adopted: default Active, metadata sync running", func(v workflows.StatusView) bool {
+	testenv.WaitStatus(t, c, ref, "adopted: default Active, metadata sync running", func(v workflows.StatusView) bool {
 		return v.Workflow == workflows.RunRunning && v.Status == workflows.Active &&
 			testenv.ShareIs("default", workflows.ShareActive)(v) && running(t, env, workflows.MetadataSyncWorkflowID(ref.Home, ref.Companion))
 	})
-	sh, _ := testenv.Share(v, "default")
-	assert.Equal(t, sh.RecordsTotal, sh.RecordsCopied, "the adopted share reported its own view")
+	total, err := env.Store.CountRecords(ctx, ref.Home, "default")
+	require.NoError(t, err)
+	testenv.WaitStatus(t, c, ref, "the adopted share reported its own view", func(v workflows.StatusView) bool {
+		sh, _ := testenv.Share(v, "default")
+		return sh.RecordsTotal == total && sh.RecordsCopied == total
+	})
 	assert.Equal(t, shareRun, describeRun(t, env, shareID), "the running share was adopted, not started again")
 	requireCopied(t, env, ref.Home, ref.Companion, "default")
 
@@ -113,10 +128,19 @@ func TestDoctorRestartsATerminatedConnection(t *testing.T) {
 	}
 	assert.Contains(t, past, "connection-workflow-missing acme/acme-emea repaired", "the history carries earlier runs' findings")
 
+	// The adopted share takes a new request: its data is removed.
+	_, err = c.Unshare(ctx, ref, "default")
+	require.NoError(t, err)
+	testenv.WaitStatus(t, c, ref, "default removed", testenv.ShareGone("default"))
+	assert.Zero(t, companionCount(t, env, ref.Home, ref.Companion, "default"))
+	_, err = c.Share(ctx, ref, "marketing")
+	require.NoError(t, err)
+	testenv.WaitStatus(t, c, ref, "marketing Active", testenv.ShareIs("marketing", workflows.ShareActive))
+
 	final, err := c.Disconnect(ctx, ref, true)
 	require.NoError(t, err)
 	assert.Equal(t, workflows.Disconnected, final.Status)
-	assert.Zero(t, companionCount(t, env, ref.Home, ref.Companion, "default"))
+	assert.Zero(t, companionCount(t, env, ref.Home, ref.Companion, "marketing"))
 	_, err = c.Connect(ctx, ref, workflows.Settings{})
 	require.NoError(t, err, "the pair connects again")
 }
