@@ -30,7 +30,8 @@ type tourStep struct {
 
 // readmeTour returns the steps of the code blocks under the README's
 // "## Quick tour" heading: each "$ go run ./starter ARGS" line starts a
-// step, and the lines up to the next one are the output it shows.
+// step, and the lines up to the next one are the output it shows (lines
+// starting with "# " are comments for the reader).
 func readmeTour(t *testing.T) []tourStep {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("..", "README.md"))
@@ -47,8 +48,8 @@ func readmeTour(t *testing.T) []tourStep {
 				steps = append(steps, tourStep{args: strings.Fields(cmd)})
 				continue
 			}
-			if strings.TrimSpace(line) == "" {
-				continue
+			if strings.TrimSpace(line) == "" || strings.HasPrefix(line, "# ") {
+				continue // a blank line or a comment for the reader
 			}
 			require.NotEmpty(t, steps, "output line before any command in the quick tour: %q", line)
 			steps[len(steps)-1].want = append(steps[len(steps)-1].want, line)
