@@ -125,6 +125,9 @@ type ConnectionSurvey struct {
 	HomeKnown      bool                     `json:"homeKnown"`
 	CompanionKnown bool                     `json:"companionKnown"`
 	Workflow       Execution                `json:"workflow"`
+	// Settings are the settings in the input of the connection workflow's
+	// latest run, as JSON, when that run is closed: a restart keeps them.
+	Settings json.RawMessage `json:"settings,omitempty"`
 	// Status is the running connection workflow's answer to the status
 	// query, as JSON; empty when it does not run or did not answer.
 	Status      json.RawMessage `json:"status,omitempty"`
@@ -163,6 +166,11 @@ func (f *Fleet) survey(ctx context.Context, t SurveyTarget) (ConnectionSurvey, e
 	}
 	if s.Workflow, err = f.describe(ctx, t.ConnectionID); err != nil {
 		return s, err
+	}
+	if s.Workflow.Status != "" && !s.Workflow.Running() {
+		if s.Settings, err = f.inputField(ctx, s.Workflow, "settings"); err != nil {
+			return s, err
+		}
 	}
 	if s.Workflow.Running() {
 		if v, qerr := f.Client.QueryWorkflow(ctx, t.ConnectionID, "", t.StatusQuery); qerr != nil {
@@ -209,14 +217,36 @@ func (f *Fleet) survey(ctx context.Context, t SurveyTarget) (ConnectionSurvey, e
 	return s, nil
 }
 
+// inputField returns one top-level field of the JSON input of run e.
+func (f *Fleet) inputField(ctx context.Context, e Execution, field string) (json.RawMessage, error) {
+	iter := f.Client.GetWorkflowHistory(ctx, e.WorkflowID, e.RunID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	if !iter.HasNext() {
+		return nil, nil
+	}
+	ev, err := iter.Next()
+	if err != nil {
+		return nil, fmt.Errorf("read the input of %s: %w", e.WorkflowID, err)
+	}
+	p := ev.GetWorkflowExecutionStartedEventAttributes().GetInput().GetPayloads()
+	var in map[string]json.RawMessage
+	if len(p) == 0 || f.converter().FromPayload(p[0], &in) != nil {
+		return nil, nil // an input of another shape: nothing to keep
+	}
+	return in[field], nil
+}
+
+func (f *Fleet) converter() converter.DataConverter {
+	if f.Converter == nil {
+		return converter.GetDefaultDataConverter()
+	}
+	return f.Converter
+}
+
 // copyCheckpoint reads the checkpoint of a stopped share run from its
 // history: the checkpoint the run started with (when it started copying),
 // moved by each completed copy step, and cleared by any removal step.
 func (f *Fleet) copyCheckpoint(ctx context.Context, e Execution) (string, error) {
-	dc := f.Converter
-	if dc == nil {
-		dc = converter.GetDefaultDataConverter()
-	}
+	dc := f.converter()
 	checkpoint := ""
 	types := map[int64]string{}
 	iter := f.Client.GetWorkflowHistory(ctx, e.WorkflowID, e.RunID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)

@@ -161,7 +161,10 @@ func TestTwoReconcilersRepairOnce(t *testing.T) {
 	ctx := context.Background()
 	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
 	id := workflows.ConnectionWorkflowID(ref.Home, ref.Companion)
-	connectAndShare(t, c, ref, "marketing")
+	_, err := c.Connect(ctx, ref, workflows.Settings{RemovalDeadline: 7 * time.Minute})
+	require.NoError(t, err)
+	_, err = c.Share(ctx, ref, "marketing")
+	require.NoError(t, err)
 	testenv.WaitStatus(t, c, ref, "marketing Active", testenv.ShareIs("marketing", workflows.ShareActive))
 	require.NoError(t, env.Client.TerminateWorkflow(ctx, id, "", "test: lost connection workflow"))
 
@@ -203,6 +206,20 @@ func TestTwoReconcilersRepairOnce(t *testing.T) {
 		return v.Workflow == workflows.RunRunning && testenv.ShareIs("marketing", workflows.ShareActive)(v)
 	})
 	requireCopied(t, env, ref.Home, ref.Companion, "marketing")
+	assert.Equal(t, 7*time.Minute, startInput(t, env, id).Settings.RemovalDeadline, "the restart keeps the connection's settings")
+}
+
+// startInput returns the input of the latest run of a connection workflow.
+func startInput(t *testing.T, env *testenv.Env, workflowID string) workflows.ConnectionInput {
+	t.Helper()
+	iter := env.Client.GetWorkflowHistory(context.Background(), workflowID, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	require.True(t, iter.HasNext())
+	ev, err := iter.Next()
+	require.NoError(t, err)
+	var in workflows.ConnectionInput
+	require.NoError(t, codec.NewDataConverter(env.Keys).FromPayload(ev.GetWorkflowExecutionStartedEventAttributes().GetInput().GetPayloads()[0], &in))
+	require.NotNil(t, in.Adopt, "the latest run was started by the reconciler")
+	return in
 }
 
 // slowCopies are settings whose copies and removals take many small steps,

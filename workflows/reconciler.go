@@ -280,7 +280,12 @@ func (r *reconciler) restart(ctx workflow.Context, s activities.ConnectionSurvey
 		}
 		adopt.Shares = append(adopt.Shares, AdoptedShare{DataSpace: sh.DataSpace, Running: running, Status: status, Checkpoint: sh.Checkpoint})
 	}
-	input, err := json.Marshal(ConnectionInput{Home: c.Home, Companion: c.Companion, Adopt: adopt})
+	var settings Settings
+	if len(s.Settings) > 0 {
+		// The gone run's settings; unreadable ones leave the worker's defaults.
+		_ = json.Unmarshal(s.Settings, &settings)
+	}
+	input, err := json.Marshal(ConnectionInput{Home: c.Home, Companion: c.Companion, Settings: settings, Adopt: adopt})
 	if err != nil {
 		f.Repair = "not restarted: " + err.Error()
 		return

@@ -135,7 +135,9 @@ func gone(companion string) activities.ConnectionSurvey {
 }
 
 func TestReconcilerRestartsAGoneConnectionWithItsShares(t *testing.T) {
-	f := &fakeFleet{surveys: []activities.ConnectionSurvey{gone("acme-emea")}}
+	s := gone("acme-emea")
+	s.Settings = json.RawMessage(`{"removalDeadline":420000000000}`)
+	f := &fakeFleet{surveys: []activities.ConnectionSurvey{s}}
 	report := runReconciler(t, f, ReconcilerInput{Repair: true})
 	require.Len(t, report.Findings, 1)
 	got := report.Findings[0]
@@ -155,6 +157,7 @@ func TestReconcilerRestartsAGoneConnectionWithItsShares(t *testing.T) {
 	assert.Nil(t, in.State)
 	assert.Equal(t, []AdoptedShare{{DataSpace: "default", Running: true, Status: ShareActive}}, in.Adopt.Shares)
 	assert.Equal(t, []string{"default", "marketing"}, in.Adopt.DataSpaces)
+	assert.Equal(t, Settings{RemovalDeadline: 7 * time.Minute}, in.Settings, "the gone run's settings are kept")
 }
 
 func TestReconcilerNeverRepairsAnUnknownOrg(t *testing.T) {
