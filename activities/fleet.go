@@ -38,6 +38,10 @@ type Fleet struct {
 	Converter converter.DataConverter
 }
 
+// statusQueryTimeout bounds the wait for a connection's status; a closed
+// run answers by replaying its history on a worker.
+const statusQueryTimeout = 10 * time.Second
+
 // Names of the activities whose history a checkpoint is read from: the
 // method names under which Register registers them.
 const (
@@ -128,8 +132,9 @@ type ConnectionSurvey struct {
 	// Settings are the settings in the input of the connection workflow's
 	// latest run, as JSON, when that run is closed: a restart keeps them.
 	Settings json.RawMessage `json:"settings,omitempty"`
-	// Status is the running connection workflow's answer to the status
-	// query, as JSON; empty when it does not run or did not answer.
+	// Status is the connection workflow's answer to the status query, as
+	// JSON (a closed run answers with its last state); empty when there is
+	// no run or it did not answer.
 	Status      json.RawMessage `json:"status,omitempty"`
 	StatusError string          `json:"statusError,omitempty"`
 	Metadata    Execution       `json:"metadata"`
@@ -172,12 +177,14 @@ func (f *Fleet) survey(ctx context.Context, t SurveyTarget) (ConnectionSurvey, e
 			return s, err
 		}
 	}
-	if s.Workflow.Running() {
-		if v, qerr := f.Client.QueryWorkflow(ctx, t.ConnectionID, "", t.StatusQuery); qerr != nil {
+	if s.Workflow.Status != "" {
+		qctx, cancel := context.WithTimeout(ctx, statusQueryTimeout)
+		if v, qerr := f.Client.QueryWorkflow(qctx, t.ConnectionID, s.Workflow.RunID, t.StatusQuery); qerr != nil {
 			s.StatusError = qerr.Error()
 		} else if gerr := v.Get(&s.Status); gerr != nil {
 			s.StatusError = gerr.Error()
 		}
+		cancel()
 	}
 	if s.Metadata, err = f.describe(ctx, t.MetadataID); err != nil {
 		return s, err

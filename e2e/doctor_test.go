@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/companionsync/companionsync"
 	"github.com/companionsync/companionsync/activities"
 	"github.com/companionsync/companionsync/codec"
 	"github.com/companionsync/companionsync/control"
@@ -399,4 +400,39 @@ func TestDoctorRestartsAFailedConnection(t *testing.T) {
 		return v.Workflow == workflows.RunRunning && testenv.ShareIs("marketing", workflows.ShareActive)(v)
 	})
 	requireCopied(t, env, ref.Home, ref.Companion, "marketing")
+}
+
+// TestDoctorCarriesOnAnInterruptedDisconnect: a connection workflow
+// terminated in the middle of its disconnect is restarted by the repair,
+// which carries the disconnect on: the data is removed, the registry row
+// goes, and the pair can connect again.
+func TestDoctorCarriesOnAnInterruptedDisconnect(t *testing.T) {
+	env := testenv.Start(t, testenv.Options{Settings: slowCopies()})
+	require.NoError(t, env.Store.Deregister(context.Background(), "globex", "globex-emea"))
+	c := control.New(env.Client)
+	ctx := context.Background()
+	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
+	id := workflows.ConnectionWorkflowID(ref.Home, ref.Companion)
+	connectAndShare(t, c, ref, "default")
+	testenv.WaitStatus(t, c, ref, "default Active", testenv.ShareIs("default", workflows.ShareActive))
+	_, err := c.Disconnect(ctx, ref, false)
+	require.NoError(t, err)
+	require.NoError(t, env.Client.TerminateWorkflow(ctx, id, "", "test: lost while disconnecting"))
+	require.Positive(t, companionCount(t, env, ref.Home, ref.Companion, "default"), "terminated before the removal finished")
+
+	report, err := c.Doctor(ctx, workflows.ReconcilerInput{Repair: true})
+	require.NoError(t, err)
+	missing := findings(report, workflows.FindingConnectionWorkflowMissing, ref.String())
+	require.Len(t, missing, 1, "report %+v", report)
+	assert.Contains(t, missing[0].Repair, "its disconnect goes on")
+	var final workflows.StatusView
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	require.NoError(t, env.Client.GetWorkflow(wctx, id, "").Get(wctx, &final), "the restarted connection finishes the disconnect")
+	assert.Equal(t, workflows.Disconnected, final.Status)
+	assert.Zero(t, companionCount(t, env, ref.Home, ref.Companion, "default"))
+	_, err = env.Store.ConnectionOf(ctx, ref.Companion)
+	assert.ErrorIs(t, err, companionsync.ErrNotFound, "deregistered")
+	_, err = c.Connect(ctx, ref, workflows.Settings{})
+	require.NoError(t, err, "the pair connects again")
 }

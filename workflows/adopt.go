@@ -48,6 +48,10 @@ func (c *connection) adopt(ctx workflow.Context, a *AdoptState) {
 	c.Status = c.functioningStatus()
 	c.NextHealthCheck = now
 	c.transition(ctx, subjectConnection, string(c.Status), fmt.Sprintf("adopted by the reconciler (%s): %d share(s)", a.Reason, len(a.Shares)))
+	if a.Disconnecting {
+		// The gone run had accepted a disconnect: it goes on.
+		c.applyDisconnect(ctx)
+	}
 	c.logger.Info("connection adopted", "reason", a.Reason, "shares", len(a.Shares))
 }
 

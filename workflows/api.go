@@ -340,6 +340,8 @@ type AdoptState struct {
 	// DataSpaces are the home org's data spaces.
 	DataSpaces []string       `json:"dataSpaces"`
 	Shares     []AdoptedShare `json:"shares"`
+	// Disconnecting carries on a disconnect the gone run had accepted.
+	Disconnecting bool `json:"disconnecting,omitempty"`
 }
 
 // AdoptedShare is a share found by the reconciler for an adopted connection.

@@ -271,14 +271,37 @@ func (r *reconciler) restart(ctx workflow.Context, s activities.ConnectionSurvey
 		return
 	}
 	c := s.Connection
-	adopt := &AdoptState{Reason: f.Detail, DataSpaces: s.DataSpaces, Shares: []AdoptedShare{}}
+	// The gone run's last state, when it still answers: its shares (even
+	// one whose workflow never started) and a disconnect it had accepted.
+	var last StatusView
+	if len(s.Status) > 0 {
+		_ = json.Unmarshal(s.Status, &last)
+	}
+	wanted := map[string]ShareView{}
+	for _, v := range last.DataSpaces {
+		wanted[v.DataSpace] = v
+	}
+	adopt := &AdoptState{Reason: f.Detail, DataSpaces: s.DataSpaces, Shares: []AdoptedShare{}, Disconnecting: last.Disconnecting}
 	for _, sh := range s.Shares {
 		status := InitializationStatus(sh.Execution.Attrs[AttrInitializationStatus.GetName()])
 		running := sh.Execution.Running()
-		if !running && sh.Copied == 0 && status != Activating {
+		v, listed := wanted[sh.DataSpace]
+		delete(wanted, sh.DataSpace)
+		if !running && !listed && sh.Copied == 0 && status != Activating {
 			continue // removed, or never copied: nothing to carry on
 		}
+		if listed && v.Requested == RequestUnshare {
+			status = RemovingSharing
+		}
 		adopt.Shares = append(adopt.Shares, AdoptedShare{DataSpace: sh.DataSpace, Running: running, Status: status, Checkpoint: sh.Checkpoint})
+	}
+	for _, ds := range workflow.DeterministicKeys(wanted) {
+		// Requested, but its workflow never ran: requested again.
+		status := Activating
+		if wanted[ds].Requested == RequestUnshare || wanted[ds].InitializationStatus == RemovingSharing {
+			status = RemovingSharing
+		}
+		adopt.Shares = append(adopt.Shares, AdoptedShare{DataSpace: ds, Status: status})
 	}
 	var settings Settings
 	if len(s.Settings) > 0 {
@@ -317,6 +340,9 @@ func (r *reconciler) restart(ctx workflow.Context, s activities.ConnectionSurvey
 		f.Outcome = OutcomeRepaired
 		f.Repair = fmt.Sprintf("restarted the connection workflow (run %s), adopting %d running share(s) and starting %d again",
 			res.RunID, running, len(adopt.Shares)-running)
+		if adopt.Disconnecting {
+			f.Repair += "; its disconnect goes on"
+		}
 		r.repaired(ctx, f)
 	default:
 		f.Outcome = OutcomeResolved
