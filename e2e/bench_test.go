@@ -298,7 +298,12 @@ func lifecycle(c *control.Client, tc client.Client, ref control.Ref) ([]time.Dur
 	}
 	// Waiting for the copy reads visibility (the share's published
 	// status), not the worker.
-	if err := awaitPublished(ctx, tc, ref, "small", workflows.ShareActive); err != nil {
+	if err := awaitVisible(ctx, tc, fmt.Sprintf("WorkflowId = '%s' AND %s = '%s'", workflows.ShareWorkflowID(ref.Home, ref.Companion, "small"),
+		workflows.AttrInitializationStatus.GetName(), workflows.ShareActive)); err != nil {
+		return nil, err
+	}
+	// Active starts the metadata sync: a lifecycle includes it.
+	if err := awaitVisible(ctx, tc, fmt.Sprintf("WorkflowId = '%s'", workflows.MetadataSyncWorkflowID(ref.Home, ref.Companion))); err != nil {
 		return nil, err
 	}
 	if _, err := c.Disconnect(ctx, ref, false); err != nil {
@@ -310,11 +315,8 @@ func lifecycle(c *control.Client, tc client.Client, ref control.Ref) ([]time.Dur
 	return lat, shows(time.Now(), false, func(v workflows.StatusView) bool { return v.Status == workflows.Disconnected })
 }
 
-// awaitPublished waits until visibility shows the share's workflow with
-// the initialization status.
-func awaitPublished(ctx context.Context, tc client.Client, ref control.Ref, ds string, st workflows.InitializationStatus) error {
-	q := fmt.Sprintf("WorkflowId = '%s' AND %s = '%s'", workflows.ShareWorkflowID(ref.Home, ref.Companion, ds),
-		workflows.AttrInitializationStatus.GetName(), st)
+// awaitVisible waits until visibility lists a workflow matching q.
+func awaitVisible(ctx context.Context, tc client.Client, q string) error {
 	deadline := time.Now().Add(2 * time.Minute)
 	for time.Now().Before(deadline) {
 		resp, err := tc.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q, PageSize: 1})
@@ -323,7 +325,7 @@ func awaitPublished(ctx context.Context, tc client.Client, ref control.Ref, ds s
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-	return fmt.Errorf("%s: visibility never showed %s %s", ref, ds, st)
+	return fmt.Errorf("visibility never listed %s", q)
 }
 
 // openIdle connects pairs [first, first+n) and shares one data space each,
@@ -385,7 +387,13 @@ func pairEvents(b *testing.B, c client.Client, home string) int {
 			return n
 		}
 		if time.Now().After(deadline) {
-			b.Fatalf("workflows of %s still open after a minute", home)
+			var open []string
+			for _, e := range resp.GetExecutions() {
+				if e.GetCloseTime() == nil {
+					open = append(open, e.GetExecution().GetWorkflowId()+" ("+e.GetType().GetName()+")")
+				}
+			}
+			b.Fatalf("workflows of %s still open after a minute: %v", home, open)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
