@@ -436,3 +436,36 @@ func TestDoctorCarriesOnAnInterruptedDisconnect(t *testing.T) {
 	_, err = c.Connect(ctx, ref, workflows.Settings{})
 	require.NoError(t, err, "the pair connects again")
 }
+
+// TestDoctorRestartsAGoneMetadataSync: the metadata sync of a running
+// connection is terminated; the doctor reports it and the repair's probe
+// makes the connection start it again, which applies later changes.
+func TestDoctorRestartsAGoneMetadataSync(t *testing.T) {
+	env, c := startFleet(t)
+	ctx := context.Background()
+	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
+	syncID := workflows.MetadataSyncWorkflowID(ref.Home, ref.Companion)
+	connectAndShare(t, c, ref, "marketing")
+	testenv.WaitStatus(t, c, ref, "metadata synced", func(v workflows.StatusView) bool {
+		return v.MetadataSync.Status == workflows.SyncSucceeded
+	})
+	require.NoError(t, env.Client.TerminateWorkflow(ctx, syncID, "", "test: lost metadata sync"))
+
+	report, err := c.Doctor(ctx, workflows.ReconcilerInput{})
+	require.NoError(t, err)
+	missing := findings(report, workflows.FindingMetadataSyncMissing, ref.String())
+	require.Len(t, missing, 1, "report %+v", report)
+	assert.Contains(t, missing[0].Detail, "Terminated")
+
+	report, err = c.Doctor(ctx, workflows.ReconcilerInput{Repair: true})
+	require.NoError(t, err)
+	assert.Equal(t, 0, report.Remaining(), "report %+v", report)
+	testenv.Eventually(t, time.Minute, "the metadata sync runs again", func() bool { return running(t, env, syncID) })
+	_, err = env.Store.ChangeMetadata(ctx, ref.Home, "marketing", 2)
+	require.NoError(t, err)
+	testenv.Eventually(t, time.Minute, "the restarted metadata sync applies the changes", func() bool {
+		n, _, err := env.Store.PendingChanges(ctx, connectionOf(ref), []string{"marketing"})
+		require.NoError(t, err)
+		return n == 0
+	})
+}
