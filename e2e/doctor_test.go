@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -9,6 +10,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
+	sdkpb "go.temporal.io/api/sdk/v1"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
@@ -396,6 +399,7 @@ func TestDoctorRestartsAFailedConnection(t *testing.T) {
 	require.Len(t, missing, 1, "report %+v", report)
 	assert.Contains(t, missing[0].Detail, "is Failed")
 	assert.Equal(t, workflows.OutcomeRepaired, missing[0].Outcome)
+	assert.Contains(t, reconcilerDetails(t, env), "| connection-workflow-missing | acme/acme-emea |", "the findings in the Web UI's current details")
 	testenv.WaitStatus(t, c, ref, "restarted with marketing Active", func(v workflows.StatusView) bool {
 		return v.Workflow == workflows.RunRunning && testenv.ShareIs("marketing", workflows.ShareActive)(v)
 	})
@@ -468,4 +472,21 @@ func TestDoctorRestartsAGoneMetadataSync(t *testing.T) {
 		require.NoError(t, err)
 		return n == 0
 	})
+}
+
+// reconcilerDetails returns the current details (as the Web UI shows them)
+// of the latest reconciler run.
+func reconcilerDetails(t *testing.T, env *testenv.Env) string {
+	t.Helper()
+	ctx := context.Background()
+	resp, err := env.Client.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+		Query: fmt.Sprintf("WorkflowType = '%s'", workflows.ReconcilerWorkflowName), PageSize: 1})
+	require.NoError(t, err)
+	require.NotEmpty(t, resp.GetExecutions())
+	e := resp.GetExecutions()[0].GetExecution()
+	v, err := env.Client.QueryWorkflow(ctx, e.GetWorkflowId(), e.GetRunId(), "__temporal_workflow_metadata")
+	require.NoError(t, err)
+	var md sdkpb.WorkflowMetadata
+	require.NoError(t, v.Get(&md))
+	return md.GetCurrentDetails()
 }
