@@ -31,13 +31,16 @@ type fakeFleet struct {
 	orphans  int
 	probes   []ProbeRequest
 	last     json.RawMessage // the latest completed run's result
+	// surveyed and lastRead count the callbacks that hold assertions, so
+	// a check that never runs fails the test.
+	surveyed, lastRead int
 }
 
 var reconcileStart = time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
 
 func runReconciler(t *testing.T, f *fakeFleet, in ReconcilerInput) ReconcileReport {
 	t.Helper()
-	f.t = t
+	f.t, f.surveyed, f.lastRead = t, 0, 0
 	var suite testsuite.WorkflowTestSuite
 	suite.SetLogger(testLogger())
 	env := suite.NewTestWorkflowEnvironment()
@@ -57,6 +60,7 @@ func runReconciler(t *testing.T, f *fakeFleet, in ReconcilerInput) ReconcileRepo
 		})
 	env.OnActivity(fleet.SurveyConnections, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.SurveyInput) ([]activities.ConnectionSurvey, error) {
+			f.surveyed++
 			var out []activities.ConnectionSurvey
 			for _, target := range in.Targets {
 				for _, s := range f.surveys {
@@ -100,6 +104,7 @@ func runReconciler(t *testing.T, f *fakeFleet, in ReconcilerInput) ReconcileRepo
 		})
 	env.OnActivity(fleet.LastResult, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, query string) (json.RawMessage, error) {
+			f.lastRead++
 			assert.Contains(t, query, ReconcilerWorkflowName)
 			return f.last, nil
 		})
@@ -117,6 +122,9 @@ func runReconciler(t *testing.T, f *fakeFleet, in ReconcilerInput) ReconcileRepo
 	var report ReconcileReport
 	require.NoError(t, env.GetWorkflowResult(&report))
 	assert.True(t, report.Done)
+	assert.Equal(t, 1, f.lastRead, "the history is read once per run")
+	size := in.withDefaults().PageSize
+	assert.Equal(t, (len(f.surveys)+size-1)/size, f.surveyed, "one survey per registry page")
 	return report
 }
 
