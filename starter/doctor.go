@@ -64,7 +64,7 @@ func runDoctor(ctx context.Context, inv *invocation, args []string) error {
 		if in.Repair {
 			hint = "each says what to do"
 		}
-		return fmt.Errorf("doctor: %s remain; %s", plural(n, "1 finding", fmt.Sprintf("%d findings", n)), hint)
+		return fmt.Errorf("doctor: %s; %s", plural(n, "1 finding remains", fmt.Sprintf("%d findings remain", n)), hint)
 	}
 	return nil
 }

@@ -67,7 +67,7 @@ func TestDoctor(t *testing.T) {
 	assert.Contains(t, out.stdout, "connection-workflow-missing  acme/acme-emea  age ")
 	assert.Contains(t, out.stdout, "is Terminated")
 	assert.Contains(t, out.stdout, "what to do: 'starter doctor --repair' restarts it")
-	assert.Equal(t, "starter: doctor: 1 finding remain; run 'starter doctor --repair' for the ones it can repair\n", out.stderr)
+	assert.Equal(t, "starter: doctor: 1 finding remains; run 'starter doctor --repair' for the ones it can repair\n", out.stderr)
 
 	var report workflows.ReconcileReport
 	require.NoError(t, json.Unmarshal([]byte(c.ok("doctor", "--repair", "--json")), &report))
