@@ -127,11 +127,28 @@ func openPostgres(ctx context.Context, rawURL string) (*Store, error) {
 // finishOpen migrates the schema of a newly opened database.
 func finishOpen(ctx context.Context, db *sql.DB, d dialect, target string) (*Store, error) {
 	s := &Store{sqlDB: db, db: bound{q: db, d: d}, dialect: d, target: target}
-	if err := s.migrate(ctx); err != nil {
+	err := s.migrate(ctx)
+	// Processes opening a new SQLite file together can find it locked
+	// while another one switches it to WAL mode, a moment the busy timeout
+	// does not cover: try again for up to BusyTimeout.
+	for deadline := time.Now().Add(BusyTimeout); d == dialectSQLite && isBusy(err) && time.Now().Before(deadline); {
+		select {
+		case <-ctx.Done():
+			err = ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+			err = s.migrate(ctx)
+		}
+	}
+	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open org store %s: %w", target, err)
 	}
 	return s, nil
+}
+
+// isBusy reports a SQLite "database is locked" error.
+func isBusy(err error) bool {
+	return err != nil && (strings.Contains(err.Error(), "SQLITE_BUSY") || strings.Contains(err.Error(), "database is locked"))
 }
 
 // redact hides the password of a database URL.
