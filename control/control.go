@@ -258,11 +258,7 @@ func (c *Client) Status(ctx context.Context, ref Ref) (workflows.StatusView, err
 		return view, fmt.Errorf("status %s: decode: %w", ref, err)
 	}
 	view.Workflow = run
-	if run != workflows.RunRunning && run != workflows.RunCompleted {
-		view.LastStatus, view.Status = view.Status, workflows.ConnectionStatus(run)
-		if run == workflows.RunFailed && view.LastStatus == workflows.Connecting {
-			view.Status = workflows.Refused
-		}
+	if closed(&view, run) {
 		return view, nil
 	}
 	if run != workflows.RunRunning {
@@ -306,6 +302,20 @@ func (c *Client) Status(ctx context.Context, ref Ref) (workflows.StatusView, err
 	return view, nil
 }
 
+// closed makes a view of a run that closed other than by a disconnect read
+// how it closed (Terminated, …, or Refused for a failed handshake), keeping
+// the status it last reported in LastStatus; it reports whether it did.
+func closed(view *workflows.StatusView, run workflows.RunState) bool {
+	if run == workflows.RunRunning || run == workflows.RunCompleted {
+		return false
+	}
+	view.LastStatus, view.Status = view.Status, workflows.ConnectionStatus(run)
+	if run == workflows.RunFailed && view.LastStatus == workflows.Connecting {
+		view.Status = workflows.Refused
+	}
+	return true
+}
+
 // unanswered reports whether a query failed for want of a worker's answer
 // within its deadline.
 func unanswered(err error) bool {
@@ -329,12 +339,7 @@ func (c *Client) published(ctx context.Context, ref Ref, run workflows.RunState,
 		Workflow:     run,
 		Stale:        true,
 	}
-	if run != workflows.RunRunning && run != workflows.RunCompleted {
-		view.LastStatus, view.Status = view.Status, workflows.ConnectionStatus(run)
-		if run == workflows.RunFailed && view.LastStatus == workflows.Connecting {
-			view.Status = workflows.Refused
-		}
-	}
+	closed(&view, run)
 	q := fmt.Sprintf("WorkflowType = '%s' AND ExecutionStatus = 'Running' AND %s = '%s' AND %s = '%s'",
 		workflows.ShareWorkflowName, workflows.AttrHomeOrg.GetName(), quote(ref.Home),
 		workflows.AttrCompanionOrg.GetName(), quote(ref.Companion))

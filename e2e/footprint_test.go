@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"os"
 	"runtime"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -52,19 +50,8 @@ func BenchmarkIdleConnections(b *testing.B) {
 	}
 }
 
-// rssKiB reads the process's resident set size from /proc.
+// rssKiB reads the test process's resident set size.
 func rssKiB(b *testing.B) int {
 	b.Helper()
-	data, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		b.Skip("no /proc/self/status")
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			n, _ := strconv.Atoi(strings.Fields(rest)[0])
-			return n
-		}
-	}
-	b.Skip("no VmRSS")
-	return 0
+	return procRSSKiB(b, os.Getpid())
 }

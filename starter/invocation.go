@@ -134,8 +134,12 @@ func (fs *flagSet) dialer() *dialer {
 	fs.StringVar(&d.keys.KeyFile, "key-file", env(codec.KeyFileEnv), "payload key file of the workers (env COMPANIONSYNC_KEY_FILE; keys inline: env COMPANIONSYNC_KEYS; default DATA_DIR/codec.keys of the embedded default)")
 	d.keys.Keys = env(codec.KeysEnv)
 	d.queryTimeout = control.DefaultQueryTimeout
-	if v, err := time.ParseDuration(env("COMPANIONSYNC_QUERY_TIMEOUT")); err == nil && v > 0 {
-		d.queryTimeout = v
+	if v := env("COMPANIONSYNC_QUERY_TIMEOUT"); v != "" {
+		t, err := time.ParseDuration(v)
+		if err != nil || t <= 0 {
+			d.badEnv = fmt.Errorf("starter: COMPANIONSYNC_QUERY_TIMEOUT=%q: want a positive duration such as 750ms or 5s", v)
+		}
+		d.queryTimeout = t
 	}
 	fs.DurationVar(&d.queryTimeout, "query-timeout", d.queryTimeout, "how long status waits for a worker before it shows the last published state (env COMPANIONSYNC_QUERY_TIMEOUT)")
 	d.keys.DevKeyFile = filepath.Join(or(env("COMPANIONSYNC_DATA_DIR"), ".data"), "codec.keys")
@@ -149,11 +153,19 @@ type dialer struct {
 	keys codec.Source
 	// queryTimeout bounds the wait for a worker's answer to a status query.
 	queryTimeout time.Duration
+	// badEnv is a malformed environment setting, reported by check.
+	badEnv error
 }
 
 // check reports bad connection settings as a usage error, before anything
 // is dialled.
 func (d *dialer) check() error {
+	if d.badEnv != nil {
+		return usageError{err: d.badEnv}
+	}
+	if d.queryTimeout <= 0 {
+		return usageError{err: errors.New("starter: --query-timeout (COMPANIONSYNC_QUERY_TIMEOUT) must be positive")}
+	}
 	if d.opts.Namespace == "" {
 		return usageError{err: errors.New("starter: --namespace (TEMPORAL_NAMESPACE) is empty")}
 	}

@@ -384,3 +384,28 @@ func TestCommandsAgainstRealServer(t *testing.T) {
 		c.refused("has ended", "share", "--connection", conn, "--data-space", "default")
 	})
 }
+
+// TestBadQueryTimeoutIsAUsageError: a malformed COMPANIONSYNC_QUERY_TIMEOUT
+// or a non-positive --query-timeout is refused before anything is dialled.
+func TestBadQueryTimeoutIsAUsageError(t *testing.T) {
+	for name, tc := range map[string]struct {
+		env  string
+		args []string
+	}{
+		"malformed env": {env: "soon", args: []string{"status", "--connection", "acme/acme-emea"}},
+		"zero flag":     {args: []string{"status", "--connection", "acme/acme-emea", "--query-timeout", "0s"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			getenv := func(k string) string {
+				if k == "COMPANIONSYNC_QUERY_TIMEOUT" {
+					return tc.env
+				}
+				return ""
+			}
+			var stdout, stderr bytes.Buffer
+			code := run(context.Background(), append(tc.args, "--address", "127.0.0.1:1"), getenv, &stdout, &stderr)
+			assert.Equal(t, 2, code, stderr.String())
+			assert.Contains(t, strings.ToLower(stderr.String()), "query_timeout")
+		})
+	}
+}
