@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
@@ -54,6 +55,7 @@ func newHarness(t *testing.T) *harness {
 	env.OnActivity(acts.RecordSyncFailure, mock.Anything, mock.Anything).Return(f.RecordSyncFailure)
 	env.OnActivity(acts.Disconnect, mock.Anything, mock.Anything).Return(f.Disconnect)
 	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: ConnectionWorkflowID(home, companion), TaskQueue: TaskQueue})
+	env.SetOnActivityCanceledListener(func(info *activity.Info) { f.cancel(*info) })
 	env.SetTestTimeout(time.Minute)
 	h := &harness{t: t, env: env, orgs: f, start: env.Now()}
 	t.Cleanup(func() {

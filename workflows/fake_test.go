@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/companionsync/companionsync/activities"
@@ -37,6 +38,35 @@ type fakeOrgs struct {
 	changes   []fakeChange
 	applied   map[int64]int // sequence -> times applied
 	conflicts map[int64]bool
+
+	// cancelled holds the copy and removal steps their workflow cancelled.
+	// The test environment resolves a cancelled activity at once and lets
+	// its goroutine run on, where a server with WaitForCancellation waits
+	// until the activity has finished or acknowledged the cancellation. A
+	// step cancelled before it touched the world therefore changes nothing,
+	// so that, as on a server, a step's writes never land after its
+	// workflow moved on (a removal after a cancelled copy must not find the
+	// copy's records arriving later).
+	cancelled map[string]bool
+}
+
+// stepKey names one activity execution: its run and activity ID.
+func stepKey(info activity.Info) string {
+	return info.WorkflowExecution.RunID + "/" + info.ActivityID
+}
+
+// cancel records that a step's workflow cancelled it; the test
+// environment's activity-cancelled listener calls it.
+func (f *fakeOrgs) cancel(info activity.Info) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.cancelled[stepKey(info)] = true
+}
+
+// isCancelled reports whether the step running in ctx was cancelled; f.mu is
+// held.
+func (f *fakeOrgs) isCancelled(ctx context.Context) bool {
+	return f.cancelled[stepKey(activity.GetInfo(ctx))]
 }
 
 type fakeChange struct {
@@ -52,6 +82,7 @@ func newFakeOrgs() *fakeOrgs {
 		copied:         map[string]int{},
 		applied:        map[int64]int{},
 		conflicts:      map[int64]bool{},
+		cancelled:      map[string]bool{},
 	}
 }
 
@@ -99,6 +130,9 @@ func (f *fakeOrgs) CopyRecords(ctx context.Context, in activities.CopyInput) (ac
 		f.mu.Lock()
 	}
 	defer f.mu.Unlock()
+	if f.isCancelled(ctx) {
+		return activities.CopyProgress{}, temporal.NewCanceledError()
+	}
 	total, ok := f.dataSpaces[in.DataSpace]
 	if !ok {
 		return activities.CopyProgress{}, temporal.NewNonRetryableApplicationError(
@@ -124,6 +158,9 @@ func (f *fakeOrgs) RemoveRecords(ctx context.Context, in activities.RemoveInput)
 		return activities.RemoveProgress{Remaining: f.copiedCount(in.DataSpace)}, nil
 	}
 	defer f.mu.Unlock()
+	if f.isCancelled(ctx) {
+		return activities.RemoveProgress{}, temporal.NewCanceledError()
+	}
 	if f.removeFailures[in.DataSpace] > 0 {
 		f.removeFailures[in.DataSpace]--
 		return activities.RemoveProgress{}, errors.New("injected transient removal failure")
