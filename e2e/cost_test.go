@@ -42,6 +42,9 @@ func TestLifecycleEventCost(t *testing.T) {
 	} {
 		n := historyEvents(t, env.Client, id)
 		t.Logf("%s: %d events: %s", id, n, eventTypes(t, env.Client, id))
+		if testing.Verbose() {
+			t.Logf("%s, latest run, in order:\n%s", id, eventSequence(t, env.Client, id))
+		}
 		total += n
 	}
 	t.Logf("one lifecycle: %d history events", total)
@@ -86,4 +89,37 @@ func eventTypes(t *testing.T, c client.Client, workflowID string) string {
 		parts[i] = fmt.Sprintf("%s=%d", k, counts[k])
 	}
 	return strings.Join(parts, " ")
+}
+
+// eventSequence lists the events of the workflow's latest run in order, each
+// with what names it (signal, update, activity, child, timer summary): the
+// timeline to read when events per lifecycle move.
+func eventSequence(t *testing.T, c client.Client, workflowID string) string {
+	t.Helper()
+	var b strings.Builder
+	it := c.GetWorkflowHistory(context.Background(), workflowID, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		ev, err := it.Next()
+		require.NoError(t, err)
+		name := ""
+		switch {
+		case ev.GetWorkflowExecutionSignaledEventAttributes() != nil:
+			name = ev.GetWorkflowExecutionSignaledEventAttributes().GetSignalName()
+		case ev.GetWorkflowExecutionUpdateAcceptedEventAttributes() != nil:
+			name = ev.GetWorkflowExecutionUpdateAcceptedEventAttributes().GetAcceptedRequest().GetInput().GetName()
+		case ev.GetActivityTaskScheduledEventAttributes() != nil:
+			name = ev.GetActivityTaskScheduledEventAttributes().GetActivityType().GetName()
+		case ev.GetStartChildWorkflowExecutionInitiatedEventAttributes() != nil:
+			name = ev.GetStartChildWorkflowExecutionInitiatedEventAttributes().GetWorkflowId()
+		case ev.GetSignalExternalWorkflowExecutionInitiatedEventAttributes() != nil:
+			a := ev.GetSignalExternalWorkflowExecutionInitiatedEventAttributes()
+			name = a.GetSignalName() + " → " + a.GetWorkflowExecution().GetWorkflowId()
+		case ev.GetMarkerRecordedEventAttributes() != nil:
+			name = ev.GetMarkerRecordedEventAttributes().GetMarkerName()
+		case ev.GetTimerStartedEventAttributes() != nil:
+			name = ev.GetUserMetadata().GetSummary().String()
+		}
+		fmt.Fprintf(&b, "%3d %s %s\n", ev.GetEventId(), strings.TrimPrefix(ev.GetEventType().String(), "EVENT_TYPE_"), name)
+	}
+	return b.String()
 }
