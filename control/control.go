@@ -164,7 +164,7 @@ func (c *Client) Connect(ctx context.Context, ref Ref, settings workflows.Settin
 		),
 	}
 	run, err := c.temporal.ExecuteWorkflow(ctx, opts, workflows.ConnectionWorkflowName,
-		workflows.ConnectionInput{Home: ref.Home, Companion: ref.Companion, Settings: settings})
+		workflows.ConnectionInput{Home: ref.Home, Companion: ref.Companion, Settings: settings, Protocol: workflows.CurrentProtocol})
 	if err != nil {
 		if temporal.IsWorkflowExecutionAlreadyStartedError(err) {
 			st, serr := c.Status(ctx, ref)
@@ -321,8 +321,11 @@ func closed(view *workflows.StatusView, run workflows.RunState) bool {
 func unanswered(err error) bool {
 	var deadline *serviceerror.DeadlineExceeded
 	var canceled *serviceerror.Canceled
+	// The server refuses a query it could not answer in time while a new
+	// run's first workflow task is still to come (continue-as-new).
+	var notReady *serviceerror.WorkflowNotReady
 	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &deadline) || errors.As(err, &canceled) ||
-		status.Code(err) == codes.DeadlineExceeded
+		errors.As(err, &notReady) || status.Code(err) == codes.DeadlineExceeded
 }
 
 // published is the connection's last published state: its search

@@ -65,7 +65,9 @@ func (c *connection) probeShare(ctx workflow.Context, ds string, sh *ShareRecord
 	if !sh.Running {
 		return false
 	}
-	err := signalWorkflow(ctx, ShareWorkflowID(c.home, c.companion, ds), SignalShareDesired, sh.Desired)
+	desired := sh.Desired
+	desired.Answer = c.deliveryAck // its state is unknown: it must report
+	err := signalWorkflow(ctx, ShareWorkflowID(c.home, c.companion, ds), SignalShareDesired, desired)
 	if !childGone(err) {
 		return true
 	}

@@ -315,6 +315,31 @@ func (s Settings) fillFrom(d Settings) Settings {
 // withDefaults fills zero fields from DefaultSettings.
 func (s Settings) withDefaults() Settings { return s.fillFrom(DefaultSettings()) }
 
+// Protocol is how a connection and its children acknowledge each other. It
+// is fixed in a connection's input when the connection starts, carried across
+// continue-as-new and handed to its children, so a history always replays
+// with the protocol it was recorded under; it costs no history events, where
+// a workflow.GetVersion marker costs two in every run.
+type Protocol int
+
+const (
+	// ProtocolReportEveryAck is the first protocol: a child reports every
+	// generation it receives, and the connection waits for that report.
+	// Runs recorded before ProtocolDeliveryAck replay with it.
+	ProtocolReportEveryAck Protocol = 0
+	// ProtocolDeliveryAck: the start of a child, or the server's
+	// confirmation that a signal reached it, acknowledges the desired
+	// state it carries; both sides derive the status it implies with one
+	// function (ackShare). Children report only the changes they make
+	// themselves (Active, Error, removed, metadata rounds, stopped). Short
+	// steps run as local activities, an update's wait for acknowledgement
+	// needs no timer, and the connection's first run writes no version
+	// markers.
+	ProtocolDeliveryAck Protocol = 1
+	// CurrentProtocol is the protocol of connections started now.
+	CurrentProtocol = ProtocolDeliveryAck
+)
+
 // ConnectionInput starts a ConnectionWorkflow. State is empty on the first
 // run and carries everything across continue-as-new.
 type ConnectionInput struct {
@@ -322,6 +347,9 @@ type ConnectionInput struct {
 	Companion string           `json:"companion"`
 	Settings  Settings         `json:"settings"`
 	State     *ConnectionState `json:"state,omitempty"`
+	// Protocol is the acknowledgement protocol of the connection and its
+	// children; starters set CurrentProtocol.
+	Protocol Protocol `json:"protocol,omitempty"`
 	// Adopt, set by the reconciler on a first run, takes over a registered
 	// connection whose workflow is gone instead of connecting anew.
 	Adopt *AdoptState `json:"adopt,omitempty"`
@@ -382,6 +410,9 @@ const (
 type ShareDesired struct {
 	Generation int64       `json:"generation"`
 	Intent     ShareIntent `json:"intent"`
+	// Answer asks for a report even when receiving the generation changes
+	// nothing: the connection probes a child whose state it does not know.
+	Answer bool `json:"answer,omitempty"`
 }
 
 // ShareReport is a share's report to its connection: the generation it has
@@ -402,6 +433,8 @@ type ShareInput struct {
 	Settings  Settings     `json:"settings"`
 	Desired   ShareDesired `json:"desired"`
 	State     *ShareState  `json:"state,omitempty"`
+	// Protocol is its connection's.
+	Protocol Protocol `json:"protocol,omitempty"`
 }
 
 // ShareState is the state of a share carried to its next run.
@@ -428,6 +461,8 @@ type MetadataDesired struct {
 	Resume    int64 `json:"resume"`
 	// Stop asks the sync to finish (the connection is disconnecting).
 	Stop bool `json:"stop"`
+	// Answer asks for a report even when nothing changed (a probe).
+	Answer bool `json:"answer,omitempty"`
 }
 
 // MetadataReport is the metadata sync's report to its connection.
@@ -445,6 +480,8 @@ type MetadataSyncInput struct {
 	Settings  Settings          `json:"settings"`
 	Desired   MetadataDesired   `json:"desired"`
 	State     MetadataSyncState `json:"state"`
+	// Protocol is its connection's.
+	Protocol Protocol `json:"protocol,omitempty"`
 }
 
 // MetadataSyncState is the state of a metadata sync carried to its next run.

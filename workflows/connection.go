@@ -88,6 +88,10 @@ type MetadataRecord struct {
 	Sent     int64           `json:"sent"`
 	// Probe asks the next pass to send the desired state again.
 	Probe bool `json:"probe,omitempty"`
+	// Reported is the generation of the last report taken
+	// (ProtocolDeliveryAck, where a delivery can raise Observed.Generation
+	// above it while the sync's report of a round is on its way).
+	Reported int64 `json:"reported,omitempty"`
 }
 
 // ConnectionWorkflow owns one companion connection: the handshake, the
@@ -133,6 +137,27 @@ type connection struct {
 	// boundedAckWait: an update waits at most ackWait for its request to be
 	// acknowledged (version 1 of versionBoundedAckWait).
 	boundedAckWait bool
+
+	// protocol is the acknowledgement protocol (see Protocol); deliveryAck
+	// is ProtocolDeliveryAck or later.
+	protocol    Protocol
+	deliveryAck bool
+	// releases counts the moments (health checks) at which updates waiting
+	// for an acknowledgement answer with their request shown as requested;
+	// draining releases every one before continue-as-new
+	// (ProtocolDeliveryAck).
+	releases int
+	draining bool
+	// inflight are the signals of this pass still to be confirmed
+	// (ProtocolDeliveryAck sends them all, then waits).
+	inflight []inflightSignal
+}
+
+// inflightSignal is a signal sent to a child and what to do once the server
+// confirmed or refused it.
+type inflightSignal struct {
+	sent workflow.Future
+	done func(err error)
 }
 
 // versionBoundedAckWait guards the bounded wait of updates for the
@@ -157,6 +182,18 @@ func newConnection(ctx workflow.Context, in ConnectionInput) *connection {
 		logger:    workflow.GetLogger(ctx),
 		published: map[string]string{},
 		signals:   newInbox(),
+		protocol:  in.Protocol,
+	}
+	c.deliveryAck = in.Protocol >= ProtocolDeliveryAck
+	if c.deliveryAck {
+		// What the run started with (the starter's or the previous run's
+		// search attributes) need not be written again.
+		sas := workflow.GetTypedSearchAttributes(ctx)
+		for _, key := range publishedAttrs {
+			if v, ok := sas.GetKeyword(key); ok {
+				c.published[key.GetName()] = v
+			}
+		}
 	}
 	c.budget = &runBudget{events: c.settings.EventBudget}
 	switch {
@@ -175,8 +212,13 @@ func newConnection(ctx workflow.Context, in ConnectionInput) *connection {
 }
 
 func (c *connection) run(ctx workflow.Context) (StatusView, error) {
-	c.resendWhileDisconnecting = workflow.GetVersion(ctx, versionResendWhileDisconnecting, workflow.DefaultVersion, 1) == 1
-	c.boundedAckWait = workflow.GetVersion(ctx, versionBoundedAckWait, workflow.DefaultVersion, 1) == 1
+	if c.deliveryAck {
+		// Both changes predate the protocol: its runs have them, unmarked.
+		c.resendWhileDisconnecting, c.boundedAckWait = true, true
+	} else {
+		c.resendWhileDisconnecting = workflow.GetVersion(ctx, versionResendWhileDisconnecting, workflow.DefaultVersion, 1) == 1
+		c.boundedAckWait = workflow.GetVersion(ctx, versionBoundedAckWait, workflow.DefaultVersion, 1) == 1
+	}
 	c.publish(ctx)
 	if !c.Handshaken {
 		if err := c.handshake(ctx); err != nil {
@@ -194,10 +236,23 @@ func (c *connection) run(ctx workflow.Context) (StatusView, error) {
 		if c.Disconnecting && c.drained() {
 			return c.finishDisconnect(ctx)
 		}
-		if c.budget.count(ctx) && workflow.AllHandlersFinished(ctx) {
+		if c.deliveryAck {
+			// Published here rather than by reconcile: a finishing
+			// disconnect publishes once, its final status.
+			c.publish(ctx)
+		}
+		if c.budget.count(ctx) && (c.deliveryAck || workflow.AllHandlersFinished(ctx)) {
+			if c.deliveryAck {
+				// Updates still waiting answer now with their requests
+				// shown as requested; the next run carries them out.
+				c.draining = true
+				if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
+					return StatusView{}, err
+				}
+			}
 			return StatusView{}, continueAsNew(ctx, ConnectionWorkflowName, c.signals, func() any {
 				state := c.ConnectionState
-				return ConnectionInput{Home: c.home, Companion: c.companion, Settings: c.settings, State: &state}
+				return ConnectionInput{Home: c.home, Companion: c.companion, Settings: c.settings, State: &state, Protocol: c.protocol}
 			})
 		}
 		if c.healthCheckDue(ctx) {
@@ -213,7 +268,7 @@ func (c *connection) run(ctx workflow.Context) (StatusView, error) {
 func (c *connection) handshake(ctx workflow.Context) error {
 	var res activities.HandshakeResult
 	info := workflow.GetInfo(ctx)
-	err := workflow.ExecuteActivity(c.activityCtx(ctx, "handshake and eligibility check"), acts.Handshake,
+	err := c.shortStep(ctx, "handshake and eligibility check", acts.Handshake,
 		activities.HandshakeInput{Home: c.home, Companion: c.companion, Token: info.WorkflowExecution.ID + "/" + info.OriginalRunID},
 	).Get(ctx, &res)
 	if err != nil {
@@ -244,7 +299,39 @@ func (c *connection) reconcile(ctx workflow.Context) {
 		c.reconcileShare(ctx, ds, c.Shares[ds])
 	}
 	c.reconcileMetadata(ctx)
-	c.publish(ctx)
+	c.confirmSignals(ctx)
+	if !c.deliveryAck {
+		c.publish(ctx)
+	}
+}
+
+// signalChild signals a child's current run and calls done with the
+// outcome. Under the first protocol it waits for the outcome at once, one
+// signal per workflow task; under ProtocolDeliveryAck every signal of the
+// pass is sent first and confirmSignals waits for them together.
+func (c *connection) signalChild(ctx workflow.Context, workflowID, name string, arg any, done func(err error)) {
+	if !c.deliveryAck {
+		done(signalWorkflow(ctx, workflowID, name, arg))
+		return
+	}
+	c.inflight = append(c.inflight, inflightSignal{
+		sent: workflow.SignalExternalWorkflow(ctx, workflowID, "", name, arg),
+		done: func(err error) {
+			if err != nil {
+				c.logger.Warn("signal failed", "workflowID", workflowID, "signal", name, "error", err)
+			}
+			done(err)
+		},
+	})
+}
+
+// confirmSignals waits for the signals sent in this pass, in order.
+func (c *connection) confirmSignals(ctx workflow.Context) {
+	for len(c.inflight) > 0 {
+		s := c.inflight[0]
+		c.inflight = c.inflight[1:]
+		s.done(s.sent.Get(ctx, nil))
+	}
 }
 
 func (c *connection) reconcileShare(ctx workflow.Context, ds string, sh *ShareRecord) {
@@ -255,21 +342,48 @@ func (c *connection) reconcileShare(ctx workflow.Context, ds string, sh *ShareRe
 		return
 	}
 	if sh.Running {
-		err := signalWorkflow(ctx, ShareWorkflowID(c.home, c.companion, ds), SignalShareDesired, sh.Desired)
-		switch {
-		case err == nil:
-			sh.Sent = sh.Desired.Generation
-			return
-		case !childGone(err):
-			return // sent again at the next health check
-		}
-		// The share's workflow is gone: start it again to carry out the request.
-		sh.Running = false
+		desired := sh.Desired
+		c.signalChild(ctx, ShareWorkflowID(c.home, c.companion, ds), SignalShareDesired, desired, func(err error) {
+			if c.Shares[ds] != sh {
+				return // removed, or shared anew, meanwhile
+			}
+			switch {
+			case err == nil && c.deliveryAck:
+				sh.Sent = max(sh.Sent, desired.Generation)
+				c.shareAcknowledged(ctx, ds, sh, sh.Observed.View, desired)
+				return
+			case err == nil:
+				sh.Sent = sh.Desired.Generation
+				return
+			case !childGone(err):
+				return // sent again at the next health check
+			}
+			// The share's workflow is gone: start it again to carry out the request.
+			sh.Running = false
+			if !workflow.Now(ctx).Before(c.startAgainAt) {
+				c.startShare(ctx, ds, sh)
+			}
+		})
+		return
 	}
 	if workflow.Now(ctx).Before(c.startAgainAt) {
 		return
 	}
 	c.startShare(ctx, ds, sh)
+}
+
+// shareAcknowledged takes the acknowledgement of a desired state by a share's
+// workflow, from its start or from the delivery of a signal
+// (ProtocolDeliveryAck): the workflow applies ackShare to its view, so the
+// connection does the same to the view it knows, unless a report of that
+// generation came first.
+func (c *connection) shareAcknowledged(ctx workflow.Context, ds string, sh *ShareRecord, from ShareView, d ShareDesired) {
+	if sh.Observed.Generation >= d.Generation {
+		return
+	}
+	v := ackShare(from, d)
+	v.DataSpace = ds
+	c.applyShareReport(ctx, ShareReport{Generation: d.Generation, View: v})
 }
 
 // startShare starts the share's workflow with the desired state. A previous
@@ -281,6 +395,20 @@ func (c *connection) startShare(ctx workflow.Context, ds string, sh *ShareRecord
 	if desired.Intent == IntentRemoved {
 		initial = RemovingSharing
 	}
+	// from is the view the new run starts with, before its input's desired
+	// state; a restart continues from the last report.
+	restart := sh.Observed.Generation > 0 || sh.Checkpoint != ""
+	from := ShareView{DataSpace: ds}
+	if restart {
+		from = sh.Observed.View
+	}
+	if c.deliveryAck {
+		// The search attribute starts as the status the new run will have.
+		initial = from.InitializationStatus
+		if desired.Generation > sh.Observed.Generation {
+			initial = ackShare(from, desired).InitializationStatus
+		}
+	}
 	opts := workflow.ChildWorkflowOptions{
 		WorkflowID:        ShareWorkflowID(c.home, c.companion, ds),
 		ParentClosePolicy: enumspb.PARENT_CLOSE_POLICY_ABANDON,
@@ -290,8 +418,8 @@ func (c *connection) startShare(ctx workflow.Context, ds string, sh *ShareRecord
 			AttrDataSpace.ValueSet(ds), AttrInitializationStatus.ValueSet(string(initial)),
 		),
 	}
-	in := ShareInput{Home: c.home, Companion: c.companion, DataSpace: ds, Settings: c.settings, Desired: desired}
-	if sh.Observed.Generation > 0 || sh.Checkpoint != "" {
+	in := ShareInput{Home: c.home, Companion: c.companion, DataSpace: ds, Settings: c.settings, Desired: desired, Protocol: c.protocol}
+	if restart {
 		// A restart: the new run continues from what the last one reported
 		// (and where its copy stopped, when the reconciler found it).
 		in.State = &ShareState{Acked: sh.Observed.Generation, View: sh.Observed.View}
@@ -304,6 +432,9 @@ func (c *connection) startShare(ctx workflow.Context, ds string, sh *ShareRecord
 	switch {
 	case err == nil:
 		sh.Running, sh.Sent, sh.Checkpoint = true, desired.Generation, ""
+		if c.deliveryAck && c.Shares[ds] == sh {
+			c.shareAcknowledged(ctx, ds, sh, from, desired)
+		}
 	case temporal.IsWorkflowExecutionAlreadyStartedError(err) && sh.Observed.Generation >= sh.Since:
 		// The share's workflow runs after all (a signal raced its continue-
 		// as-new): signal it again.
@@ -340,6 +471,7 @@ func (c *connection) reconcileMetadata(ctx workflow.Context) {
 		want.Generation = c.nextGeneration()
 		rec.Desired = want
 	}
+	probe := rec.Probe
 	if rec.Probe {
 		rec.Probe = false
 		if rec.Running && rec.Desired.Generation > 0 {
@@ -351,16 +483,41 @@ func (c *connection) reconcileMetadata(ctx workflow.Context) {
 	}
 	id := MetadataSyncWorkflowID(c.home, c.companion)
 	if rec.Running {
-		err := signalWorkflow(ctx, id, SignalMetadataDesired, rec.Desired)
-		switch {
-		case err == nil:
-			rec.Sent = rec.Desired.Generation
-			return
-		case !childGone(err):
-			return
-		}
-		rec.Running = false
+		desired := rec.Desired
+		desired.Answer = probe && c.deliveryAck
+		c.signalChild(ctx, id, SignalMetadataDesired, desired, func(err error) {
+			switch {
+			case err == nil && c.deliveryAck:
+				rec.Sent = max(rec.Sent, desired.Generation)
+				if !probe {
+					c.metadataAcknowledged(desired.Generation)
+				}
+			case err == nil:
+				rec.Sent = rec.Desired.Generation
+			case !childGone(err):
+			default:
+				rec.Running = false
+				c.startMetadata(ctx)
+			}
+		})
+		return
 	}
+	c.startMetadata(ctx)
+}
+
+// metadataAcknowledged takes the acknowledgement of a generation by the
+// metadata sync, from its start or a delivered signal
+// (ProtocolDeliveryAck): receiving it changes no settled status.
+func (c *connection) metadataAcknowledged(gen int64) {
+	if m := &c.Metadata; m.Observed.Generation < gen {
+		m.Observed.Generation = gen
+	}
+}
+
+// startMetadata starts the metadata sync with the desired state, unless
+// there is nothing to sync yet or it should stop.
+func (c *connection) startMetadata(ctx workflow.Context) {
+	rec, id := &c.Metadata, MetadataSyncWorkflowID(c.home, c.companion)
 	if rec.Desired.Stop || (rec.Observed.Generation == 0 && len(rec.Desired.DataSpaces) == 0) {
 		return // nothing to stop, or nothing to sync yet
 	}
@@ -373,14 +530,19 @@ func (c *connection) reconcileMetadata(ctx workflow.Context) {
 		),
 	}
 	in := MetadataSyncInput{Home: c.home, Companion: c.companion, Settings: c.settings, Desired: rec.Desired,
-		State: MetadataSyncState{Acked: rec.Observed.Generation, View: rec.Observed.View}}
+		State: MetadataSyncState{Acked: rec.Observed.Generation, View: rec.Observed.View}, Protocol: c.protocol}
 	err := workflow.ExecuteChildWorkflow(workflow.WithChildOptions(ctx, opts), MetadataSyncWorkflowName, in).
 		GetChildWorkflowExecution().Get(ctx, nil)
 	switch {
 	case err == nil:
 		rec.Running, rec.Sent = true, rec.Desired.Generation
+		if c.deliveryAck {
+			c.metadataAcknowledged(in.Desired.Generation)
+		}
 	case temporal.IsWorkflowExecutionAlreadyStartedError(err):
 		rec.Running = true // it runs after all: signal it again
+		// Its state is unknown here: the signal asks it to report.
+		rec.Probe = c.deliveryAck
 
 	default:
 		c.logger.Error("could not start the metadata sync", "error", err)
@@ -413,18 +575,26 @@ func (c *connection) resend() {
 func (c *connection) checkHealth(ctx workflow.Context) {
 	c.NextHealthCheck = workflow.Now(ctx).Add(c.settings.HealthCheckInterval)
 	c.resend()
+	c.releases++
 	if c.Disconnecting {
 		return
 	}
-	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout:    30 * time.Second,
-		ScheduleToCloseTimeout: 2 * time.Minute,
-		RetryPolicy:            c.settings.ActivityRetry.policy(),
-		Summary:                "health check: home licence and companion activity",
-	})
+	const summary = "health check: home licence and companion activity"
+	in := activities.HealthInput{Home: c.home, Companion: c.companion}
+	var step workflow.Future
+	if c.deliveryAck {
+		step = workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+			StartToCloseTimeout: 30 * time.Second, ScheduleToCloseTimeout: 2 * time.Minute,
+			RetryPolicy: c.settings.ActivityRetry.policy(), Summary: summary,
+		}), acts.CheckHealth, in)
+	} else {
+		step = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+			StartToCloseTimeout: 30 * time.Second, ScheduleToCloseTimeout: 2 * time.Minute,
+			RetryPolicy: c.settings.ActivityRetry.policy(), Summary: summary,
+		}), acts.CheckHealth, in)
+	}
 	var res activities.HealthResult
-	if err := workflow.ExecuteActivity(actx, acts.CheckHealth,
-		activities.HealthInput{Home: c.home, Companion: c.companion}).Get(ctx, &res); err != nil {
+	if err := step.Get(ctx, &res); err != nil {
 		c.logger.Warn("health check failed; keeping the current status", "error", err)
 		return
 	}
@@ -474,7 +644,7 @@ func (c *connection) drained() bool {
 }
 
 func (c *connection) finishDisconnect(ctx workflow.Context) (StatusView, error) {
-	err := workflow.ExecuteActivity(c.activityCtx(ctx, "deregister the connection"), acts.Disconnect,
+	err := c.shortStep(ctx, "deregister the connection", acts.Disconnect,
 		activities.DisconnectInput{Home: c.home, Companion: c.companion}).Get(ctx, nil)
 	if err != nil {
 		return StatusView{}, fmt.Errorf("deregister %s: %w", Reference(c.home, c.companion), err)
@@ -528,12 +698,22 @@ func (c *connection) healthCheckTimer(ctx workflow.Context) workflow.Future {
 	return c.healthTimer
 }
 
-func (c *connection) activityCtx(ctx workflow.Context, summary string) workflow.Context {
-	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+// shortStep runs one short store transaction (handshake, deregistration).
+// Under ProtocolDeliveryAck it is a local activity: one marker event, where
+// an activity task costs three and a workflow task of its own.
+func (c *connection) shortStep(ctx workflow.Context, summary string, activity, in any) workflow.Future {
+	if c.deliveryAck {
+		return workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+			StartToCloseTimeout: 30 * time.Second,
+			RetryPolicy:         c.settings.ActivityRetry.policy(),
+			Summary:             summary,
+		}), activity, in)
+	}
+	return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 30 * time.Second,
 		RetryPolicy:         c.settings.ActivityRetry.policy(),
 		Summary:             summary,
-	})
+	}), activity, in)
 }
 
 // setStatus changes the Connection Status and records the transition.
@@ -612,10 +792,10 @@ func (c *connection) publish(ctx workflow.Context) {
 		AttrCompanionOrg.GetName():       c.companion,
 	}
 	var updates []temporal.SearchAttributeUpdate
-	for _, key := range []temporal.SearchAttributeKeyKeyword{AttrConnectionStatus, AttrMetadataSyncStatus, AttrHomeOrg, AttrCompanionOrg} {
+	for _, key := range publishedAttrs {
 		name := key.GetName()
-		if v, ok := c.published[name]; ok && v == want[name] {
-			continue
+		if v, ok := c.published[name]; (ok || c.deliveryAck) && v == want[name] {
+			continue // unchanged, or never set and still empty
 		}
 		c.published[name] = want[name]
 		if want[name] == "" {
@@ -631,6 +811,9 @@ func (c *connection) publish(ctx workflow.Context) {
 	}
 	workflow.SetCurrentDetails(ctx, c.details())
 }
+
+// publishedAttrs are the search attributes a connection keeps current.
+var publishedAttrs = []temporal.SearchAttributeKeyKeyword{AttrConnectionStatus, AttrMetadataSyncStatus, AttrHomeOrg, AttrCompanionOrg}
 
 // details renders the status as a small markdown table for the Web UI.
 func (c *connection) details() string {

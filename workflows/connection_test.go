@@ -37,6 +37,8 @@ type harness struct {
 	scheduled, ran int
 	// uncounted leaves the count of callbacks to the test itself.
 	uncounted bool
+	// protocol is the connection's (CurrentProtocol unless a test sets it).
+	protocol Protocol
 }
 
 func newHarness(t *testing.T) *harness {
@@ -57,7 +59,7 @@ func newHarness(t *testing.T) *harness {
 	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: ConnectionWorkflowID(home, companion), TaskQueue: TaskQueue})
 	env.SetOnActivityCanceledListener(func(info *activity.Info) { f.cancel(*info) })
 	env.SetTestTimeout(time.Minute)
-	h := &harness{t: t, env: env, orgs: f, start: env.Now()}
+	h := &harness{t: t, env: env, orgs: f, start: env.Now(), protocol: CurrentProtocol}
 	t.Cleanup(func() {
 		if !t.Failed() && !h.uncounted {
 			assert.Equal(t, h.scheduled, h.ran, "callbacks scheduled by at that never ran")
@@ -93,7 +95,7 @@ func (h *harness) at(d time.Duration, fn func()) {
 }
 
 func (h *harness) run(s Settings) {
-	h.runInput(ConnectionInput{Home: home, Companion: companion, Settings: s})
+	h.runInput(ConnectionInput{Home: home, Companion: companion, Settings: s, Protocol: h.protocol})
 }
 
 func (h *harness) runInput(in ConnectionInput) {
@@ -119,6 +121,8 @@ type updateOutcome struct {
 	done     bool
 	rejected error
 	failed   error
+	// view is the update's answer.
+	view StatusView
 	// validated, if set, is called right after the validator ran, with the
 	// state it saw: rejected is nil when the update was accepted.
 	validated func(rejected error)
@@ -144,7 +148,12 @@ func (h *harness) updateWith(out *updateOutcome, name string, args ...any) *upda
 				out.validated(nil)
 			}
 		},
-		OnComplete: func(_ any, err error) { out.failed, out.done = err, true },
+		OnComplete: func(v any, err error) {
+			out.failed, out.done = err, true
+			if view, ok := v.(StatusView); ok {
+				out.view = view
+			}
+		},
 	}, args...)
 	return out
 }
@@ -250,6 +259,40 @@ func TestExhaustedRetriesGoToErrorThenRetryActivates(t *testing.T) {
 		h.env.SignalWorkflow(MessageDisconnect, nil)
 	})
 	h.run(testSettings())
+	assert.Equal(t, Disconnected, h.final().Status)
+}
+
+// TestDeliveryAcknowledgesRequests: under ProtocolDeliveryAck the start of a
+// share's workflow, and the delivery of a signal to it, acknowledge the
+// request. An update answers with the state the share entered, at once,
+// although the share reports nothing until it changes state itself (and no
+// health check runs to ask it).
+func TestDeliveryAcknowledgesRequests(t *testing.T) {
+	h := newHarness(t)
+	s := testSettings()
+	s.HealthCheckInterval = 24 * time.Hour
+	h.orgs.copyDelay = time.Second
+	var share, unshare *updateOutcome
+	h.at(time.Second, func() { share = h.update(MessageShare, DataSpaceRequest{DataSpace: "default"}) })
+	h.at(1500*time.Millisecond, func() {
+		share.accepted(t)
+		v := shareOf(t, share.view, "default")
+		assert.Equal(t, Activating, v.InitializationStatus, "the answer to share")
+		assert.Empty(t, v.Requested, "the start acknowledged the share")
+		h.orgs.set(func(f *fakeOrgs) { f.copyDelay = 0 })
+		unshare = h.update(MessageUnshare, DataSpaceRequest{DataSpace: "default"})
+	})
+	h.at(1600*time.Millisecond, func() {
+		unshare.accepted(t)
+		v := shareOf(t, unshare.view, "default")
+		assert.Equal(t, RemovingSharing, v.InitializationStatus, "the answer to unshare")
+		assert.Empty(t, v.Requested, "the delivery acknowledged the unshare")
+	})
+	h.at(time.Minute, func() {
+		assert.Empty(t, h.status().DataSpaces)
+		h.env.SignalWorkflow(MessageDisconnect, nil)
+	})
+	h.run(s)
 	assert.Equal(t, Disconnected, h.final().Status)
 }
 

@@ -33,6 +33,9 @@ func (m *ModelHarness) At(d time.Duration, fn func()) { m.h.at(d, fn) }
 // Run runs the connection to its end.
 func (m *ModelHarness) Run(s Settings) { m.h.run(s) }
 
+// UseProtocol sets the connection's acknowledgement protocol.
+func (m *ModelHarness) UseProtocol(p Protocol) { m.h.protocol = p }
+
 // Status queries the connection.
 func (m *ModelHarness) Status() StatusView { return m.h.status() }
 

@@ -43,13 +43,25 @@ func MetadataSyncWorkflow(ctx workflow.Context, in MetadataSyncInput) (MetadataS
 		signals:  newInbox(),
 	}
 	m.view.Stopped, m.view.Requested, m.view.Orphaned = false, "", ""
-	// reported stays empty: every run reports once, so nothing the last run
-	// received just before it continued as new goes unanswered.
+	// Under the first protocol reported stays empty: every run reports
+	// once, so nothing the last run received just before it continued as
+	// new goes unanswered.
 	m.budget = newRunBudget(m.settings)
+	m.deliveryAck = in.Protocol >= ProtocolDeliveryAck
+	if m.deliveryAck {
+		m.published = m.view.Status
+		if st, ok := workflow.GetTypedSearchAttributes(ctx).GetKeyword(AttrMetadataSyncStatus); ok {
+			m.published = MetadataSyncStatus(st)
+		}
+	}
 	if in.Desired.Generation > m.acked {
 		m.receive(in.Desired)
 	} else {
 		m.desired = in.Desired
+	}
+	if m.deliveryAck {
+		// The start acknowledged the input; the connection knows this state.
+		m.reported = MetadataReport{Generation: m.acked, View: m.view}
 	}
 	if err := m.registerHandlers(ctx); err != nil {
 		return MetadataSyncView{}, err
@@ -81,6 +93,16 @@ type metadataSync struct {
 	resume   bool
 	// published is the status last written to the search attribute.
 	published MetadataSyncStatus
+
+	// deliveryAck: ProtocolDeliveryAck, where the connection learns of a
+	// received generation from the delivery of its signal, and a count is a
+	// local activity.
+	deliveryAck bool
+	// roundTimer fires at roundTimerAt, the next round; it lives across
+	// waits and is cancelled only when the next round moves.
+	roundTimer    workflow.Future
+	roundTimerAt  time.Time
+	cancelRoundAt workflow.CancelFunc
 }
 
 func (m *metadataSync) registerHandlers(ctx workflow.Context) error {
@@ -111,10 +133,14 @@ func (m *metadataSync) receive(d MetadataDesired) {
 		m.answer = true
 		return
 	}
+	m.answer = m.answer || d.Answer
 	if d.Resume > m.acked && m.view.Paused {
 		m.resume = true
 	}
 	m.acked, m.desired = d.Generation, d
+	if m.deliveryAck {
+		m.reported.Generation = m.acked // the connection knows from the delivery
+	}
 }
 
 // wait blocks until a signal arrives or, with a positive timeout, the next
@@ -122,7 +148,9 @@ func (m *metadataSync) receive(d MetadataDesired) {
 func (m *metadataSync) wait(ctx workflow.Context, timeout time.Duration) {
 	sel := workflow.NewSelector(ctx)
 	m.signals.addTo(ctx, sel)
-	if timeout > 0 {
+	if timeout > 0 && m.deliveryAck {
+		sel.AddFuture(m.nextRoundTimer(ctx, timeout), func(workflow.Future) {})
+	} else if timeout > 0 {
 		timerCtx, cancel := workflow.WithCancel(ctx)
 		defer cancel()
 		sel.AddFuture(workflow.NewTimerWithOptions(timerCtx, timeout, workflow.TimerOptions{Summary: "next metadata sync round"}),
@@ -132,6 +160,21 @@ func (m *metadataSync) wait(ctx workflow.Context, timeout time.Duration) {
 	for sel.HasPending() {
 		sel.Select(ctx)
 	}
+}
+
+// nextRoundTimer returns the timer of the next round, made once per round
+// rather than on every wait; a timer of a round that moved is cancelled.
+func (m *metadataSync) nextRoundTimer(ctx workflow.Context, timeout time.Duration) workflow.Future {
+	if m.roundTimer != nil && m.roundTimerAt.Equal(m.nextAt) {
+		return m.roundTimer
+	}
+	if m.cancelRoundAt != nil {
+		m.cancelRoundAt()
+	}
+	timerCtx, cancel := workflow.WithCancel(ctx)
+	m.cancelRoundAt, m.roundTimerAt = cancel, m.nextAt
+	m.roundTimer = workflow.NewTimerWithOptions(timerCtx, timeout, workflow.TimerOptions{Summary: "next metadata sync round"})
+	return m.roundTimer
 }
 
 func (m *metadataSync) run(ctx workflow.Context) (MetadataSyncView, error) {
@@ -271,10 +314,20 @@ func (m *metadataSync) count(ctx workflow.Context) {
 		StartToCloseTimeout: 30 * time.Second, ScheduleToCloseTimeout: 5 * time.Minute,
 		RetryPolicy: m.settings.ActivityRetry.policy(), Summary: "count pending metadata changes",
 	})
+	in := activities.PendingInput{Home: m.in.Home, Companion: m.in.Companion, DataSpaces: m.desired.DataSpaces}
+	var step workflow.Future
+	if m.deliveryAck {
+		// One short read: a local activity records one marker, where an
+		// activity task costs three events and a workflow task more.
+		step = workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+			StartToCloseTimeout: 30 * time.Second, ScheduleToCloseTimeout: 5 * time.Minute,
+			RetryPolicy: m.settings.ActivityRetry.policy(), Summary: "count pending metadata changes",
+		}), acts.CountPendingMetadata, in)
+	} else {
+		step = workflow.ExecuteActivity(actx, acts.CountPendingMetadata, in)
+	}
 	var res activities.PendingResult
-	if err := workflow.ExecuteActivity(actx, acts.CountPendingMetadata, activities.PendingInput{
-		Home: m.in.Home, Companion: m.in.Companion, DataSpaces: m.desired.DataSpaces,
-	}).Get(ctx, &res); err != nil {
+	if err := step.Get(ctx, &res); err != nil {
 		m.logger.Warn("could not count pending metadata changes; the next round counts again", "error", err)
 		m.settle(ctx)
 		return

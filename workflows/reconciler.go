@@ -308,7 +308,7 @@ func (r *reconciler) restart(ctx workflow.Context, s activities.ConnectionSurvey
 		// The gone run's settings; unreadable ones leave the worker's defaults.
 		_ = json.Unmarshal(s.Settings, &settings)
 	}
-	input, err := json.Marshal(ConnectionInput{Home: c.Home, Companion: c.Companion, Settings: settings, Adopt: adopt})
+	input, err := json.Marshal(ConnectionInput{Home: c.Home, Companion: c.Companion, Settings: settings, Adopt: adopt, Protocol: CurrentProtocol})
 	if err != nil {
 		f.Repair = "not restarted: " + err.Error()
 		return

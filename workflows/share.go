@@ -35,16 +35,27 @@ func DataSpaceShareWorkflow(ctx workflow.Context, in ShareInput) (ShareView, err
 		signals:  newInbox(),
 	}
 	s.budget = newRunBudget(s.settings)
+	s.deliveryAck = in.Protocol >= ProtocolDeliveryAck
 	if st := in.State; st != nil {
 		s.acked, s.view, s.checkpoint, s.removalDeadline = st.Acked, st.View, st.Checkpoint, st.RemovalDeadline
 		s.view.DataSpace, s.view.Requested = in.DataSpace, ""
-		// reported stays empty: every run reports once, so nothing the last
-		// run received just before it continued as new goes unanswered.
+		// Under the first protocol reported stays empty: every run reports
+		// once, so nothing the last run received just before it continued
+		// as new goes unanswered.
 	}
 	if in.Desired.Generation > s.acked {
 		s.receive(in.Desired)
 	} else {
 		s.desired = in.Desired
+	}
+	if s.deliveryAck {
+		// The start acknowledged the input: the connection derived this
+		// state itself, and the start set the search attribute to it.
+		s.reported = ShareReport{Generation: s.acked, View: s.view}
+		s.published = s.view.InitializationStatus
+		if st, ok := workflow.GetTypedSearchAttributes(ctx).GetKeyword(AttrInitializationStatus); ok {
+			s.published = InitializationStatus(st)
+		}
 	}
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (ShareView, error) { return s.view, nil }); err != nil {
 		return ShareView{}, fmt.Errorf("register status query: %w", err)
@@ -88,6 +99,34 @@ type share struct {
 	checkpoint string
 	// removalDeadline is when the running removal must be done.
 	removalDeadline time.Time
+
+	// deliveryAck: ProtocolDeliveryAck, where the connection learns of a
+	// received generation from the delivery of its signal.
+	deliveryAck bool
+	// published is the status last written to the search attribute
+	// (ProtocolDeliveryAck; the first protocol writes it with each report).
+	published InitializationStatus
+}
+
+// ackShare is the state a share enters when it acknowledges a new
+// generation of its desired state: intent removed starts a removal, and a
+// share in Error (or not started) tries its intent again. The share applies
+// it when it receives the generation; under ProtocolDeliveryAck the
+// connection applies it when the generation is delivered, so both agree
+// without a report.
+func ackShare(v ShareView, d ShareDesired) ShareView {
+	switch {
+	case d.Intent == IntentRemoved && v.InitializationStatus != RemovingSharing:
+		v.InitializationStatus, v.Error = RemovingSharing, ""
+		v.RecordsRemoved, v.RecordsToRemove = 0, 0
+	case v.InitializationStatus == ShareError || v.InitializationStatus == "":
+		v.Error = ""
+		v.InitializationStatus = Activating
+		if d.Intent == IntentRemoved {
+			v.InitializationStatus = RemovingSharing
+		}
+	}
+	return v
 }
 
 // receive takes a desired state. An older or equal generation changes
@@ -98,18 +137,16 @@ func (s *share) receive(d ShareDesired) {
 		s.answer = true // a re-send: the connection missed a report
 		return
 	}
+	s.answer = s.answer || d.Answer
 	s.acked, s.desired = d.Generation, d
-	switch {
-	case d.Intent == IntentRemoved && s.view.InitializationStatus != RemovingSharing:
-		s.view.InitializationStatus, s.view.Error = RemovingSharing, ""
-		s.view.RecordsRemoved, s.view.RecordsToRemove = 0, 0
+	if d.Intent == IntentRemoved && s.view.InitializationStatus != RemovingSharing {
 		s.removalDeadline = time.Time{}
-	case s.view.InitializationStatus == ShareError || s.view.InitializationStatus == "":
-		s.view.Error = ""
-		s.view.InitializationStatus = Activating
-		if d.Intent == IntentRemoved {
-			s.view.InitializationStatus = RemovingSharing
-		}
+	}
+	s.view = ackShare(s.view, d)
+	if s.deliveryAck {
+		// The connection knows: it derived the same state from the delivery.
+		s.reported.Generation = s.acked
+		s.reported.View.InitializationStatus, s.reported.View.Error = s.view.InitializationStatus, s.view.Error
 	}
 }
 
@@ -221,7 +258,14 @@ func (s *share) removeData(ctx workflow.Context) error {
 		s.removalDeadline = workflow.Now(ctx).Add(deadline)
 	}
 	ctx, cancel := workflow.WithCancel(ctx)
-	defer cancel()
+	done := false
+	defer func() {
+		// A finished removal ends the run, which drops the deadline timer:
+		// cancelling it would only add an event.
+		if !done || !s.deliveryAck {
+			cancel()
+		}
+	}()
 	timer := workflow.NewTimerWithOptions(ctx, max(s.removalDeadline.Sub(workflow.Now(ctx)), time.Millisecond),
 		workflow.TimerOptions{Summary: "removal deadline"})
 	actx := s.stepOptions(ctx, s.settings.ActivityRetry, fmt.Sprintf("remove %s from %s", s.in.DataSpace, s.in.Companion))
@@ -256,6 +300,7 @@ func (s *share) removeData(ctx workflow.Context) error {
 		s.details(ctx)
 		if p.Done {
 			s.removalDeadline = time.Time{}
+			done = true
 			return nil
 		}
 		if s.budget.count(ctx) {
@@ -307,13 +352,20 @@ func (s *share) setStatus(ctx workflow.Context, st InitializationStatus) {
 // when either changed since the last report, and publishes the status in
 // the search attribute. It fails only when the connection workflow is gone.
 func (s *share) report(ctx workflow.Context) error {
+	if s.deliveryAck && s.published != s.view.InitializationStatus {
+		s.published = s.view.InitializationStatus
+		if err := workflow.UpsertTypedSearchAttributes(ctx, AttrInitializationStatus.ValueSet(string(s.published))); err != nil {
+			s.logger.Warn("could not update search attributes", "error", err)
+		}
+		s.details(ctx)
+	}
 	r := ShareReport{Generation: s.acked, View: s.view}
 	if !s.answer && r.Generation == s.reported.Generation && r.View.InitializationStatus == s.reported.View.InitializationStatus &&
 		r.View.Error == s.reported.View.Error && !r.View.Removed {
 		return nil
 	}
 	s.answer = false
-	if r.View.InitializationStatus != s.reported.View.InitializationStatus {
+	if !s.deliveryAck && r.View.InitializationStatus != s.reported.View.InitializationStatus {
 		if err := workflow.UpsertTypedSearchAttributes(ctx, AttrInitializationStatus.ValueSet(string(r.View.InitializationStatus))); err != nil {
 			s.logger.Warn("could not update search attributes", "error", err)
 		}
