@@ -177,6 +177,15 @@ func (c *Client) Connect(ctx context.Context, ref Ref, settings workflows.Settin
 		}
 		return workflows.StatusView{}, fmt.Errorf("connect %s: %w", ref, err)
 	}
+	// The handshake is a local activity in the run's first workflow task,
+	// and a query is answered once that task is done: one status read
+	// usually has the outcome, and costs no history event. A handshake that
+	// takes longer (retries, a busy store), or a refusal, is awaited with
+	// the await-connected update.
+	if v, err := c.Status(ctx, ref); err == nil && !v.Stale && v.Workflow == workflows.RunRunning &&
+		v.Status != workflows.Connecting {
+		return v, nil
+	}
 	var view workflows.StatusView
 	err = c.update(ctx, ref, run.GetRunID(), workflows.UpdateAwaitConnected, &view)
 	var refused *RefusedError

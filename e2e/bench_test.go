@@ -13,6 +13,7 @@ import (
 
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
@@ -296,14 +297,15 @@ func lifecycle(c *control.Client, tc client.Client, ref control.Ref) ([]time.Dur
 	if err := shows(time.Now(), true, func(v workflows.StatusView) bool { _, ok := testenv.Share(v, "small"); return ok }); err != nil {
 		return nil, err
 	}
-	// Waiting for the copy reads visibility (the share's published
-	// status), not the worker.
-	if err := awaitVisible(ctx, tc, fmt.Sprintf("WorkflowId = '%s' AND %s = '%s'", workflows.ShareWorkflowID(ref.Home, ref.Companion, "small"),
-		workflows.AttrInitializationStatus.GetName(), workflows.ShareActive)); err != nil {
+	// Waiting for the copy reads the share's published status from the
+	// server (a point read of its search attributes), not the worker.
+	if err := awaitDescribed(ctx, tc, workflows.ShareWorkflowID(ref.Home, ref.Companion, "small"), func(sa map[string]string) bool {
+		return sa[workflows.AttrInitializationStatus.GetName()] == string(workflows.ShareActive)
+	}); err != nil {
 		return nil, err
 	}
 	// Active starts the metadata sync: a lifecycle includes it.
-	if err := awaitVisible(ctx, tc, fmt.Sprintf("WorkflowId = '%s'", workflows.MetadataSyncWorkflowID(ref.Home, ref.Companion))); err != nil {
+	if err := awaitDescribed(ctx, tc, workflows.MetadataSyncWorkflowID(ref.Home, ref.Companion), func(map[string]string) bool { return true }); err != nil {
 		return nil, err
 	}
 	if _, err := c.Disconnect(ctx, ref, false); err != nil {
@@ -312,20 +314,39 @@ func lifecycle(c *control.Client, tc client.Client, ref control.Ref) ([]time.Dur
 	if err := shows(time.Now(), true, func(v workflows.StatusView) bool { return v.Disconnecting || v.Status == workflows.Disconnected }); err != nil {
 		return nil, err
 	}
-	return lat, shows(time.Now(), false, func(v workflows.StatusView) bool { return v.Status == workflows.Disconnected })
+	// The end is the connection's result: a long poll, no reads meanwhile.
+	var final workflows.StatusView
+	if err := tc.GetWorkflow(ctx, workflows.ConnectionWorkflowID(ref.Home, ref.Companion), "").Get(ctx, &final); err != nil {
+		return nil, fmt.Errorf("%s: %w", ref, err)
+	}
+	if final.Status != workflows.Disconnected {
+		return nil, fmt.Errorf("%s ended %s, not %s", ref, final.Status, workflows.Disconnected)
+	}
+	return lat, nil
 }
 
-// awaitVisible waits until visibility lists a workflow matching q.
-func awaitVisible(ctx context.Context, tc client.Client, q string) error {
+// awaitDescribed waits until the workflow exists and its search attributes
+// (keywords, read from the server's own record of the run, so current)
+// satisfy cond.
+func awaitDescribed(ctx context.Context, tc client.Client, workflowID string, cond func(sa map[string]string) bool) error {
 	deadline := time.Now().Add(2 * time.Minute)
 	for time.Now().Before(deadline) {
-		resp, err := tc.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q, PageSize: 1})
-		if err == nil && len(resp.GetExecutions()) > 0 {
-			return nil
+		desc, err := tc.DescribeWorkflowExecution(ctx, workflowID, "")
+		if err == nil {
+			sa := map[string]string{}
+			for name, p := range desc.GetWorkflowExecutionInfo().GetSearchAttributes().GetIndexedFields() {
+				var s string
+				if converter.GetDefaultDataConverter().FromPayload(p, &s) == nil {
+					sa[name] = s
+				}
+			}
+			if cond(sa) {
+				return nil
+			}
 		}
-		time.Sleep(250 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond)
 	}
-	return fmt.Errorf("visibility never listed %s", q)
+	return fmt.Errorf("%s never reached the awaited state", workflowID)
 }
 
 // openIdle connects pairs [first, first+n) and shares one data space each,

@@ -150,7 +150,15 @@ func TestCluster(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, err := c.Disconnect(ctx, ref, true)
+			// Bounded, so that a disconnect that never ends fails with the
+			// connection's last status rather than at the test's timeout.
+			dctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+			defer cancel()
+			_, err := c.Disconnect(dctx, ref, true)
+			if err != nil {
+				v, serr := c.Status(ctx, ref)
+				err = fmt.Errorf("%s: disconnect: %w; last status %+v (%v)", ref, err, v, serr)
+			}
 			errs <- err
 		}()
 	}

@@ -413,6 +413,10 @@ type ShareDesired struct {
 	// Answer asks for a report even when receiving the generation changes
 	// nothing: the connection probes a child whose state it does not know.
 	Answer bool `json:"answer,omitempty"`
+	// Complete says that the sender is the connection run that started the
+	// share's workflow and reads its result: the end of a removal is then
+	// reported by completing, not by a signal (ProtocolDeliveryAck).
+	Complete bool `json:"complete,omitempty"`
 }
 
 // ShareReport is a share's report to its connection: the generation it has
@@ -463,6 +467,9 @@ type MetadataDesired struct {
 	Stop bool `json:"stop"`
 	// Answer asks for a report even when nothing changed (a probe).
 	Answer bool `json:"answer,omitempty"`
+	// Complete: the sender started the sync and reads its result, so the
+	// stop is reported by completing (ProtocolDeliveryAck).
+	Complete bool `json:"complete,omitempty"`
 }
 
 // MetadataReport is the metadata sync's report to its connection.

@@ -74,6 +74,9 @@ type ShareRecord struct {
 	// Checkpoint, from the reconciler, is where the copy of a gone share
 	// stopped; the share's next start in Activating copies on from it.
 	Checkpoint string `json:"checkpoint,omitempty"`
+	// StartedBy is the connection run that started the share's running
+	// workflow (ProtocolDeliveryAck): that run reads its result.
+	StartedBy string `json:"startedBy,omitempty"`
 }
 
 // pending reports whether the share's workflow has not acknowledged the
@@ -88,6 +91,9 @@ type MetadataRecord struct {
 	Sent     int64           `json:"sent"`
 	// Probe asks the next pass to send the desired state again.
 	Probe bool `json:"probe,omitempty"`
+	// StartedBy is the connection run that started the running sync
+	// (ProtocolDeliveryAck): that run reads its result.
+	StartedBy string `json:"startedBy,omitempty"`
 	// Reported is the generation of the last report taken
 	// (ProtocolDeliveryAck, where a delivery can raise Observed.Generation
 	// above it while the sync's report of a round is on its way).
@@ -151,6 +157,9 @@ type connection struct {
 	// inflight are the signals of this pass still to be confirmed
 	// (ProtocolDeliveryAck sends them all, then waits).
 	inflight []inflightSignal
+	// runID is this run's ID: children it starts report their end to it by
+	// completing (ProtocolDeliveryAck).
+	runID string
 }
 
 // inflightSignal is a signal sent to a child and what to do once the server
@@ -208,7 +217,28 @@ func newConnection(ctx workflow.Context, in ConnectionInput) *connection {
 	if c.Shares == nil {
 		c.Shares = map[string]*ShareRecord{}
 	}
+	c.runID = workflow.GetInfo(ctx).WorkflowExecution.RunID
+	if c.deliveryAck {
+		c.handOver()
+	}
 	return c
+}
+
+// handOver makes a continued run ask the children an earlier run started,
+// and that may end on their own (a removal, a stop), to report their end by
+// signal: their completion would reach the run that started them, which is
+// closed. The probe tells them; one that ended meanwhile is found gone and
+// started again, and ends at once, under this run.
+func (c *connection) handOver() {
+	for _, ds := range workflow.DeterministicKeys(c.Shares) {
+		sh := c.Shares[ds]
+		if sh.Running && sh.StartedBy != "" && sh.StartedBy != c.runID && sh.Desired.Intent == IntentRemoved {
+			sh.Probe = true
+		}
+	}
+	if m := &c.Metadata; m.Running && m.StartedBy != "" && m.StartedBy != c.runID && m.Desired.Stop {
+		m.Probe = true
+	}
 }
 
 func (c *connection) run(ctx workflow.Context) (StatusView, error) {
@@ -296,7 +326,11 @@ func (c *connection) nextGeneration() int64 {
 // starts the children that should run but do not.
 func (c *connection) reconcile(ctx workflow.Context) {
 	for _, ds := range workflow.DeterministicKeys(c.Shares) {
-		c.reconcileShare(ctx, ds, c.Shares[ds])
+		// A share can end while this pass waits on another's start (a
+		// report drained by an update handler, or a share's result).
+		if sh := c.Shares[ds]; sh != nil {
+			c.reconcileShare(ctx, ds, sh)
+		}
 	}
 	c.reconcileMetadata(ctx)
 	c.confirmSignals(ctx)
@@ -343,6 +377,7 @@ func (c *connection) reconcileShare(ctx workflow.Context, ds string, sh *ShareRe
 	}
 	if sh.Running {
 		desired := sh.Desired
+		desired.Complete = c.deliveryAck && sh.StartedBy == c.runID
 		c.signalChild(ctx, ShareWorkflowID(c.home, c.companion, ds), SignalShareDesired, desired, func(err error) {
 			if c.Shares[ds] != sh {
 				return // removed, or shared anew, meanwhile
@@ -370,6 +405,21 @@ func (c *connection) reconcileShare(ctx workflow.Context, ds string, sh *ShareRe
 		return
 	}
 	c.startShare(ctx, ds, sh)
+}
+
+// awaitShareEnd reads the result of a share's workflow this run started: the
+// end of its removal (ProtocolDeliveryAck). Any other end is found by the
+// next signal to it.
+func (c *connection) awaitShareEnd(ctx workflow.Context, ds string, sh *ShareRecord, child workflow.ChildWorkflowFuture) {
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		var v ShareView
+		if err := child.Get(ctx, &v); err != nil || !v.Removed || c.Shares[ds] != sh {
+			return
+		}
+		v.DataSpace = ds
+		c.applyShareReport(ctx, ShareReport{Generation: max(sh.Observed.Generation, sh.Since), View: v})
+		c.wake.SendAsync(nil)
+	})
 }
 
 // shareAcknowledged takes the acknowledgement of a desired state by a share's
@@ -419,6 +469,7 @@ func (c *connection) startShare(ctx workflow.Context, ds string, sh *ShareRecord
 		),
 	}
 	in := ShareInput{Home: c.home, Companion: c.companion, DataSpace: ds, Settings: c.settings, Desired: desired, Protocol: c.protocol}
+	in.Desired.Complete = c.deliveryAck
 	if restart {
 		// A restart: the new run continues from what the last one reported
 		// (and where its copy stopped, when the reconciler found it).
@@ -427,13 +478,15 @@ func (c *connection) startShare(ctx workflow.Context, ds string, sh *ShareRecord
 			in.State.Checkpoint = sh.Checkpoint
 		}
 	}
-	err := workflow.ExecuteChildWorkflow(workflow.WithChildOptions(ctx, opts), ShareWorkflowName, in).
-		GetChildWorkflowExecution().Get(ctx, nil)
+	child := workflow.ExecuteChildWorkflow(workflow.WithChildOptions(ctx, opts), ShareWorkflowName, in)
+	err := child.GetChildWorkflowExecution().Get(ctx, nil)
 	switch {
 	case err == nil:
 		sh.Running, sh.Sent, sh.Checkpoint = true, desired.Generation, ""
 		if c.deliveryAck && c.Shares[ds] == sh {
+			sh.StartedBy = c.runID
 			c.shareAcknowledged(ctx, ds, sh, from, desired)
+			c.awaitShareEnd(ctx, ds, sh, child)
 		}
 	case temporal.IsWorkflowExecutionAlreadyStartedError(err) && sh.Observed.Generation >= sh.Since:
 		// The share's workflow runs after all (a signal raced its continue-
@@ -485,6 +538,7 @@ func (c *connection) reconcileMetadata(ctx workflow.Context) {
 	if rec.Running {
 		desired := rec.Desired
 		desired.Answer = probe && c.deliveryAck
+		desired.Complete = c.deliveryAck && rec.StartedBy == c.runID
 		c.signalChild(ctx, id, SignalMetadataDesired, desired, func(err error) {
 			switch {
 			case err == nil && c.deliveryAck:
@@ -503,6 +557,20 @@ func (c *connection) reconcileMetadata(ctx workflow.Context) {
 		return
 	}
 	c.startMetadata(ctx)
+}
+
+// awaitMetadataEnd reads the result of the metadata sync this run started:
+// its stop (ProtocolDeliveryAck).
+func (c *connection) awaitMetadataEnd(ctx workflow.Context, child workflow.ChildWorkflowFuture) {
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		var v MetadataSyncView
+		if err := child.Get(ctx, &v); err != nil || !v.Stopped {
+			return
+		}
+		m := &c.Metadata
+		c.applyMetadataReport(ctx, MetadataReport{Generation: max(m.Observed.Generation, m.Reported), View: v})
+		c.wake.SendAsync(nil)
+	})
 }
 
 // metadataAcknowledged takes the acknowledgement of a generation by the
@@ -531,13 +599,16 @@ func (c *connection) startMetadata(ctx workflow.Context) {
 	}
 	in := MetadataSyncInput{Home: c.home, Companion: c.companion, Settings: c.settings, Desired: rec.Desired,
 		State: MetadataSyncState{Acked: rec.Observed.Generation, View: rec.Observed.View}, Protocol: c.protocol}
-	err := workflow.ExecuteChildWorkflow(workflow.WithChildOptions(ctx, opts), MetadataSyncWorkflowName, in).
-		GetChildWorkflowExecution().Get(ctx, nil)
+	in.Desired.Complete = c.deliveryAck
+	child := workflow.ExecuteChildWorkflow(workflow.WithChildOptions(ctx, opts), MetadataSyncWorkflowName, in)
+	err := child.GetChildWorkflowExecution().Get(ctx, nil)
 	switch {
 	case err == nil:
 		rec.Running, rec.Sent = true, rec.Desired.Generation
 		if c.deliveryAck {
+			rec.StartedBy = c.runID
 			c.metadataAcknowledged(in.Desired.Generation)
+			c.awaitMetadataEnd(ctx, child)
 		}
 	case temporal.IsWorkflowExecutionAlreadyStartedError(err):
 		rec.Running = true // it runs after all: signal it again

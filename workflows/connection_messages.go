@@ -394,6 +394,13 @@ func (c *connection) applyShareReport(ctx workflow.Context, r ShareReport) {
 // applyMetadataReport takes the metadata sync's report of its state.
 func (c *connection) applyMetadataReport(ctx workflow.Context, r MetadataReport) {
 	m := &c.Metadata
+	if c.deliveryAck && m.Observed.View.Stopped {
+		// The sync has ended (its result said so). A report it sent before
+		// it received the stop can be taken later, from the signal buffer,
+		// and must not bring it back.
+		c.logger.Info("metadata sync report after its end ignored", "generation", r.Generation)
+		return
+	}
 	if c.deliveryAck {
 		// A delivery acknowledges a generation without changing the sync's
 		// status, and a report sent before it still tells the sync's latest

@@ -131,6 +131,7 @@ func (m *metadataSync) registerHandlers(ctx workflow.Context) error {
 func (m *metadataSync) receive(d MetadataDesired) {
 	if d.Generation <= m.acked {
 		m.answer = true
+		m.desired.Complete = d.Complete
 		return
 	}
 	m.answer = m.answer || d.Answer
@@ -188,6 +189,13 @@ func (m *metadataSync) run(ctx workflow.Context) (MetadataSyncView, error) {
 		}
 		if m.desired.Stop {
 			m.view.Stopped = true
+			if m.deliveryAck && m.desired.Complete {
+				// The connection run that started this workflow reads its
+				// result: completing tells it.
+				m.publishStatus(ctx)
+				m.details(ctx)
+				return m.view, nil
+			}
 			if err := m.report(ctx); err != nil {
 				m.logger.Warn("stopped, but the connection could not be told", "error", err)
 			}

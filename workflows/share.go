@@ -135,6 +135,7 @@ func ackShare(v ShareView, d ShareDesired) ShareView {
 func (s *share) receive(d ShareDesired) {
 	if d.Generation <= s.acked {
 		s.answer = true // a re-send: the connection missed a report
+		s.desired.Complete = d.Complete
 		return
 	}
 	s.answer = s.answer || d.Answer
@@ -172,6 +173,12 @@ func (s *share) run(ctx workflow.Context) (ShareView, error) {
 			err = s.removeData(ctx)
 			if err == nil {
 				s.view.Removed = true
+				if s.deliveryAck && s.desired.Complete {
+					// The connection run that started this workflow reads
+					// its result: completing tells it.
+					s.details(ctx)
+					return s.view, nil
+				}
 				if rerr := s.report(ctx); rerr != nil {
 					s.logger.Warn("the data is removed but the connection could not be told", "error", rerr)
 				}
