@@ -18,8 +18,11 @@ import (
 //
 // (the latter for worker.NewWorkflowReplayerWithOptions). A worker created
 // from such a client inherits both.
+//
+// Inside workflow code, a payload the ring cannot decrypt fails the workflow
+// task (see inWorkflowsFailTheTask) instead of the workflow.
 func NewDataConverter(ring *KeyRing) converter.DataConverter {
-	return converter.NewCodecDataConverter(converter.GetDefaultDataConverter(), NewCodec(ring))
+	return inWorkflowsFailTheTask{converter.NewCodecDataConverter(converter.GetDefaultDataConverter(), NewCodec(ring))}
 }
 
 // NewFailureConverter returns the SDK's default failure converter set to
