@@ -376,9 +376,19 @@ func (c *Client) published(ctx context.Context, ref Ref, run workflows.RunState,
 	return view, nil
 }
 
+// childQueryTimeout bounds a progress query to a share or the metadata sync.
+// A child that has just started answers only once its first workflow task
+// is done, which under load can take seconds: the status does not wait for
+// it, and shows what the connection knows.
+const childQueryTimeout = 300 * time.Millisecond
+
 // queryChild reads a child workflow's status query into v; false when it
-// cannot be read (the child may have just finished).
+// cannot be read within the query timeout (the child may have just finished,
+// or not have run its first workflow task yet): the status then shows what
+// the connection knows, without live progress.
 func (c *Client) queryChild(ctx context.Context, workflowID string, v any) bool {
+	ctx, cancel := context.WithTimeout(ctx, min(c.queryTimeout, childQueryTimeout))
+	defer cancel()
 	q, err := c.temporal.QueryWorkflow(ctx, workflowID, "", workflows.QueryStatus)
 	return err == nil && q.Get(v) == nil
 }
