@@ -243,8 +243,9 @@ func (c *connection) handOver() {
 
 func (c *connection) run(ctx workflow.Context) (StatusView, error) {
 	if c.deliveryAck {
-		// Both changes predate the protocol: its runs have them, unmarked.
-		c.resendWhileDisconnecting, c.boundedAckWait = true, true
+		// The re-send predates the protocol: its runs have it, unmarked
+		// (updates under the protocol wait without the bounded timer).
+		c.resendWhileDisconnecting = true
 	} else {
 		c.resendWhileDisconnecting = workflow.GetVersion(ctx, versionResendWhileDisconnecting, workflow.DefaultVersion, 1) == 1
 		c.boundedAckWait = workflow.GetVersion(ctx, versionBoundedAckWait, workflow.DefaultVersion, 1) == 1
@@ -298,7 +299,7 @@ func (c *connection) run(ctx workflow.Context) (StatusView, error) {
 func (c *connection) handshake(ctx workflow.Context) error {
 	var res activities.HandshakeResult
 	info := workflow.GetInfo(ctx)
-	err := c.shortStep(ctx, "handshake and eligibility check", acts.Handshake,
+	err := c.shortStep(ctx, "handshake and eligibility check", 0, acts.Handshake,
 		activities.HandshakeInput{Home: c.home, Companion: c.companion, Token: info.WorkflowExecution.ID + "/" + info.OriginalRunID},
 	).Get(ctx, &res)
 	if err != nil {
@@ -650,20 +651,8 @@ func (c *connection) checkHealth(ctx workflow.Context) {
 	if c.Disconnecting {
 		return
 	}
-	const summary = "health check: home licence and companion activity"
-	in := activities.HealthInput{Home: c.home, Companion: c.companion}
-	var step workflow.Future
-	if c.deliveryAck {
-		step = workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
-			StartToCloseTimeout: 30 * time.Second, ScheduleToCloseTimeout: 2 * time.Minute,
-			RetryPolicy: c.settings.ActivityRetry.policy(), Summary: summary,
-		}), acts.CheckHealth, in)
-	} else {
-		step = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-			StartToCloseTimeout: 30 * time.Second, ScheduleToCloseTimeout: 2 * time.Minute,
-			RetryPolicy: c.settings.ActivityRetry.policy(), Summary: summary,
-		}), acts.CheckHealth, in)
-	}
+	step := c.shortStep(ctx, "health check: home licence and companion activity", 2*time.Minute,
+		acts.CheckHealth, activities.HealthInput{Home: c.home, Companion: c.companion})
 	var res activities.HealthResult
 	if err := step.Get(ctx, &res); err != nil {
 		c.logger.Warn("health check failed; keeping the current status", "error", err)
@@ -715,7 +704,7 @@ func (c *connection) drained() bool {
 }
 
 func (c *connection) finishDisconnect(ctx workflow.Context) (StatusView, error) {
-	err := c.shortStep(ctx, "deregister the connection", acts.Disconnect,
+	err := c.shortStep(ctx, "deregister the connection", 0, acts.Disconnect,
 		activities.DisconnectInput{Home: c.home, Companion: c.companion}).Get(ctx, nil)
 	if err != nil {
 		return StatusView{}, fmt.Errorf("deregister %s: %w", Reference(c.home, c.companion), err)
@@ -769,22 +758,10 @@ func (c *connection) healthCheckTimer(ctx workflow.Context) workflow.Future {
 	return c.healthTimer
 }
 
-// shortStep runs one short store transaction (handshake, deregistration).
-// Under ProtocolDeliveryAck it is a local activity: one marker event, where
-// an activity task costs three and a workflow task of its own.
-func (c *connection) shortStep(ctx workflow.Context, summary string, activity, in any) workflow.Future {
-	if c.deliveryAck {
-		return workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
-			StartToCloseTimeout: 30 * time.Second,
-			RetryPolicy:         c.settings.ActivityRetry.policy(),
-			Summary:             summary,
-		}), activity, in)
-	}
-	return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 30 * time.Second,
-		RetryPolicy:         c.settings.ActivityRetry.policy(),
-		Summary:             summary,
-	}), activity, in)
+// shortStep runs one short store transaction of the connection
+// (handshake, health check, deregistration); see runShortStep.
+func (c *connection) shortStep(ctx workflow.Context, summary string, scheduleToClose time.Duration, activity, in any) workflow.Future {
+	return runShortStep(ctx, c.deliveryAck, shortStepOptions{summary, scheduleToClose, c.settings.ActivityRetry}, activity, in)
 }
 
 // setStatus changes the Connection Status and records the transition.

@@ -318,22 +318,8 @@ func (m *metadataSync) count(ctx workflow.Context) {
 		m.settle(ctx)
 		return
 	}
-	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 30 * time.Second, ScheduleToCloseTimeout: 5 * time.Minute,
-		RetryPolicy: m.settings.ActivityRetry.policy(), Summary: "count pending metadata changes",
-	})
-	in := activities.PendingInput{Home: m.in.Home, Companion: m.in.Companion, DataSpaces: m.desired.DataSpaces}
-	var step workflow.Future
-	if m.deliveryAck {
-		// One short read: a local activity records one marker, where an
-		// activity task costs three events and a workflow task more.
-		step = workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
-			StartToCloseTimeout: 30 * time.Second, ScheduleToCloseTimeout: 5 * time.Minute,
-			RetryPolicy: m.settings.ActivityRetry.policy(), Summary: "count pending metadata changes",
-		}), acts.CountPendingMetadata, in)
-	} else {
-		step = workflow.ExecuteActivity(actx, acts.CountPendingMetadata, in)
-	}
+	step := runShortStep(ctx, m.deliveryAck, shortStepOptions{"count pending metadata changes", 5 * time.Minute, m.settings.ActivityRetry},
+		acts.CountPendingMetadata, activities.PendingInput{Home: m.in.Home, Companion: m.in.Companion, DataSpaces: m.desired.DataSpaces})
 	var res activities.PendingResult
 	if err := step.Get(ctx, &res); err != nil {
 		m.logger.Warn("could not count pending metadata changes; the next round counts again", "error", err)

@@ -165,3 +165,30 @@ func signalWorkflow(ctx workflow.Context, workflowID, name string, arg any) erro
 	}
 	return err
 }
+
+// shortStepOptions are the options of a short store transaction.
+type shortStepOptions struct {
+	summary string
+	// scheduleToClose bounds its retries; zero retries for as long as the
+	// retry policy allows.
+	scheduleToClose time.Duration
+	retry           RetrySettings
+}
+
+// runShortStep runs one short store transaction (handshake, health check,
+// deregistration, metadata count): an activity attempt is bounded to 30
+// seconds. Under ProtocolDeliveryAck (local) it is a local activity, one
+// marker event where an activity task costs three and a workflow task of
+// its own; runs recorded before keep the activity.
+func runShortStep(ctx workflow.Context, local bool, o shortStepOptions, activity, in any) workflow.Future {
+	if local {
+		return workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+			StartToCloseTimeout: 30 * time.Second, ScheduleToCloseTimeout: o.scheduleToClose,
+			RetryPolicy: o.retry.policy(), Summary: o.summary,
+		}), activity, in)
+	}
+	return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Second, ScheduleToCloseTimeout: o.scheduleToClose,
+		RetryPolicy: o.retry.policy(), Summary: o.summary,
+	}), activity, in)
+}
