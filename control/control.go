@@ -248,17 +248,19 @@ func (c *Client) Disconnect(ctx context.Context, ref Ref, wait bool) (workflows.
 // LastStatus the last status it reported.
 func (c *Client) Status(ctx context.Context, ref Ref) (workflows.StatusView, error) {
 	var view workflows.StatusView
-	run, desc, err := c.describe(ctx, ref)
+	run, v, err := c.queryStatus(ctx, ref)
 	if err != nil {
-		return view, err
-	}
-	qctx, cancel := context.WithTimeout(ctx, c.queryTimeout)
-	v, err := c.temporal.QueryWorkflow(qctx, ref.workflowID(), "", workflows.QueryStatus)
-	cancel()
-	if err != nil {
+		var notFound *serviceerror.NotFound
+		if errors.As(err, &notFound) {
+			return view, c.unknown(ref)
+		}
 		if ctx.Err() == nil && unanswered(err) {
 			// No worker answered in time (none polls, or all are busy):
 			// read what the workflows last published, from the server.
+			run, desc, err := c.describe(ctx, ref)
+			if err != nil {
+				return view, err
+			}
 			return c.published(ctx, ref, run, desc)
 		}
 		return view, c.explain(ctx, ref, "status", err)
@@ -309,6 +311,27 @@ func (c *Client) Status(ctx context.Context, ref Ref) (workflows.StatusView, err
 	}
 	wg.Wait()
 	return view, nil
+}
+
+// queryStatus queries the connection's latest run, in one round trip while
+// it runs: the query names the condition that it be open, and a closed run
+// the server refuses with its execution status is queried once more, for
+// its last state.
+func (c *Client) queryStatus(ctx context.Context, ref Ref) (workflows.RunState, converter.EncodedValue, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.queryTimeout)
+	defer cancel()
+	resp, err := c.temporal.QueryWorkflowWithOptions(ctx, &client.QueryWorkflowWithOptionsRequest{
+		WorkflowID: ref.workflowID(), QueryType: workflows.QueryStatus,
+		QueryRejectCondition: enumspb.QUERY_REJECT_CONDITION_NOT_OPEN,
+	})
+	if err != nil {
+		return "", nil, err
+	}
+	if rejected := resp.QueryRejected; rejected != nil {
+		v, err := c.temporal.QueryWorkflow(ctx, ref.workflowID(), "", workflows.QueryStatus)
+		return runStates[rejected.GetStatus()], v, err
+	}
+	return workflows.RunRunning, resp.QueryResult, nil
 }
 
 // closed makes a view of a run that closed other than by a disconnect read
@@ -405,12 +428,17 @@ func (c *Client) describe(ctx context.Context, ref Ref) (workflows.RunState, *wo
 	d, err := c.temporal.DescribeWorkflowExecution(ctx, ref.workflowID(), "")
 	var notFound *serviceerror.NotFound
 	if errors.As(err, &notFound) {
-		return "", nil, fmt.Errorf("%w %s: connect it first (starter connect --home %s --companion %s)", ErrUnknownConnection, ref, ref.Home, ref.Companion)
+		return "", nil, c.unknown(ref)
 	}
 	if err != nil {
 		return "", nil, fmt.Errorf("status %s: %w", ref, err)
 	}
 	return runStates[d.GetWorkflowExecutionInfo().GetStatus()], d, nil
+}
+
+// unknown is the error for a connection that was never started.
+func (c *Client) unknown(ref Ref) error {
+	return fmt.Errorf("%w %s: connect it first (starter connect --home %s --companion %s)", ErrUnknownConnection, ref, ref.Home, ref.Companion)
 }
 
 // runStates names execution statuses; continued-as-new is never the

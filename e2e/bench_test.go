@@ -1,9 +1,14 @@
 package e2e
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
+	"maps"
 	"os"
+	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -11,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	commonpb "go.temporal.io/api/common/v1"
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
@@ -28,7 +35,8 @@ const (
 	envBenchLifecycles = "COMPANIONSYNC_BENCH_LIFECYCLES" // lifecycles measured (default 200)
 	envBenchIdle       = "COMPANIONSYNC_BENCH_IDLE"       // idle connections for the memory figure (default 200)
 	envBenchPlaintext  = "COMPANIONSYNC_BENCH_PLAINTEXT"  // 1: no payload encryption
-	envBenchCache      = "COMPANIONSYNC_BENCH_CACHE"      // sticky workflow cache of the worker process (default 300)
+	envBenchCache      = "COMPANIONSYNC_BENCH_CACHE"      // sticky workflow cache of the worker process (default 100)
+	envBenchProfile    = "COMPANIONSYNC_BENCH_PROFILE"    // a directory: CPU profiles of the lifecycles, server side and worker side
 )
 
 // Targets the benchmark shows against.
@@ -69,26 +77,45 @@ func BenchmarkLifecycle(b *testing.B) {
 		benchNoError(b, env.Store.AddDataSpace(ctx, home, "small", 10))
 	}
 
+	profiles := os.Getenv(envBenchProfile)
 	for b.Loop() {
-		progress("floor: %d workflows of 3 no-op activities", floorWorkflows)
-		floor := runFloor(b, env.Client)
-		b.Logf("floor: %d workflows in %s, %.0f events/s", floor.workflows, floor.took.Round(time.Millisecond), floor.eventsPerSec())
+		// The floor runs before and after the lifecycles, on a server
+		// warmed up first, and the ratio is taken against the mean of the
+		// two: a single measure of it varied by a factor of two here.
+		progress("floor: %d workflows of 3 no-op activities to warm up, then %d", floorWorkflows/4, floorWorkflows)
+		runFloor(b, env.Client, "warm", floorWorkflows/4)
+		stopProfile := startProfile(b, profiles, "floor.pprof")
+		floorBefore := measureFloor(b, env.Client, "before")
+		stopProfile()
 
-		proc := startWorkerProcess(b, env, fmt.Sprintf("%s=%d", envWorkflowCache, cache))
+		extra := []string{fmt.Sprintf("%s=%d", envWorkflowCache, cache)}
+		if profiles != "" {
+			extra = append(extra, envWorkerProfile+"="+filepath.Join(profiles, "worker.pprof"))
+		}
+		proc := startWorkerProcess(b, env, extra...)
 		c := control.New(env.Client).WithQueryTimeout(time.Minute)
 		benchNoError(b, awaitPoller(ctx, env.Client))
 		rssBefore := procRSSKiB(b, proc.cmd.Process.Pid)
 
 		progress("lifecycles: %d, %d at once", lifecycles, lifecycleConcurrency)
+		stopProfile = startProfile(b, profiles, "server.pprof")
+		serverCPU, workerCPU := cpuTime(b, os.Getpid()), cpuTime(b, proc.cmd.Process.Pid)
 		run := runLifecycles(b, c, env.Client, 0, lifecycles)
+		serverCPU, workerCPU = cpuTime(b, os.Getpid())-serverCPU, cpuTime(b, proc.cmd.Process.Pid)-workerCPU
+		stopProfile()
+		floorAfter := measureFloor(b, env.Client, "after")
+		floorRate := (floorBefore.eventsPerSec() + floorAfter.eventsPerSec()) / 2
 		events := 0
 		for i := range lifecycles {
 			events += pairEvents(b, env.Client, fmt.Sprintf("bench-h%04d", i))
 		}
 		perLifecycle := float64(events) / float64(lifecycles)
+		b.Logf("events per lifecycle by type: %s", eventMix(b, env.Client, lifecycles))
 		lifecycleRate := float64(lifecycles) / run.took.Seconds()
-		ratio := (float64(events) / run.took.Seconds()) / floor.eventsPerSec()
+		ratio := (float64(events) / run.took.Seconds()) / floorRate
 		p99 := percentile(run.toStatus, 0.99)
+		b.Logf("lifecycles: %.0f µs CPU/event in the server and client, %.0f µs in the worker process (%.1f and %.1f CPU-s of %.1f s)",
+			perEvent(serverCPU, events), perEvent(workerCPU, events), serverCPU.Seconds(), workerCPU.Seconds(), run.took.Seconds())
 
 		var kib float64
 		if idle > 0 {
@@ -112,6 +139,50 @@ func BenchmarkLifecycle(b *testing.B) {
 		if idle > 0 {
 			b.Logf("target worker-KiB/connection <= %d: %.1f %s", targetKiBPerConnection, kib, verdict(kib <= targetKiBPerConnection))
 		}
+		if profiles != "" {
+			// The worker writes its profile (its whole life: set
+			// COMPANIONSYNC_BENCH_IDLE=0 for the lifecycles alone) as it stops.
+			benchNoError(b, proc.terminate())
+			b.Logf("CPU profiles in %s: floor.pprof, server.pprof (lifecycles), worker.pprof", profiles)
+		}
+	}
+}
+
+// cpuTime is the CPU time (user and system) a process has used so far.
+func cpuTime(b *testing.B, pid int) time.Duration {
+	b.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	benchNoError(b, err)
+	// Fields after the command name, which is in parentheses: utime and
+	// stime are the 12th and 13th of them, in clock ticks of 1/100 s.
+	_, rest, ok := strings.Cut(string(data), ") ")
+	fields := strings.Fields(rest)
+	if !ok || len(fields) < 13 {
+		b.Fatalf("unexpected /proc/%d/stat: %q", pid, data)
+	}
+	utime, err1 := strconv.Atoi(fields[11])
+	stime, err2 := strconv.Atoi(fields[12])
+	benchNoError(b, errors.Join(err1, err2))
+	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
+
+func perEvent(d time.Duration, events int) float64 {
+	return float64(d.Microseconds()) / float64(max(events, 1))
+}
+
+// startProfile writes a CPU profile of this process to dir/name until the
+// returned function is called; with dir "" it does nothing.
+func startProfile(b *testing.B, dir, name string) func() {
+	b.Helper()
+	if dir == "" {
+		return func() {}
+	}
+	f, err := os.Create(filepath.Join(dir, name))
+	benchNoError(b, err)
+	benchNoError(b, pprof.StartCPUProfile(f))
+	return func() {
+		pprof.StopCPUProfile()
+		benchNoError(b, f.Close())
 	}
 }
 
@@ -173,16 +244,26 @@ func floorWorkflow(ctx workflow.Context) error {
 
 func floorActivity(context.Context) error { return nil }
 
-// runFloor runs bare workflows, as many at once as the lifecycles run, for
-// about as long, and counts their events.
-func runFloor(b *testing.B, c client.Client) floorResult {
+// measureFloor runs the floor and logs it.
+func measureFloor(b *testing.B, c client.Client, name string) floorResult {
+	b.Helper()
+	cpu := cpuTime(b, os.Getpid())
+	floor := runFloor(b, c, name, floorWorkflows)
+	cpu = cpuTime(b, os.Getpid()) - cpu
+	b.Logf("floor %s: %d workflows in %s, %.0f events/s, %.0f µs CPU/event (server, client and worker)",
+		name, floor.workflows, floor.took.Round(time.Millisecond), floor.eventsPerSec(), perEvent(cpu, floor.events))
+	return floor
+}
+
+// runFloor runs n bare workflows, as many at once as the lifecycles run,
+// and counts their events.
+func runFloor(b *testing.B, c client.Client, name string, n int) floorResult {
 	b.Helper()
 	w := worker.New(c, floorTaskQueue, worker.Options{})
 	w.RegisterWorkflow(floorWorkflow)
 	w.RegisterActivity(floorActivity)
 	benchNoError(b, w.Start())
 	defer w.Stop()
-	const n = floorWorkflows
 	ctx := context.Background()
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -194,7 +275,7 @@ func runFloor(b *testing.B, c client.Client) floorResult {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: fmt.Sprintf("bench-floor-%d", i), TaskQueue: floorTaskQueue}, floorWorkflow)
+			run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: fmt.Sprintf("bench-floor-%s-%d", name, i), TaskQueue: floorTaskQueue}, floorWorkflow)
 			if err == nil {
 				err = run.Get(ctx, nil)
 			}
@@ -209,7 +290,7 @@ func runFloor(b *testing.B, c client.Client) floorResult {
 	}
 	events := 0
 	for i := range n {
-		events += historyLength(b, c, fmt.Sprintf("bench-floor-%d", i))
+		events += historyLength(b, c, fmt.Sprintf("bench-floor-%s-%d", name, i))
 	}
 	return floorResult{workflows: n, events: events, took: took}
 }
@@ -297,15 +378,17 @@ func lifecycle(c *control.Client, tc client.Client, ref control.Ref) ([]time.Dur
 	if err := shows(time.Now(), true, func(v workflows.StatusView) bool { _, ok := testenv.Share(v, "small"); return ok }); err != nil {
 		return nil, err
 	}
-	// Waiting for the copy reads the share's published status from the
-	// server (a point read of its search attributes), not the worker.
-	if err := awaitDescribed(ctx, tc, workflows.ShareWorkflowID(ref.Home, ref.Companion, "small"), func(sa map[string]string) bool {
+	// Waiting for the copy, and for the metadata sync that Active starts,
+	// follows the workflows' histories by long poll: the harness adds no
+	// reads of its own while it waits, as the floor's wait for its result.
+	if err := awaitPublished(ctx, tc, workflows.ShareWorkflowID(ref.Home, ref.Companion, "small"), func(sa map[string]string) bool {
 		return sa[workflows.AttrInitializationStatus.GetName()] == string(workflows.ShareActive)
 	}); err != nil {
 		return nil, err
 	}
-	// Active starts the metadata sync: a lifecycle includes it.
-	if err := awaitDescribed(ctx, tc, workflows.MetadataSyncWorkflowID(ref.Home, ref.Companion), func(map[string]string) bool { return true }); err != nil {
+	if err := awaitPublished(ctx, tc, workflows.ConnectionWorkflowID(ref.Home, ref.Companion), func(sa map[string]string) bool {
+		return sa[workflows.AttrMetadataSyncStatus.GetName()] != ""
+	}); err != nil {
 		return nil, err
 	}
 	if _, err := c.Disconnect(ctx, ref, false); err != nil {
@@ -325,28 +408,38 @@ func lifecycle(c *control.Client, tc client.Client, ref control.Ref) ([]time.Dur
 	return lat, nil
 }
 
-// awaitDescribed waits until the workflow exists and its search attributes
-// (keywords, read from the server's own record of the run, so current)
-// satisfy cond.
-func awaitDescribed(ctx context.Context, tc client.Client, workflowID string, cond func(sa map[string]string) bool) error {
-	deadline := time.Now().Add(2 * time.Minute)
-	for time.Now().Before(deadline) {
-		desc, err := tc.DescribeWorkflowExecution(ctx, workflowID, "")
-		if err == nil {
-			sa := map[string]string{}
-			for name, p := range desc.GetWorkflowExecutionInfo().GetSearchAttributes().GetIndexedFields() {
-				var s string
-				if converter.GetDefaultDataConverter().FromPayload(p, &s) == nil {
-					sa[name] = s
-				}
-			}
-			if cond(sa) {
-				return nil
+// awaitPublished follows the history of a workflow's current run by long
+// poll until the search attributes it has published (at its start and by
+// its upserts) satisfy cond.
+func awaitPublished(ctx context.Context, tc client.Client, workflowID string, cond func(sa map[string]string) bool) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	sa := map[string]string{}
+	merge := func(fields map[string]*commonpb.Payload) {
+		for name, p := range fields {
+			var s string
+			if converter.GetDefaultDataConverter().FromPayload(p, &s) == nil {
+				sa[name] = s
 			}
 		}
-		time.Sleep(100 * time.Millisecond)
 	}
-	return fmt.Errorf("%s never reached the awaited state", workflowID)
+	it := tc.GetWorkflowHistory(ctx, workflowID, "", true, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		e, err := it.Next()
+		if err != nil {
+			return fmt.Errorf("%s: %w", workflowID, err)
+		}
+		if a := e.GetWorkflowExecutionStartedEventAttributes(); a != nil {
+			merge(a.GetSearchAttributes().GetIndexedFields())
+		}
+		if a := e.GetUpsertWorkflowSearchAttributesEventAttributes(); a != nil {
+			merge(a.GetSearchAttributes().GetIndexedFields())
+		}
+		if cond(sa) {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s closed without reaching the awaited state (published %v)", workflowID, sa)
 }
 
 // openIdle connects pairs [first, first+n) and shares one data space each,
@@ -418,6 +511,39 @@ func pairEvents(b *testing.B, c client.Client, home string) int {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// eventMix is the mean count of each event type over the lifecycles of
+// pairs [0, n), every workflow and run, most frequent first, then the mean
+// history length of each workflow type.
+func eventMix(b *testing.B, c client.Client, n int) string {
+	b.Helper()
+	ctx := context.Background()
+	counts, perType := map[string]int{}, map[string]int{}
+	for i := range n {
+		q := fmt.Sprintf("%s = '%s'", workflows.AttrHomeOrg.GetName(), benchRef(i).Home)
+		resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q})
+		benchNoError(b, err)
+		for _, e := range resp.GetExecutions() {
+			it := c.GetWorkflowHistory(ctx, e.GetExecution().GetWorkflowId(), e.GetExecution().GetRunId(), false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+			for it.HasNext() {
+				ev, err := it.Next()
+				benchNoError(b, err)
+				counts[strings.TrimPrefix(ev.GetEventType().String(), "EVENT_TYPE_")]++
+				perType[e.GetType().GetName()]++
+			}
+		}
+	}
+	types := slices.Collect(maps.Keys(counts))
+	slices.SortFunc(types, func(x, y string) int { return cmp.Or(counts[y]-counts[x], strings.Compare(x, y)) })
+	parts := make([]string, len(types))
+	for i, t := range types {
+		parts[i] = fmt.Sprintf("%s %.2f", t, float64(counts[t])/float64(n))
+	}
+	for _, t := range slices.Sorted(maps.Keys(perType)) {
+		parts = append(parts, fmt.Sprintf("%s %.2f", t, float64(perType[t])/float64(n)))
+	}
+	return strings.Join(parts, ", ")
 }
 
 func historyLength(b *testing.B, c client.Client, id string) int {

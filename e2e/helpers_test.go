@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"sync"
 	"syscall"
@@ -36,6 +37,9 @@ const (
 	envSettings      = "COMPANIONSYNC_E2E_SETTINGS"
 	// envWorkflowCache bounds the worker's sticky workflow cache.
 	envWorkflowCache = "COMPANIONSYNC_E2E_WORKFLOW_CACHE"
+	// envWorkerProfile is a file the worker writes its CPU profile to as
+	// it stops on SIGTERM.
+	envWorkerProfile = "COMPANIONSYNC_E2E_WORKER_PROFILE"
 )
 
 // TestMain doubles as a worker process: a test re-runs its own binary with
@@ -73,6 +77,14 @@ func runWorkerProcess() int {
 		return 5
 	}
 	defer c.Close()
+	if path := os.Getenv(envWorkerProfile); path != "" {
+		f, err := os.Create(path)
+		if err != nil || pprof.StartCPUProfile(f) != nil {
+			return 8
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
+	}
 	if n, err := strconv.Atoi(os.Getenv(envWorkflowCache)); err == nil && n > 0 {
 		worker.SetStickyWorkflowCacheSize(n)
 	}
@@ -113,6 +125,17 @@ func startWorkerProcess(t testing.TB, env *testenv.Env, extraEnv ...string) *wor
 	p := &workerProcess{cmd: cmd}
 	t.Cleanup(p.kill)
 	return p
+}
+
+// terminate stops the process with SIGTERM and waits for it to exit 0.
+func (p *workerProcess) terminate() error {
+	var err error
+	p.once.Do(func() {
+		if err = p.cmd.Process.Signal(syscall.SIGTERM); err == nil {
+			err = p.cmd.Wait()
+		}
+	})
+	return err
 }
 
 // kill ends the process with SIGKILL: no graceful stop, no final heartbeat.
