@@ -64,7 +64,8 @@ func runWorkerProcess() int {
 		return 4
 	}
 	defer store.Close()
-	opts := client.Options{HostPort: os.Getenv(envFrontend)}
+	// As control.DialOptions on a loopback address.
+	opts := client.Options{HostPort: os.Getenv(envFrontend), ConnectionOptions: client.ConnectionOptions{GrpcCompression: &client.GrpcCompressionNone{}}}
 	if spec := os.Getenv(codec.KeysEnv); spec != "" {
 		ring, err := codec.ParseKeys(spec)
 		if err != nil {

@@ -148,6 +148,8 @@ func (e *Env) Dial(t testing.TB) {
 	opts := client.Options{
 		HostPort: e.Server.FrontendAddr(), Namespace: e.Server.Namespace(),
 		Logger: sdklog.NewStructuredLogger(logger()),
+		// As control.DialOptions on a loopback address.
+		ConnectionOptions: client.ConnectionOptions{GrpcCompression: &client.GrpcCompressionNone{}},
 	}
 	if e.Keys != nil {
 		opts.DataConverter, opts.FailureConverter = codec.NewConverters(e.Keys)
