@@ -3,13 +3,18 @@ package control_test
 import (
 	"context"
 	"errors"
+	"path"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
+	"google.golang.org/grpc"
 
 	"github.com/companionsync/companionsync/activities"
+	"github.com/companionsync/companionsync/codec"
 	"github.com/companionsync/companionsync/control"
 	"github.com/companionsync/companionsync/internal/testenv"
 	"github.com/companionsync/companionsync/workflows"
@@ -66,6 +71,35 @@ func TestClientAgainstRealServer(t *testing.T) {
 	v, err := c.Connect(ctx, ref, workflows.Settings{})
 	require.NoError(t, err)
 	assert.Equal(t, workflows.Incomplete, v.Status)
+
+	t.Run("a status read of a running connection is one query", func(t *testing.T) {
+		var mu sync.Mutex
+		calls := map[string]int{}
+		count := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+			mu.Lock()
+			calls[path.Base(method)]++
+			mu.Unlock()
+			return invoker(ctx, method, req, reply, cc, opts...)
+		}
+		opts := client.Options{HostPort: env.Server.FrontendAddr(), Namespace: env.Server.Namespace(),
+			ConnectionOptions: client.ConnectionOptions{DialOptions: []grpc.DialOption{grpc.WithChainUnaryInterceptor(count)}}}
+		if env.Keys != nil {
+			opts.DataConverter, opts.FailureConverter = codec.NewConverters(env.Keys)
+		}
+		tc, err := client.Dial(opts)
+		require.NoError(t, err)
+		defer tc.Close()
+		mu.Lock()
+		clear(calls) // the dial's own calls
+		mu.Unlock()
+		v, err := control.New(tc).Status(ctx, ref)
+		require.NoError(t, err)
+		assert.Equal(t, workflows.Incomplete, v.Status)
+		assert.Equal(t, workflows.RunRunning, v.Workflow)
+		mu.Lock()
+		defer mu.Unlock()
+		assert.Equal(t, map[string]int{"QueryWorkflow": 1}, calls)
+	})
 
 	_, err = c.Connect(ctx, ref, workflows.Settings{})
 	var refused *control.RefusedError
