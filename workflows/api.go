@@ -336,8 +336,13 @@ const (
 	// needs no timer, and the connection's first run writes no version
 	// markers.
 	ProtocolDeliveryAck Protocol = 1
+	// ProtocolLocalReport is ProtocolDeliveryAck with children's reports
+	// signalled from a local activity (ReportToConnection): one marker
+	// event where a signal sent by the workflow costs two events and a
+	// workflow task of the child's own.
+	ProtocolLocalReport Protocol = 2
 	// CurrentProtocol is the protocol of connections started now.
-	CurrentProtocol = ProtocolDeliveryAck
+	CurrentProtocol = ProtocolLocalReport
 )
 
 // ConnectionInput starts a ConnectionWorkflow. State is empty on the first

@@ -1,9 +1,11 @@
 package workflows
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
@@ -75,6 +78,33 @@ func register(env *testsuite.TestWorkflowEnvironment) {
 	env.RegisterWorkflowWithOptions(DataSpaceShareWorkflow, workflow.RegisterOptions{Name: ShareWorkflowName})
 	env.RegisterWorkflowWithOptions(MetadataSyncWorkflow, workflow.RegisterOptions{Name: MetadataSyncWorkflowName})
 	env.RegisterActivity(&activities.Activities{})
+	relayReports(env)
+}
+
+// relayReports delivers the reports children send with ReportToConnection.
+// The test environment's workflows may be touched on its own goroutine
+// only, and a local activity runs on another: the activity only records
+// the report, and the signal goes out when the environment hands over the
+// activity's completion.
+func relayReports(env *testsuite.TestWorkflowEnvironment) {
+	var mu sync.Mutex
+	pending := map[string]activities.ReportInput{}
+	key := func(info activity.Info) string { return info.WorkflowExecution.ID + "/" + info.ActivityID }
+	env.OnActivity(acts.ReportToConnection, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.ReportInput) error {
+		mu.Lock()
+		defer mu.Unlock()
+		pending[key(activity.GetInfo(ctx))] = in
+		return nil
+	})
+	env.SetOnLocalActivityCompletedListener(func(info *activity.Info, _ converter.EncodedValue, err error) {
+		mu.Lock()
+		in, ok := pending[key(*info)]
+		delete(pending, key(*info))
+		mu.Unlock()
+		if ok && err == nil {
+			_ = env.SignalWorkflowByID(in.WorkflowID, in.Signal, in.Report)
+		}
+	})
 }
 
 func testSettings() Settings {

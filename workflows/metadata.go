@@ -48,6 +48,7 @@ func MetadataSyncWorkflow(ctx workflow.Context, in MetadataSyncInput) (MetadataS
 	// new goes unanswered.
 	m.budget = newRunBudget(m.settings)
 	m.deliveryAck = in.Protocol >= ProtocolDeliveryAck
+	m.localReport = in.Protocol >= ProtocolLocalReport
 	if m.deliveryAck {
 		m.published = m.view.Status
 		if st, ok := workflow.GetTypedSearchAttributes(ctx).GetKeyword(AttrMetadataSyncStatus); ok {
@@ -98,6 +99,8 @@ type metadataSync struct {
 	// received generation from the delivery of its signal, and a count is a
 	// local activity.
 	deliveryAck bool
+	// localReport: reports go from a local activity (ProtocolLocalReport).
+	localReport bool
 	// roundTimer fires at roundTimerAt, the next round; it lives across
 	// waits and is cancelled only when the next round moves.
 	roundTimer    workflow.Future
@@ -388,7 +391,7 @@ func (m *metadataSync) report(ctx workflow.Context) error {
 		return nil
 	}
 	m.answer = false
-	delivered, err := reportToConnection(ctx, m.in.Home, m.in.Companion, SignalMetadataReport, r)
+	delivered, err := reportToConnection(ctx, m.localReport, m.in.Home, m.in.Companion, SignalMetadataReport, r)
 	if delivered {
 		m.reported = r
 	}

@@ -59,6 +59,14 @@ func TestModelRandomSequencesFirstProtocol(t *testing.T) {
 	testModel(t, workflows.ProtocolReportEveryAck, seeds[:min(len(seeds), 200)])
 }
 
+// TestModelRandomSequencesDeliveryAck runs the model against connections
+// started under ProtocolDeliveryAck, whose children signal their reports
+// themselves: the first 200 seeds (or COMPANIONSYNC_MODEL_SEED).
+func TestModelRandomSequencesDeliveryAck(t *testing.T) {
+	seeds := modelSeeds(t)
+	testModel(t, workflows.ProtocolDeliveryAck, seeds[:min(len(seeds), 200)])
+}
+
 func testModel(t *testing.T, protocol workflows.Protocol, seeds []uint64) {
 	checked := 0
 	for _, seed := range seeds {

@@ -8,6 +8,8 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/companionsync/companionsync/activities"
 )
 
 // What the three workflows share: one signal inbox read only by the main
@@ -139,12 +141,39 @@ func childGone(err error) bool {
 // when the connection workflow is gone; any other failure returns nil, as
 // the next report, or the answer to the connection's re-send, carries the
 // same state.
-func reportToConnection(ctx workflow.Context, home, companion, signal string, report any) (delivered bool, err error) {
-	err = signalWorkflow(ctx, ConnectionWorkflowID(home, companion), signal, report)
-	if childGone(err) {
+//
+// Under ProtocolLocalReport (local) a local activity signals the report
+// with the worker's client, retried for up to a minute; the workflow sends
+// it itself under the earlier protocols.
+func reportToConnection(ctx workflow.Context, local bool, home, companion, signal string, report any) (delivered bool, err error) {
+	if !local {
+		err = signalWorkflow(ctx, ConnectionWorkflowID(home, companion), signal, report)
+		if childGone(err) {
+			return false, errOrphaned
+		}
+		return err == nil, nil
+	}
+	raw, err := json.Marshal(report)
+	if err != nil {
+		return false, fmt.Errorf("encode %s: %w", signal, err)
+	}
+	ctx = workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout: 10 * time.Second, ScheduleToCloseTimeout: time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 10 * time.Second},
+		Summary:     signal,
+	})
+	err = workflow.ExecuteLocalActivity(ctx, acts.ReportToConnection, activities.ReportInput{
+		WorkflowID: ConnectionWorkflowID(home, companion), Signal: signal, Report: raw,
+	}).Get(ctx, nil)
+	var app *temporal.ApplicationError
+	if errors.As(err, &app) && app.Type() == activities.ErrTypeWorkflowGone {
 		return false, errOrphaned
 	}
-	return err == nil, nil
+	if err != nil {
+		workflow.GetLogger(ctx).Warn("report failed", "signal", signal, "error", err)
+		return false, nil
+	}
+	return true, nil
 }
 
 // orphanReason says why a child stopped without being asked to.

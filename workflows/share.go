@@ -36,6 +36,7 @@ func DataSpaceShareWorkflow(ctx workflow.Context, in ShareInput) (ShareView, err
 	}
 	s.budget = newRunBudget(s.settings)
 	s.deliveryAck = in.Protocol >= ProtocolDeliveryAck
+	s.localReport = in.Protocol >= ProtocolLocalReport
 	if st := in.State; st != nil {
 		s.acked, s.view, s.checkpoint, s.removalDeadline = st.Acked, st.View, st.Checkpoint, st.RemovalDeadline
 		s.view.DataSpace, s.view.Requested = in.DataSpace, ""
@@ -103,6 +104,8 @@ type share struct {
 	// deliveryAck: ProtocolDeliveryAck, where the connection learns of a
 	// received generation from the delivery of its signal.
 	deliveryAck bool
+	// localReport: reports go from a local activity (ProtocolLocalReport).
+	localReport bool
 	// published is the status last written to the search attribute
 	// (ProtocolDeliveryAck; the first protocol writes it with each report).
 	published InitializationStatus
@@ -378,7 +381,7 @@ func (s *share) report(ctx workflow.Context) error {
 		}
 	}
 	s.details(ctx)
-	delivered, err := reportToConnection(ctx, s.in.Home, s.in.Companion, SignalShareReport, r)
+	delivered, err := reportToConnection(ctx, s.localReport, s.in.Home, s.in.Companion, SignalShareReport, r)
 	if delivered {
 		s.reported = r
 	}
