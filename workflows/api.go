@@ -219,11 +219,11 @@ func SearchAttributes() []temporal.SearchAttributeKeyKeyword {
 
 // RetrySettings is the retry policy of an activity.
 type RetrySettings struct {
-	InitialInterval    time.Duration `json:"initialInterval"`
-	BackoffCoefficient float64       `json:"backoffCoefficient"`
-	MaximumInterval    time.Duration `json:"maximumInterval"`
+	InitialInterval    time.Duration `json:"initialInterval,omitzero"`
+	BackoffCoefficient float64       `json:"backoffCoefficient,omitzero"`
+	MaximumInterval    time.Duration `json:"maximumInterval,omitzero"`
 	// MaximumAttempts bounds the attempts of one step; 0 means unlimited.
-	MaximumAttempts int32 `json:"maximumAttempts"`
+	MaximumAttempts int32 `json:"maximumAttempts,omitzero"`
 }
 
 func (r RetrySettings) policy() *temporal.RetryPolicy {
@@ -240,29 +240,29 @@ func (r RetrySettings) policy() *temporal.RetryPolicy {
 // the demo shrink only what they need.
 type Settings struct {
 	// HealthCheckInterval is the period of the licence and companion check.
-	HealthCheckInterval time.Duration `json:"healthCheckInterval"`
+	HealthCheckInterval time.Duration `json:"healthCheckInterval,omitzero"`
 	// MetadataSyncInterval is the period of metadata sync rounds.
-	MetadataSyncInterval time.Duration `json:"metadataSyncInterval"`
+	MetadataSyncInterval time.Duration `json:"metadataSyncInterval,omitzero"`
 	// RemovalDeadline bounds the removal of a data space from the companion.
-	RemovalDeadline time.Duration `json:"removalDeadline"`
+	RemovalDeadline time.Duration `json:"removalDeadline,omitzero"`
 	// InitialSyncRetry is the retry policy of each initial sync step.
-	InitialSyncRetry RetrySettings `json:"initialSyncRetry"`
+	InitialSyncRetry RetrySettings `json:"initialSyncRetry,omitzero"`
 	// ActivityRetry is the retry policy of the other activities.
-	ActivityRetry RetrySettings `json:"activityRetry"`
+	ActivityRetry RetrySettings `json:"activityRetry,omitzero"`
 	// BatchSize is the number of records copied or removed per batch.
-	BatchSize int `json:"batchSize"`
+	BatchSize int `json:"batchSize,omitzero"`
 	// StepBudget is how long one copy or removal activity works before it
 	// reports progress back to the workflow.
-	StepBudget time.Duration `json:"stepBudget"`
+	StepBudget time.Duration `json:"stepBudget,omitzero"`
 	// EventBudget is the history length after which a long-lived workflow
 	// continues as new, even if the server has not suggested it yet.
-	EventBudget int `json:"eventBudget"`
+	EventBudget int `json:"eventBudget,omitzero"`
 	// TestPassesPerRun is for the SDK's test environment only, which reports
 	// no history length: share and metadata-sync workflows continue as new
 	// after this many steps or passes of their main loop. (Tests make the
 	// connection continue as new with SetContinueAsNewSuggested.) Zero, as
 	// in production, disables it.
-	TestPassesPerRun int `json:"testPassesPerRun,omitempty"`
+	TestPassesPerRun int `json:"testPassesPerRun,omitzero"`
 }
 
 // DefaultSettings are the production defaults.
@@ -350,7 +350,7 @@ const (
 type ConnectionInput struct {
 	Home      string           `json:"home"`
 	Companion string           `json:"companion"`
-	Settings  Settings         `json:"settings"`
+	Settings  Settings         `json:"settings,omitzero"`
 	State     *ConnectionState `json:"state,omitempty"`
 	// Protocol is the acknowledgement protocol of the connection and its
 	// children; starters set CurrentProtocol.

@@ -887,6 +887,10 @@ func (c *connection) details() string {
 	if c.LastRejected != "" {
 		fmt.Fprintf(&b, "\nLast rejected message: %s\n", mdCell(c.LastRejected))
 	}
+	// The input holds only the settings its starter chose; these are the
+	// ones in force, with the worker's defaults filled in.
+	fmt.Fprintf(&b, "\nSettings: health check every %s, metadata sync every %s, removal deadline %s, batches of %d\n",
+		c.settings.HealthCheckInterval, c.settings.MetadataSyncInterval, c.settings.RemovalDeadline, c.settings.BatchSize)
 	return b.String()
 }
 

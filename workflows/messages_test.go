@@ -4,7 +4,11 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestDecodeDataSpaceRequest(t *testing.T) {
@@ -65,4 +69,22 @@ func FuzzDecodeDataSpaceRequest(f *testing.F) {
 			t.Fatalf("rejection summary of %d bytes", len(d))
 		}
 	})
+}
+
+// TestInputShowsOnlyChosenSettings: a connection's input, as the Web UI
+// shows it, holds the settings its starter chose and no zeros for the ones
+// left to the worker's defaults.
+func TestInputShowsOnlyChosenSettings(t *testing.T) {
+	in := ConnectionInput{Home: "acme", Companion: "acme-emea", Protocol: CurrentProtocol}
+	data, err := json.Marshal(in)
+	require.NoError(t, err)
+	assert.NotContains(t, string(data), "settings")
+
+	in.Settings = Settings{MetadataSyncInterval: time.Minute, ActivityRetry: RetrySettings{MaximumAttempts: 3}}
+	data, err = json.Marshal(in)
+	require.NoError(t, err)
+	assert.Contains(t, string(data), `"settings":{"metadataSyncInterval":60000000000,"activityRetry":{"maximumAttempts":3}}`)
+	var back ConnectionInput
+	require.NoError(t, json.Unmarshal(data, &back))
+	assert.Equal(t, in, back)
 }
