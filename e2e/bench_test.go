@@ -81,12 +81,15 @@ func BenchmarkLifecycle(b *testing.B) {
 	for b.Loop() {
 		// The floor runs before and after the lifecycles, on a server
 		// warmed up first, and the ratio is taken against the mean of the
-		// two: a single measure of it varied by a factor of two here.
+		// two: a single measure of it varied by a factor of two here. Each
+		// phase starts once the one before has settled.
 		progress("floor: %d workflows of 3 no-op activities to warm up, then %d", floorWorkflows/4, floorWorkflows)
 		runFloor(b, env.Client, "warm", floorWorkflows/4)
+		awaitQuiet(b, env.Client)
 		stopProfile := startProfile(b, profiles, "floor.pprof")
 		floorBefore := measureFloor(b, env.Client, "before")
 		stopProfile()
+		awaitQuiet(b, env.Client)
 
 		extra := []string{fmt.Sprintf("%s=%d", envWorkflowCache, cache)}
 		if profiles != "" {
@@ -103,14 +106,15 @@ func BenchmarkLifecycle(b *testing.B) {
 		run := runLifecycles(b, c, env.Client, 0, lifecycles)
 		serverCPU, workerCPU = cpuTime(b, os.Getpid())-serverCPU, cpuTime(b, proc.cmd.Process.Pid)-workerCPU
 		stopProfile()
-		floorAfter := measureFloor(b, env.Client, "after")
-		floorRate := (floorBefore.eventsPerSec() + floorAfter.eventsPerSec()) / 2
 		events := 0
 		for i := range lifecycles {
 			events += pairEvents(b, env.Client, fmt.Sprintf("bench-h%04d", i))
 		}
 		perLifecycle := float64(events) / float64(lifecycles)
 		b.Logf("events per lifecycle by type: %s", eventMix(b, env.Client, lifecycles))
+		awaitQuiet(b, env.Client)
+		floorAfter := measureFloor(b, env.Client, "after")
+		floorRate := (floorBefore.eventsPerSec() + floorAfter.eventsPerSec()) / 2
 		lifecycleRate := float64(lifecycles) / run.took.Seconds()
 		ratio := (float64(events) / run.took.Seconds()) / floorRate
 		p99 := percentile(run.toStatus, 0.99)
@@ -243,6 +247,25 @@ func floorWorkflow(ctx workflow.Context) error {
 }
 
 func floorActivity(context.Context) error { return nil }
+
+// awaitQuiet waits until visibility shows no running workflow: the phase
+// before has closed everything, and the server has recorded it, so its
+// trailing work is not counted in the next phase.
+func awaitQuiet(b *testing.B, c client.Client) {
+	b.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		resp, err := c.CountWorkflow(context.Background(), &workflowservice.CountWorkflowExecutionsRequest{Query: "ExecutionStatus = 'Running'"})
+		benchNoError(b, err)
+		if resp.GetCount() == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("%d workflows still running after a minute", resp.GetCount())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
 
 // measureFloor runs the floor and logs it.
 func measureFloor(b *testing.B, c client.Client, name string) floorResult {
