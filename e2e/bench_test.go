@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
@@ -13,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -37,6 +39,7 @@ const (
 	envBenchPlaintext  = "COMPANIONSYNC_BENCH_PLAINTEXT"  // 1: no payload encryption
 	envBenchCache      = "COMPANIONSYNC_BENCH_CACHE"      // sticky workflow cache of the worker process (default 100)
 	envBenchProfile    = "COMPANIONSYNC_BENCH_PROFILE"    // a directory: CPU profiles of the lifecycles, server side and worker side
+	envBenchPollers    = "COMPANIONSYNC_BENCH_POLLERS"    // clients reading the status of lifecycles in flight at 10 Hz each (default 0)
 )
 
 // Targets the benchmark shows against.
@@ -60,6 +63,7 @@ const (
 // operation until a status read shows it) and worker-KiB/connection.
 func BenchmarkLifecycle(b *testing.B) {
 	lifecycles := benchSize(b, envBenchLifecycles, 200, 10, 5000)
+	pollers := benchSize(b, envBenchPollers, 0, 0, 1000)
 	idle := benchSize(b, envBenchIdle, 200, 0, 5000)
 	cache := benchSize(b, envBenchCache, 100, 10, 100_000)
 	plaintext := os.Getenv(envBenchPlaintext) == "1"
@@ -103,7 +107,7 @@ func BenchmarkLifecycle(b *testing.B) {
 		progress("lifecycles: %d, %d at once", lifecycles, lifecycleConcurrency)
 		stopProfile = startProfile(b, profiles, "server.pprof")
 		serverCPU, workerCPU := cpuTime(b, os.Getpid()), cpuTime(b, proc.cmd.Process.Pid)
-		run := runLifecycles(b, c, env.Client, 0, lifecycles)
+		run := runLifecycles(b, c, env.Client, 0, lifecycles, pollers)
 		serverCPU, workerCPU = cpuTime(b, os.Getpid())-serverCPU, cpuTime(b, proc.cmd.Process.Pid)-workerCPU
 		stopProfile()
 		events := 0
@@ -327,16 +331,45 @@ type lifecycleRun struct {
 	toStatus []time.Duration
 }
 
-// runLifecycles runs the lifecycles of pairs [first, first+n) at once.
-func runLifecycles(b *testing.B, c *control.Client, tc client.Client, first, n int) lifecycleRun {
+// runLifecycles runs the lifecycles of pairs [first, first+n) at once,
+// while pollers clients read the status of a lifecycle in flight, each ten
+// times a second.
+func runLifecycles(b *testing.B, c *control.Client, tc client.Client, first, n, pollers int) lifecycleRun {
 	b.Helper()
 	var (
-		mu  sync.Mutex
-		out lifecycleRun
-		wg  sync.WaitGroup
+		mu       sync.Mutex
+		out      lifecycleRun
+		wg       sync.WaitGroup
+		inFlight = map[int]bool{}
 	)
 	errs := make(chan error, n)
 	sem := make(chan struct{}, lifecycleConcurrency)
+	ctx, stopPolling := context.WithCancel(context.Background())
+	var polls sync.WaitGroup
+	var reads, failed atomic.Int64
+	for range pollers {
+		polls.Go(func() {
+			tick := time.NewTicker(100 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-tick.C:
+				}
+				mu.Lock()
+				refs := slices.Collect(maps.Keys(inFlight))
+				mu.Unlock()
+				if len(refs) == 0 {
+					continue
+				}
+				if _, err := c.Status(ctx, benchRef(refs[rand.IntN(len(refs))])); err != nil && ctx.Err() == nil {
+					failed.Add(1)
+				}
+				reads.Add(1)
+			}
+		})
+	}
 	start := time.Now()
 	for i := first; i < first+n; i++ {
 		wg.Add(1)
@@ -344,8 +377,12 @@ func runLifecycles(b *testing.B, c *control.Client, tc client.Client, first, n i
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
+			mu.Lock()
+			inFlight[i] = true
+			mu.Unlock()
 			lat, err := lifecycle(c, tc, benchRef(i))
 			mu.Lock()
+			delete(inFlight, i)
 			out.toStatus = append(out.toStatus, lat...)
 			mu.Unlock()
 			errs <- err
@@ -353,9 +390,15 @@ func runLifecycles(b *testing.B, c *control.Client, tc client.Client, first, n i
 	}
 	wg.Wait()
 	out.took = time.Since(start)
+	stopPolling()
+	polls.Wait()
 	close(errs)
 	for err := range errs {
 		benchNoError(b, err)
+	}
+	if pollers > 0 {
+		b.Logf("%d pollers read the status %d times (%.0f/s), %d of them failed", pollers, reads.Load(),
+			float64(reads.Load())/out.took.Seconds(), failed.Load())
 	}
 	return out
 }
