@@ -155,7 +155,9 @@ func reportToConnection(ctx workflow.Context, local bool, home, companion, signa
 	}
 	raw, err := json.Marshal(report)
 	if err != nil {
-		return false, fmt.Errorf("encode %s: %w", signal, err)
+		// A report type that cannot be encoded is a bug: fail the
+		// workflow task, visibly, rather than stop the child as orphaned.
+		panic(fmt.Sprintf("encode %s: %v", signal, err))
 	}
 	ctx = workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
 		StartToCloseTimeout: 10 * time.Second, ScheduleToCloseTimeout: time.Minute,
