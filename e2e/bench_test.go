@@ -551,7 +551,7 @@ func openIdle(b *testing.B, c *control.Client, first, n int) {
 // pair, from visibility, once they have all closed.
 func pairEvents(b *testing.B, c client.Client, home string) int {
 	b.Helper()
-	q := fmt.Sprintf("%s = '%s'", workflows.AttrHomeOrg.GetName(), home)
+	q := pairQuery(home)
 	deadline := time.Now().Add(time.Minute)
 	for {
 		resp, err := c.ListWorkflow(context.Background(), &workflowservice.ListWorkflowExecutionsRequest{Query: q})
@@ -579,6 +579,11 @@ func pairEvents(b *testing.B, c client.Client, home string) int {
 	}
 }
 
+// pairQuery lists every workflow and run of a benchmark pair.
+func pairQuery(home string) string {
+	return fmt.Sprintf("%s = '%s'", workflows.AttrHomeOrg.GetName(), home)
+}
+
 // eventMix is the mean count of each event type over the lifecycles of
 // pairs [0, n), every workflow and run, most frequent first, then the mean
 // history length of each workflow type.
@@ -587,7 +592,7 @@ func eventMix(b *testing.B, c client.Client, n int) string {
 	ctx := context.Background()
 	counts, perType := map[string]int{}, map[string]int{}
 	for i := range n {
-		q := fmt.Sprintf("%s = '%s'", workflows.AttrHomeOrg.GetName(), benchRef(i).Home)
+		q := pairQuery(benchRef(i).Home)
 		resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q})
 		benchNoError(b, err)
 		for _, e := range resp.GetExecutions() {

@@ -64,14 +64,18 @@ func runWorkerProcess() int {
 		return 4
 	}
 	defer store.Close()
-	// As control.DialOptions on a loopback address.
-	opts := client.Options{HostPort: os.Getenv(envFrontend), ConnectionOptions: client.ConnectionOptions{GrpcCompression: &client.GrpcCompressionNone{}}}
+	// The options the worker dials with.
+	dial := control.DialOptions{Address: os.Getenv(envFrontend)}
 	if spec := os.Getenv(codec.KeysEnv); spec != "" {
 		ring, err := codec.ParseKeys(spec)
 		if err != nil {
 			return 7
 		}
-		opts.DataConverter, opts.FailureConverter = codec.NewConverters(ring)
+		dial.Keys = ring
+	}
+	opts, err := dial.ClientOptions()
+	if err != nil {
+		return 7
 	}
 	c, err := client.Dial(opts)
 	if err != nil {

@@ -14,7 +14,6 @@ import (
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
-	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
 
 	"github.com/companionsync/companionsync/activities"
@@ -145,14 +144,12 @@ func (e *Env) StartServer(t testing.TB) {
 // Dial connects e.Client to the server; it closes with the test.
 func (e *Env) Dial(t testing.TB) {
 	t.Helper()
-	opts := client.Options{
-		HostPort: e.Server.FrontendAddr(), Namespace: e.Server.Namespace(),
-		Logger: sdklog.NewStructuredLogger(logger()),
-		// As control.DialOptions on a loopback address.
-		ConnectionOptions: client.ConnectionOptions{GrpcCompression: &client.GrpcCompressionNone{}},
-	}
-	if e.Keys != nil {
-		opts.DataConverter, opts.FailureConverter = codec.NewConverters(e.Keys)
+	// The options the worker and the CLI dial with.
+	opts, err := control.DialOptions{
+		Address: e.Server.FrontendAddr(), Namespace: e.Server.Namespace(), Logger: logger(), Keys: e.Keys,
+	}.ClientOptions()
+	if err != nil {
+		t.Fatalf("dial options: %v", err)
 	}
 	c, err := client.Dial(opts)
 	if err != nil {
