@@ -240,10 +240,12 @@ func (c *Client) Disconnect(ctx context.Context, ref Ref, wait bool) (workflows.
 	return final, nil
 }
 
-// Status returns the connection's whole status, also after it ended. Each
-// status is what the responsible workflow last reported; the progress of
-// running copies and removals and the metadata sync's own view are read from
-// those workflows. When the connection's workflow closed other than by a
+// Status returns the connection's whole status, also after it ended, from
+// one query of the connection's workflow. Each status, count and round is
+// what the responsible workflow last reported. (For a connection started
+// before ProtocolProgressReport, the progress of running copies and
+// removals and the metadata sync's own view are read from those workflows.)
+// When the connection's workflow closed other than by a
 // disconnect (terminated, failed, timed out), Status reads how it closed and
 // LastStatus the last status it reported.
 func (c *Client) Status(ctx context.Context, ref Ref) (workflows.StatusView, error) {
@@ -272,13 +274,14 @@ func (c *Client) Status(ctx context.Context, ref Ref) (workflows.StatusView, err
 	if closed(&view, run) {
 		return view, nil
 	}
-	if run != workflows.RunRunning {
+	if run != workflows.RunRunning || view.Protocol >= workflows.ProtocolProgressReport {
+		// Children report their progress to the connection: its answer
+		// is the whole status.
 		return view, nil
 	}
-	// Progress is not reported to the connection: the share and metadata
-	// sync workflows know it. Their queries run in parallel, so a status
-	// read costs one more round trip at most, and only while something
-	// is in progress.
+	// Connections started before ProtocolProgressReport hear of progress
+	// only on status changes: the share and metadata sync workflows know
+	// it. Their queries run in parallel, in one more round trip.
 	var wg sync.WaitGroup
 	for i, sh := range view.DataSpaces {
 		if sh.InitializationStatus != workflows.Activating && sh.InitializationStatus != workflows.RemovingSharing {

@@ -3,6 +3,7 @@ package control_test
 import (
 	"context"
 	"errors"
+	"maps"
 	"path"
 	"sync"
 	"testing"
@@ -72,7 +73,9 @@ func TestClientAgainstRealServer(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, workflows.Incomplete, v.Status)
 
-	t.Run("a status read of a running connection is one query", func(t *testing.T) {
+	// countStatusCalls reads the status with a client that counts the
+	// calls it makes to the server.
+	countStatusCalls := func(t *testing.T) (workflows.StatusView, map[string]int) {
 		var mu sync.Mutex
 		calls := map[string]int{}
 		count := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
@@ -94,10 +97,16 @@ func TestClientAgainstRealServer(t *testing.T) {
 		mu.Unlock()
 		v, err := control.New(tc).Status(ctx, ref)
 		require.NoError(t, err)
-		assert.Equal(t, workflows.Incomplete, v.Status)
-		assert.Equal(t, workflows.RunRunning, v.Workflow)
 		mu.Lock()
 		defer mu.Unlock()
+		return v, maps.Clone(calls)
+	}
+
+	t.Run("a status read of a running connection is one query", func(t *testing.T) {
+		v, calls := countStatusCalls(t)
+		assert.Equal(t, workflows.Incomplete, v.Status)
+		assert.Equal(t, workflows.RunRunning, v.Workflow)
+		assert.Equal(t, workflows.CurrentProtocol, v.Protocol)
 		assert.Equal(t, map[string]int{"QueryWorkflow": 1}, calls)
 	})
 
@@ -115,6 +124,14 @@ func TestClientAgainstRealServer(t *testing.T) {
 	companion, err := env.Store.CompanionChecksum(ctx, "acme", "acme-emea", "default")
 	require.NoError(t, err)
 	assert.Equal(t, home, companion, "companion holds exactly the home's records")
+
+	t.Run("a status read with a share and a metadata sync is one query", func(t *testing.T) {
+		testenv.WaitStatus(t, c, ref, "metadata sync counted", func(v workflows.StatusView) bool { return v.MetadataSync.Status == workflows.SyncSucceeded })
+		v, calls := countStatusCalls(t)
+		assert.Equal(t, workflows.ShareActive, shareStatus(v, "default"))
+		assert.Equal(t, workflows.SyncSucceeded, v.MetadataSync.Status)
+		assert.Equal(t, map[string]int{"QueryWorkflow": 1}, calls, "the children's progress comes with the connection's answer")
+	})
 
 	t.Run("refusals change nothing", func(t *testing.T) {
 		before, err := c.Status(ctx, ref)

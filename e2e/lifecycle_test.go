@@ -72,6 +72,9 @@ func TestFullLifecycle(t *testing.T) {
 func TestWorkerCrash(t *testing.T) {
 	settings := testenv.FastSettings()
 	settings.BatchSize = 50
+	// Short steps: the status shows progress several times before half
+	// the records are copied, also on a fast machine.
+	settings.StepBudget = 50 * time.Millisecond
 	env := testenv.Start(t, testenv.Options{SeedRecords: 60000, NoWorker: true, Settings: settings})
 	c := control.New(env.Client)
 	ctx := context.Background()

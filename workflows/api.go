@@ -341,8 +341,13 @@ const (
 	// event where a signal sent by the workflow costs two events and a
 	// workflow task of the child's own.
 	ProtocolLocalReport Protocol = 2
+	// ProtocolProgressReport is ProtocolLocalReport with children reporting
+	// their progress too: a share after each copy or removal step that did
+	// not finish, the metadata sync after each round. The connection then
+	// knows everything its status shows, and a status read is one query.
+	ProtocolProgressReport Protocol = 3
 	// CurrentProtocol is the protocol of connections started now.
-	CurrentProtocol = ProtocolLocalReport
+	CurrentProtocol = ProtocolProgressReport
 )
 
 // ConnectionInput starts a ConnectionWorkflow. State is empty on the first
@@ -582,4 +587,8 @@ type StatusView struct {
 	// their search attributes (statuses only: no reason, progress or
 	// requests), read from the server without a worker.
 	Stale bool `json:"stale,omitempty"`
+	// Protocol is the acknowledgement protocol the connection runs. From
+	// ProtocolProgressReport on, the view holds its children's progress
+	// and a status read needs no other query.
+	Protocol Protocol `json:"protocol,omitempty"`
 }

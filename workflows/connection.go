@@ -800,6 +800,7 @@ func (c *connection) view() StatusView {
 		MetadataSync:  c.metadataView(),
 		LastRejected:  c.LastRejected,
 		Transitions:   slices.Clone(c.Transitions),
+		Protocol:      c.protocol,
 	}
 	for _, ds := range workflow.DeterministicKeys(c.Shares) {
 		v.DataSpaces = append(v.DataSpaces, c.shareView(ds))

@@ -2,7 +2,9 @@ package workflows
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"sync"
@@ -42,6 +44,8 @@ type harness struct {
 	uncounted bool
 	// protocol is the connection's (CurrentProtocol unless a test sets it).
 	protocol Protocol
+	// relayed lists the children's reports delivered to the connection.
+	relayed *reportLog
 }
 
 func newHarness(t *testing.T) *harness {
@@ -49,7 +53,7 @@ func newHarness(t *testing.T) *harness {
 	var suite testsuite.WorkflowTestSuite
 	suite.SetLogger(testLogger())
 	env := suite.NewTestWorkflowEnvironment()
-	register(env)
+	relayed := register(env)
 	f := newFakeOrgs()
 	env.OnActivity(acts.Handshake, mock.Anything, mock.Anything).Return(f.Handshake)
 	env.OnActivity(acts.CheckHealth, mock.Anything, mock.Anything).Return(f.CheckHealth)
@@ -62,7 +66,7 @@ func newHarness(t *testing.T) *harness {
 	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: ConnectionWorkflowID(home, companion), TaskQueue: TaskQueue})
 	env.SetOnActivityCanceledListener(func(info *activity.Info) { f.cancel(*info) })
 	env.SetTestTimeout(time.Minute)
-	h := &harness{t: t, env: env, orgs: f, start: env.Now(), protocol: CurrentProtocol}
+	h := &harness{t: t, env: env, orgs: f, start: env.Now(), protocol: CurrentProtocol, relayed: relayed}
 	t.Cleanup(func() {
 		if !t.Failed() && !h.uncounted {
 			assert.Equal(t, h.scheduled, h.ran, "callbacks scheduled by at that never ran")
@@ -72,13 +76,34 @@ func newHarness(t *testing.T) *harness {
 }
 
 // register registers the three workflows and the activities under their
-// contract names.
-func register(env *testsuite.TestWorkflowEnvironment) {
+// contract names. The children's reports are relayed, and logged.
+func register(env *testsuite.TestWorkflowEnvironment) *reportLog {
 	env.RegisterWorkflowWithOptions(ConnectionWorkflow, workflow.RegisterOptions{Name: ConnectionWorkflowName})
 	env.RegisterWorkflowWithOptions(DataSpaceShareWorkflow, workflow.RegisterOptions{Name: ShareWorkflowName})
 	env.RegisterWorkflowWithOptions(MetadataSyncWorkflow, workflow.RegisterOptions{Name: MetadataSyncWorkflowName})
 	env.RegisterActivity(&activities.Activities{})
-	relayReports(env)
+	return relayReports(env)
+}
+
+// reportLog lists the reports relayReports delivered, in order.
+type reportLog struct {
+	mu      sync.Mutex
+	reports []activities.ReportInput
+}
+
+// shares returns the share reports delivered, decoded.
+func (l *reportLog) shares(t *testing.T) []ShareView {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var views []ShareView
+	for _, in := range l.reports {
+		if in.Signal == SignalShareReport {
+			var r ShareReport
+			require.NoError(t, json.Unmarshal(in.Report, &r))
+			views = append(views, r.View)
+		}
+	}
+	return views
 }
 
 // relayReports delivers the reports children send with ReportToConnection.
@@ -86,7 +111,8 @@ func register(env *testsuite.TestWorkflowEnvironment) {
 // only, and a local activity runs on another: the activity only records
 // the report, and the signal goes out when the environment hands over the
 // activity's completion.
-func relayReports(env *testsuite.TestWorkflowEnvironment) {
+func relayReports(env *testsuite.TestWorkflowEnvironment) *reportLog {
+	log := &reportLog{}
 	var mu sync.Mutex
 	pending := map[string]activities.ReportInput{}
 	key := func(info activity.Info) string { return info.WorkflowExecution.ID + "/" + info.ActivityID }
@@ -101,10 +127,13 @@ func relayReports(env *testsuite.TestWorkflowEnvironment) {
 		in, ok := pending[key(*info)]
 		delete(pending, key(*info))
 		mu.Unlock()
-		if ok && err == nil {
-			_ = env.SignalWorkflowByID(in.WorkflowID, in.Signal, in.Report)
+		if ok && err == nil && env.SignalWorkflowByID(in.WorkflowID, in.Signal, in.Report) == nil {
+			log.mu.Lock()
+			log.reports = append(log.reports, in)
+			log.mu.Unlock()
 		}
 	})
+	return log
 }
 
 func testSettings() Settings {
@@ -252,6 +281,65 @@ func TestShareBecomesActiveAndDisconnectRemovesIt(t *testing.T) {
 	assert.Empty(t, v.DataSpaces)
 	assert.Empty(t, h.orgs.copied, "companion data left behind")
 	assert.Equal(t, 1, h.orgs.deregistrations)
+}
+
+// TestChildrenReportProgress: from ProtocolProgressReport on, a share
+// reports its progress after each copy or removal step that did not finish,
+// and the metadata sync each round, so the connection's own answer holds
+// every count its status shows. Before, children report status changes only.
+func TestChildrenReportProgress(t *testing.T) {
+	for _, tc := range []struct {
+		protocol Protocol
+		// shares are the share reports delivered: status, copied/total, removed/to remove.
+		shares []string
+		// rounds is the connection's count of metadata rounds after the third round.
+		rounds int
+	}{
+		{ProtocolLocalReport, []string{"Active 25/25 0/0"}, 2},
+		{ProtocolProgressReport, []string{
+			"Activating 10/25 0/0", "Activating 20/25 0/0", "Active 25/25 0/0",
+			"Removing Sharing 25/25 10/25", "Removing Sharing 25/25 20/25",
+		}, 3},
+	} {
+		t.Run(fmt.Sprintf("protocol %d", tc.protocol), func(t *testing.T) {
+			h := newHarness(t)
+			h.protocol = tc.protocol
+			h.at(time.Second, func() { h.share(MessageShare, "default") })
+			h.at(time.Minute, func() { h.orgs.addChanges("default", 3) })
+			// Rounds run 15, 30 and 45 minutes after the sync started: the
+			// first counts the changes, the second applies them, the third
+			// changes no status.
+			h.at(50*time.Minute, func() {
+				v := h.status()
+				assert.Equal(t, tc.protocol, v.Protocol)
+				assert.Equal(t, SyncSucceeded, v.MetadataSync.Status)
+				assert.Equal(t, tc.rounds, v.MetadataSync.Rounds)
+				require.NotNil(t, v.MetadataSync.LastSucceededAt)
+				assert.WithinDuration(t, h.start.Add(time.Duration(tc.rounds)*15*time.Minute), *v.MetadataSync.LastSucceededAt, 10*time.Second)
+				var syncStatuses []string
+				for _, tr := range v.Transitions {
+					if tr.Subject == subjectMetadataSync {
+						syncStatuses = append(syncStatuses, tr.Status)
+					}
+				}
+				want := []string{"Succeeded", "Pending", "Succeeded"}
+				if tc.protocol >= ProtocolProgressReport {
+					want = []string{"Succeeded", "Pending", "In Progress", "Succeeded"}
+				}
+				assert.Equal(t, want, syncStatuses)
+				h.env.SignalWorkflow(MessageDisconnect, nil)
+			})
+			h.run(testSettings())
+
+			assert.Equal(t, Disconnected, h.final().Status)
+			var got []string
+			for _, v := range h.relayed.shares(t) {
+				got = append(got, fmt.Sprintf("%s %d/%d %d/%d", v.InitializationStatus, v.RecordsCopied, v.RecordsTotal, v.RecordsRemoved, v.RecordsToRemove))
+			}
+			assert.Equal(t, tc.shares, got)
+			assert.Equal(t, 3, len(h.orgs.applied), "each change applied")
+		})
+	}
 }
 
 func TestInitialSyncFailingTwiceThenSucceeding(t *testing.T) {

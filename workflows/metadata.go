@@ -25,8 +25,8 @@ const maxErrorLog = 500
 // asks for a resume, which starts the next round at once. It carries out the
 // desired state its connection sends (data spaces, suspension, resume, stop),
 // reports each acknowledged generation and each change of its settled status
-// (not In Progress, which its own query and search attribute show), continues
-// as new to keep its history short, and returns when asked to stop or when
+// (from ProtocolProgressReport on also In Progress, each round and each new
+// pending count; before, its own query showed those), continues as new to keep its history short, and returns when asked to stop or when
 // its connection workflow is gone.
 func MetadataSyncWorkflow(ctx workflow.Context, in MetadataSyncInput) (MetadataSyncView, error) {
 	st := in.State
@@ -49,6 +49,7 @@ func MetadataSyncWorkflow(ctx workflow.Context, in MetadataSyncInput) (MetadataS
 	m.budget = newRunBudget(m.settings)
 	m.deliveryAck = in.Protocol >= ProtocolDeliveryAck
 	m.localReport = in.Protocol >= ProtocolLocalReport
+	m.progressReport = in.Protocol >= ProtocolProgressReport
 	if m.deliveryAck {
 		m.published = m.view.Status
 		if st, ok := workflow.GetTypedSearchAttributes(ctx).GetKeyword(AttrMetadataSyncStatus); ok {
@@ -101,6 +102,9 @@ type metadataSync struct {
 	deliveryAck bool
 	// localReport: reports go from a local activity (ProtocolLocalReport).
 	localReport bool
+	// progressReport: every round and every new count of pending changes
+	// is reported (ProtocolProgressReport).
+	progressReport bool
 	// roundTimer fires at roundTimerAt, the next round; it lives across
 	// waits and is cancelled only when the next round moves.
 	roundTimer    workflow.Future
@@ -256,6 +260,9 @@ func (m *metadataSync) round(ctx workflow.Context) {
 	if m.view.PendingChanges > 0 {
 		m.setStatus(ctx, SyncInProgress)
 		m.publishStatus(ctx)
+		if m.progressReport && m.report(ctx) != nil {
+			return // the run's next report finds the connection gone
+		}
 		if err := m.apply(ctx); err != nil {
 			m.pause(ctx, err)
 			return
@@ -387,7 +394,8 @@ func (m *metadataSync) report(ctx workflow.Context) error {
 	r := MetadataReport{Generation: m.acked, View: m.view}
 	prev := m.reported.View
 	if !m.answer && r.Generation == m.reported.Generation && r.View.Status == prev.Status &&
-		r.View.Paused == prev.Paused && r.View.Stopped == prev.Stopped {
+		r.View.Paused == prev.Paused && r.View.Stopped == prev.Stopped &&
+		(!m.progressReport || sameRound(r.View, prev)) {
 		return nil
 	}
 	m.answer = false
@@ -396,6 +404,13 @@ func (m *metadataSync) report(ctx workflow.Context) error {
 		m.reported = r
 	}
 	return err
+}
+
+// sameRound reports whether two views tell the same rounds, pending count
+// and errors.
+func sameRound(a, b MetadataSyncView) bool {
+	return a.Rounds == b.Rounds && a.PendingChanges == b.PendingChanges &&
+		a.ErrorCount == b.ErrorCount && a.Error == b.Error
 }
 
 // details refreshes the one-line state shown in the Web UI.

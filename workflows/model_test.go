@@ -67,6 +67,14 @@ func TestModelRandomSequencesDeliveryAck(t *testing.T) {
 	testModel(t, workflows.ProtocolDeliveryAck, seeds[:min(len(seeds), 200)])
 }
 
+// TestModelRandomSequencesLocalReport runs the model against connections
+// started under ProtocolLocalReport, whose children report status changes
+// but not progress: the first 200 seeds (or COMPANIONSYNC_MODEL_SEED).
+func TestModelRandomSequencesLocalReport(t *testing.T) {
+	seeds := modelSeeds(t)
+	testModel(t, workflows.ProtocolLocalReport, seeds[:min(len(seeds), 200)])
+}
+
 func testModel(t *testing.T, protocol workflows.Protocol, seeds []uint64) {
 	checked := 0
 	for _, seed := range seeds {

@@ -23,8 +23,8 @@ const heartbeatTimeout = 10 * time.Second
 // intent removed it removes the data from the companion within the removal
 // deadline (Removing Sharing, then gone, or Error). A new generation with
 // the same intent retries a share in Error. It reports each acknowledged
-// generation and each status change to its connection; progress is read by
-// its status query. It returns the final view once the data is removed, or
+// generation and each status change to its connection, and, from
+// ProtocolProgressReport on, its progress after each step. It returns the final view once the data is removed, or
 // stops, leaving the data as it is, when its connection workflow is gone.
 func DataSpaceShareWorkflow(ctx workflow.Context, in ShareInput) (ShareView, error) {
 	s := &share{
@@ -37,6 +37,7 @@ func DataSpaceShareWorkflow(ctx workflow.Context, in ShareInput) (ShareView, err
 	s.budget = newRunBudget(s.settings)
 	s.deliveryAck = in.Protocol >= ProtocolDeliveryAck
 	s.localReport = in.Protocol >= ProtocolLocalReport
+	s.progressReport = in.Protocol >= ProtocolProgressReport
 	if st := in.State; st != nil {
 		s.acked, s.view, s.checkpoint, s.removalDeadline = st.Acked, st.View, st.Checkpoint, st.RemovalDeadline
 		s.view.DataSpace, s.view.Requested = in.DataSpace, ""
@@ -106,6 +107,9 @@ type share struct {
 	deliveryAck bool
 	// localReport: reports go from a local activity (ProtocolLocalReport).
 	localReport bool
+	// progressReport: the counts of copied and removed records are
+	// reported after each step (ProtocolProgressReport).
+	progressReport bool
 	// published is the status last written to the search attribute
 	// (ProtocolDeliveryAck; the first protocol writes it with each report).
 	published InitializationStatus
@@ -151,6 +155,7 @@ func (s *share) receive(d ShareDesired) {
 		// The connection knows: it derived the same state from the delivery.
 		s.reported.Generation = s.acked
 		s.reported.View.InitializationStatus, s.reported.View.Error = s.view.InitializationStatus, s.view.Error
+		s.reported.View.RecordsRemoved, s.reported.View.RecordsToRemove = s.view.RecordsRemoved, s.view.RecordsToRemove
 	}
 }
 
@@ -253,6 +258,9 @@ func (s *share) copyData(ctx workflow.Context) error {
 			s.setStatus(ctx, ShareActive)
 			return nil
 		}
+		if s.progressReport && s.report(ctx) != nil {
+			return errOrphaned
+		}
 		if s.budget.count(ctx) {
 			return errInterrupted
 		}
@@ -313,6 +321,10 @@ func (s *share) removeData(ctx workflow.Context) error {
 			done = true
 			return nil
 		}
+		if s.progressReport {
+			// A removal goes on without its connection: an operator asked for it.
+			_ = s.report(ctx)
+		}
 		if s.budget.count(ctx) {
 			return errInterrupted
 		}
@@ -371,7 +383,7 @@ func (s *share) report(ctx workflow.Context) error {
 	}
 	r := ShareReport{Generation: s.acked, View: s.view}
 	if !s.answer && r.Generation == s.reported.Generation && r.View.InitializationStatus == s.reported.View.InitializationStatus &&
-		r.View.Error == s.reported.View.Error && !r.View.Removed {
+		r.View.Error == s.reported.View.Error && !r.View.Removed && (!s.progressReport || sameProgress(r.View, s.reported.View)) {
 		return nil
 	}
 	s.answer = false
@@ -386,6 +398,13 @@ func (s *share) report(ctx workflow.Context) error {
 		s.reported = r
 	}
 	return err
+}
+
+// sameProgress reports whether two views count the same copied and removed
+// records.
+func sameProgress(a, b ShareView) bool {
+	return a.RecordsCopied == b.RecordsCopied && a.RecordsTotal == b.RecordsTotal &&
+		a.RecordsRemoved == b.RecordsRemoved && a.RecordsToRemove == b.RecordsToRemove
 }
 
 // details refreshes the one-line state shown in the Web UI.
