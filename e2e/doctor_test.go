@@ -231,6 +231,9 @@ func startInput(t *testing.T, env *testenv.Env, workflowID string) workflows.Con
 func slowCopies() workflows.Settings {
 	s := testenv.FastSettings()
 	s.BatchSize = 2
+	// Many short steps: a test that stops a copy after its first step has
+	// many steps' margin before the copy ends.
+	s.StepBudget = 20 * time.Millisecond
 	return s
 }
 
