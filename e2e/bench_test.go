@@ -59,8 +59,10 @@ const (
 //	go test ./e2e -run '^$' -bench Lifecycle -benchtime 1x
 //
 // It reports lifecycles/s, events/lifecycle, floor-ratio (lifecycle
-// history events/s over the floor's), p99-ms-to-status (from an accepted
-// operation until a status read shows it) and worker-KiB/connection.
+// history events/s over the floor's; rates of both are taken in the steady
+// part of their phase, see phaseTimes.steady), p99-ms-to-status (from an
+// accepted operation until a status read shows it) and
+// worker-KiB/connection.
 func BenchmarkLifecycle(b *testing.B) {
 	lifecycles := benchSize(b, envBenchLifecycles, 200, 10, 5000)
 	pollers := benchSize(b, envBenchPollers, 0, 0, 1000)
@@ -119,8 +121,13 @@ func BenchmarkLifecycle(b *testing.B) {
 		awaitQuiet(b, env.Client)
 		floorAfter := measureFloor(b, env.Client, "after")
 		floorRate := (floorBefore.eventsPerSec() + floorAfter.eventsPerSec()) / 2
-		lifecycleRate := float64(lifecycles) / run.took.Seconds()
-		ratio := (float64(events) / run.took.Seconds()) / floorRate
+		// Rates are taken in the steady part of each phase (see steady).
+		lifecycleRate := run.phase.steadyRate()
+		ratio := lifecycleRate * perLifecycle / floorRate
+		steadyUnits, steadyWindow := run.phase.steady()
+		b.Logf("lifecycles: %d in %s, %.2f/s over the whole phase; steady part: %d ended in %s, %.2f/s",
+			lifecycles, run.took.Round(time.Millisecond), float64(lifecycles)/run.took.Seconds(),
+			steadyUnits, steadyWindow.Round(time.Millisecond), lifecycleRate)
 		p99 := percentile(run.toStatus, 0.99)
 		b.Logf("lifecycles: %.0f µs CPU/event in the server and client, %.0f µs in the worker process (%.1f and %.1f CPU-s of %.1f s)",
 			perEvent(serverCPU, events), perEvent(workerCPU, events), serverCPU.Seconds(), workerCPU.Seconds(), run.took.Seconds())
@@ -225,9 +232,61 @@ func benchNoError(b *testing.B, err error) {
 type floorResult struct {
 	workflows, events int
 	took              time.Duration
+	phase             *phaseTimes
 }
 
-func (f floorResult) eventsPerSec() float64 { return float64(f.events) / f.took.Seconds() }
+// eventsPerSec is the floor's event rate in its steady part.
+func (f floorResult) eventsPerSec() float64 {
+	return f.phase.steadyRate() * float64(f.events) / float64(f.workflows)
+}
+
+// phaseTimes are the start and end times of the units of a phase (floor
+// workflows or lifecycles), run lifecycleConcurrency at once.
+type phaseTimes struct {
+	mu           sync.Mutex
+	starts, ends []time.Time
+}
+
+func (p *phaseTimes) started() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.starts = append(p.starts, time.Now())
+}
+
+func (p *phaseTimes) ended() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.ends = append(p.ends, time.Now())
+}
+
+// steady is the part of the phase in which every slot is busy: from the
+// first unit's end to the last unit's start. Before it, the first units
+// start together; after it, fewer and fewer units run and the engine idles,
+// for about as long as one unit takes. A lifecycle takes seconds where a
+// floor workflow takes a fraction of one, so rates over the whole phase
+// would charge the lifecycles a longer drain. steady returns the units that
+// ended inside that part and its length, or, when the phase has no such
+// part (no more units than slots), all units and the whole phase.
+func (p *phaseTimes) steady() (units int, window time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	first, last := slices.MinFunc(p.ends, time.Time.Compare), slices.MaxFunc(p.starts, time.Time.Compare)
+	if !last.After(first) {
+		return len(p.ends), slices.MaxFunc(p.ends, time.Time.Compare).Sub(slices.MinFunc(p.starts, time.Time.Compare))
+	}
+	for _, e := range p.ends {
+		if e.After(first) && !e.After(last) {
+			units++
+		}
+	}
+	return units, last.Sub(first)
+}
+
+// steadyRate is units per second in the steady part of the phase.
+func (p *phaseTimes) steadyRate() float64 {
+	units, window := p.steady()
+	return float64(units) / window.Seconds()
+}
 
 const (
 	floorTaskQueue = "bench-floor"
@@ -277,8 +336,10 @@ func measureFloor(b *testing.B, c client.Client, name string) floorResult {
 	cpu := cpuTime(b, os.Getpid())
 	floor := runFloor(b, c, name, floorWorkflows)
 	cpu = cpuTime(b, os.Getpid()) - cpu
-	b.Logf("floor %s: %d workflows in %s, %.0f events/s, %.0f µs CPU/event (server, client and worker)",
-		name, floor.workflows, floor.took.Round(time.Millisecond), floor.eventsPerSec(), perEvent(cpu, floor.events))
+	units, window := floor.phase.steady()
+	b.Logf("floor %s: %d workflows in %s (%.0f events/s); steady part: %d ended in %s, %.0f events/s; %.0f µs CPU/event (server, client and worker)",
+		name, floor.workflows, floor.took.Round(time.Millisecond), float64(floor.events)/floor.took.Seconds(),
+		units, window.Round(time.Millisecond), floor.eventsPerSec(), perEvent(cpu, floor.events))
 	return floor
 }
 
@@ -294,6 +355,7 @@ func runFloor(b *testing.B, c client.Client, name string, n int) floorResult {
 	ctx := context.Background()
 	start := time.Now()
 	var wg sync.WaitGroup
+	phase := &phaseTimes{}
 	errs := make(chan error, n)
 	sem := make(chan struct{}, lifecycleConcurrency)
 	for i := range n {
@@ -302,10 +364,12 @@ func runFloor(b *testing.B, c client.Client, name string, n int) floorResult {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
+			phase.started()
 			run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: fmt.Sprintf("bench-floor-%s-%d", name, i), TaskQueue: floorTaskQueue}, floorWorkflow)
 			if err == nil {
 				err = run.Get(ctx, nil)
 			}
+			phase.ended()
 			errs <- err
 		}()
 	}
@@ -319,7 +383,7 @@ func runFloor(b *testing.B, c client.Client, name string, n int) floorResult {
 	for i := range n {
 		events += historyLength(b, c, fmt.Sprintf("bench-floor-%s-%d", name, i))
 	}
-	return floorResult{workflows: n, events: events, took: took}
+	return floorResult{workflows: n, events: events, took: took, phase: phase}
 }
 
 // lifecycleConcurrency is how many lifecycles (and floor workflows) run at
@@ -329,6 +393,7 @@ const lifecycleConcurrency = 50
 type lifecycleRun struct {
 	took     time.Duration
 	toStatus []time.Duration
+	phase    *phaseTimes
 }
 
 // runLifecycles runs the lifecycles of pairs [first, first+n) at once,
@@ -338,7 +403,7 @@ func runLifecycles(b *testing.B, c *control.Client, tc client.Client, first, n, 
 	b.Helper()
 	var (
 		mu       sync.Mutex
-		out      lifecycleRun
+		out      = lifecycleRun{phase: &phaseTimes{}}
 		wg       sync.WaitGroup
 		inFlight = map[int]bool{}
 	)
@@ -380,7 +445,9 @@ func runLifecycles(b *testing.B, c *control.Client, tc client.Client, first, n, 
 			mu.Lock()
 			inFlight[i] = true
 			mu.Unlock()
+			out.phase.started()
 			lat, err := lifecycle(c, tc, benchRef(i))
+			out.phase.ended()
 			mu.Lock()
 			delete(inFlight, i)
 			out.toStatus = append(out.toStatus, lat...)
