@@ -60,7 +60,8 @@ type Config struct {
 	// replays its history on its next task.
 	WorkflowCache int
 
-	// MetricsAddr serves Prometheus metrics at /metrics; "" disables them.
+	// MetricsAddr serves Prometheus metrics at /metrics; "" disables them
+	// (off in the flag or the environment).
 	MetricsAddr string
 	LogLevel    string
 
@@ -191,7 +192,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 		return nil
 	})
 	fs.StringVar(&origins, "codec-origins", origins, "comma-separated Web UI origins the codec server allows (default the dev UI's; env COMPANIONSYNC_CODEC_ORIGINS)")
-	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "Prometheus /metrics host:port; empty disables (env COMPANIONSYNC_METRICS_ADDR)")
+	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "Prometheus /metrics host:port; empty or off disables (env COMPANIONSYNC_METRICS_ADDR, off disables)")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error (env COMPANIONSYNC_LOG_LEVEL)")
 	fs.Var(&health, "health-check-interval", "health check period of new connections (default 30s on the dev server, 5m otherwise; env COMPANIONSYNC_HEALTH_CHECK_INTERVAL)")
 	fs.Var(&metadata, "metadata-sync-interval", "metadata sync period of new connections (default 30s on the dev server, 15m otherwise; env COMPANIONSYNC_METADATA_SYNC_INTERVAL)")
@@ -204,6 +205,10 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 		return Config{}, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 
+	if cfg.MetricsAddr == "off" {
+		// An empty variable reads as unset, so the variable disables with off.
+		cfg.MetricsAddr = ""
+	}
 	cfg.CodecAddr = codecAddr
 	if !codecAddrSet && cfg.TemporalAddress == "" {
 		cfg.CodecAddr = defaultDevCodecAddr

@@ -196,6 +196,31 @@ func TestConfigPrecedence(t *testing.T) {
 	assert.Equal(t, ".data/orgs.db", cfg.OrgStore)
 }
 
+// TestConfigMetricsOff: metrics are on by default and off with "off" in
+// the environment or the flag, or with an empty flag.
+func TestConfigMetricsOff(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"default", nil, nil, "127.0.0.1:9464"},
+		{"empty variable reads as unset", nil, map[string]string{"COMPANIONSYNC_METRICS_ADDR": ""}, "127.0.0.1:9464"},
+		{"variable off", nil, map[string]string{"COMPANIONSYNC_METRICS_ADDR": "off"}, ""},
+		{"variable address", nil, map[string]string{"COMPANIONSYNC_METRICS_ADDR": "127.0.0.1:9999"}, "127.0.0.1:9999"},
+		{"flag off", []string{"-metrics-addr", "off"}, nil, ""},
+		{"empty flag", []string{"-metrics-addr", ""}, nil, ""},
+		{"flag over variable", []string{"-metrics-addr", "off"}, map[string]string{"COMPANIONSYNC_METRICS_ADDR": "127.0.0.1:9999"}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := parseConfig(tc.args, func(k string) string { return tc.env[k] }, &bytes.Buffer{})
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, cfg.MetricsAddr)
+		})
+	}
+}
+
 // TestStartRefusesBadKeys: a key ring the worker cannot use stops it at
 // start, before anything listens, with one line that says what to fix and
 // shows no key material.
