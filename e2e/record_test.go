@@ -115,11 +115,13 @@ func sanitize(id string) string {
 }
 
 // TestMetadataRoundEventCost measures the history events a real metadata
-// round adds. A run continues as new at the event budget, so the cost per
-// round says how many rounds a run holds.
+// round adds, to the sync's history and to its connection's (which hears
+// of every round). A run continues as new at the event budget, so the cost
+// per round says how many rounds a run holds.
 func TestMetadataRoundEventCost(t *testing.T) {
 	settings := testenv.FastSettings()
 	settings.MetadataSyncInterval = 200 * time.Millisecond
+	settings.HealthCheckInterval = time.Hour // the connection's events are the rounds' alone
 	settings.EventBudget = 100_000 // one run for the whole measurement
 	env := testenv.Start(t, testenv.Options{Settings: settings})
 	c := control.New(env.Client)
@@ -134,7 +136,14 @@ func TestMetadataRoundEventCost(t *testing.T) {
 		}
 		return v
 	}
+	historyLength := func(id string) int64 {
+		desc, err := env.Client.DescribeWorkflowExecution(ctx, id, "")
+		require.NoError(t, err)
+		return desc.GetWorkflowExecutionInfo().GetHistoryLength()
+	}
 	testenv.Eventually(t, time.Minute, "metadata sync running", func() bool { return syncView().Rounds > 0 })
+	connectionID := workflows.ConnectionWorkflowID("acme", "acme-emea")
+	connectionBefore, roundsBefore := historyLength(connectionID), syncView().Rounds
 	for range 10 {
 		_, err := env.Store.ChangeMetadata(ctx, "acme", "marketing", 1)
 		require.NoError(t, err)
@@ -145,13 +154,15 @@ func TestMetadataRoundEventCost(t *testing.T) {
 		v = syncView()
 		return v.Rounds >= 20 && v.Status == workflows.SyncSucceeded
 	})
-	desc, err := env.Client.DescribeWorkflowExecution(ctx, syncID, "")
-	require.NoError(t, err)
-	events := desc.GetWorkflowExecutionInfo().GetHistoryLength()
+	events := historyLength(syncID)
 	rounds := v.Rounds
 	perRound := float64(events) / float64(rounds)
-	t.Logf("%d events in %d rounds: %.1f events per round", events, rounds, perRound)
+	t.Logf("metadata sync: %d events in %d rounds: %.1f events per round", events, rounds, perRound)
 	assert.Less(t, perRound, 30.0, "a round costs less than the budgeted events")
-	_, err = c.Disconnect(ctx, ref, true)
+	connectionEvents := historyLength(connectionID) - connectionBefore
+	connectionRounds := rounds - roundsBefore
+	t.Logf("connection: %d events in %d rounds (10 changes among them): %.1f events per round",
+		connectionEvents, connectionRounds, float64(connectionEvents)/float64(connectionRounds))
+	_, err := c.Disconnect(ctx, ref, true)
 	require.NoError(t, err)
 }
