@@ -245,8 +245,8 @@ func (c *Client) Disconnect(ctx context.Context, ref Ref, wait bool) (workflows.
 // what the responsible workflow last reported. (For a connection started
 // before ProtocolProgressReport, the progress of running copies and
 // removals and the metadata sync's own view are read from those workflows.)
-// When the connection's workflow closed other than by a
-// disconnect (terminated, failed, timed out), Status reads how it closed and
+// When the connection's workflow closed other than by a disconnect
+// (terminated, failed, timed out), Status reads how it closed and
 // LastStatus the last status it reported.
 func (c *Client) Status(ctx context.Context, ref Ref) (workflows.StatusView, error) {
 	var view workflows.StatusView

@@ -26,8 +26,9 @@ const maxErrorLog = 500
 // desired state its connection sends (data spaces, suspension, resume, stop),
 // reports each acknowledged generation and each change of its settled status
 // (from ProtocolProgressReport on also In Progress, each round and each new
-// pending count; before, its own query showed those), continues as new to keep its history short, and returns when asked to stop or when
-// its connection workflow is gone.
+// pending count; before, its own query showed those), continues as new to
+// keep its history short, and returns when asked to stop or when its
+// connection workflow is gone.
 func MetadataSyncWorkflow(ctx workflow.Context, in MetadataSyncInput) (MetadataSyncView, error) {
 	st := in.State
 	m := &metadataSync{

@@ -24,8 +24,9 @@ const heartbeatTimeout = 10 * time.Second
 // deadline (Removing Sharing, then gone, or Error). A new generation with
 // the same intent retries a share in Error. It reports each acknowledged
 // generation and each status change to its connection, and, from
-// ProtocolProgressReport on, its progress after each step. It returns the final view once the data is removed, or
-// stops, leaving the data as it is, when its connection workflow is gone.
+// ProtocolProgressReport on, its progress after each step. It returns the
+// final view once the data is removed, or stops, leaving the data as it is,
+// when its connection workflow is gone.
 func DataSpaceShareWorkflow(ctx workflow.Context, in ShareInput) (ShareView, error) {
 	s := &share{
 		in:       in,
