@@ -122,7 +122,7 @@ func TestMetadataRoundEventCost(t *testing.T) {
 	settings := testenv.FastSettings()
 	settings.MetadataSyncInterval = 200 * time.Millisecond
 	settings.HealthCheckInterval = time.Hour // the connection's events are the rounds' alone
-	settings.EventBudget = 100_000 // one run for the whole measurement
+	settings.EventBudget = 100_000           // one run for the whole measurement
 	env := testenv.Start(t, testenv.Options{Settings: settings})
 	c := control.New(env.Client)
 	ctx := context.Background()
