@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 	"google.golang.org/grpc"
 
 	"github.com/companionsync/companionsync/activities"
@@ -25,6 +26,68 @@ import (
 func shareStatus(v workflows.StatusView, ds string) workflows.InitializationStatus {
 	sh, _ := testenv.Share(v, ds)
 	return sh.InitializationStatus
+}
+
+// countStatusCalls reads a connection's status with a client that counts
+// the calls it makes to the server.
+func countStatusCalls(t *testing.T, env *testenv.Env, ref control.Ref) (workflows.StatusView, map[string]int) {
+	t.Helper()
+	var mu sync.Mutex
+	calls := map[string]int{}
+	count := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		mu.Lock()
+		calls[path.Base(method)]++
+		mu.Unlock()
+		return invoker(ctx, method, req, reply, cc, opts...)
+	}
+	opts := client.Options{HostPort: env.Server.FrontendAddr(), Namespace: env.Server.Namespace(),
+		ConnectionOptions: client.ConnectionOptions{DialOptions: []grpc.DialOption{grpc.WithChainUnaryInterceptor(count)}}}
+	if env.Keys != nil {
+		opts.DataConverter, opts.FailureConverter = codec.NewConverters(env.Keys)
+	}
+	tc, err := client.Dial(opts)
+	require.NoError(t, err)
+	defer tc.Close()
+	mu.Lock()
+	clear(calls) // the dial's own calls
+	mu.Unlock()
+	v, err := control.New(tc).Status(context.Background(), ref)
+	require.NoError(t, err)
+	mu.Lock()
+	defer mu.Unlock()
+	return v, maps.Clone(calls)
+}
+
+// TestStatusOfAnEarlierProtocol: a connection started before children
+// reported their progress keeps its protocol, and a status read of it
+// queries the metadata sync too, for the rounds the connection does not
+// hear of.
+func TestStatusOfAnEarlierProtocol(t *testing.T) {
+	env := testenv.Start(t, testenv.Options{})
+	c := control.New(env.Client)
+	ctx := context.Background()
+	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
+	_, err := env.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID: workflows.ConnectionWorkflowID(ref.Home, ref.Companion), TaskQueue: workflows.TaskQueue,
+		TypedSearchAttributes: temporal.NewSearchAttributes(
+			workflows.AttrHomeOrg.ValueSet(ref.Home),
+			workflows.AttrCompanionOrg.ValueSet(ref.Companion),
+			workflows.AttrConnectionStatus.ValueSet(string(workflows.Connecting)),
+		),
+	}, workflows.ConnectionWorkflowName, workflows.ConnectionInput{Home: ref.Home, Companion: ref.Companion, Protocol: workflows.ProtocolLocalReport})
+	require.NoError(t, err)
+	testenv.WaitStatus(t, c, ref, "Incomplete", func(v workflows.StatusView) bool { return v.Status == workflows.Incomplete })
+	_, err = c.Share(ctx, ref, "marketing")
+	require.NoError(t, err)
+	// The sync's rounds run every second here; the connection hears of
+	// the first count only.
+	testenv.WaitStatus(t, c, ref, "three metadata rounds", func(v workflows.StatusView) bool { return v.MetadataSync.Rounds >= 3 })
+	v, calls := countStatusCalls(t, env, ref)
+	assert.Equal(t, workflows.ProtocolLocalReport, v.Protocol)
+	assert.GreaterOrEqual(t, v.MetadataSync.Rounds, 3, "the sync's own count")
+	assert.Equal(t, map[string]int{"QueryWorkflow": 2}, calls, "the connection, then its metadata sync")
+	_, err = c.Disconnect(ctx, ref, true)
+	require.NoError(t, err)
 }
 
 func TestClientAgainstRealServer(t *testing.T) {
@@ -73,37 +136,8 @@ func TestClientAgainstRealServer(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, workflows.Incomplete, v.Status)
 
-	// countStatusCalls reads the status with a client that counts the
-	// calls it makes to the server.
-	countStatusCalls := func(t *testing.T) (workflows.StatusView, map[string]int) {
-		var mu sync.Mutex
-		calls := map[string]int{}
-		count := func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-			mu.Lock()
-			calls[path.Base(method)]++
-			mu.Unlock()
-			return invoker(ctx, method, req, reply, cc, opts...)
-		}
-		opts := client.Options{HostPort: env.Server.FrontendAddr(), Namespace: env.Server.Namespace(),
-			ConnectionOptions: client.ConnectionOptions{DialOptions: []grpc.DialOption{grpc.WithChainUnaryInterceptor(count)}}}
-		if env.Keys != nil {
-			opts.DataConverter, opts.FailureConverter = codec.NewConverters(env.Keys)
-		}
-		tc, err := client.Dial(opts)
-		require.NoError(t, err)
-		defer tc.Close()
-		mu.Lock()
-		clear(calls) // the dial's own calls
-		mu.Unlock()
-		v, err := control.New(tc).Status(ctx, ref)
-		require.NoError(t, err)
-		mu.Lock()
-		defer mu.Unlock()
-		return v, maps.Clone(calls)
-	}
-
 	t.Run("a status read of a running connection is one query", func(t *testing.T) {
-		v, calls := countStatusCalls(t)
+		v, calls := countStatusCalls(t, env, ref)
 		assert.Equal(t, workflows.Incomplete, v.Status)
 		assert.Equal(t, workflows.RunRunning, v.Workflow)
 		assert.Equal(t, workflows.CurrentProtocol, v.Protocol)
@@ -127,7 +161,7 @@ func TestClientAgainstRealServer(t *testing.T) {
 
 	t.Run("a status read with a share and a metadata sync is one query", func(t *testing.T) {
 		testenv.WaitStatus(t, c, ref, "metadata sync counted", func(v workflows.StatusView) bool { return v.MetadataSync.Status == workflows.SyncSucceeded })
-		v, calls := countStatusCalls(t)
+		v, calls := countStatusCalls(t, env, ref)
 		assert.Equal(t, workflows.ShareActive, shareStatus(v, "default"))
 		assert.Equal(t, workflows.SyncSucceeded, v.MetadataSync.Status)
 		assert.Equal(t, map[string]int{"QueryWorkflow": 1}, calls, "the children's progress comes with the connection's answer")
