@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -85,6 +86,20 @@ func BenchmarkLifecycle(b *testing.B) {
 
 	profiles := os.Getenv(envBenchProfile)
 	for b.Loop() {
+		// One worker process serves the lifecycles and the floor, each on
+		// its own task queue: both cross the same process boundary.
+		settleAck := filepath.Join(b.TempDir(), "settled")
+		extra := []string{fmt.Sprintf("%s=%d", envWorkflowCache, cache), envFloorWorker + "=1", envSettleAck + "=" + settleAck}
+		if profiles != "" {
+			extra = append(extra, envWorkerProfile+"="+filepath.Join(profiles, "worker.pprof"))
+		}
+		proc := startWorkerProcess(b, env, extra...)
+		pid := proc.cmd.Process.Pid
+		c := control.New(env.Client).WithQueryTimeout(time.Minute)
+		benchNoError(b, awaitPoller(ctx, env.Client, workflows.TaskQueue))
+		benchNoError(b, awaitPoller(ctx, env.Client, floorTaskQueue))
+		rssBefore := procRSSKiB(b, pid)
+
 		// The floor runs before and after the lifecycles, on a server
 		// warmed up first, and the ratio is taken against the mean of the
 		// two: a single measure of it varied by a factor of two here. Each
@@ -93,24 +108,15 @@ func BenchmarkLifecycle(b *testing.B) {
 		runFloor(b, env.Client, "warm", floorWorkflows/4)
 		awaitQuiet(b, env.Client)
 		stopProfile := startProfile(b, profiles, "floor.pprof")
-		floorBefore := measureFloor(b, env.Client, "before")
+		floorBefore := measureFloor(b, env.Client, pid, "before")
 		stopProfile()
 		awaitQuiet(b, env.Client)
 
-		extra := []string{fmt.Sprintf("%s=%d", envWorkflowCache, cache)}
-		if profiles != "" {
-			extra = append(extra, envWorkerProfile+"="+filepath.Join(profiles, "worker.pprof"))
-		}
-		proc := startWorkerProcess(b, env, extra...)
-		c := control.New(env.Client).WithQueryTimeout(time.Minute)
-		benchNoError(b, awaitPoller(ctx, env.Client))
-		rssBefore := procRSSKiB(b, proc.cmd.Process.Pid)
-
 		progress("lifecycles: %d, %d at once", lifecycles, lifecycleConcurrency)
 		stopProfile = startProfile(b, profiles, "server.pprof")
-		serverCPU, workerCPU := cpuTime(b, os.Getpid()), cpuTime(b, proc.cmd.Process.Pid)
+		serverCPU, workerCPU := cpuTime(b, os.Getpid()), cpuTime(b, pid)
 		run := runLifecycles(b, c, env.Client, 0, lifecycles, pollers)
-		serverCPU, workerCPU = cpuTime(b, os.Getpid())-serverCPU, cpuTime(b, proc.cmd.Process.Pid)-workerCPU
+		serverCPU, workerCPU = cpuTime(b, os.Getpid())-serverCPU, cpuTime(b, pid)-workerCPU
 		stopProfile()
 		events := 0
 		for i := range lifecycles {
@@ -119,7 +125,7 @@ func BenchmarkLifecycle(b *testing.B) {
 		perLifecycle := float64(events) / float64(lifecycles)
 		b.Logf("events per lifecycle by type: %s", eventMix(b, env.Client, lifecycles))
 		awaitQuiet(b, env.Client)
-		floorAfter := measureFloor(b, env.Client, "after")
+		floorAfter := measureFloor(b, env.Client, pid, "after")
 		floorRate := (floorBefore.eventsPerSec() + floorAfter.eventsPerSec()) / 2
 		// Rates are taken in the steady part of each phase (see steady).
 		lifecycleRate := run.phase.steadyRate()
@@ -135,9 +141,10 @@ func BenchmarkLifecycle(b *testing.B) {
 		var kib float64
 		if idle > 0 {
 			progress("idle: %d connections with one Active share", idle)
-			base := procRSSKiB(b, proc.cmd.Process.Pid)
+			base := settledRSSKiB(b, proc, settleAck)
 			openIdle(b, c, lifecycles, idle)
-			after := procRSSKiB(b, proc.cmd.Process.Pid)
+			awaitIdle(b, pid)
+			after := settledRSSKiB(b, proc, settleAck)
 			kib = float64(after-base) / float64(idle)
 			b.Logf("worker process RSS: %d KiB at start, %d KiB after the lifecycles, %d KiB with %d idle connections (cache %d workflows)",
 				rssBefore, base, after, idle, cache)
@@ -299,6 +306,16 @@ func progress(format string, args ...any) {
 	fmt.Fprintf(os.Stderr, "BenchmarkLifecycle %s: "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
 }
 
+// newFloorWorker is a worker of the floor's workflows. It runs in the
+// worker process, beside the lifecycles' worker, so that the floor and the
+// lifecycles are measured across the same process boundary.
+func newFloorWorker(c client.Client) worker.Worker {
+	w := worker.New(c, floorTaskQueue, worker.Options{})
+	w.RegisterWorkflow(floorWorkflow)
+	w.RegisterActivity(floorActivity)
+	return w
+}
+
 func floorWorkflow(ctx workflow.Context) error {
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: time.Minute})
 	for range 3 {
@@ -331,15 +348,15 @@ func awaitQuiet(b *testing.B, c client.Client) {
 }
 
 // measureFloor runs the floor and logs it.
-func measureFloor(b *testing.B, c client.Client, name string) floorResult {
+func measureFloor(b *testing.B, c client.Client, workerPID int, name string) floorResult {
 	b.Helper()
-	cpu := cpuTime(b, os.Getpid())
+	serverCPU, workerCPU := cpuTime(b, os.Getpid()), cpuTime(b, workerPID)
 	floor := runFloor(b, c, name, floorWorkflows)
-	cpu = cpuTime(b, os.Getpid()) - cpu
+	serverCPU, workerCPU = cpuTime(b, os.Getpid())-serverCPU, cpuTime(b, workerPID)-workerCPU
 	units, window := floor.phase.steady()
-	b.Logf("floor %s: %d workflows in %s (%.0f events/s); steady part: %d ended in %s, %.0f events/s; %.0f µs CPU/event (server, client and worker)",
+	b.Logf("floor %s: %d workflows in %s (%.0f events/s); steady part: %d ended in %s, %.0f events/s; %.0f µs CPU/event in the server and client, %.0f µs in the worker process",
 		name, floor.workflows, floor.took.Round(time.Millisecond), float64(floor.events)/floor.took.Seconds(),
-		units, window.Round(time.Millisecond), floor.eventsPerSec(), perEvent(cpu, floor.events))
+		units, window.Round(time.Millisecond), floor.eventsPerSec(), perEvent(serverCPU, floor.events), perEvent(workerCPU, floor.events))
 	return floor
 }
 
@@ -347,11 +364,6 @@ func measureFloor(b *testing.B, c client.Client, name string) floorResult {
 // and counts their events.
 func runFloor(b *testing.B, c client.Client, name string, n int) floorResult {
 	b.Helper()
-	w := worker.New(c, floorTaskQueue, worker.Options{})
-	w.RegisterWorkflow(floorWorkflow)
-	w.RegisterActivity(floorActivity)
-	benchNoError(b, w.Start())
-	defer w.Stop()
 	ctx := context.Background()
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -576,7 +588,7 @@ func awaitPublished(ctx context.Context, tc client.Client, workflowID string, co
 }
 
 // openIdle connects pairs [first, first+n) and shares one data space each,
-// then waits until every share is Active and the workers are idle.
+// then waits until every share is Active and every metadata sync has counted.
 func openIdle(b *testing.B, c *control.Client, first, n int) {
 	b.Helper()
 	ctx := context.Background()
@@ -610,8 +622,50 @@ func openIdle(b *testing.B, c *control.Client, first, n int) {
 	for err := range errs {
 		benchNoError(b, err)
 	}
-	// Let in-flight tasks finish and the worker's heap settle.
-	time.Sleep(3 * time.Second)
+}
+
+// awaitIdle waits until a process has used less than 20 ms of CPU in half a
+// second: the tasks that followed the last operations have run.
+func awaitIdle(b *testing.B, pid int) {
+	b.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for last := cpuTime(b, pid); ; {
+		time.Sleep(500 * time.Millisecond)
+		now := cpuTime(b, pid)
+		if now-last < 20*time.Millisecond {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("worker process %d still busy after a minute", pid)
+		}
+		last = now
+	}
+}
+
+// settledRSSKiB is the worker process's resident memory once it has
+// collected its garbage and returned the freed memory to the system, so
+// that the figure is its live memory, not where its heap happens to stand
+// between collections.
+func settledRSSKiB(b *testing.B, proc *workerProcess, ack string) int {
+	b.Helper()
+	lines := func() int {
+		data, err := os.ReadFile(ack)
+		if errors.Is(err, os.ErrNotExist) {
+			return 0
+		}
+		benchNoError(b, err)
+		return strings.Count(string(data), "\n")
+	}
+	before := lines()
+	benchNoError(b, proc.cmd.Process.Signal(syscall.SIGUSR1))
+	deadline := time.Now().Add(30 * time.Second)
+	for lines() == before {
+		if time.Now().After(deadline) {
+			b.Fatal("the worker process did not settle its memory within 30s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return procRSSKiB(b, proc.cmd.Process.Pid)
 }
 
 // pairEvents sums the history lengths of every run of every workflow of a
@@ -692,16 +746,16 @@ func historyLength(b *testing.B, c client.Client, id string) int {
 }
 
 // awaitPoller waits until a worker polls the task queue.
-func awaitPoller(ctx context.Context, c client.Client) error {
+func awaitPoller(ctx context.Context, c client.Client, taskQueue string) error {
 	deadline := time.Now().Add(time.Minute)
 	for time.Now().Before(deadline) {
-		resp, err := c.DescribeTaskQueue(ctx, workflows.TaskQueue, 1) // workflow task queue
+		resp, err := c.DescribeTaskQueue(ctx, taskQueue, 1) // workflow task queue
 		if err == nil && len(resp.GetPollers()) > 0 {
 			return nil
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return fmt.Errorf("no worker polls %s", workflows.TaskQueue)
+	return fmt.Errorf("no worker polls %s", taskQueue)
 }
 
 // procRSSKiB reads another process's resident set size.

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
 	"sync"
@@ -40,6 +41,13 @@ const (
 	// envWorkerProfile is a file the worker writes its CPU profile to as
 	// it stops on SIGTERM.
 	envWorkerProfile = "COMPANIONSYNC_E2E_WORKER_PROFILE"
+	// envFloorWorker, set to 1, makes the worker process serve the
+	// benchmark's floor workflows too, on their own task queue.
+	envFloorWorker = "COMPANIONSYNC_E2E_FLOOR_WORKER"
+	// envSettleAck is a file: on SIGUSR1 the worker process collects its
+	// garbage, returns the freed memory to the system, and appends a line
+	// to the file.
+	envSettleAck = "COMPANIONSYNC_E2E_SETTLE_ACK"
 )
 
 // TestMain doubles as a worker process: a test re-runs its own binary with
@@ -82,6 +90,19 @@ func runWorkerProcess() int {
 		return 5
 	}
 	defer c.Close()
+	if path := os.Getenv(envSettleAck); path != "" {
+		settle := make(chan os.Signal, 1)
+		signal.Notify(settle, syscall.SIGUSR1)
+		go func() {
+			for range settle {
+				debug.FreeOSMemory()
+				if f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600); err == nil {
+					_, _ = f.WriteString("settled\n")
+					_ = f.Close()
+				}
+			}
+		}()
+	}
 	if path := os.Getenv(envWorkerProfile); path != "" {
 		f, err := os.Create(path)
 		if err != nil || pprof.StartCPUProfile(f) != nil {
@@ -98,8 +119,15 @@ func runWorkerProcess() int {
 	if err := w.Start(); err != nil {
 		return 6
 	}
+	defer w.Stop()
+	if os.Getenv(envFloorWorker) == "1" {
+		floor := newFloorWorker(c)
+		if err := floor.Start(); err != nil {
+			return 6
+		}
+		defer floor.Stop()
+	}
 	<-ctx.Done()
-	w.Stop()
 	return 0
 }
 
