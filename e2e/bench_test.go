@@ -523,14 +523,11 @@ func lifecycle(c *control.Client, tc client.Client, ref control.Ref) ([]time.Dur
 	if err := shows(time.Now(), true, func(v workflows.StatusView) bool { _, ok := testenv.Share(v, "small"); return ok }); err != nil {
 		return nil, err
 	}
-	// Waiting for the copy, and for the metadata sync that Active starts,
-	// follows the workflows' histories by long poll: the harness adds no
-	// reads of its own while it waits, as the floor's wait for its result.
-	if err := awaitPublished(ctx, tc, workflows.ShareWorkflowID(ref.Home, ref.Companion, "small"), func(sa map[string]string) bool {
-		return sa[workflows.AttrInitializationStatus.GetName()] == string(workflows.ShareActive)
-	}); err != nil {
-		return nil, err
-	}
+	// The share's Active starts the metadata sync, and the connection
+	// publishes the sync's first status: waiting for that follows the
+	// connection's history by long poll, so the harness adds no reads of
+	// its own while it waits, as the floor's wait for its result. The
+	// final status shows that the share was Active.
 	if err := awaitPublished(ctx, tc, workflows.ConnectionWorkflowID(ref.Home, ref.Companion), func(sa map[string]string) bool {
 		return sa[workflows.AttrMetadataSyncStatus.GetName()] != ""
 	}); err != nil {
@@ -549,6 +546,11 @@ func lifecycle(c *control.Client, tc client.Client, ref control.Ref) ([]time.Dur
 	}
 	if final.Status != workflows.Disconnected {
 		return nil, fmt.Errorf("%s ended %s, not %s", ref, final.Status, workflows.Disconnected)
+	}
+	if !slices.ContainsFunc(final.Transitions, func(tr workflows.Transition) bool {
+		return tr.Subject == "data space small" && tr.Status == string(workflows.ShareActive)
+	}) {
+		return nil, fmt.Errorf("%s: the share was never Active (transitions %+v)", ref, final.Transitions)
 	}
 	return lat, nil
 }
