@@ -91,7 +91,8 @@ func BenchmarkLifecycle(b *testing.B) {
 		settleAck := filepath.Join(b.TempDir(), "settled")
 		extra := []string{fmt.Sprintf("%s=%d", envWorkflowCache, cache), envFloorWorker + "=1", envSettleAck + "=" + settleAck}
 		if profiles != "" {
-			extra = append(extra, envWorkerProfile+"="+filepath.Join(profiles, "worker.pprof"))
+			extra = append(extra, envWorkerProfile+"="+filepath.Join(profiles, "worker.pprof"),
+				envWorkerHeapProfile+"="+filepath.Join(profiles, "worker-heap.pprof"))
 		}
 		proc := startWorkerProcess(b, env, extra...)
 		pid := proc.cmd.Process.Pid

@@ -48,6 +48,9 @@ const (
 	// garbage, returns the freed memory to the system, and appends a line
 	// to the file.
 	envSettleAck = "COMPANIONSYNC_E2E_SETTLE_ACK"
+	// envWorkerHeapProfile is a file the worker writes its heap profile to
+	// each time it settles its memory (the last one stays).
+	envWorkerHeapProfile = "COMPANIONSYNC_E2E_WORKER_HEAP_PROFILE"
 )
 
 // TestMain doubles as a worker process: a test re-runs its own binary with
@@ -96,6 +99,12 @@ func runWorkerProcess() int {
 		go func() {
 			for range settle {
 				debug.FreeOSMemory()
+				if path := os.Getenv(envWorkerHeapProfile); path != "" {
+					if f, err := os.Create(path); err == nil {
+						_ = pprof.WriteHeapProfile(f)
+						_ = f.Close()
+					}
+				}
 				if f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600); err == nil {
 					_, _ = f.WriteString("settled\n")
 					_ = f.Close()
