@@ -119,13 +119,10 @@ func BenchmarkLifecycle(b *testing.B) {
 		run := runLifecycles(b, c, env.Client, 0, lifecycles, pollers)
 		serverCPU, workerCPU = cpuTime(b, os.Getpid())-serverCPU, cpuTime(b, pid)-workerCPU
 		stopProfile()
-		events := 0
-		for i := range lifecycles {
-			events += pairEvents(b, env.Client, fmt.Sprintf("bench-h%04d", i))
-		}
-		perLifecycle := float64(events) / float64(lifecycles)
-		b.Logf("events per lifecycle by type: %s", eventMix(b, env.Client, lifecycles))
 		awaitQuiet(b, env.Client)
+		events, mix := eventMix(b, env.Client, lifecycles)
+		perLifecycle := float64(events) / float64(lifecycles)
+		b.Logf("events per lifecycle by type: %s", mix)
 		floorAfter := measureFloor(b, env.Client, pid, "after")
 		floorRate := (floorBefore.eventsPerSec() + floorAfter.eventsPerSec()) / 2
 		// Rates are taken in the steady part of each phase (see steady).
@@ -133,11 +130,11 @@ func BenchmarkLifecycle(b *testing.B) {
 		ratio := lifecycleRate * perLifecycle / floorRate
 		steadyUnits, steadyWindow := run.phase.steady()
 		b.Logf("lifecycles: %d in %s, %.2f/s over the whole phase; steady part: %d ended in %s, %.2f/s",
-			lifecycles, run.took.Round(time.Millisecond), float64(lifecycles)/run.took.Seconds(),
+			lifecycles, run.phase.whole().Round(time.Millisecond), float64(lifecycles)/run.phase.whole().Seconds(),
 			steadyUnits, steadyWindow.Round(time.Millisecond), lifecycleRate)
 		p99 := percentile(run.toStatus, 0.99)
 		b.Logf("lifecycles: %.0f µs CPU/event in the server and client, %.0f µs in the worker process (%.1f and %.1f CPU-s of %.1f s)",
-			perEvent(serverCPU, events), perEvent(workerCPU, events), serverCPU.Seconds(), workerCPU.Seconds(), run.took.Seconds())
+			perEvent(serverCPU, events), perEvent(workerCPU, events), serverCPU.Seconds(), workerCPU.Seconds(), run.phase.whole().Seconds())
 
 		var kib float64
 		if idle > 0 {
@@ -156,17 +153,17 @@ func BenchmarkLifecycle(b *testing.B) {
 		b.ReportMetric(ratio, "floor-ratio")
 		b.ReportMetric(float64(p99.Milliseconds()), "p99-ms-to-status")
 		b.ReportMetric(kib, "worker-KiB/connection")
-		b.Logf("%d lifecycles in %s (encryption %t)", lifecycles, run.took.Round(time.Millisecond), !plaintext)
+		b.Logf("%d lifecycles in %s (encryption %t)", lifecycles, run.phase.whole().Round(time.Millisecond), !plaintext)
 		b.Logf("target events/lifecycle <= %d: %.1f %s", targetEventsPerLifecycle, perLifecycle, verdict(perLifecycle <= targetEventsPerLifecycle))
 		b.Logf("target floor-ratio >= %.1f: %.2f %s", targetFloorRatio, ratio, verdict(ratio >= targetFloorRatio))
 		if idle > 0 {
 			b.Logf("target worker-KiB/connection <= %d: %.1f %s", targetKiBPerConnection, kib, verdict(kib <= targetKiBPerConnection))
 		}
 		if profiles != "" {
-			// The worker writes its profile (its whole life: set
+			// The worker writes its CPU profile (its whole life, floors included: set
 			// COMPANIONSYNC_BENCH_IDLE=0 for the lifecycles alone) as it stops.
 			benchNoError(b, proc.terminate())
-			b.Logf("CPU profiles in %s: floor.pprof, server.pprof (lifecycles), worker.pprof", profiles)
+			b.Logf("profiles in %s: floor.pprof, server.pprof (lifecycles), worker.pprof and worker-heap.pprof", profiles)
 		}
 	}
 }
@@ -239,7 +236,6 @@ func benchNoError(b *testing.B, err error) {
 // floorResult is the engine floor: bare workflows on their own task queue.
 type floorResult struct {
 	workflows, events int
-	took              time.Duration
 	phase             *phaseTimes
 }
 
@@ -273,21 +269,34 @@ func (p *phaseTimes) ended() {
 // for about as long as one unit takes. A lifecycle takes seconds where a
 // floor workflow takes a fraction of one, so rates over the whole phase
 // would charge the lifecycles a longer drain. steady returns the units that
-// ended inside that part and its length, or, when the phase has no such
-// part (no more units than slots), all units and the whole phase.
+// ended inside that part and its length, or, when that part holds less than
+// a third of the units (a phase of few more units than slots, where a
+// handful of ends would make the rate), all units and the whole phase.
 func (p *phaseTimes) steady() (units int, window time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	first, last := slices.MinFunc(p.ends, time.Time.Compare), slices.MaxFunc(p.starts, time.Time.Compare)
-	if !last.After(first) {
-		return len(p.ends), slices.MaxFunc(p.ends, time.Time.Compare).Sub(slices.MinFunc(p.starts, time.Time.Compare))
-	}
 	for _, e := range p.ends {
 		if e.After(first) && !e.After(last) {
 			units++
 		}
 	}
+	if units*3 < len(p.ends) {
+		return len(p.ends), p.wholeLocked()
+	}
 	return units, last.Sub(first)
+}
+
+// whole is the phase's length, from the first unit's start to the last
+// unit's end.
+func (p *phaseTimes) whole() time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.wholeLocked()
+}
+
+func (p *phaseTimes) wholeLocked() time.Duration {
+	return slices.MaxFunc(p.ends, time.Time.Compare).Sub(slices.MinFunc(p.starts, time.Time.Compare))
 }
 
 // steadyRate is units per second in the steady part of the phase.
@@ -356,7 +365,7 @@ func measureFloor(b *testing.B, c client.Client, workerPID int, name string) flo
 	serverCPU, workerCPU = cpuTime(b, os.Getpid())-serverCPU, cpuTime(b, workerPID)-workerCPU
 	units, window := floor.phase.steady()
 	b.Logf("floor %s: %d workflows in %s (%.0f events/s); steady part: %d ended in %s, %.0f events/s; %.0f µs CPU/event in the server and client, %.0f µs in the worker process",
-		name, floor.workflows, floor.took.Round(time.Millisecond), float64(floor.events)/floor.took.Seconds(),
+		name, floor.workflows, floor.phase.whole().Round(time.Millisecond), float64(floor.events)/floor.phase.whole().Seconds(),
 		units, window.Round(time.Millisecond), floor.eventsPerSec(), perEvent(serverCPU, floor.events), perEvent(workerCPU, floor.events))
 	return floor
 }
@@ -366,7 +375,6 @@ func measureFloor(b *testing.B, c client.Client, workerPID int, name string) flo
 func runFloor(b *testing.B, c client.Client, name string, n int) floorResult {
 	b.Helper()
 	ctx := context.Background()
-	start := time.Now()
 	var wg sync.WaitGroup
 	phase := &phaseTimes{}
 	errs := make(chan error, n)
@@ -387,7 +395,6 @@ func runFloor(b *testing.B, c client.Client, name string, n int) floorResult {
 		}()
 	}
 	wg.Wait()
-	took := time.Since(start)
 	close(errs)
 	for err := range errs {
 		benchNoError(b, err)
@@ -396,7 +403,7 @@ func runFloor(b *testing.B, c client.Client, name string, n int) floorResult {
 	for i := range n {
 		events += historyLength(b, c, fmt.Sprintf("bench-floor-%s-%d", name, i))
 	}
-	return floorResult{workflows: n, events: events, took: took, phase: phase}
+	return floorResult{workflows: n, events: events, phase: phase}
 }
 
 // lifecycleConcurrency is how many lifecycles (and floor workflows) run at
@@ -404,7 +411,6 @@ func runFloor(b *testing.B, c client.Client, name string, n int) floorResult {
 const lifecycleConcurrency = 50
 
 type lifecycleRun struct {
-	took     time.Duration
 	toStatus []time.Duration
 	phase    *phaseTimes
 }
@@ -448,7 +454,6 @@ func runLifecycles(b *testing.B, c *control.Client, tc client.Client, first, n, 
 			}
 		})
 	}
-	start := time.Now()
 	for i := first; i < first+n; i++ {
 		wg.Add(1)
 		sem <- struct{}{}
@@ -469,7 +474,6 @@ func runLifecycles(b *testing.B, c *control.Client, tc client.Client, first, n, 
 		}()
 	}
 	wg.Wait()
-	out.took = time.Since(start)
 	stopPolling()
 	polls.Wait()
 	close(errs)
@@ -478,7 +482,7 @@ func runLifecycles(b *testing.B, c *control.Client, tc client.Client, first, n, 
 	}
 	if pollers > 0 {
 		b.Logf("%d pollers read the status %d times (%.0f/s), %d of them failed", pollers, reads.Load(),
-			float64(reads.Load())/out.took.Seconds(), failed.Load())
+			float64(reads.Load())/out.phase.whole().Seconds(), failed.Load())
 	}
 	return out
 }
@@ -671,47 +675,16 @@ func settledRSSKiB(b *testing.B, proc *workerProcess, ack string) int {
 	return procRSSKiB(b, proc.cmd.Process.Pid)
 }
 
-// pairEvents sums the history lengths of every run of every workflow of a
-// pair, from visibility, once they have all closed.
-func pairEvents(b *testing.B, c client.Client, home string) int {
-	b.Helper()
-	q := pairQuery(home)
-	deadline := time.Now().Add(time.Minute)
-	for {
-		resp, err := c.ListWorkflow(context.Background(), &workflowservice.ListWorkflowExecutionsRequest{Query: q})
-		benchNoError(b, err)
-		n, open := 0, false
-		for _, e := range resp.GetExecutions() {
-			if e.GetCloseTime() == nil || e.GetHistoryLength() == 0 {
-				open = true
-			}
-			n += int(e.GetHistoryLength())
-		}
-		if !open && len(resp.GetExecutions()) >= 3 {
-			return n
-		}
-		if time.Now().After(deadline) {
-			var open []string
-			for _, e := range resp.GetExecutions() {
-				if e.GetCloseTime() == nil {
-					open = append(open, e.GetExecution().GetWorkflowId()+" ("+e.GetType().GetName()+")")
-				}
-			}
-			b.Fatalf("workflows of %s still open after a minute: %v", home, open)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // pairQuery lists every workflow and run of a benchmark pair.
 func pairQuery(home string) string {
 	return fmt.Sprintf("%s = '%s'", workflows.AttrHomeOrg.GetName(), home)
 }
 
-// eventMix is the mean count of each event type over the lifecycles of
-// pairs [0, n), every workflow and run, most frequent first, then the mean
+// eventMix reads every run of every workflow of the lifecycles of pairs
+// [0, n), once all have closed, and returns their events in all and the
+// mean count of each event type, most frequent first, then the mean
 // history length of each workflow type.
-func eventMix(b *testing.B, c client.Client, n int) string {
+func eventMix(b *testing.B, c client.Client, n int) (int, string) {
 	b.Helper()
 	ctx := context.Background()
 	counts, perType := map[string]int{}, map[string]int{}
@@ -719,6 +692,9 @@ func eventMix(b *testing.B, c client.Client, n int) string {
 		q := pairQuery(benchRef(i).Home)
 		resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q})
 		benchNoError(b, err)
+		if len(resp.GetExecutions()) < 3 {
+			b.Fatalf("%s: %d workflow runs, want the connection, its share and its metadata sync", q, len(resp.GetExecutions()))
+		}
 		for _, e := range resp.GetExecutions() {
 			it := c.GetWorkflowHistory(ctx, e.GetExecution().GetWorkflowId(), e.GetExecution().GetRunId(), false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 			for it.HasNext() {
@@ -735,10 +711,12 @@ func eventMix(b *testing.B, c client.Client, n int) string {
 	for i, t := range types {
 		parts[i] = fmt.Sprintf("%s %.2f", t, float64(counts[t])/float64(n))
 	}
+	total := 0
 	for _, t := range slices.Sorted(maps.Keys(perType)) {
 		parts = append(parts, fmt.Sprintf("%s %.2f", t, float64(perType[t])/float64(n)))
+		total += perType[t]
 	}
-	return strings.Join(parts, ", ")
+	return total, strings.Join(parts, ", ")
 }
 
 func historyLength(b *testing.B, c client.Client, id string) int {

@@ -99,8 +99,8 @@ func runWorkerProcess() int {
 		go func() {
 			for range settle {
 				debug.FreeOSMemory()
-				if path := os.Getenv(envWorkerHeapProfile); path != "" {
-					if f, err := os.Create(path); err == nil {
+				if heap := os.Getenv(envWorkerHeapProfile); heap != "" {
+					if f, err := os.Create(heap); err == nil {
 						_ = pprof.WriteHeapProfile(f)
 						_ = f.Close()
 					}
