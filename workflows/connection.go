@@ -160,6 +160,22 @@ type connection struct {
 	// runID is this run's ID: children it starts report their end to it by
 	// completing (ProtocolDeliveryAck).
 	runID string
+	// ends are the results of children this run started, not applied yet.
+	// Under ProtocolProgressReport those ready are applied before a message
+	// is taken and at the top of the main loop (endsFirst), as reports are
+	// taken before messages: the server may record a signal before the end
+	// of a child that closed first, and a request sent after a child ended
+	// must not meet the state from before the end.
+	ends      []*childEnd
+	endsFirst bool
+}
+
+// childEnd is the result of a child workflow this run started: apply takes
+// it once the child has ended and reports whether it changed anything.
+type childEnd struct {
+	child   workflow.Future
+	apply   func(ctx workflow.Context) bool
+	applied bool
 }
 
 // inflightSignal is a signal sent to a child and what to do once the server
@@ -194,6 +210,7 @@ func newConnection(ctx workflow.Context, in ConnectionInput) *connection {
 		protocol:  in.Protocol,
 	}
 	c.deliveryAck = in.Protocol >= ProtocolDeliveryAck
+	c.endsFirst = in.Protocol >= ProtocolProgressReport
 	if c.deliveryAck {
 		// What the run started with (the starter's or the previous run's
 		// search attributes) need not be written again.
@@ -261,7 +278,9 @@ func (c *connection) run(ctx workflow.Context) (StatusView, error) {
 	for {
 		// Every pass takes what arrived meanwhile, so reports are applied
 		// even when the loop has work on every pass (health checks due
-		// under a stream of rechecks) and never waits.
+		// under a stream of rechecks) and never waits; children's ends
+		// first (endsFirst), as reports come before messages.
+		c.applyEnds(ctx)
 		c.signals.drain(ctx)
 		c.reconcile(ctx)
 		if c.Disconnecting && c.drained() {
@@ -281,6 +300,7 @@ func (c *connection) run(ctx workflow.Context) (StatusView, error) {
 					return StatusView{}, err
 				}
 			}
+			c.applyEnds(ctx)
 			return StatusView{}, continueAsNew(ctx, ConnectionWorkflowName, c.signals, func() any {
 				state := c.ConnectionState
 				return ConnectionInput{Home: c.home, Companion: c.companion, Settings: c.settings, State: &state, Protocol: c.protocol}
@@ -412,14 +432,49 @@ func (c *connection) reconcileShare(ctx workflow.Context, ds string, sh *ShareRe
 // end of its removal (ProtocolDeliveryAck). Any other end is found by the
 // next signal to it.
 func (c *connection) awaitShareEnd(ctx workflow.Context, ds string, sh *ShareRecord, child workflow.ChildWorkflowFuture) {
-	workflow.Go(ctx, func(ctx workflow.Context) {
+	c.awaitEnd(ctx, child, func(ctx workflow.Context) bool {
 		var v ShareView
 		if err := child.Get(ctx, &v); err != nil || !v.Removed || c.Shares[ds] != sh {
-			return
+			return false
 		}
 		v.DataSpace = ds
 		c.applyShareReport(ctx, ShareReport{Generation: max(sh.Observed.Generation, sh.Since), View: v})
-		c.wake.SendAsync(nil)
+		return true
+	})
+}
+
+// awaitEnd applies a child's result when the child ends: from a goroutine
+// of its own, which wakes the main loop, or, under endsFirst, before a
+// message or a pass of the main loop that comes first.
+func (c *connection) awaitEnd(ctx workflow.Context, child workflow.Future, apply func(ctx workflow.Context) bool) {
+	end := &childEnd{child: child, apply: apply}
+	if c.endsFirst {
+		c.ends = append(c.ends, end)
+	}
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		_ = child.Get(ctx, nil)
+		if c.applyEnd(ctx, end) {
+			c.wake.SendAsync(nil)
+		}
+	})
+}
+
+// applyEnd applies a ready child's result once; it reports whether that
+// changed anything.
+func (c *connection) applyEnd(ctx workflow.Context, end *childEnd) bool {
+	if end.applied || !end.child.IsReady() {
+		return false
+	}
+	end.applied = true
+	return end.apply(ctx)
+}
+
+// applyEnds applies the results of the children that have ended
+// (endsFirst) and forgets them.
+func (c *connection) applyEnds(ctx workflow.Context) {
+	c.ends = slices.DeleteFunc(c.ends, func(end *childEnd) bool {
+		c.applyEnd(ctx, end)
+		return end.applied
 	})
 }
 
@@ -563,14 +618,14 @@ func (c *connection) reconcileMetadata(ctx workflow.Context) {
 // awaitMetadataEnd reads the result of the metadata sync this run started:
 // its stop (ProtocolDeliveryAck).
 func (c *connection) awaitMetadataEnd(ctx workflow.Context, child workflow.ChildWorkflowFuture) {
-	workflow.Go(ctx, func(ctx workflow.Context) {
+	c.awaitEnd(ctx, child, func(ctx workflow.Context) bool {
 		var v MetadataSyncView
 		if err := child.Get(ctx, &v); err != nil || !v.Stopped {
-			return
+			return false
 		}
 		m := &c.Metadata
 		c.applyMetadataReport(ctx, MetadataReport{Generation: max(m.Observed.Generation, m.Reported), View: v})
-		c.wake.SendAsync(nil)
+		return true
 	})
 }
 

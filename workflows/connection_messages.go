@@ -110,7 +110,9 @@ func (c *connection) registerDataSpaceMessage(ctx workflow.Context, m dataSpaceM
 	}
 	err := workflow.SetUpdateHandlerWithOptions(ctx, m.name,
 		func(ctx workflow.Context, req DataSpaceRequest) (StatusView, error) {
-			// Signals sent before the update are carried out before it.
+			// Children's ends and signals that came before the update are
+			// carried out before it.
+			c.applyEnds(ctx)
 			c.signals.drain(ctx)
 			// Validated already; state may have changed since.
 			if err := validate(req); err != nil {
@@ -126,6 +128,7 @@ func (c *connection) registerDataSpaceMessage(ctx workflow.Context, m dataSpaceM
 		return fmt.Errorf("register %s update: %w", m.name, err)
 	}
 	c.signals.listen(ctx, m.name, func(ctx workflow.Context, raw json.RawMessage) {
+		c.applyEnds(ctx)
 		req, err := DecodeDataSpaceRequest(raw)
 		if err == nil {
 			err = m.validate(req.DataSpace)
@@ -142,6 +145,7 @@ func (c *connection) registerDataSpaceMessage(ctx workflow.Context, m dataSpaceM
 func (c *connection) registerPlainMessage(ctx workflow.Context, m plainMessage) error {
 	err := workflow.SetUpdateHandlerWithOptions(ctx, m.name,
 		func(ctx workflow.Context) (StatusView, error) {
+			c.applyEnds(ctx)
 			c.signals.drain(ctx)
 			if err := m.validate(); err != nil {
 				return StatusView{}, err
@@ -156,6 +160,7 @@ func (c *connection) registerPlainMessage(ctx workflow.Context, m plainMessage) 
 	c.signals.listen(ctx, m.name, func(ctx workflow.Context, raw json.RawMessage) {
 		// Plain messages ignore their payload: the CLI and the Web UI may
 		// send none, {} or anything else.
+		c.applyEnds(ctx)
 		if err := m.validate(); err != nil {
 			c.reject(m.name, describePayload(raw), err)
 			return
