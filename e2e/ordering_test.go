@@ -8,7 +8,11 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
+	updatepb "go.temporal.io/api/update/v1"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 
 	"github.com/companionsync/companionsync"
@@ -84,8 +88,50 @@ func (g *gatedOrgs) DataSpaces(ctx context.Context, home string) ([]string, erro
 // and is accepted, as a status read after the end would have promised.
 // (Taken the other way round, the request was refused as "being removed",
 // after a status read, answered from a task the server then rejected for
-// its unhandled events, had already shown the data space gone.)
+// its unhandled events, had already shown the data space gone.) As a
+// signal the request is applied after the end; as an update its validator,
+// which cannot apply the end, lets it through to its handler, which does.
 func TestShareRequestAfterARemovalEndedInTheSameTask(t *testing.T) {
+	t.Run("signal", func(t *testing.T) {
+		shareAfterRemovalEnded(t, func(ctx context.Context, env *testenv.Env, id string) func() error {
+			require.NoError(t, env.Client.SignalWorkflow(ctx, id, "", workflows.MessageShare, workflows.DataSpaceRequest{DataSpace: "marketing"}))
+			return func() error { return nil }
+		})
+	})
+	t.Run("update", func(t *testing.T) {
+		shareAfterRemovalEnded(t, func(ctx context.Context, env *testenv.Env, id string) func() error {
+			const updateID = "share-after-removal"
+			answered := make(chan error, 1)
+			go func() {
+				h, err := env.Client.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+					UpdateID: updateID, WorkflowID: id, UpdateName: workflows.MessageShare,
+					Args: []any{workflows.DataSpaceRequest{DataSpace: "marketing"}}, WaitForStage: client.WorkflowUpdateStageCompleted,
+				})
+				if err == nil {
+					err = h.Get(ctx, nil)
+				}
+				answered <- err
+			}()
+			// The server holds the update for the connection's next workflow
+			// task, the one that also carries the share's end.
+			testenv.Eventually(t, 30*time.Second, "the server admitted the update", func() bool {
+				pctx, cancel := context.WithTimeout(ctx, time.Second)
+				defer cancel()
+				_, err := env.Client.WorkflowService().PollWorkflowExecutionUpdate(pctx, &workflowservice.PollWorkflowExecutionUpdateRequest{
+					Namespace: env.Server.Namespace(),
+					UpdateRef: &updatepb.UpdateRef{WorkflowExecution: &commonpb.WorkflowExecution{WorkflowId: id}, UpdateId: updateID},
+					WaitPolicy: &updatepb.WaitPolicy{LifecycleStage: enumspb.UPDATE_WORKFLOW_EXECUTION_LIFECYCLE_STAGE_ADMITTED},
+				})
+				return err == nil
+			})
+			return func() error { return <-answered }
+		})
+	})
+}
+
+// shareAfterRemovalEnded runs the scenario above; send sends the share
+// request and returns a wait for its answer.
+func shareAfterRemovalEnded(t *testing.T, send func(ctx context.Context, env *testenv.Env, id string) func() error) {
 	settings := testenv.FastSettings()
 	settings.HealthCheckInterval = time.Hour // only the recheck below checks health
 	settings.MetadataSyncInterval = time.Hour
@@ -128,8 +174,9 @@ func TestShareRequestAfterARemovalEndedInTheSameTask(t *testing.T) {
 		}
 		return true
 	})
-	require.NoError(t, env.Client.SignalWorkflow(ctx, id, "", workflows.MessageShare, workflows.DataSpaceRequest{DataSpace: "marketing"}))
+	answered := send(ctx, env, id)
 	close(health.open)
+	require.NoError(t, answered(), "the request met the state after the removal")
 
 	v := testenv.WaitStatus(t, c, ref, "marketing shared again", testenv.ShareIs("marketing", workflows.ShareActive))
 	assert.Empty(t, v.LastRejected, "the request met the state after the removal")

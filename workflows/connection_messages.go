@@ -121,7 +121,10 @@ func (c *connection) registerDataSpaceMessage(ctx workflow.Context, m dataSpaceM
 			return c.accept(ctx, m.apply(ctx, req.DataSpace))
 		},
 		workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, req DataSpaceRequest) error {
-			return validate(req)
+			if err := ValidateDataSpaceName(req.DataSpace); err != nil {
+				return refuse(RefusalInvalidRequest, "%v", err)
+			}
+			return c.validateAfterEnds(m.validate(req.DataSpace))
 		}},
 	)
 	if err != nil {
@@ -152,7 +155,7 @@ func (c *connection) registerPlainMessage(ctx workflow.Context, m plainMessage) 
 			}
 			return c.accept(ctx, m.apply(ctx))
 		},
-		workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context) error { return m.validate() }},
+		workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context) error { return c.validateAfterEnds(m.validate()) }},
 	)
 	if err != nil {
 		return fmt.Errorf("register %s update: %w", m.name, err)
@@ -168,6 +171,20 @@ func (c *connection) registerPlainMessage(ctx workflow.Context, m plainMessage) 
 		m.apply(ctx)
 	})
 	return nil
+}
+
+// validateAfterEnds is a validator's verdict err, given that a validator
+// cannot apply children's ends. When the server delivers an update in the
+// same workflow task as a child's end that came first, the end is ready but
+// not applied yet (endsFirst): a refusal could then rest on the state from
+// before the end (a share still being removed), so the update is let through
+// and its handler, which applies the ends first, validates it again and
+// refuses it there if it is still invalid.
+func (c *connection) validateAfterEnds(err error) error {
+	if err != nil && slices.ContainsFunc(c.ends, func(end *childEnd) bool { return !end.applied && end.child.IsReady() }) {
+		return nil
+	}
+	return err
 }
 
 // accept wakes the main loop to carry out an accepted update and answers
