@@ -41,6 +41,7 @@ const (
 	envBenchCache      = "COMPANIONSYNC_BENCH_CACHE"      // sticky workflow cache of the worker process (default 100)
 	envBenchProfile    = "COMPANIONSYNC_BENCH_PROFILE"    // a directory: CPU profiles of the lifecycles, server side and worker side
 	envBenchPollers    = "COMPANIONSYNC_BENCH_POLLERS"    // clients reading the status of lifecycles in flight at 10 Hz each (default 0)
+	envBenchConcurrent = "COMPANIONSYNC_BENCH_CONCURRENT" // lifecycles (and floor workflows) at once (default 50)
 )
 
 // Targets the benchmark shows against.
@@ -70,6 +71,7 @@ func BenchmarkLifecycle(b *testing.B) {
 	idle := benchSize(b, envBenchIdle, 200, 0, 5000)
 	cache := benchSize(b, envBenchCache, 100, 10, 100_000)
 	plaintext := os.Getenv(envBenchPlaintext) == "1"
+	shape := newBenchShape(benchSize(b, envBenchConcurrent, 50, 1, 1000))
 
 	settings := workflows.DefaultSettings() // production intervals: idle means idle
 	env := testenv.Start(b, testenv.Options{NoWorker: true, SeedRecords: 100, Settings: settings, Plaintext: plaintext})
@@ -105,25 +107,27 @@ func BenchmarkLifecycle(b *testing.B) {
 		// warmed up first, and the ratio is taken against the mean of the
 		// two: a single measure of it varied by a factor of two here. Each
 		// phase starts once the one before has settled.
-		progress("floor: %d workflows of 3 no-op activities to warm up, then %d", floorWorkflows/4, floorWorkflows)
-		runFloor(b, env.Client, "warm", floorWorkflows/4)
+		progress("floor: %d workflows of 3 no-op activities to warm up, then %d, %d at once", shape.floorWorkflows/4, shape.floorWorkflows, shape.concurrency)
+		runFloor(b, env.Client, shape, "warm", shape.floorWorkflows/4)
 		awaitQuiet(b, env.Client)
 		stopProfile := startProfile(b, profiles, "floor.pprof")
-		floorBefore := measureFloor(b, env.Client, pid, "before")
+		floorBefore := measureFloor(b, env.Client, shape, pid, "before")
 		stopProfile()
 		awaitQuiet(b, env.Client)
 
-		progress("lifecycles: %d, %d at once", lifecycles, lifecycleConcurrency)
+		progress("lifecycles: %d, %d at once", lifecycles, shape.concurrency)
 		stopProfile = startProfile(b, profiles, "server.pprof")
 		serverCPU, workerCPU := cpuTime(b, os.Getpid()), cpuTime(b, pid)
-		run := runLifecycles(b, c, env.Client, 0, lifecycles, pollers)
+		run := runLifecycles(b, c, env.Client, shape, 0, lifecycles, pollers)
 		serverCPU, workerCPU = cpuTime(b, os.Getpid())-serverCPU, cpuTime(b, pid)-workerCPU
 		stopProfile()
 		awaitQuiet(b, env.Client)
 		events, mix := eventMix(b, env.Client, lifecycles)
 		perLifecycle := float64(events) / float64(lifecycles)
 		b.Logf("events per lifecycle by type: %s", mix)
-		floorAfter := measureFloor(b, env.Client, pid, "after")
+		stopProfile = startProfile(b, profiles, "floor-after.pprof")
+		floorAfter := measureFloor(b, env.Client, shape, pid, "after")
+		stopProfile()
 		floorRate := (floorBefore.eventsPerSec() + floorAfter.eventsPerSec()) / 2
 		// Rates are taken in the steady part of each phase (see steady).
 		lifecycleRate := run.phase.steadyRate()
@@ -135,12 +139,19 @@ func BenchmarkLifecycle(b *testing.B) {
 		p99 := percentile(run.toStatus, 0.99)
 		b.Logf("lifecycles: %.0f µs CPU/event in the server and client, %.0f µs in the worker process (%.1f and %.1f CPU-s of %.1f s)",
 			perEvent(serverCPU, events), perEvent(workerCPU, events), serverCPU.Seconds(), workerCPU.Seconds(), run.phase.whole().Seconds())
+		// What a lifecycle costs in units of the floor's work, beside
+		// floor-ratio, which compares events of different weights.
+		floorCPU := (floorBefore.cpu + floorAfter.cpu) / time.Duration(floorBefore.workflows+floorAfter.workflows)
+		floorUnits := (floorBefore.phase.steadyRate() + floorAfter.phase.steadyRate()) / 2
+		b.Logf("one lifecycle: %.1f ms CPU in all processes, a floor workflow %.1f ms (%.1f times); %.2f floor workflows/s per lifecycle/s",
+			ms((serverCPU+workerCPU)/time.Duration(lifecycles)), ms(floorCPU), float64(serverCPU+workerCPU)/float64(lifecycles)/float64(floorCPU),
+			floorUnits/lifecycleRate)
 
 		var kib float64
 		if idle > 0 {
 			progress("idle: %d connections with one Active share", idle)
 			base := settledRSSKiB(b, proc, settleAck)
-			openIdle(b, c, lifecycles, idle)
+			openIdle(b, c, shape, lifecycles, idle)
 			awaitIdle(b, pid)
 			after := settledRSSKiB(b, proc, settleAck)
 			kib = float64(after-base) / float64(idle)
@@ -185,6 +196,8 @@ func cpuTime(b *testing.B, pid int) time.Duration {
 	benchNoError(b, errors.Join(err1, err2))
 	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 func perEvent(d time.Duration, events int) float64 {
 	return float64(d.Microseconds()) / float64(max(events, 1))
@@ -237,6 +250,7 @@ func benchNoError(b *testing.B, err error) {
 type floorResult struct {
 	workflows, events int
 	phase             *phaseTimes
+	cpu               time.Duration // of the server (with its clients) and the worker process
 }
 
 // eventsPerSec is the floor's event rate in its steady part.
@@ -245,7 +259,7 @@ func (f floorResult) eventsPerSec() float64 {
 }
 
 // phaseTimes are the start and end times of the units of a phase (floor
-// workflows or lifecycles), run lifecycleConcurrency at once.
+// workflows or lifecycles), run benchShape.concurrency at once.
 type phaseTimes struct {
 	mu           sync.Mutex
 	starts, ends []time.Time
@@ -305,10 +319,18 @@ func (p *phaseTimes) steadyRate() float64 {
 	return float64(units) / window.Seconds()
 }
 
-const (
-	floorTaskQueue = "bench-floor"
-	floorWorkflows = 400
-)
+const floorTaskQueue = "bench-floor"
+
+// benchShape is how the benchmark loads the server: how many lifecycles
+// (and floor workflows) run at once, and how many workflows a floor
+// measure runs, enough for a steady part several times the concurrency.
+type benchShape struct {
+	concurrency, floorWorkflows int
+}
+
+func newBenchShape(concurrency int) benchShape {
+	return benchShape{concurrency: concurrency, floorWorkflows: max(400, 8*concurrency)}
+}
 
 // progress shows the benchmark's phases as they start (b.Logf shows only
 // at the end).
@@ -358,27 +380,28 @@ func awaitQuiet(b *testing.B, c client.Client) {
 }
 
 // measureFloor runs the floor and logs it.
-func measureFloor(b *testing.B, c client.Client, workerPID int, name string) floorResult {
+func measureFloor(b *testing.B, c client.Client, shape benchShape, workerPID int, name string) floorResult {
 	b.Helper()
 	serverCPU, workerCPU := cpuTime(b, os.Getpid()), cpuTime(b, workerPID)
-	floor := runFloor(b, c, name, floorWorkflows)
+	floor := runFloor(b, c, shape, name, shape.floorWorkflows)
 	serverCPU, workerCPU = cpuTime(b, os.Getpid())-serverCPU, cpuTime(b, workerPID)-workerCPU
 	units, window := floor.phase.steady()
 	b.Logf("floor %s: %d workflows in %s (%.0f events/s); steady part: %d ended in %s, %.0f events/s; %.0f µs CPU/event in the server and client, %.0f µs in the worker process",
 		name, floor.workflows, floor.phase.whole().Round(time.Millisecond), float64(floor.events)/floor.phase.whole().Seconds(),
 		units, window.Round(time.Millisecond), floor.eventsPerSec(), perEvent(serverCPU, floor.events), perEvent(workerCPU, floor.events))
+	floor.cpu = serverCPU + workerCPU
 	return floor
 }
 
 // runFloor runs n bare workflows, as many at once as the lifecycles run,
 // and counts their events.
-func runFloor(b *testing.B, c client.Client, name string, n int) floorResult {
+func runFloor(b *testing.B, c client.Client, shape benchShape, name string, n int) floorResult {
 	b.Helper()
 	ctx := context.Background()
 	var wg sync.WaitGroup
 	phase := &phaseTimes{}
 	errs := make(chan error, n)
-	sem := make(chan struct{}, lifecycleConcurrency)
+	sem := make(chan struct{}, shape.concurrency)
 	for i := range n {
 		wg.Add(1)
 		sem <- struct{}{}
@@ -406,10 +429,6 @@ func runFloor(b *testing.B, c client.Client, name string, n int) floorResult {
 	return floorResult{workflows: n, events: events, phase: phase}
 }
 
-// lifecycleConcurrency is how many lifecycles (and floor workflows) run at
-// once.
-const lifecycleConcurrency = 50
-
 type lifecycleRun struct {
 	toStatus []time.Duration
 	phase    *phaseTimes
@@ -418,7 +437,7 @@ type lifecycleRun struct {
 // runLifecycles runs the lifecycles of pairs [first, first+n) at once,
 // while pollers clients read the status of a lifecycle in flight, each ten
 // times a second.
-func runLifecycles(b *testing.B, c *control.Client, tc client.Client, first, n, pollers int) lifecycleRun {
+func runLifecycles(b *testing.B, c *control.Client, tc client.Client, shape benchShape, first, n, pollers int) lifecycleRun {
 	b.Helper()
 	var (
 		mu       sync.Mutex
@@ -427,7 +446,7 @@ func runLifecycles(b *testing.B, c *control.Client, tc client.Client, first, n, 
 		inFlight = map[int]bool{}
 	)
 	errs := make(chan error, n)
-	sem := make(chan struct{}, lifecycleConcurrency)
+	sem := make(chan struct{}, shape.concurrency)
 	ctx, stopPolling := context.WithCancel(context.Background())
 	var polls sync.WaitGroup
 	var reads, failed atomic.Int64
@@ -596,12 +615,12 @@ func awaitPublished(ctx context.Context, tc client.Client, workflowID string, co
 
 // openIdle connects pairs [first, first+n) and shares one data space each,
 // then waits until every share is Active and every metadata sync has counted.
-func openIdle(b *testing.B, c *control.Client, first, n int) {
+func openIdle(b *testing.B, c *control.Client, shape benchShape, first, n int) {
 	b.Helper()
 	ctx := context.Background()
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
-	sem := make(chan struct{}, lifecycleConcurrency)
+	sem := make(chan struct{}, shape.concurrency)
 	for i := first; i < first+n; i++ {
 		wg.Add(1)
 		sem <- struct{}{}
