@@ -326,7 +326,7 @@ func (f *Fleet) describe(ctx context.Context, workflowID string) (Execution, err
 		RunID:      info.GetExecution().GetRunId(),
 		Type:       info.GetType().GetName(),
 		Status:     executionStatus(info.GetStatus()),
-		Attrs:      keywords(info.GetSearchAttributes()),
+		Attrs:      Keywords(info.GetSearchAttributes()),
 	}
 	if t := info.GetStartTime(); t != nil {
 		e.StartTime = t.AsTime()
@@ -368,7 +368,7 @@ func (f *Fleet) ListExecutions(ctx context.Context, in ListInput) (ListPage, err
 			RunID:      info.GetExecution().GetRunId(),
 			Type:       info.GetType().GetName(),
 			Status:     executionStatus(info.GetStatus()),
-			Attrs:      keywords(info.GetSearchAttributes()),
+			Attrs:      Keywords(info.GetSearchAttributes()),
 		}
 		if t := info.GetStartTime(); t != nil {
 			e.StartTime = t.AsTime()
@@ -514,8 +514,10 @@ func executionStatus(s enumspb.WorkflowExecutionStatus) string {
 	return "Unknown"
 }
 
-// keywords decodes the string-valued search attributes.
-func keywords(sa *commonpb.SearchAttributes) map[string]string {
+// Keywords decodes the string-valued (Keyword) search attributes of sa, as
+// visibility or a history event carries them; an attribute that is not a
+// string is left out, and a missing one reads "".
+func Keywords(sa *commonpb.SearchAttributes) map[string]string {
 	out := map[string]string{}
 	for name, p := range sa.GetIndexedFields() {
 		var v string

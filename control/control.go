@@ -19,7 +19,6 @@ import (
 	"sync"
 	"time"
 
-	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
@@ -367,11 +366,11 @@ func unanswered(err error) bool {
 // attributes, and those of its running share workflows, read from
 // visibility. No worker is involved, so it answers when none polls.
 func (c *Client) published(ctx context.Context, ref Ref, run workflows.RunState, desc *workflowservice.DescribeWorkflowExecutionResponse) (workflows.StatusView, error) {
-	sa := desc.GetWorkflowExecutionInfo().GetSearchAttributes().GetIndexedFields()
+	sa := activities.Keywords(desc.GetWorkflowExecutionInfo().GetSearchAttributes())
 	view := workflows.StatusView{
 		Connection:   ref.String(),
-		Status:       workflows.ConnectionStatus(keyword(sa[workflows.AttrConnectionStatus.GetName()])),
-		MetadataSync: workflows.MetadataSyncView{Status: workflows.MetadataSyncStatus(keyword(sa[workflows.AttrMetadataSyncStatus.GetName()]))},
+		Status:       workflows.ConnectionStatus(sa[workflows.AttrConnectionStatus.GetName()]),
+		MetadataSync: workflows.MetadataSyncView{Status: workflows.MetadataSyncStatus(sa[workflows.AttrMetadataSyncStatus.GetName()])},
 		DataSpaces:   []workflows.ShareView{},
 		Transitions:  []workflows.Transition{},
 		Workflow:     run,
@@ -388,10 +387,10 @@ func (c *Client) published(ctx context.Context, ref Ref, run workflows.RunState,
 			return view, fmt.Errorf("status %s: no worker answered, and the published state cannot be read: %w", ref, err)
 		}
 		for _, e := range resp.GetExecutions() {
-			fields := e.GetSearchAttributes().GetIndexedFields()
+			fields := activities.Keywords(e.GetSearchAttributes())
 			view.DataSpaces = append(view.DataSpaces, workflows.ShareView{
-				DataSpace:            keyword(fields[workflows.AttrDataSpace.GetName()]),
-				InitializationStatus: workflows.InitializationStatus(keyword(fields[workflows.AttrInitializationStatus.GetName()])),
+				DataSpace:            fields[workflows.AttrDataSpace.GetName()],
+				InitializationStatus: workflows.InitializationStatus(fields[workflows.AttrInitializationStatus.GetName()]),
 			})
 		}
 		if token = resp.GetNextPageToken(); len(token) == 0 {
@@ -527,11 +526,11 @@ func (c *Client) List(ctx context.Context, f Filter) ([]Summary, error) {
 				continue
 			}
 			seen[id] = true
-			sa := e.GetSearchAttributes().GetIndexedFields()
+			sa := activities.Keywords(e.GetSearchAttributes())
 			s := Summary{
-				Connection:         keyword(sa[workflows.AttrHomeOrg.GetName()]) + "/" + keyword(sa[workflows.AttrCompanionOrg.GetName()]),
-				Status:             keyword(sa[workflows.AttrConnectionStatus.GetName()]),
-				MetadataSyncStatus: keyword(sa[workflows.AttrMetadataSyncStatus.GetName()]),
+				Connection:         sa[workflows.AttrHomeOrg.GetName()] + "/" + sa[workflows.AttrCompanionOrg.GetName()],
+				Status:             sa[workflows.AttrConnectionStatus.GetName()],
+				MetadataSyncStatus: sa[workflows.AttrMetadataSyncStatus.GetName()],
 			}
 			switch run := runStates[e.GetStatus()]; run {
 			case workflows.RunFailed:
@@ -649,12 +648,3 @@ func refusal(ref Ref, op string, err error) error {
 }
 
 func quote(s string) string { return strings.ReplaceAll(s, "'", "''") }
-
-// keyword decodes a Keyword search attribute; a missing one reads "".
-func keyword(p *commonpb.Payload) string {
-	var s string
-	if p != nil {
-		_ = converter.GetDefaultDataConverter().FromPayload(p, &s)
-	}
-	return s
-}

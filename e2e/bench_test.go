@@ -19,15 +19,14 @@ import (
 	"testing"
 	"time"
 
-	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/companionsync/companionsync"
+	"github.com/companionsync/companionsync/activities"
 	"github.com/companionsync/companionsync/control"
 	"github.com/companionsync/companionsync/internal/testenv"
 	"github.com/companionsync/companionsync/workflows"
@@ -586,14 +585,6 @@ func awaitPublished(ctx context.Context, tc client.Client, workflowID string, co
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	sa := map[string]string{}
-	merge := func(fields map[string]*commonpb.Payload) {
-		for name, p := range fields {
-			var s string
-			if converter.GetDefaultDataConverter().FromPayload(p, &s) == nil {
-				sa[name] = s
-			}
-		}
-	}
 	it := tc.GetWorkflowHistory(ctx, workflowID, "", true, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	for it.HasNext() {
 		e, err := it.Next()
@@ -601,10 +592,10 @@ func awaitPublished(ctx context.Context, tc client.Client, workflowID string, co
 			return fmt.Errorf("%s: %w", workflowID, err)
 		}
 		if a := e.GetWorkflowExecutionStartedEventAttributes(); a != nil {
-			merge(a.GetSearchAttributes().GetIndexedFields())
+			maps.Copy(sa, activities.Keywords(a.GetSearchAttributes()))
 		}
 		if a := e.GetUpsertWorkflowSearchAttributesEventAttributes(); a != nil {
-			merge(a.GetSearchAttributes().GetIndexedFields())
+			maps.Copy(sa, activities.Keywords(a.GetSearchAttributes()))
 		}
 		if cond(sa) {
 			return nil

@@ -118,8 +118,8 @@ func TestShareRequestAfterARemovalEndedInTheSameTask(t *testing.T) {
 				pctx, cancel := context.WithTimeout(ctx, time.Second)
 				defer cancel()
 				_, err := env.Client.WorkflowService().PollWorkflowExecutionUpdate(pctx, &workflowservice.PollWorkflowExecutionUpdateRequest{
-					Namespace: env.Server.Namespace(),
-					UpdateRef: &updatepb.UpdateRef{WorkflowExecution: &commonpb.WorkflowExecution{WorkflowId: id}, UpdateId: updateID},
+					Namespace:  env.Server.Namespace(),
+					UpdateRef:  &updatepb.UpdateRef{WorkflowExecution: &commonpb.WorkflowExecution{WorkflowId: id}, UpdateId: updateID},
 					WaitPolicy: &updatepb.WaitPolicy{LifecycleStage: enumspb.UPDATE_WORKFLOW_EXECUTION_LIFECYCLE_STAGE_ADMITTED},
 				})
 				return err == nil
