@@ -85,10 +85,20 @@ func register(env *testsuite.TestWorkflowEnvironment) *reportLog {
 	return relayReports(env)
 }
 
-// reportLog lists the reports relayReports delivered, in order.
+// reportLog lists the reports relayReports delivered, in order. A report
+// refuse returns true for fails, as when the server does not take the
+// signal; refused lists every such attempt.
 type reportLog struct {
 	mu      sync.Mutex
 	reports []activities.ReportInput
+	refuse  func(activities.ReportInput) bool
+	refused []refusedReport
+}
+
+// refusedReport is one attempt of a report that failed.
+type refusedReport struct {
+	in      activities.ReportInput
+	attempt int32
 }
 
 // shares returns the share reports delivered, decoded.
@@ -117,6 +127,15 @@ func relayReports(env *testsuite.TestWorkflowEnvironment) *reportLog {
 	pending := map[string]activities.ReportInput{}
 	key := func(info activity.Info) string { return info.WorkflowExecution.ID + "/" + info.ActivityID }
 	env.OnActivity(acts.ReportToConnection, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.ReportInput) error {
+		log.mu.Lock()
+		refused := log.refuse != nil && log.refuse(in)
+		if refused {
+			log.refused = append(log.refused, refusedReport{in, activity.GetInfo(ctx).Attempt})
+		}
+		log.mu.Unlock()
+		if refused {
+			return errors.New("injected: the server did not take the signal")
+		}
 		mu.Lock()
 		defer mu.Unlock()
 		pending[key(activity.GetInfo(ctx))] = in
@@ -340,6 +359,41 @@ func TestChildrenReportProgress(t *testing.T) {
 			assert.Equal(t, 3, len(h.orgs.applied), "each change applied")
 		})
 	}
+}
+
+// TestProgressReportsAreTriedOnce: a progress report the server does not
+// take is not retried, so it holds up no copy or removal step; the next
+// report carries newer counts, and a change of status is still delivered.
+func TestProgressReportsAreTriedOnce(t *testing.T) {
+	h := newHarness(t)
+	h.relayed.refuse = func(in activities.ReportInput) bool {
+		var r ShareReport
+		return in.Signal == SignalShareReport && json.Unmarshal(in.Report, &r) == nil &&
+			r.View.InitializationStatus == Activating && r.View.RecordsCopied < r.View.RecordsTotal
+	}
+	h.at(time.Second, func() { h.share(MessageShare, "default") })
+	h.at(10*time.Minute, func() {
+		s := shareOf(t, h.status(), "default")
+		assert.Equal(t, ShareActive, s.InitializationStatus)
+		assert.Equal(t, 25, s.RecordsCopied)
+		h.env.SignalWorkflow(MessageDisconnect, nil)
+	})
+	h.run(testSettings())
+	assert.Equal(t, Disconnected, h.final().Status)
+
+	var refused, delivered []string
+	for _, f := range h.relayed.refused {
+		var r ShareReport
+		require.NoError(t, json.Unmarshal(f.in.Report, &r))
+		refused = append(refused, fmt.Sprintf("%s %d/%d attempt %d", r.View.InitializationStatus, r.View.RecordsCopied, r.View.RecordsTotal, f.attempt))
+	}
+	for _, v := range h.relayed.shares(t) {
+		delivered = append(delivered, fmt.Sprintf("%s %d/%d %d/%d", v.InitializationStatus, v.RecordsCopied, v.RecordsTotal, v.RecordsRemoved, v.RecordsToRemove))
+	}
+	// A report not delivered is sent again at the share's next report, here
+	// when the next step ends, each time in one attempt.
+	assert.Equal(t, []string{"Activating 10/25 attempt 1", "Activating 10/25 attempt 1", "Activating 20/25 attempt 1", "Activating 20/25 attempt 1"}, refused)
+	assert.Equal(t, []string{"Active 25/25 0/0", "Removing Sharing 25/25 10/25", "Removing Sharing 25/25 20/25"}, delivered)
 }
 
 func TestInitialSyncFailingTwiceThenSucceeding(t *testing.T) {

@@ -400,7 +400,7 @@ func (m *metadataSync) report(ctx workflow.Context) error {
 		return nil
 	}
 	m.answer = false
-	delivered, err := reportToConnection(ctx, m.localReport, m.in.Home, m.in.Companion, SignalMetadataReport, r)
+	delivered, err := reportToConnection(ctx, m.localReport, m.in.Home, m.in.Companion, SignalMetadataReport, r, false)
 	if delivered {
 		m.reported = r
 	}

@@ -144,8 +144,11 @@ func childGone(err error) bool {
 //
 // Under ProtocolLocalReport (local) a local activity signals the report
 // with the worker's client, retried for up to a minute; the workflow sends
-// it itself under the earlier protocols.
-func reportToConnection(ctx workflow.Context, local bool, home, companion, signal string, report any) (delivered bool, err error) {
+// it itself under the earlier protocols. A progress report (progressOnly:
+// only counts changed, and the next report carries newer ones) is tried
+// once, so a server that does not take signals for a while holds up no
+// copy or removal step; it counts as not delivered.
+func reportToConnection(ctx workflow.Context, local bool, home, companion, signal string, report any, progressOnly bool) (delivered bool, err error) {
 	if !local {
 		err = signalWorkflow(ctx, ConnectionWorkflowID(home, companion), signal, report)
 		if childGone(err) {
@@ -159,11 +162,16 @@ func reportToConnection(ctx workflow.Context, local bool, home, companion, signa
 		// workflow task, visibly, rather than stop the child as orphaned.
 		panic(fmt.Sprintf("encode %s: %v", signal, err))
 	}
-	ctx = workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+	opts := workflow.LocalActivityOptions{
 		StartToCloseTimeout: 10 * time.Second, ScheduleToCloseTimeout: time.Minute,
 		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 10 * time.Second},
 		Summary:     signal,
-	})
+	}
+	if progressOnly {
+		opts.ScheduleToCloseTimeout = opts.StartToCloseTimeout
+		opts.RetryPolicy = &temporal.RetryPolicy{MaximumAttempts: 1}
+	}
+	ctx = workflow.WithLocalActivityOptions(ctx, opts)
 	err = workflow.ExecuteLocalActivity(ctx, acts.ReportToConnection, activities.ReportInput{
 		WorkflowID: ConnectionWorkflowID(home, companion), Signal: signal, Report: raw,
 	}).Get(ctx, nil)

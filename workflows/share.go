@@ -383,8 +383,11 @@ func (s *share) report(ctx workflow.Context) error {
 		s.details(ctx)
 	}
 	r := ShareReport{Generation: s.acked, View: s.view}
-	if !s.answer && r.Generation == s.reported.Generation && r.View.InitializationStatus == s.reported.View.InitializationStatus &&
-		r.View.Error == s.reported.View.Error && !r.View.Removed && (!s.progressReport || sameProgress(r.View, s.reported.View)) {
+	// progressOnly: only the counts changed, and the next report carries
+	// newer ones.
+	progressOnly := !s.answer && r.Generation == s.reported.Generation && r.View.InitializationStatus == s.reported.View.InitializationStatus &&
+		r.View.Error == s.reported.View.Error && !r.View.Removed
+	if progressOnly && (!s.progressReport || sameProgress(r.View, s.reported.View)) {
 		return nil
 	}
 	s.answer = false
@@ -394,7 +397,7 @@ func (s *share) report(ctx workflow.Context) error {
 		}
 	}
 	s.details(ctx)
-	delivered, err := reportToConnection(ctx, s.localReport, s.in.Home, s.in.Companion, SignalShareReport, r)
+	delivered, err := reportToConnection(ctx, s.localReport, s.in.Home, s.in.Companion, SignalShareReport, r, progressOnly)
 	if delivered {
 		s.reported = r
 	}
