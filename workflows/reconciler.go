@@ -175,7 +175,9 @@ func (r *reconciler) examine(ctx workflow.Context, s activities.ConnectionSurvey
 	}
 	var view StatusView
 	if len(s.Status) == 0 || json.Unmarshal(s.Status, &view) != nil || view.Status == Connecting {
-		return // no answer (a busy or a connecting workflow): the next run looks again
+		// No answer (a busy or a connecting workflow): the next run looks again.
+		r.logger.Info("connection not examined: no status yet", "connection", ref, "status", view.Status, "error", s.StatusError)
+		return
 	}
 	r.examineRunning(ctx, s, ref, view)
 }
