@@ -353,7 +353,7 @@ func TestChildrenReportProgress(t *testing.T) {
 			assert.Equal(t, Disconnected, h.final().Status)
 			var got []string
 			for _, v := range h.relayed.shares(t) {
-				got = append(got, fmt.Sprintf("%s %d/%d %d/%d", v.InitializationStatus, v.RecordsCopied, v.RecordsTotal, v.RecordsRemoved, v.RecordsToRemove))
+				got = append(got, shareLine(v))
 			}
 			assert.Equal(t, tc.shares, got)
 			assert.Equal(t, 3, len(h.orgs.applied), "each change applied")
@@ -371,15 +371,7 @@ func TestProgressReportsAreTriedOnce(t *testing.T) {
 		return in.Signal == SignalShareReport && json.Unmarshal(in.Report, &r) == nil &&
 			r.View.InitializationStatus == Activating && r.View.RecordsCopied < r.View.RecordsTotal
 	}
-	h.at(time.Second, func() { h.share(MessageShare, "default") })
-	h.at(10*time.Minute, func() {
-		s := shareOf(t, h.status(), "default")
-		assert.Equal(t, ShareActive, s.InitializationStatus)
-		assert.Equal(t, 25, s.RecordsCopied)
-		h.env.SignalWorkflow(MessageDisconnect, nil)
-	})
-	h.run(testSettings())
-	assert.Equal(t, Disconnected, h.final().Status)
+	shareActiveThenDisconnect(t, h)
 
 	var refused, delivered []string
 	for _, f := range h.relayed.refused {
@@ -388,7 +380,7 @@ func TestProgressReportsAreTriedOnce(t *testing.T) {
 		refused = append(refused, fmt.Sprintf("%s %d/%d attempt %d", r.View.InitializationStatus, r.View.RecordsCopied, r.View.RecordsTotal, f.attempt))
 	}
 	for _, v := range h.relayed.shares(t) {
-		delivered = append(delivered, fmt.Sprintf("%s %d/%d %d/%d", v.InitializationStatus, v.RecordsCopied, v.RecordsTotal, v.RecordsRemoved, v.RecordsToRemove))
+		delivered = append(delivered, shareLine(v))
 	}
 	// A report not delivered is sent again at the share's next report, here
 	// when the next step ends, each time in one attempt.
@@ -396,9 +388,10 @@ func TestProgressReportsAreTriedOnce(t *testing.T) {
 	assert.Equal(t, []string{"Active 25/25 0/0", "Removing Sharing 25/25 10/25", "Removing Sharing 25/25 20/25"}, delivered)
 }
 
-func TestInitialSyncFailingTwiceThenSucceeding(t *testing.T) {
-	h := newHarness(t)
-	h.orgs.copyFailures["default"] = 2
+// shareActiveThenDisconnect shares the default data space, expects it
+// Active and copied 10 minutes later, and disconnects.
+func shareActiveThenDisconnect(t *testing.T, h *harness) {
+	t.Helper()
 	h.at(time.Second, func() { h.share(MessageShare, "default") })
 	h.at(10*time.Minute, func() {
 		s := shareOf(t, h.status(), "default")
@@ -408,6 +401,17 @@ func TestInitialSyncFailingTwiceThenSucceeding(t *testing.T) {
 	})
 	h.run(testSettings())
 	assert.Equal(t, Disconnected, h.final().Status)
+}
+
+// shareLine is a share report in one line: status, copied/total, removed/to remove.
+func shareLine(v ShareView) string {
+	return fmt.Sprintf("%s %d/%d %d/%d", v.InitializationStatus, v.RecordsCopied, v.RecordsTotal, v.RecordsRemoved, v.RecordsToRemove)
+}
+
+func TestInitialSyncFailingTwiceThenSucceeding(t *testing.T) {
+	h := newHarness(t)
+	h.orgs.copyFailures["default"] = 2
+	shareActiveThenDisconnect(t, h)
 }
 
 func TestExhaustedRetriesGoToErrorThenRetryActivates(t *testing.T) {
