@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -240,8 +241,10 @@ func keys(m map[string]enumspb.IndexedValueType) []string {
 	return out
 }
 
-// PrintReady tells the operator where everything is and what to try next.
-func (m *Main) PrintReady(w io.Writer) {
+// PrintReady tells the operator where everything is and what to try next,
+// in one write: a reader that sees "ready" sees the addresses too.
+func (m *Main) PrintReady(out io.Writer) {
+	w := &strings.Builder{}
 	fmt.Fprintf(w, "companionsync worker ready on task queue %s\n", workflows.TaskQueue)
 	fmt.Fprintf(w, "  Temporal frontend  %s (namespace %s)\n", m.FrontendAddr, m.cfg.Namespace)
 	if m.UIURL != "" {
@@ -259,6 +262,7 @@ func (m *Main) PrintReady(w io.Writer) {
 	fmt.Fprintf(w, "  go run ./starter connect --home acme --companion acme-emea\n")
 	fmt.Fprintf(w, "  go run ./starter share --connection acme/acme-emea --data-space default\n")
 	fmt.Fprintf(w, "  go run ./starter watch --connection acme/acme-emea\n")
+	_, _ = io.WriteString(out, w.String())
 }
 
 // Close stops the worker (in-flight activities have heartbeated their
