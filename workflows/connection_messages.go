@@ -102,9 +102,16 @@ func (c *connection) plainMessages() []plainMessage {
 }
 
 func (c *connection) registerDataSpaceMessage(ctx workflow.Context, m dataSpaceMessage) error {
-	validate := func(req DataSpaceRequest) error {
+	// A malformed name is refused whatever the state; the rest depends on it.
+	wellFormed := func(req DataSpaceRequest) error {
 		if err := ValidateDataSpaceName(req.DataSpace); err != nil {
 			return refuse(RefusalInvalidRequest, "%v", err)
+		}
+		return nil
+	}
+	validate := func(req DataSpaceRequest) error {
+		if err := wellFormed(req); err != nil {
+			return err
 		}
 		return m.validate(req.DataSpace)
 	}
@@ -121,8 +128,8 @@ func (c *connection) registerDataSpaceMessage(ctx workflow.Context, m dataSpaceM
 			return c.accept(ctx, m.apply(ctx, req.DataSpace))
 		},
 		workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, req DataSpaceRequest) error {
-			if err := ValidateDataSpaceName(req.DataSpace); err != nil {
-				return refuse(RefusalInvalidRequest, "%v", err)
+			if err := wellFormed(req); err != nil {
+				return err
 			}
 			return c.validateAfterEnds(m.validate(req.DataSpace))
 		}},
