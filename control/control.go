@@ -163,7 +163,7 @@ func (c *Client) Connect(ctx context.Context, ref Ref, settings workflows.Settin
 		),
 	}
 	run, err := c.temporal.ExecuteWorkflow(ctx, opts, workflows.ConnectionWorkflowName,
-		workflows.ConnectionInput{Home: ref.Home, Companion: ref.Companion, Settings: settings, Protocol: workflows.CurrentProtocol})
+		workflows.ConnectionInput{Home: ref.Home, Companion: ref.Companion, Settings: settings, Protocol: workflows.StarterProtocol})
 	if err != nil {
 		if temporal.IsWorkflowExecutionAlreadyStartedError(err) {
 			st, serr := c.Status(ctx, ref)

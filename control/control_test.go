@@ -74,7 +74,11 @@ func TestStatusOfAnEarlierProtocol(t *testing.T) {
 			workflows.AttrCompanionOrg.ValueSet(ref.Companion),
 			workflows.AttrConnectionStatus.ValueSet(string(workflows.Connecting)),
 		),
-	}, workflows.ConnectionWorkflowName, workflows.ConnectionInput{Home: ref.Home, Companion: ref.Companion, Protocol: workflows.ProtocolLocalReport})
+	}, workflows.ConnectionWorkflowName, workflows.ConnectionInput{Home: ref.Home, Companion: ref.Companion, Protocol: workflows.ProtocolLocalReport, Settings: testenv.FastSettings(),
+		// A new connection runs the current protocol whatever its starter
+		// says; a run that carries state keeps its own, as one continued
+		// under protocol 2 does.
+		State: &workflows.ConnectionState{Status: workflows.Connecting}})
 	require.NoError(t, err)
 	testenv.WaitStatus(t, c, ref, "Incomplete", func(v workflows.StatusView) bool { return v.Status == workflows.Incomplete })
 	_, err = c.Share(ctx, ref, "marketing")

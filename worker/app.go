@@ -20,6 +20,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	temporalotel "go.temporal.io/sdk/contrib/opentelemetry"
 	"go.temporal.io/sdk/worker"
 
@@ -43,6 +44,12 @@ type Main struct {
 	metrics *http.Server
 	keys    *codec.KeyRing
 	codec   *codecServer
+	// moving is closed when the move of older runs at start is over.
+	moving     chan struct{}
+	stopMoving context.CancelFunc
+	// Refused is set when the worker runs no workflows because some run
+	// on a protocol this release does not run (see checkProtocols).
+	Refused error
 
 	// FrontendAddr, UIURL, MetricsURL and CodecURL are where the parts
 	// listen; KeysFrom says where the payload keys came from.
@@ -92,20 +99,27 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Main, err e
 			return nil, err
 		}
 	}
+	// A running workflow on a protocol this release cannot run (a newer
+	// release's, or one retired) would only fail its tasks here: run none,
+	// and leave the server and the Web UI up for the operator to look.
+	if m.Refused = m.checkProtocols(ctx); m.Refused != nil {
+		logger.Error("this worker runs no workflows", "reason", m.Refused)
+		return m, nil
+	}
 	// Process-wide, and only before the first worker is created.
 	worker.SetStickyWorkflowCacheSize(cfg.WorkflowCache)
 	m.worker = worker.New(m.client, workflows.TaskQueue, worker.Options{WorkerStopTimeout: 10 * time.Second})
 	// The demo commands of the CLI inject copy failures into the store;
 	// DemoFaults makes them fail this worker's initial-sync steps.
 	workflows.Register(m.worker, &activities.Activities{Orgs: orgstore.WithDemoFaults(m.store)}, cfg.Defaults)
-	fleet := &activities.Fleet{Orgs: m.store, Client: m.client}
-	if m.keys != nil {
-		fleet.Converter = codec.NewDataConverter(m.keys)
-	}
+	fleet := &activities.Fleet{Orgs: m.store, Client: m.client, Converter: m.converter()}
 	workflows.RegisterFleet(m.worker, fleet)
 	if err := m.worker.Start(); err != nil {
 		return nil, fmt.Errorf("start worker on task queue %s: %w", workflows.TaskQueue, err)
 	}
+	moveCtx, stopMoving := context.WithCancel(context.Background())
+	m.moving, m.stopMoving = make(chan struct{}), stopMoving
+	go m.moveRuns(moveCtx)
 	if cfg.ReconcileInterval > 0 {
 		in := workflows.DefaultReconcilerInput()
 		in.RemovalAfter = cfg.Defaults.RemovalDeadline
@@ -199,12 +213,69 @@ func (m *Main) dial(ctx context.Context, metrics client.MetricsHandler) error {
 		return err
 	}
 	opts.MetricsHandler = metrics
+	host, _ := os.Hostname()
+	opts.Identity = workflows.WorkerIdentity(fmt.Sprintf("%d@%s", os.Getpid(), host))
 	c, err := client.DialContext(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("connect to Temporal at %s (namespace %s): %w", m.FrontendAddr, m.cfg.Namespace, err)
 	}
 	m.client = c
 	return nil
+}
+
+// checkProtocols fails when a running workflow is on a protocol this
+// release cannot run.
+func (m *Main) checkProtocols(ctx context.Context) error {
+	res, err := control.New(m.client).Upgrade(ctx, control.UpgradeOptions{Converter: m.converter()})
+	if err != nil {
+		return fmt.Errorf("read the protocols of running workflows: %w", err)
+	}
+	if len(res.Unsupported) > 0 {
+		return &control.UnsupportedError{Runs: res.Unsupported}
+	}
+	return nil
+}
+
+// moveRuns asks every running workflow on an earlier protocol to move onto
+// the current one. On a cluster it waits, checking every upgradeRecheck,
+// until no worker of an earlier release polls (a rolling deploy); the
+// scheduled reconciler does the same check on each run.
+func (m *Main) moveRuns(ctx context.Context) {
+	defer close(m.moving)
+	opts := control.UpgradeOptions{By: "worker at start", Move: true, CheckWorkers: m.dev == nil, Converter: m.converter()}
+	for {
+		res, err := control.New(m.client).Upgrade(ctx, opts)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			m.logger.Warn("could not ask older runs to move; the reconciler tries again", "error", err)
+			return
+		case res.Held():
+			m.logger.Info("older runs wait: workers of an earlier release still poll", "runs", len(res.Move), "workers", strings.Join(res.OlderWorkers, ", "))
+		default:
+			if len(res.Move)+len(res.Stay) > 0 {
+				m.logger.Info("asked older runs to move to the current protocol", "protocol", int(workflows.CurrentProtocol),
+					"asked", res.Signalled, "closed", res.Gone, "staying", len(res.Stay), "current", res.Current)
+			}
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(upgradeRecheck):
+		}
+	}
+}
+
+// upgradeRecheck is how often a worker whose moves are held checks again.
+const upgradeRecheck = 15 * time.Second
+
+func (m *Main) converter() converter.DataConverter {
+	if m.keys == nil {
+		return nil
+	}
+	return codec.NewDataConverter(m.keys)
 }
 
 // ensureSearchAttributes registers the contract's search attributes in a
@@ -270,6 +341,11 @@ func (m *Main) PrintReady(out io.Writer) {
 // the dev server. It is safe on a partly started Main.
 func (m *Main) Close() error {
 	var errs []error
+	if m.stopMoving != nil {
+		m.stopMoving()
+		<-m.moving
+		m.stopMoving = nil
+	}
 	if m.worker != nil {
 		m.worker.Stop()
 		m.worker = nil

@@ -8,6 +8,8 @@
 package workflows
 
 import (
+	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -161,7 +163,20 @@ const (
 	// again, and to start again the ones that are gone: the reconciler's
 	// repair of a vanished share or metadata sync.
 	SignalProbe = "probe"
+	// SignalUpgrade (an optional UpgradeRequest) asks a run of any of the
+	// three workflows on an older protocol to continue as new onto
+	// CurrentProtocol at its next safe point: between two steps of a copy
+	// or removal, or at once when it waits. A run already on the current
+	// protocol ignores it, so it may be sent any number of times.
+	SignalUpgrade = "upgrade"
 )
+
+// UpgradeRequest is the optional payload of SignalUpgrade. Who sends it is
+// recorded in the run's log line; the workflow needs nothing from it.
+type UpgradeRequest struct {
+	// By names the sender (the worker at start, the reconciler, doctor).
+	By string `json:"by,omitempty"`
+}
 
 // Refusal types: the type of the temporal.ApplicationError with which an
 // update, or the handshake, refuses a request. They are stable; clients
@@ -207,13 +222,17 @@ var (
 	AttrHomeOrg              = temporal.NewSearchAttributeKeyKeyword("HomeOrg")
 	AttrCompanionOrg         = temporal.NewSearchAttributeKeyKeyword("CompanionOrg")
 	AttrDataSpace            = temporal.NewSearchAttributeKeyKeyword("DataSpace")
+	// AttrProtocol is the protocol a run executes (its decimal number),
+	// written by every run from ProtocolPublished on. A run without it was
+	// started under an earlier protocol.
+	AttrProtocol = temporal.NewSearchAttributeKeyKeyword("CompanionProtocol")
 )
 
 // SearchAttributes lists every custom search attribute of the contract.
 func SearchAttributes() []temporal.SearchAttributeKeyKeyword {
 	return []temporal.SearchAttributeKeyKeyword{
 		AttrConnectionStatus, AttrMetadataSyncStatus, AttrInitializationStatus,
-		AttrHomeOrg, AttrCompanionOrg, AttrDataSpace,
+		AttrHomeOrg, AttrCompanionOrg, AttrDataSpace, AttrProtocol,
 	}
 }
 
@@ -346,9 +365,53 @@ const (
 	// not finish, the metadata sync after each round. The connection then
 	// knows everything its status shows, and a status read is one query.
 	ProtocolProgressReport Protocol = 3
-	// CurrentProtocol is the protocol of connections started now.
-	CurrentProtocol = ProtocolProgressReport
+	// ProtocolPublished is ProtocolProgressReport with every run writing
+	// its protocol to the CompanionProtocol search attribute, a new
+	// connection's protocol chosen by the workflow code (the starter's is
+	// ignored), and a run of an earlier protocol asked by SignalUpgrade
+	// continuing as new onto CurrentProtocol. It carries the same state as ProtocolProgressReport,
+	// so a worker of the release before, which reads it as
+	// ProtocolProgressReport, loses nothing of it.
+	ProtocolPublished Protocol = 4
+	// CurrentProtocol is the protocol of connections started now, and the
+	// one every running workflow moves to at its next continue-as-new.
+	CurrentProtocol = ProtocolPublished
+	// StarterProtocol is what starters put in a new connection's input:
+	// the protocol a worker of the release before ProtocolPublished runs it
+	// on, should one take it during a rolling deploy. Workers of this
+	// release ignore it and choose CurrentProtocol.
+	StarterProtocol = ProtocolProgressReport
+	// OldestProtocol is the oldest protocol this code replays. A worker
+	// that finds a running workflow on an older one runs no workflows (see
+	// docs/operations.md, "Upgrades").
+	OldestProtocol = ProtocolReportEveryAck
 )
+
+// ProtocolOf reads the protocol of a run from its CompanionProtocol search
+// attribute value; ok is false when the run has none (it predates
+// ProtocolPublished) or the value is not a protocol number.
+func ProtocolOf(attr string) (p Protocol, ok bool) {
+	n, err := strconv.Atoi(attr)
+	if err != nil || n < 0 {
+		return 0, false
+	}
+	return Protocol(n), true
+}
+
+// String is the protocol's search-attribute value, its decimal number.
+func (p Protocol) String() string { return strconv.Itoa(int(p)) }
+
+// checkProtocol fails the workflow task when the input names a protocol
+// newer than this code knows: a worker of an older release took a task of
+// a run that a newer release moved on. Failing the task (the SDK retries
+// it, and a worker of the newer release takes it) keeps the state the
+// older code would drop when it continued as new.
+func checkProtocol(workflowName string, p Protocol) {
+	if p > CurrentProtocol {
+		panic(fmt.Sprintf("%s: input of protocol %d, newer than this worker's %d; a worker of a newer release must run it (this task fails and is retried)",
+			workflowName, p, CurrentProtocol))
+	}
+}
 
 // ConnectionInput starts a ConnectionWorkflow. State is empty on the first
 // run and carries everything across continue-as-new.
@@ -358,7 +421,10 @@ type ConnectionInput struct {
 	Settings  Settings         `json:"settings,omitzero"`
 	State     *ConnectionState `json:"state,omitempty"`
 	// Protocol is the acknowledgement protocol of the connection and its
-	// children; starters set CurrentProtocol.
+	// children, carried across continue-as-new. From ProtocolPublished on,
+	// the workflow chooses it for a new connection (CurrentProtocol) and
+	// ignores what the starter sent; starters still send one
+	// (StarterProtocol) for workers of earlier releases.
 	Protocol Protocol `json:"protocol,omitempty"`
 	// Adopt, set by the reconciler on a first run, takes over a registered
 	// connection whose workflow is gone instead of connecting anew.

@@ -199,7 +199,28 @@ const ackWait = time.Minute
 // disconnecting connection; runs recorded before it replay without.
 const versionResendWhileDisconnecting = "resend-while-disconnecting"
 
+// versionProtocolChosenByWorkflow guards the choice of a new connection's
+// protocol by the workflow code (CurrentProtocol) instead of its starter:
+// runs recorded before it took the starter's.
+const versionProtocolChosenByWorkflow = "protocol-chosen-by-workflow"
+
+// startProtocol is the protocol the run executes: a continued run's input
+// carries it (and a protocol newer than this code fails the task, see
+// checkProtocol); a new or adopted connection takes CurrentProtocol,
+// whatever its starter sent.
+func startProtocol(ctx workflow.Context, in ConnectionInput) Protocol {
+	if in.State != nil {
+		checkProtocol(ConnectionWorkflowName, in.Protocol)
+		return in.Protocol
+	}
+	if workflow.GetVersion(ctx, versionProtocolChosenByWorkflow, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return in.Protocol
+	}
+	return CurrentProtocol
+}
+
 func newConnection(ctx workflow.Context, in ConnectionInput) *connection {
+	in.Protocol = startProtocol(ctx, in)
 	c := &connection{
 		home:      in.Home,
 		companion: in.Companion,
@@ -215,13 +236,14 @@ func newConnection(ctx workflow.Context, in ConnectionInput) *connection {
 		// What the run started with (the starter's or the previous run's
 		// search attributes) need not be written again.
 		sas := workflow.GetTypedSearchAttributes(ctx)
-		for _, key := range publishedAttrs {
+		for _, key := range c.publishedAttrs() {
 			if v, ok := sas.GetKeyword(key); ok {
 				c.published[key.GetName()] = v
 			}
 		}
 	}
 	c.budget = &runBudget{events: c.settings.EventBudget}
+	c.budget.listenUpgrade(ctx, c.signals, c.protocol)
 	switch {
 	case in.State != nil:
 		c.ConnectionState = *in.State
@@ -303,7 +325,7 @@ func (c *connection) run(ctx workflow.Context) (StatusView, error) {
 			c.applyEnds(ctx)
 			return StatusView{}, continueAsNew(ctx, ConnectionWorkflowName, c.signals, func() any {
 				state := c.ConnectionState
-				return ConnectionInput{Home: c.home, Companion: c.companion, Settings: c.settings, State: &state, Protocol: c.protocol}
+				return ConnectionInput{Home: c.home, Companion: c.companion, Settings: c.settings, State: &state, Protocol: c.budget.protocolAfter(c.protocol)}
 			})
 		}
 		if c.healthCheckDue(ctx) {
@@ -519,7 +541,7 @@ func (c *connection) startShare(ctx workflow.Context, ds string, sh *ShareRecord
 		WorkflowID:        ShareWorkflowID(c.home, c.companion, ds),
 		ParentClosePolicy: enumspb.PARENT_CLOSE_POLICY_ABANDON,
 		StaticSummary:     fmt.Sprintf("%s → %s · %s", c.home, c.companion, ds),
-		TypedSearchAttributes: temporal.NewSearchAttributes(
+		TypedSearchAttributes: c.childAttrs(
 			AttrHomeOrg.ValueSet(c.home), AttrCompanionOrg.ValueSet(c.companion),
 			AttrDataSpace.ValueSet(ds), AttrInitializationStatus.ValueSet(string(initial)),
 		),
@@ -649,7 +671,7 @@ func (c *connection) startMetadata(ctx workflow.Context) {
 		WorkflowID:        id,
 		ParentClosePolicy: enumspb.PARENT_CLOSE_POLICY_ABANDON,
 		StaticSummary:     fmt.Sprintf("%s → %s · metadata sync", c.home, c.companion),
-		TypedSearchAttributes: temporal.NewSearchAttributes(
+		TypedSearchAttributes: c.childAttrs(
 			AttrHomeOrg.ValueSet(c.home), AttrCompanionOrg.ValueSet(c.companion),
 		),
 	}
@@ -894,9 +916,10 @@ func (c *connection) publish(ctx workflow.Context) {
 		AttrMetadataSyncStatus.GetName(): string(c.Metadata.Observed.View.Status),
 		AttrHomeOrg.GetName():            c.home,
 		AttrCompanionOrg.GetName():       c.companion,
+		AttrProtocol.GetName():           c.protocol.String(),
 	}
 	var updates []temporal.SearchAttributeUpdate
-	for _, key := range publishedAttrs {
+	for _, key := range c.publishedAttrs() {
 		name := key.GetName()
 		if v, ok := c.published[name]; (ok || c.deliveryAck) && v == want[name] {
 			continue // unchanged, or never set and still empty
@@ -916,8 +939,24 @@ func (c *connection) publish(ctx workflow.Context) {
 	workflow.SetCurrentDetails(ctx, c.details())
 }
 
-// publishedAttrs are the search attributes a connection keeps current.
-var publishedAttrs = []temporal.SearchAttributeKeyKeyword{AttrConnectionStatus, AttrMetadataSyncStatus, AttrHomeOrg, AttrCompanionOrg}
+// publishedAttrs are the search attributes a connection keeps current; from
+// ProtocolPublished on they include its protocol.
+func (c *connection) publishedAttrs() []temporal.SearchAttributeKeyKeyword {
+	attrs := []temporal.SearchAttributeKeyKeyword{AttrConnectionStatus, AttrMetadataSyncStatus, AttrHomeOrg, AttrCompanionOrg}
+	if c.protocol >= ProtocolPublished {
+		attrs = append(attrs, AttrProtocol)
+	}
+	return attrs
+}
+
+// childAttrs are a child's search attributes at start: attrs and, from
+// ProtocolPublished on, its protocol, so that the child need not write it.
+func (c *connection) childAttrs(attrs ...temporal.SearchAttributeUpdate) temporal.SearchAttributes {
+	if c.protocol >= ProtocolPublished {
+		attrs = append(attrs, AttrProtocol.ValueSet(c.protocol.String()))
+	}
+	return temporal.NewSearchAttributes(attrs...)
+}
 
 // details renders the status as a small markdown table for the Web UI.
 func (c *connection) details() string {

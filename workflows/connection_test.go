@@ -177,6 +177,11 @@ func (h *harness) run(s Settings) {
 }
 
 func (h *harness) runInput(in ConnectionInput) {
+	if in.State == nil && h.protocol < ProtocolPublished {
+		// A connection started before the workflow chose the protocol: its
+		// history has no marker, and it runs the starter's.
+		h.env.OnGetVersion(versionProtocolChosenByWorkflow, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+	}
 	h.env.ExecuteWorkflow(ConnectionWorkflow, in)
 	require.True(h.t, h.env.IsWorkflowCompleted(), "workflow did not complete")
 }
@@ -316,6 +321,10 @@ func TestChildrenReportProgress(t *testing.T) {
 	}{
 		{ProtocolLocalReport, []string{"Active 25/25 0/0"}, 2},
 		{ProtocolProgressReport, []string{
+			"Activating 10/25 0/0", "Activating 20/25 0/0", "Active 25/25 0/0",
+			"Removing Sharing 25/25 10/25", "Removing Sharing 25/25 20/25",
+		}, 3},
+		{ProtocolPublished, []string{
 			"Activating 10/25 0/0", "Activating 20/25 0/0", "Active 25/25 0/0",
 			"Removing Sharing 25/25 10/25", "Removing Sharing 25/25 20/25",
 		}, 3},

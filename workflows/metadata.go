@@ -47,7 +47,10 @@ func MetadataSyncWorkflow(ctx workflow.Context, in MetadataSyncInput) (MetadataS
 	// Under the first protocol reported stays empty: every run reports
 	// once, so nothing the last run received just before it continued as
 	// new goes unanswered.
+	checkProtocol(MetadataSyncWorkflowName, in.Protocol)
 	m.budget = newRunBudget(m.settings)
+	m.budget.listenUpgrade(ctx, m.signals, in.Protocol)
+	publishProtocol(ctx, in.Protocol)
 	m.deliveryAck = in.Protocol >= ProtocolDeliveryAck
 	m.localReport = in.Protocol >= ProtocolLocalReport
 	m.progressReport = in.Protocol >= ProtocolProgressReport
@@ -213,6 +216,7 @@ func (m *metadataSync) run(ctx workflow.Context) (MetadataSyncView, error) {
 			// Reported first, so the next run starts from what the connection knows.
 			return MetadataSyncView{}, continueAsNew(ctx, MetadataSyncWorkflowName, m.signals, func() any {
 				next := m.in
+				next.Protocol = m.budget.protocolAfter(m.in.Protocol)
 				next.Desired = m.desired
 				next.State = MetadataSyncState{
 					Acked: m.acked, View: m.view, UpTo: m.upTo, NextRoundAt: m.nextAt,

@@ -43,6 +43,9 @@ func ReconcilerWorkflow(ctx workflow.Context, in ReconcilerInput) (ReconcileRepo
 	if err := r.scanOrphans(ctx); err != nil {
 		return ReconcileReport{}, err
 	}
+	if err := r.checkProtocols(ctx); err != nil {
+		return ReconcileReport{}, err
+	}
 	r.report.Done = true
 	r.record(ctx)
 	r.publish(ctx)
@@ -310,7 +313,7 @@ func (r *reconciler) restart(ctx workflow.Context, s activities.ConnectionSurvey
 		// The gone run's settings; unreadable ones leave the worker's defaults.
 		_ = json.Unmarshal(s.Settings, &settings)
 	}
-	input, err := json.Marshal(ConnectionInput{Home: c.Home, Companion: c.Companion, Settings: settings, Adopt: adopt, Protocol: CurrentProtocol})
+	input, err := json.Marshal(ConnectionInput{Home: c.Home, Companion: c.Companion, Settings: settings, Adopt: adopt, Protocol: StarterProtocol})
 	if err != nil {
 		f.Repair = "not restarted: " + err.Error()
 		return

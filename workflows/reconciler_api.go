@@ -57,6 +57,14 @@ const (
 	// FindingUnknownOrg: a registry row naming an org that does not exist.
 	// Reported, never repaired by guessing.
 	FindingUnknownOrg FindingKind = "unknown-org"
+	// FindingOldProtocol: a running workflow on a protocol older than the
+	// current one. Repair: ask it to move (SignalUpgrade), once no worker
+	// of an earlier release polls.
+	FindingOldProtocol FindingKind = "old-protocol"
+	// FindingUnsupportedProtocol: a running workflow on a protocol this
+	// release cannot run. Reported; workers of this release run no
+	// workflows while one exists.
+	FindingUnsupportedProtocol FindingKind = "unsupported-protocol"
 )
 
 // FindingKinds lists every finding kind.
@@ -65,7 +73,7 @@ func FindingKinds() []FindingKind {
 		FindingConnectionWorkflowMissing, FindingShareWorkflowMissing, FindingMetadataSyncMissing,
 		FindingRemovalPastDeadline, FindingShareInError, FindingMetadataSyncPaused,
 		FindingConnectionInactive, FindingOrphanConnectionWorkflow, FindingOrphanShareData,
-		FindingUnknownOrg,
+		FindingUnknownOrg, FindingOldProtocol, FindingUnsupportedProtocol,
 	}
 }
 

@@ -31,6 +31,11 @@ type fakeFleet struct {
 	orphans  int
 	probes   []ProbeRequest
 	last     json.RawMessage // the latest completed run's result
+	// protocols are the running workflows and their protocols; pollers the
+	// workers polling; moved the workflow IDs asked to move.
+	protocols []activities.RunProtocol
+	pollers   []activities.Poller
+	moved     []string
 	// surveyed and lastRead count the callbacks that hold assertions, so
 	// a check that never runs fails the test.
 	surveyed, lastRead int
@@ -80,6 +85,21 @@ func runReconciler(t *testing.T, f *fakeFleet, in ReconcilerInput) ReconcileRepo
 	env.OnActivity(fleet.ListExecutions, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.ListInput) (activities.ListPage, error) {
 			return activities.ListPage{Executions: f.running}, nil
+		})
+	env.OnActivity(fleet.RunProtocols, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.RunProtocolsInput) (activities.RunProtocolsPage, error) {
+			assert.Equal(t, UpgradeQuery, in.Query)
+			return activities.RunProtocolsPage{Runs: f.protocols}, nil
+		})
+	env.OnActivity(fleet.Pollers, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, _ activities.PollersInput) ([]activities.Poller, error) {
+			return f.pollers, nil
+		})
+	env.OnActivity(fleet.SignalRuns, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.SignalRunsInput) (activities.SignalRunsResult, error) {
+			assert.Equal(t, SignalUpgrade, in.Signal)
+			f.moved = append(f.moved, in.WorkflowIDs...)
+			return activities.SignalRunsResult{Sent: len(in.WorkflowIDs)}, nil
 		})
 	env.OnActivity(fleet.RegistryRows, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, companions []string) ([]companionsync.Connection, error) {
@@ -348,4 +368,72 @@ func TestReconcilerKeepsABoundedHistory(t *testing.T) {
 	require.Len(t, third.History, MaxFindingHistory)
 	assert.Equal(t, "1", third.History[0].Run, "the oldest entry dropped")
 	assert.Equal(t, FindingConnectionWorkflowMissing, third.History[MaxFindingHistory-1].Kind)
+}
+
+// TestReconcilerMovesRunsOnOlderProtocols: runs on an earlier protocol are
+// reported and, repairing, asked to move, unless a worker of an earlier
+// release still polls; protocol-0 runs and protocols this release cannot
+// run are reported only.
+func TestReconcilerMovesRunsOnOlderProtocols(t *testing.T) {
+	runs := []activities.RunProtocol{
+		{WorkflowID: ConnectionWorkflowID("acme", "a"), Type: ConnectionWorkflowName, Protocol: int(ProtocolProgressReport)},
+		{WorkflowID: ShareWorkflowID("acme", "a", "default"), Type: ShareWorkflowName, Protocol: int(ProtocolLocalReport), FromInput: true},
+		{WorkflowID: MetadataSyncWorkflowID("acme", "b"), Type: MetadataSyncWorkflowName, Protocol: int(CurrentProtocol)},
+		{WorkflowID: ConnectionWorkflowID("acme", "c"), Type: ConnectionWorkflowName, Protocol: int(ProtocolReportEveryAck), FromInput: true},
+		{WorkflowID: ConnectionWorkflowID("acme", "d"), Type: ConnectionWorkflowName, Protocol: int(CurrentProtocol) + 1},
+	}
+	kinds := func(r ReconcileReport) map[FindingKind]int {
+		out := map[FindingKind]int{}
+		for _, f := range r.Findings {
+			out[f.Kind]++
+		}
+		return out
+	}
+	current := []activities.Poller{{Identity: WorkerIdentity("1@host")}}
+	for _, tc := range []struct {
+		name    string
+		repair  bool
+		pollers []activities.Poller
+		moved   []string
+		remain  int
+	}{
+		{"report only", false, current, nil, 4},
+		{"repair", true, current, []string{runs[0].WorkflowID, runs[1].WorkflowID}, 2},
+		{"repair held by an older worker", true, append(current, activities.Poller{Identity: "7@old-host@"}), nil, 4},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := &fakeFleet{protocols: runs, pollers: tc.pollers}
+			in := DefaultReconcilerInput()
+			in.Repair = tc.repair
+			report := runReconciler(t, f, in)
+			assert.Equal(t, tc.moved, f.moved)
+			assert.Equal(t, map[FindingKind]int{FindingOldProtocol: 3, FindingUnsupportedProtocol: 1}, kinds(report))
+			assert.Equal(t, tc.remain, report.Remaining())
+		})
+	}
+}
+
+func TestPlanUpgrade(t *testing.T) {
+	run := func(p Protocol) activities.RunProtocol { return activities.RunProtocol{WorkflowID: p.String(), Protocol: int(p)} }
+	plan := PlanUpgrade([]activities.RunProtocol{
+		run(ProtocolReportEveryAck), run(ProtocolDeliveryAck), run(ProtocolLocalReport),
+		run(ProtocolProgressReport), run(ProtocolPublished), run(CurrentProtocol + 1),
+	})
+	ids := func(rs []activities.RunProtocol) (out []string) {
+		for _, r := range rs {
+			out = append(out, r.WorkflowID)
+		}
+		return out
+	}
+	assert.Equal(t, []string{"1", "2", "3"}, ids(plan.Move))
+	assert.Equal(t, []string{"0"}, ids(plan.Stay))
+	assert.Equal(t, []string{(CurrentProtocol + 1).String()}, ids(plan.Unsupported))
+	assert.Equal(t, 1, plan.Current)
+}
+
+func TestOlderWorkers(t *testing.T) {
+	assert.Empty(t, OlderWorkers([]activities.Poller{{Identity: WorkerIdentity("1@a")}}))
+	assert.Equal(t, []string{"2@b@", "3@c companionsync/protocol-3"}, OlderWorkers([]activities.Poller{
+		{Identity: WorkerIdentity("1@a")}, {Identity: "2@b@"}, {Identity: "3@c companionsync/protocol-3"},
+	}))
 }

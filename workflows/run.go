@@ -79,6 +79,9 @@ type runBudget struct {
 	events     int
 	testPasses int
 	passes     int
+	// upgrade is set by SignalUpgrade on a run of an older protocol: the
+	// run continues as new, onto CurrentProtocol, at its next safe point.
+	upgrade bool
 }
 
 func newRunBudget(s Settings) *runBudget {
@@ -95,9 +98,68 @@ func (b *runBudget) count(ctx workflow.Context) bool {
 // due reports whether the run should continue as new at its next safe point.
 func (b *runBudget) due(ctx workflow.Context) bool {
 	info := workflow.GetInfo(ctx)
-	return info.GetContinueAsNewSuggested() ||
+	return b.upgrade || info.GetContinueAsNewSuggested() ||
 		(b.events > 0 && info.GetCurrentHistoryLength() >= b.events) ||
 		(b.testPasses > 0 && b.passes >= b.testPasses)
+}
+
+// listenUpgrade routes SignalUpgrade: a run on a protocol older than
+// CurrentProtocol is due to continue as new (onto CurrentProtocol, which
+// every continued run takes) at its next safe point; a current run ignores
+// it. The signal also wakes a run that waits, as any signal of the inbox.
+func (b *runBudget) listenUpgrade(ctx workflow.Context, signals *inbox, p Protocol) {
+	signals.listen(ctx, SignalUpgrade, func(ctx workflow.Context, raw json.RawMessage) {
+		var req UpgradeRequest
+		if len(raw) > 0 && string(raw) != "null" {
+			// The payload only names the sender: a malformed one still asks
+			// for the move, which is always safe.
+			_ = json.Unmarshal(raw, &req)
+		}
+		if !movable(p) {
+			return
+		}
+		if !b.upgrade {
+			workflow.GetLogger(ctx).Info("moving to the current protocol at the next safe point",
+				"protocol", int(p), "current", int(CurrentProtocol), "by", req.By)
+		}
+		b.upgrade = true
+	})
+}
+
+// protocolAfter is the protocol a run of protocol p continues as new with:
+// CurrentProtocol once SignalUpgrade asked for it, p otherwise. Moves wait
+// for the signal because its sender knows what the workflow cannot: that no
+// worker of an earlier release still polls, which could take a task of the
+// moved run (docs/design.md, "Upgrades"). Runs of ProtocolReportEveryAck
+// stay on it: their connection waits for a report of every generation,
+// which a child on a later protocol never sends, and a connection on a
+// later protocol lets its children end by completing, which theirs never
+// do; the pair could only move together. starter doctor lists them.
+func (b *runBudget) protocolAfter(p Protocol) Protocol {
+	if !b.upgrade || !movable(p) {
+		return p
+	}
+	return CurrentProtocol
+}
+
+// movable reports whether a run of protocol p moves to CurrentProtocol when
+// asked.
+func movable(p Protocol) bool { return p != ProtocolReportEveryAck && p < CurrentProtocol }
+
+// publishProtocol writes the run's protocol to its search attribute when
+// the run is on ProtocolPublished or later and the attribute it started
+// with (set by its starter, or carried by continue-as-new) differs. Runs of
+// earlier protocols never write it: their histories have no such command.
+func publishProtocol(ctx workflow.Context, p Protocol) {
+	if p < ProtocolPublished {
+		return
+	}
+	if v, ok := workflow.GetTypedSearchAttributes(ctx).GetKeyword(AttrProtocol); ok && v == p.String() {
+		return
+	}
+	if err := workflow.UpsertTypedSearchAttributes(ctx, AttrProtocol.ValueSet(p.String())); err != nil {
+		workflow.GetLogger(ctx).Warn("could not update search attributes", "error", err)
+	}
 }
 
 // continueAsNew ends the run so that the next one starts with the input

@@ -35,7 +35,10 @@ func DataSpaceShareWorkflow(ctx workflow.Context, in ShareInput) (ShareView, err
 		view:     ShareView{DataSpace: in.DataSpace},
 		signals:  newInbox(),
 	}
+	checkProtocol(ShareWorkflowName, in.Protocol)
 	s.budget = newRunBudget(s.settings)
+	s.budget.listenUpgrade(ctx, s.signals, in.Protocol)
+	publishProtocol(ctx, in.Protocol)
 	s.deliveryAck = in.Protocol >= ProtocolDeliveryAck
 	s.localReport = in.Protocol >= ProtocolLocalReport
 	s.progressReport = in.Protocol >= ProtocolProgressReport
@@ -169,6 +172,7 @@ func (s *share) run(ctx workflow.Context) (ShareView, error) {
 			// Reported first, so the next run starts from what the connection knows.
 			return ShareView{}, continueAsNew(ctx, ShareWorkflowName, s.signals, func() any {
 				next := s.in
+				next.Protocol = s.budget.protocolAfter(s.in.Protocol)
 				next.Desired = s.desired
 				next.State = &ShareState{Acked: s.acked, View: s.view, Checkpoint: s.checkpoint, RemovalDeadline: s.removalDeadline}
 				return next

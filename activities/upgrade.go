@@ -1,0 +1,158 @@
+package activities
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	taskqueuepb "go.temporal.io/api/taskqueue/v1"
+	"go.temporal.io/api/workflowservice/v1"
+)
+
+// What the upgrade of running workflows reads and does: which protocol each
+// running workflow executes, which workers poll the task queue, and the
+// signal that asks a run to move. The rules (what moves, what is too old)
+// are the workflows package's; these only read and send.
+
+// RunProtocolsInput asks for one page of running workflows and the protocol
+// each executes: the number in the search attribute Attr, or, for a run
+// started before the attribute existed, the field InputField of its input
+// (absent: protocol 0).
+type RunProtocolsInput struct {
+	ListInput
+	Attr       string `json:"attr"`
+	InputField string `json:"inputField"`
+}
+
+// RunProtocol is a running workflow and the protocol it executes.
+type RunProtocol struct {
+	WorkflowID string `json:"workflowId"`
+	RunID      string `json:"runId"`
+	Type       string `json:"type"`
+	Protocol   int    `json:"protocol"`
+	// FromInput says the run has no protocol attribute: Protocol was read
+	// from its input.
+	FromInput bool `json:"fromInput,omitempty"`
+}
+
+// RunProtocolsPage is one page of RunProtocols; NextPageToken is empty on
+// the last.
+type RunProtocolsPage struct {
+	Runs          []RunProtocol `json:"runs"`
+	NextPageToken []byte        `json:"nextPageToken,omitempty"`
+}
+
+// RunProtocols lists a page of workflows and the protocol of each.
+func (f *Fleet) RunProtocols(ctx context.Context, in RunProtocolsInput) (RunProtocolsPage, error) {
+	page, err := f.ListExecutions(ctx, in.ListInput)
+	if err != nil {
+		return RunProtocolsPage{}, err
+	}
+	out := RunProtocolsPage{Runs: make([]RunProtocol, 0, len(page.Executions)), NextPageToken: page.NextPageToken}
+	for _, e := range page.Executions {
+		r := RunProtocol{WorkflowID: e.WorkflowID, RunID: e.RunID, Type: e.Type}
+		if n, err := strconv.Atoi(e.Attrs[in.Attr]); err == nil && e.Attrs[in.Attr] != "" {
+			r.Protocol = n
+		} else {
+			r.FromInput = true
+			raw, err := f.inputField(ctx, e, in.InputField)
+			if err != nil {
+				return RunProtocolsPage{}, err
+			}
+			if len(raw) > 0 {
+				if err := json.Unmarshal(raw, &r.Protocol); err != nil {
+					return RunProtocolsPage{}, fmt.Errorf("protocol of %s: %w", e.WorkflowID, err)
+				}
+			}
+		}
+		out.Runs = append(out.Runs, r)
+	}
+	return out, nil
+}
+
+// SignalRunsInput sends Signal with Payload to the latest run of each
+// workflow ID.
+type SignalRunsInput struct {
+	WorkflowIDs []string        `json:"workflowIds"`
+	Signal      string          `json:"signal"`
+	Payload     json.RawMessage `json:"payload,omitempty"`
+}
+
+// SignalRunsResult counts the signals the server took, and the workflows
+// that had closed meanwhile.
+type SignalRunsResult struct {
+	Sent int `json:"sent"`
+	Gone int `json:"gone"`
+}
+
+// SignalRuns sends the signal to every workflow of the input. A workflow
+// that closed meanwhile is counted, not an error; any other refusal fails
+// the activity, which is retried (the signal is idempotent for its
+// receivers).
+func (f *Fleet) SignalRuns(ctx context.Context, in SignalRunsInput) (SignalRunsResult, error) {
+	var res SignalRunsResult
+	var payload any
+	if len(in.Payload) > 0 {
+		payload = in.Payload
+	}
+	for _, id := range in.WorkflowIDs {
+		err := f.Client.SignalWorkflow(ctx, id, "", in.Signal, payload)
+		var notFound *serviceerror.NotFound
+		switch {
+		case errors.As(err, &notFound):
+			res.Gone++
+		case err != nil:
+			return res, fmt.Errorf("signal %s to %s: %w", in.Signal, id, err)
+		default:
+			res.Sent++
+		}
+	}
+	return res, nil
+}
+
+// PollersInput asks for the workers that polled the workflow task queue
+// TaskQueue within the last Within.
+type PollersInput struct {
+	TaskQueue string        `json:"taskQueue"`
+	Within    time.Duration `json:"within"`
+}
+
+// Poller is a worker polling the task queue.
+type Poller struct {
+	Identity   string    `json:"identity"`
+	LastAccess time.Time `json:"lastAccess"`
+}
+
+// Pollers lists the workers that polled the workflow task queue recently.
+// The server lists a worker for minutes after its last poll; a poll lasts
+// about a minute, so a worker whose last poll began longer ago than Within
+// (more than a minute) is taken as stopped.
+func (f *Fleet) Pollers(ctx context.Context, in PollersInput) ([]Poller, error) {
+	res, err := f.Client.DescribeTaskQueue(ctx, in.TaskQueue, enumspb.TASK_QUEUE_TYPE_WORKFLOW)
+	if err != nil {
+		return nil, fmt.Errorf("describe task queue %s: %w", in.TaskQueue, err)
+	}
+	return recentPollers(res, time.Now().Add(-in.Within)), nil
+}
+
+func recentPollers(res *workflowservice.DescribeTaskQueueResponse, since time.Time) []Poller {
+	out := []Poller{}
+	for _, p := range res.GetPollers() {
+		if at := lastAccess(p); at.After(since) {
+			out = append(out, Poller{Identity: p.GetIdentity(), LastAccess: at})
+		}
+	}
+	return out
+}
+
+func lastAccess(p *taskqueuepb.PollerInfo) time.Time {
+	if t := p.GetLastAccessTime(); t != nil {
+		return t.AsTime()
+	}
+	return time.Time{}
+}

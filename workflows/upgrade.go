@@ -1,0 +1,202 @@
+package workflows
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/companionsync/companionsync/activities"
+)
+
+// Upgrades: how running workflows move onto the current protocol. A new
+// build replays every running workflow's history with its code (so it must
+// replay every protocol from OldestProtocol on); a run moves onto
+// CurrentProtocol when SignalUpgrade asks it to, at its next safe point, by
+// continuing as new. The signal is sent by the worker when it starts, by
+// each reconciler run, and by starter doctor --repair, once no worker of an
+// earlier release polls the task queue. See docs/design.md, "Upgrades".
+
+// UpgradeQuery selects the running workflows whose protocol is examined.
+var UpgradeQuery = fmt.Sprintf("ExecutionStatus = 'Running' AND WorkflowType IN ('%s', '%s', '%s')",
+	ConnectionWorkflowName, ShareWorkflowName, MetadataSyncWorkflowName)
+
+// RunProtocolsInput is the input of activities.Fleet.RunProtocols for one
+// page of UpgradeQuery.
+func RunProtocolsInput(pageSize int, token []byte) activities.RunProtocolsInput {
+	return activities.RunProtocolsInput{
+		ListInput:  activities.ListInput{Query: UpgradeQuery, PageSize: pageSize, PageToken: token},
+		Attr:       AttrProtocol.GetName(),
+		InputField: "protocol",
+	}
+}
+
+// UpgradePlan sorts running workflows by what an upgrade does with them.
+type UpgradePlan struct {
+	// Move are runs on an earlier protocol that move when signalled.
+	Move []activities.RunProtocol `json:"move"`
+	// Stay are runs of ProtocolReportEveryAck, which do not move (see
+	// protocolAfter).
+	Stay []activities.RunProtocol `json:"stay"`
+	// Unsupported are runs on a protocol older than OldestProtocol, or
+	// newer than CurrentProtocol: this code cannot run them.
+	Unsupported []activities.RunProtocol `json:"unsupported"`
+	// Current counts the runs already on CurrentProtocol.
+	Current int `json:"current"`
+}
+
+// PlanUpgrade sorts runs into an UpgradePlan.
+func PlanUpgrade(runs []activities.RunProtocol) UpgradePlan {
+	var p UpgradePlan
+	for _, r := range runs {
+		switch proto := Protocol(r.Protocol); {
+		case proto < OldestProtocol || proto > CurrentProtocol:
+			p.Unsupported = append(p.Unsupported, r)
+		case proto == CurrentProtocol:
+			p.Current++
+		case movable(proto):
+			p.Move = append(p.Move, r)
+		default:
+			p.Stay = append(p.Stay, r)
+		}
+	}
+	return p
+}
+
+// Add merges another page's plan into p.
+func (p *UpgradePlan) Add(o UpgradePlan) {
+	p.Move = append(p.Move, o.Move...)
+	p.Stay = append(p.Stay, o.Stay...)
+	p.Unsupported = append(p.Unsupported, o.Unsupported...)
+	p.Current += o.Current
+}
+
+// WorkerIdentity is the identity a worker of this release polls with: base
+// (the SDK's pid@host) followed by the protocol it runs, which tells an
+// upgrade whether workers of an earlier release still poll.
+func WorkerIdentity(base string) string {
+	return fmt.Sprintf("%s companionsync/protocol-%d", base, CurrentProtocol)
+}
+
+// PollerWindow is how recently a worker must have polled to count as
+// running: a poll lasts about a minute.
+const PollerWindow = 90 * time.Second
+
+// OlderWorkers returns the identities of pollers that do not run
+// CurrentProtocol or later: workers of an earlier release, which must not
+// take a task of a run that has moved.
+func OlderWorkers(pollers []activities.Poller) []string {
+	var older []string
+	for _, p := range pollers {
+		if !runsCurrent(p.Identity) {
+			older = append(older, p.Identity)
+		}
+	}
+	return older
+}
+
+func runsCurrent(identity string) bool {
+	_, after, ok := strings.Cut(identity, " companionsync/protocol-")
+	if !ok {
+		return false
+	}
+	p, ok := ProtocolOf(after)
+	return ok && p >= CurrentProtocol
+}
+
+// UpgradeSignal is the payload of SignalUpgrade from sender by.
+func UpgradeSignal(by string) json.RawMessage {
+	raw, _ := json.Marshal(UpgradeRequest{By: by})
+	return raw
+}
+
+// versionProtocolCheck guards the reconciler's check of protocols; runs
+// recorded before it end without.
+const versionProtocolCheck = "protocol-check"
+
+// checkProtocols pages through the running workflows, reports each one
+// still on an earlier protocol, and, repairing, asks the movable ones to
+// move, unless workers of an earlier release still poll.
+func (r *reconciler) checkProtocols(ctx workflow.Context) error {
+	if workflow.GetVersion(ctx, versionProtocolCheck, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return nil
+	}
+	var plan UpgradePlan
+	var token []byte
+	for {
+		var page activities.RunProtocolsPage
+		if err := workflow.ExecuteActivity(r.activityCtx(ctx, "read the protocols of running workflows"), fleet.RunProtocols,
+			RunProtocolsInput(r.in.PageSize, token)).Get(ctx, &page); err != nil {
+			return fmt.Errorf("read the protocols of running workflows: %w", err)
+		}
+		plan.Add(PlanUpgrade(page.Runs))
+		if len(page.NextPageToken) == 0 {
+			break
+		}
+		token = page.NextPageToken
+	}
+	for _, run := range plan.Unsupported {
+		r.add(Finding{Kind: FindingUnsupportedProtocol, Connection: runConnection(run.WorkflowID),
+			Detail: fmt.Sprintf("%s runs protocol %d; this release runs protocols %d to %d", run.WorkflowID, run.Protocol, OldestProtocol, CurrentProtocol),
+			Action: "run a release that supports it until starter doctor reports none (docs/operations.md, Upgrades)"})
+	}
+	for _, run := range plan.Stay {
+		r.add(Finding{Kind: FindingOldProtocol, Connection: runConnection(run.WorkflowID),
+			Detail: fmt.Sprintf("%s runs protocol %d, which does not move", run.WorkflowID, run.Protocol),
+			Action: "it keeps working on its protocol; disconnect and connect again to move it"})
+	}
+	if len(plan.Move) == 0 {
+		return nil
+	}
+	older := []string{}
+	if r.in.Repair {
+		var pollers []activities.Poller
+		if err := workflow.ExecuteActivity(r.activityCtx(ctx, "list the workers polling"), fleet.Pollers,
+			activities.PollersInput{TaskQueue: TaskQueue, Within: PollerWindow}).Get(ctx, &pollers); err != nil {
+			return fmt.Errorf("list the workers polling: %w", err)
+		}
+		older = OlderWorkers(pollers)
+	}
+	first := len(r.report.Findings)
+	var ids []string
+	for _, run := range plan.Move {
+		f := Finding{Kind: FindingOldProtocol, Connection: runConnection(run.WorkflowID),
+			Detail: fmt.Sprintf("%s runs protocol %d, not the current %d", run.WorkflowID, run.Protocol, CurrentProtocol),
+			Action: "starter doctor --repair asks it to move"}
+		switch {
+		case !r.in.Repair:
+		case len(older) > 0:
+			f.Repair = fmt.Sprintf("not asked to move: %d worker(s) of an earlier release still poll (%s)", len(older), strings.Join(older, ", "))
+		default:
+			ids = append(ids, run.WorkflowID)
+		}
+		r.add(f)
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	var res activities.SignalRunsResult
+	if err := workflow.ExecuteActivity(r.activityCtx(ctx, "ask older runs to move"), fleet.SignalRuns,
+		activities.SignalRunsInput{WorkflowIDs: ids, Signal: SignalUpgrade, Payload: UpgradeSignal("reconciler")}).Get(ctx, &res); err != nil {
+		return fmt.Errorf("ask older runs to move: %w", err)
+	}
+	for i := first; i < len(r.report.Findings); i++ {
+		if f := &r.report.Findings[i]; f.Kind == FindingOldProtocol && f.Repair == "" {
+			f.Outcome, f.Repair = OutcomeRepaired, "asked to move to the current protocol at its next safe point"
+			r.report.Repaired++
+		}
+	}
+	return nil
+}
+
+// runConnection is the connection reference ("HOME/COMPANION") of one of the
+// three workflows' IDs, or the ID itself.
+func runConnection(workflowID string) string {
+	parts := strings.Split(workflowID, ":")
+	if len(parts) >= 3 {
+		return Reference(parts[1], parts[2])
+	}
+	return workflowID
+}
