@@ -414,7 +414,9 @@ func TestReconcilerMovesRunsOnOlderProtocols(t *testing.T) {
 }
 
 func TestPlanUpgrade(t *testing.T) {
-	run := func(p Protocol) activities.RunProtocol { return activities.RunProtocol{WorkflowID: p.String(), Protocol: int(p)} }
+	run := func(p Protocol) activities.RunProtocol {
+		return activities.RunProtocol{WorkflowID: p.String(), Protocol: int(p)}
+	}
 	plan := PlanUpgrade([]activities.RunProtocol{
 		run(ProtocolReportEveryAck), run(ProtocolDeliveryAck), run(ProtocolLocalReport),
 		run(ProtocolProgressReport), run(ProtocolPublished), run(CurrentProtocol + 1),
