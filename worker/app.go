@@ -329,6 +329,9 @@ func (m *Main) PrintReady(out io.Writer) {
 		fmt.Fprintf(w, "  codec server       %s\n", m.CodecURL)
 	}
 	fmt.Fprintf(w, "  org store          %s\n", m.store)
+	if m.Refused != nil {
+		fmt.Fprintf(w, "This worker runs NO workflows: %v\n", m.Refused)
+	}
 	fmt.Fprintf(w, "Next, in another terminal:\n")
 	fmt.Fprintf(w, "  go run ./starter connect --home acme --companion acme-emea\n")
 	fmt.Fprintf(w, "  go run ./starter share --connection acme/acme-emea --data-space default\n")

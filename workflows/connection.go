@@ -290,6 +290,9 @@ func (c *connection) run(ctx workflow.Context) (StatusView, error) {
 		c.boundedAckWait = workflow.GetVersion(ctx, versionBoundedAckWait, workflow.DefaultVersion, 1) == 1
 	}
 	c.publish(ctx)
+	if breakUpgrade {
+		_ = workflow.Sleep(ctx, time.Millisecond)
+	}
 	if !c.Handshaken {
 		if err := c.handshake(ctx); err != nil {
 			// Let await-connected callers learn the refusal before the run ends.

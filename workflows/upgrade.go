@@ -19,6 +19,11 @@ import (
 // each reconciler run, and by starter doctor --repair, once no worker of an
 // earlier release polls the task queue. See docs/design.md, "Upgrades".
 
+// breakUpgrade, set only in builds with the upgradebreak tag, adds a timer
+// to the start of every connection run without a guard: the change an
+// upgrade must never ship, kept so that the upgrade test is seen to fail.
+var breakUpgrade bool
+
 // UpgradeQuery selects the running workflows whose protocol is examined.
 var UpgradeQuery = fmt.Sprintf("ExecutionStatus = 'Running' AND WorkflowType IN ('%s', '%s', '%s')",
 	ConnectionWorkflowName, ShareWorkflowName, MetadataSyncWorkflowName)
