@@ -483,6 +483,10 @@ type Summary struct {
 	Connection         string `json:"connection"`
 	Status             string `json:"status"`
 	MetadataSyncStatus string `json:"metadataSyncStatus"`
+	// Protocol is the protocol the connection's latest run executes (the
+	// CompanionProtocol search attribute); empty for a run started before
+	// protocol 4, which runs an earlier one.
+	Protocol string `json:"protocol,omitempty"`
 }
 
 // StatusRefused is how List shows, and filters, a connection whose
@@ -496,6 +500,9 @@ const StatusRefused = workflows.Refused
 type Filter struct {
 	Status string
 	Home   string
+	// Protocol matches the CompanionProtocol search attribute; runs
+	// started before protocol 4 have none and never match.
+	Protocol string
 }
 
 // List returns the connections known to visibility (search attributes),
@@ -511,6 +518,9 @@ func (c *Client) List(ctx context.Context, f Filter) ([]Summary, error) {
 	}
 	if f.Home != "" {
 		q += fmt.Sprintf(" AND %s = '%s'", workflows.AttrHomeOrg.GetName(), quote(f.Home))
+	}
+	if f.Protocol != "" {
+		q += fmt.Sprintf(" AND %s = '%s'", workflows.AttrProtocol.GetName(), quote(f.Protocol))
 	}
 	out := []Summary{}
 	seen := map[string]bool{}
@@ -531,6 +541,7 @@ func (c *Client) List(ctx context.Context, f Filter) ([]Summary, error) {
 				Connection:         sa[workflows.AttrHomeOrg.GetName()] + "/" + sa[workflows.AttrCompanionOrg.GetName()],
 				Status:             sa[workflows.AttrConnectionStatus.GetName()],
 				MetadataSyncStatus: sa[workflows.AttrMetadataSyncStatus.GetName()],
+				Protocol:           sa[workflows.AttrProtocol.GetName()],
 			}
 			switch run := runStates[e.GetStatus()]; run {
 			case workflows.RunFailed:

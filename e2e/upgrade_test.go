@@ -51,7 +51,7 @@ func TestUpgradeFromThePreviousRelease(t *testing.T) {
 		t.Skip("builds the previous release and copies a million records")
 	}
 	bins := buildUpgradeWorkers(t, "")
-	findings := runUpgrade(t, bins)
+	findings := runUpgrade(t, bins, false)
 	assert.Empty(t, findings, "the upgrade went wrong")
 }
 
@@ -63,7 +63,7 @@ func TestUpgradeTestCanFail(t *testing.T) {
 		t.Skip("builds the previous release")
 	}
 	bins := buildUpgradeWorkers(t, "upgradebreak")
-	findings := runUpgrade(t, bins)
+	findings := runUpgrade(t, bins, true)
 	require.NotEmpty(t, findings, "an unguarded change went unnoticed")
 	assert.Contains(t, strings.Join(findings, "\n"), "WorkflowTaskFailed")
 }
@@ -200,8 +200,9 @@ var (
 
 // runUpgrade drives the scenarios and returns what went wrong after the
 // upgrade (empty when nothing did). Failures before the upgrade stop the
-// test.
-func runUpgrade(t *testing.T, bins upgradeBinaries) []string {
+// test. With broken, the new worker is expected to fail: it returns as soon
+// as a failed workflow task is found, rather than wait out every check.
+func runUpgrade(t *testing.T, bins upgradeBinaries, broken bool) []string {
 	ctx := context.Background()
 	dataDir := t.TempDir()
 	old := startWorkerBinary(t, bins.old, dataDir)
@@ -276,6 +277,17 @@ func runUpgrade(t *testing.T, bins upgradeBinaries) []string {
 		findings = append(findings, fmt.Sprintf(format, args...))
 		t.Logf(format, args...)
 	}
+	if broken {
+		var failed []string
+		testenv.Eventually(t, 2*time.Minute, "a failed workflow task", func() bool {
+			failed, _ = taskFailures(ctx, t, tc)
+			return len(failed) > 0
+		})
+		for _, f := range failed {
+			fail("WorkflowTaskFailed in %s", f)
+		}
+		return findings
+	}
 	moved := waitMoved(tc, before, 3*time.Minute)
 	if len(moved) < len(before) {
 		fail("%d of %d running workflows moved to protocol %d within 3 minutes", len(moved), len(before), workflows.CurrentProtocol)
@@ -287,11 +299,15 @@ func runUpgrade(t *testing.T, bins upgradeBinaries) []string {
 		t.Logf("all %d running workflows on protocol %d %s after the new worker started (%.1f workflows/s)",
 			len(moved), workflows.CurrentProtocol, last.Round(100*time.Millisecond), float64(len(moved))/last.Seconds())
 	}
+	moveCost := 0
 	for id := range before {
 		if !continuedAsNew(ctx, tc, id) {
 			fail("%s has no run that continued as new", id)
 		}
+		moveCost += moveEvents(ctx, t, tc, id)
 	}
+	t.Logf("the move cost %d history events over %d workflows of %d connections (from each upgrade signal to its run's continue-as-new)",
+		moveCost, len(before), 5)
 
 	// Every piece of work finishes, and the connections take new requests.
 	check := func(what string, within time.Duration, f func() error) {
@@ -461,4 +477,29 @@ func taskFailures(ctx context.Context, t *testing.T, tc client.Client) (failed [
 			return failed, timedOut
 		}
 	}
+}
+
+// moveEvents counts, in the run of id that received SignalUpgrade, the
+// events from the signal to the end of the run.
+func moveEvents(ctx context.Context, t *testing.T, tc client.Client, id string) int {
+	t.Helper()
+	res, err := tc.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+		Query: fmt.Sprintf("WorkflowId = '%s' AND ExecutionStatus = 'ContinuedAsNew'", id),
+	})
+	require.NoError(t, err)
+	for _, e := range res.GetExecutions() {
+		iter := tc.GetWorkflowHistory(ctx, id, e.GetExecution().GetRunId(), false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+		n := 0
+		for iter.HasNext() {
+			ev, err := iter.Next()
+			require.NoError(t, err)
+			if n > 0 || ev.GetWorkflowExecutionSignaledEventAttributes().GetSignalName() == workflows.SignalUpgrade {
+				n++
+			}
+		}
+		if n > 0 {
+			return n
+		}
+	}
+	return 0
 }

@@ -146,6 +146,7 @@ func runList(ctx context.Context, inv *invocation, args []string) error {
 	fs := inv.flags("list", "[--status S] [--home H] [--json]", "List connections, newest first, from visibility (search attributes).")
 	status := fs.String("status", "", "only connections with this status: Connecting, Incomplete, Active, Inactive, Disconnected, or Refused (the handshake refused the pair)")
 	home := fs.String("home", "", "only connections of this home org")
+	protocol := fs.Int("protocol", -1, "only connections whose latest run executes this protocol (runs started before protocol 4 carry none)")
 	asJSON := fs.Bool("json", false, "print the list as JSON")
 	d := fs.dialer()
 	if err := parse(fs, d, args); err != nil {
@@ -158,7 +159,11 @@ func runList(ctx context.Context, inv *invocation, args []string) error {
 	if err != nil {
 		return err
 	}
-	list, err := c.List(ctx, control.Filter{Status: *status, Home: *home})
+	filter := control.Filter{Status: *status, Home: *home}
+	if *protocol >= 0 {
+		filter.Protocol = workflows.Protocol(*protocol).String()
+	}
+	list, err := c.List(ctx, filter)
 	if err != nil {
 		return err
 	}
