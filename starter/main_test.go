@@ -276,7 +276,14 @@ func TestCommandsAgainstRealServer(t *testing.T) {
 			list = nil
 			return r.code == 0 && json.Unmarshal([]byte(r.stdout), &list) == nil && len(list) == 1
 		})
-		assert.Equal(t, control.Summary{Connection: conn, Status: "Active", MetadataSyncStatus: list[0].MetadataSyncStatus}, list[0])
+		assert.Equal(t, control.Summary{Connection: conn, Status: "Active", MetadataSyncStatus: list[0].MetadataSyncStatus,
+			Protocol: workflows.CurrentProtocol.String()}, list[0])
+		protocol := c.run("list", "--protocol", workflows.CurrentProtocol.String(), "--json")
+		require.Equal(t, 0, protocol.code)
+		assert.Contains(t, protocol.stdout, conn, "listed by its protocol")
+		older := c.run("list", "--protocol", workflows.ProtocolProgressReport.String(), "--json")
+		require.Equal(t, 0, older.code)
+		assert.NotContains(t, older.stdout, conn, "not listed under another protocol")
 		var raw []map[string]any
 		require.NoError(t, json.Unmarshal([]byte(c.ok("list", "--json")), &raw))
 		require.NotEmpty(t, raw)
