@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -65,9 +66,14 @@ func TestContinueAsNewKeepsStateAndSignals(t *testing.T) {
 	env := suite.NewTestWorkflowEnvironment()
 	register(env)
 	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: ConnectionWorkflowID(home, companion), TaskQueue: TaskQueue})
+	// The test environment sends the signals of one pass from goroutines
+	// of their own.
+	var sentMu sync.Mutex
 	var sentToChildren []string
 	env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, "", mock.Anything, mock.Anything).Return(
 		func(_ string, workflowID, _ string, signal string, _ any) error {
+			sentMu.Lock()
+			defer sentMu.Unlock()
 			sentToChildren = append(sentToChildren, workflowID+" "+signal)
 			return nil
 		})
