@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -90,30 +91,47 @@ type SignalRunsResult struct {
 	Gone int `json:"gone"`
 }
 
-// SignalRuns sends the signal to every workflow of the input. A workflow
-// that closed meanwhile is counted, not an error; any other refusal fails
-// the activity, which is retried (the signal is idempotent for its
-// receivers).
+// SignalRuns sends the signal to every workflow of the input, signalParallel
+// at a time. A workflow that closed meanwhile is counted, not an error; any
+// other refusal fails the activity, which is retried (the signal is
+// idempotent for its receivers).
 func (f *Fleet) SignalRuns(ctx context.Context, in SignalRunsInput) (SignalRunsResult, error) {
-	var res SignalRunsResult
 	var payload any
 	if len(in.Payload) > 0 {
 		payload = in.Payload
 	}
+	var (
+		mu   sync.Mutex
+		res  SignalRunsResult
+		errs []error
+		wg   sync.WaitGroup
+		sem  = make(chan struct{}, signalParallel)
+	)
 	for _, id := range in.WorkflowIDs {
-		err := f.Client.SignalWorkflow(ctx, id, "", in.Signal, payload)
-		var notFound *serviceerror.NotFound
-		switch {
-		case errors.As(err, &notFound):
-			res.Gone++
-		case err != nil:
-			return res, fmt.Errorf("signal %s to %s: %w", in.Signal, id, err)
-		default:
-			res.Sent++
-		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			err := f.Client.SignalWorkflow(ctx, id, "", in.Signal, payload)
+			var notFound *serviceerror.NotFound
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case errors.As(err, &notFound):
+				res.Gone++
+			case err != nil:
+				errs = append(errs, fmt.Errorf("signal %s to %s: %w", in.Signal, id, err))
+			default:
+				res.Sent++
+			}
+		}()
 	}
-	return res, nil
+	wg.Wait()
+	return res, errors.Join(errs...)
 }
+
+// signalParallel bounds the signals SignalRuns has in flight.
+const signalParallel = 16
 
 // PollersInput asks for the workers that polled the workflow task queue
 // TaskQueue within the last Within.
