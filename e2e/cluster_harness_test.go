@@ -270,7 +270,11 @@ func (c *Cluster) registerNamespace(t testing.TB) {
 
 // NewWorker prepares a worker process (not started; call Start or Launch)
 // and adds it to Workers.
-func (c *Cluster) NewWorker() *WorkerProcess {
+func (c *Cluster) NewWorker() *WorkerProcess { return c.NewWorkerFrom(c.bins.Worker) }
+
+// NewWorkerFrom is NewWorker with another worker binary (an earlier
+// release's, for the rolling upgrade).
+func (c *Cluster) NewWorkerFrom(binary string) *WorkerProcess {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	name := fmt.Sprintf("worker-%d", len(c.Workers)+1)
@@ -296,7 +300,7 @@ func (c *Cluster) NewWorker() *WorkerProcess {
 	w := &WorkerProcess{name: name, metrics: c.opts.WorkerMetrics, timeout: c.opts.ReadyTimeout}
 	w.proc = &process{
 		name:    name,
-		path:    c.bins.Worker,
+		path:    binary,
 		env:     env,
 		dir:     wdir,
 		logPath: filepath.Join(c.Dir, name+".log"),

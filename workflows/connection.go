@@ -144,6 +144,9 @@ type connection struct {
 	// acknowledged (version 1 of versionBoundedAckWait).
 	boundedAckWait bool
 
+	// firstRun: the run started the connection (new or adopted); it did
+	// not continue an earlier run.
+	firstRun bool
 	// protocol is the acknowledgement protocol (see Protocol); deliveryAck
 	// is ProtocolDeliveryAck or later.
 	protocol    Protocol
@@ -222,6 +225,7 @@ func startProtocol(ctx workflow.Context, in ConnectionInput) Protocol {
 func newConnection(ctx workflow.Context, in ConnectionInput) *connection {
 	in.Protocol = startProtocol(ctx, in)
 	c := &connection{
+		firstRun:  in.State == nil,
 		home:      in.Home,
 		companion: in.Companion,
 		settings:  in.Settings.withDefaults(),
@@ -328,7 +332,7 @@ func (c *connection) run(ctx workflow.Context) (StatusView, error) {
 			c.applyEnds(ctx)
 			return StatusView{}, continueAsNew(ctx, ConnectionWorkflowName, c.signals, func() any {
 				state := c.ConnectionState
-				return ConnectionInput{Home: c.home, Companion: c.companion, Settings: c.settings, State: &state, Protocol: c.budget.protocolAfter(c.protocol)}
+				return ConnectionInput{Home: c.home, Companion: c.companion, Settings: c.settings, State: &state, Protocol: c.budget.protocolAfter(ctx, c.protocol)}
 			})
 		}
 		if c.healthCheckDue(ctx) {
@@ -942,11 +946,14 @@ func (c *connection) publish(ctx workflow.Context) {
 	workflow.SetCurrentDetails(ctx, c.details())
 }
 
-// publishedAttrs are the search attributes a connection keeps current; from
-// ProtocolPublished on they include its protocol.
+// publishedAttrs are the search attributes a connection keeps current. From
+// ProtocolPublished on, the first run of a connection (new or adopted) also
+// writes its protocol, in the update of its first statuses, which every
+// release makes; a continued run starts with it, carried by continue-as-new
+// or written by the run that moved (see protocolAfter).
 func (c *connection) publishedAttrs() []temporal.SearchAttributeKeyKeyword {
 	attrs := []temporal.SearchAttributeKeyKeyword{AttrConnectionStatus, AttrMetadataSyncStatus, AttrHomeOrg, AttrCompanionOrg}
-	if c.protocol >= ProtocolPublished {
+	if c.protocol >= ProtocolPublished && c.firstRun {
 		attrs = append(attrs, AttrProtocol)
 	}
 	return attrs

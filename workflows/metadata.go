@@ -50,7 +50,6 @@ func MetadataSyncWorkflow(ctx workflow.Context, in MetadataSyncInput) (MetadataS
 	checkProtocol(MetadataSyncWorkflowName, in.Protocol)
 	m.budget = newRunBudget(m.settings)
 	m.budget.listenUpgrade(ctx, m.signals, in.Protocol)
-	publishProtocol(ctx, in.Protocol)
 	m.deliveryAck = in.Protocol >= ProtocolDeliveryAck
 	m.localReport = in.Protocol >= ProtocolLocalReport
 	m.progressReport = in.Protocol >= ProtocolProgressReport
@@ -216,7 +215,7 @@ func (m *metadataSync) run(ctx workflow.Context) (MetadataSyncView, error) {
 			// Reported first, so the next run starts from what the connection knows.
 			return MetadataSyncView{}, continueAsNew(ctx, MetadataSyncWorkflowName, m.signals, func() any {
 				next := m.in
-				next.Protocol = m.budget.protocolAfter(m.in.Protocol)
+				next.Protocol = m.budget.protocolAfter(ctx, m.in.Protocol)
 				next.Desired = m.desired
 				next.State = MetadataSyncState{
 					Acked: m.acked, View: m.view, UpTo: m.upTo, NextRoundAt: m.nextAt,

@@ -135,9 +135,17 @@ func (b *runBudget) listenUpgrade(ctx workflow.Context, signals *inbox, p Protoc
 // which a child on a later protocol never sends, and a connection on a
 // later protocol lets its children end by completing, which theirs never
 // do; the pair could only move together. starter doctor lists them.
-func (b *runBudget) protocolAfter(p Protocol) Protocol {
+//
+// A run that moves writes the new protocol to its search attribute before
+// it continues as new, so that the next run starts with it: the write is
+// made by code that runs only after the signal, never by a run's own start,
+// which a worker of an earlier release may have executed without it.
+func (b *runBudget) protocolAfter(ctx workflow.Context, p Protocol) Protocol {
 	if !b.upgrade || !movable(p) {
 		return p
+	}
+	if err := workflow.UpsertTypedSearchAttributes(ctx, AttrProtocol.ValueSet(CurrentProtocol.String())); err != nil {
+		workflow.GetLogger(ctx).Warn("could not update search attributes", "error", err)
 	}
 	return CurrentProtocol
 }
@@ -145,22 +153,6 @@ func (b *runBudget) protocolAfter(p Protocol) Protocol {
 // movable reports whether a run of protocol p moves to CurrentProtocol when
 // asked.
 func movable(p Protocol) bool { return p != ProtocolReportEveryAck && p < CurrentProtocol }
-
-// publishProtocol writes the run's protocol to its search attribute when
-// the run is on ProtocolPublished or later and the attribute it started
-// with (set by its starter, or carried by continue-as-new) differs. Runs of
-// earlier protocols never write it: their histories have no such command.
-func publishProtocol(ctx workflow.Context, p Protocol) {
-	if p < ProtocolPublished {
-		return
-	}
-	if v, ok := workflow.GetTypedSearchAttributes(ctx).GetKeyword(AttrProtocol); ok && v == p.String() {
-		return
-	}
-	if err := workflow.UpsertTypedSearchAttributes(ctx, AttrProtocol.ValueSet(p.String())); err != nil {
-		workflow.GetLogger(ctx).Warn("could not update search attributes", "error", err)
-	}
-}
 
 // continueAsNew ends the run so that the next one starts with the input
 // built by next: it waits for running update handlers, drains buffered

@@ -38,7 +38,6 @@ func DataSpaceShareWorkflow(ctx workflow.Context, in ShareInput) (ShareView, err
 	checkProtocol(ShareWorkflowName, in.Protocol)
 	s.budget = newRunBudget(s.settings)
 	s.budget.listenUpgrade(ctx, s.signals, in.Protocol)
-	publishProtocol(ctx, in.Protocol)
 	s.deliveryAck = in.Protocol >= ProtocolDeliveryAck
 	s.localReport = in.Protocol >= ProtocolLocalReport
 	s.progressReport = in.Protocol >= ProtocolProgressReport
@@ -172,7 +171,7 @@ func (s *share) run(ctx workflow.Context) (ShareView, error) {
 			// Reported first, so the next run starts from what the connection knows.
 			return ShareView{}, continueAsNew(ctx, ShareWorkflowName, s.signals, func() any {
 				next := s.in
-				next.Protocol = s.budget.protocolAfter(s.in.Protocol)
+				next.Protocol = s.budget.protocolAfter(ctx, s.in.Protocol)
 				next.Desired = s.desired
 				next.State = &ShareState{Acked: s.acked, View: s.view, Checkpoint: s.checkpoint, RemovalDeadline: s.removalDeadline}
 				return next
