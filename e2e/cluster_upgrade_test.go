@@ -139,7 +139,7 @@ func TestClusterRollingUpgrade(t *testing.T) {
 	}
 	failed, timedOut := taskFailures(ctx, t, cl.Client)
 	assert.Empty(t, failed, "workflow tasks failed")
-	t.Logf("workflow task timeouts (stopped workers' sticky tasks): %d", timedOut)
+	t.Logf("workflow task timeouts (stopped workers' sticky tasks) and completions refused for new events: %d", timedOut)
 	for _, w := range cl.Workers[2:] {
 		b, err := os.ReadFile(w.LogPath())
 		require.NoError(t, err)
