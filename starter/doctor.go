@@ -6,6 +6,10 @@ import (
 	"io"
 	"time"
 
+	"go.temporal.io/sdk/converter"
+
+	"github.com/companionsync/companionsync/codec"
+	"github.com/companionsync/companionsync/control"
 	"github.com/companionsync/companionsync/workflows"
 )
 
@@ -47,6 +51,18 @@ func runDoctor(ctx context.Context, inv *invocation, args []string) error {
 	c, err := dial.client(ctx)
 	if err != nil {
 		return err
+	}
+	// Workers of this release run no workflows while a run is on a protocol
+	// they cannot run, so no reconciler would answer: say so from here.
+	var conv converter.DataConverter
+	if dial.opts.Keys != nil {
+		conv = codec.NewDataConverter(dial.opts.Keys)
+	}
+	if res, err := c.Upgrade(ctx, control.UpgradeOptions{Converter: conv}); err != nil {
+		return err
+	} else if len(res.Unsupported) > 0 {
+		fmt.Fprintf(inv.stdout, "%s\n", &control.UnsupportedError{Runs: res.Unsupported})
+		return fmt.Errorf("doctor: %d running workflow(s) on a protocol this release does not run; its workers run no workflows until they are gone", len(res.Unsupported))
 	}
 	report, err := c.Doctor(ctx, in)
 	if err != nil {

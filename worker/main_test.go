@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"maps"
@@ -19,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 	commonpb "go.temporal.io/api/common/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/companionsync/companionsync/codec"
@@ -314,4 +316,40 @@ func TestWebUIDecodesThroughTheCodecServer(t *testing.T) {
 
 	foreign := post("http://evil.example")
 	assert.Empty(t, foreign.Header.Get("Access-Control-Allow-Origin"), "no CORS grant to another origin")
+}
+
+// TestWorkerRefusesAProtocolItCannotRun: a worker that finds a running
+// workflow on a protocol it cannot run (here a newer release's, as after a
+// downgrade) runs no workflows, says which, and keeps the server up.
+func TestWorkerRefusesAProtocolItCannotRun(t *testing.T) {
+	dataDir := t.TempDir()
+	p := startWorker(t, dataDir)
+	tc, err := control.Dial(context.Background(), control.DialOptions{Address: p.frontend, Keys: devKeys(t, dataDir)})
+	require.NoError(t, err)
+	future := workflows.CurrentProtocol + 1
+	id := workflows.ConnectionWorkflowID("acme", "acme-future")
+	// On a task queue no worker polls: only its search attribute and input
+	// are read.
+	_, err = tc.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{
+		ID: id, TaskQueue: "companionsync-test-nobody",
+		TypedSearchAttributes: temporal.NewSearchAttributes(workflows.AttrProtocol.ValueSet(future.String())),
+	}, workflows.ConnectionWorkflowName, workflows.ConnectionInput{Home: "acme", Companion: "acme-future", Protocol: future,
+		State: &workflows.ConnectionState{Status: workflows.Active}})
+	require.NoError(t, err)
+	testenv.Eventually(t, time.Minute, "the run in visibility", func() bool {
+		res, err := control.New(tc).Upgrade(context.Background(), control.UpgradeOptions{})
+		return err == nil && len(res.Unsupported) == 1
+	})
+	tc.Close()
+	p.stop(t)
+
+	again := startWorker(t, dataDir)
+	out := again.stdout.String()
+	assert.Contains(t, out, "This worker runs NO workflows")
+	assert.Contains(t, out, id)
+	assert.Contains(t, out, fmt.Sprintf("protocol %d", future))
+	c := again.client(t)
+	v, err := c.Status(context.Background(), control.Ref{Home: "acme", Companion: "acme-future"})
+	require.NoError(t, err, "the server stays up and a status read answers")
+	assert.True(t, v.Stale, "from the published state: no worker answers")
 }
