@@ -254,9 +254,9 @@ func (m *Main) moveRuns(ctx context.Context) {
 		case res.Held():
 			m.logger.Info("older runs wait: workers of an earlier release still poll", "runs", len(res.Move), "workers", strings.Join(res.OlderWorkers, ", "))
 		default:
-			if len(res.Move)+len(res.Stay) > 0 {
+			if len(res.Move) > 0 {
 				m.logger.Info("asked older runs to move to the current protocol", "protocol", int(workflows.CurrentProtocol),
-					"asked", res.Signalled, "closed", res.Gone, "staying", len(res.Stay), "current", res.Current)
+					"asked", res.Signalled, "closed", res.Gone, "current", res.Current)
 			}
 			return
 		}

@@ -372,8 +372,7 @@ func TestReconcilerKeepsABoundedHistory(t *testing.T) {
 
 // TestReconcilerMovesRunsOnOlderProtocols: runs on an earlier protocol are
 // reported and, repairing, asked to move, unless a worker of an earlier
-// release still polls; protocol-0 runs and protocols this release cannot
-// run are reported only.
+// release still polls; protocols this release cannot run are reported only.
 func TestReconcilerMovesRunsOnOlderProtocols(t *testing.T) {
 	runs := []activities.RunProtocol{
 		{WorkflowID: ConnectionWorkflowID("acme", "a"), Type: ConnectionWorkflowName, Protocol: int(ProtocolProgressReport)},
@@ -398,7 +397,7 @@ func TestReconcilerMovesRunsOnOlderProtocols(t *testing.T) {
 		remain  int
 	}{
 		{"report only", false, current, nil, 4},
-		{"repair", true, current, []string{runs[0].WorkflowID, runs[1].WorkflowID}, 2},
+		{"repair", true, current, []string{runs[0].WorkflowID, runs[1].WorkflowID, runs[3].WorkflowID}, 1},
 		{"repair held by an older worker", true, append(current, activities.Poller{Identity: "7@old-host@"}), nil, 4},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -427,8 +426,7 @@ func TestPlanUpgrade(t *testing.T) {
 		}
 		return out
 	}
-	assert.Equal(t, []string{"1", "2", "3"}, ids(plan.Move))
-	assert.Equal(t, []string{"0"}, ids(plan.Stay))
+	assert.Equal(t, []string{"0", "1", "2", "3"}, ids(plan.Move))
 	assert.Equal(t, []string{(CurrentProtocol + 1).String()}, ids(plan.Unsupported))
 	assert.Equal(t, 1, plan.Current)
 }

@@ -130,11 +130,9 @@ func (b *runBudget) listenUpgrade(ctx workflow.Context, signals *inbox, p Protoc
 // CurrentProtocol once SignalUpgrade asked for it, p otherwise. Moves wait
 // for the signal because its sender knows what the workflow cannot: that no
 // worker of an earlier release still polls, which could take a task of the
-// moved run (docs/design.md, "Upgrades"). Runs of ProtocolReportEveryAck
-// stay on it: their connection waits for a report of every generation,
-// which a child on a later protocol never sends, and a connection on a
-// later protocol lets its children end by completing, which theirs never
-// do; the pair could only move together. starter doctor lists them.
+// moved run (docs/design.md, "Upgrades"). A connection and its children
+// move one at a time, in any order: a connection of any protocol works with
+// children of any other (e2e.TestEveryProtocolMovesInEitherOrder).
 //
 // A run that moves writes the new protocol to its search attribute before
 // it continues as new, so that the next run starts with it: the write is
@@ -151,8 +149,8 @@ func (b *runBudget) protocolAfter(ctx workflow.Context, p Protocol) Protocol {
 }
 
 // movable reports whether a run of protocol p moves to CurrentProtocol when
-// asked.
-func movable(p Protocol) bool { return p != ProtocolReportEveryAck && p < CurrentProtocol }
+// asked: every earlier protocol does.
+func movable(p Protocol) bool { return p < CurrentProtocol }
 
 // continueAsNew ends the run so that the next one starts with the input
 // built by next: it waits for running update handlers, drains buffered

@@ -42,9 +42,6 @@ func RunProtocolsInput(pageSize int, token []byte) activities.RunProtocolsInput 
 type UpgradePlan struct {
 	// Move are runs on an earlier protocol that move when signalled.
 	Move []activities.RunProtocol `json:"move"`
-	// Stay are runs of ProtocolReportEveryAck, which do not move (see
-	// protocolAfter).
-	Stay []activities.RunProtocol `json:"stay"`
 	// Unsupported are runs on a protocol older than OldestProtocol, or
 	// newer than CurrentProtocol: this code cannot run them.
 	Unsupported []activities.RunProtocol `json:"unsupported"`
@@ -61,10 +58,8 @@ func PlanUpgrade(runs []activities.RunProtocol) UpgradePlan {
 			p.Unsupported = append(p.Unsupported, r)
 		case proto == CurrentProtocol:
 			p.Current++
-		case movable(proto):
-			p.Move = append(p.Move, r)
 		default:
-			p.Stay = append(p.Stay, r)
+			p.Move = append(p.Move, r)
 		}
 	}
 	return p
@@ -73,7 +68,6 @@ func PlanUpgrade(runs []activities.RunProtocol) UpgradePlan {
 // Add merges another page's plan into p.
 func (p *UpgradePlan) Add(o UpgradePlan) {
 	p.Move = append(p.Move, o.Move...)
-	p.Stay = append(p.Stay, o.Stay...)
 	p.Unsupported = append(p.Unsupported, o.Unsupported...)
 	p.Current += o.Current
 }
@@ -146,11 +140,6 @@ func (r *reconciler) checkProtocols(ctx workflow.Context) error {
 		r.add(Finding{Kind: FindingUnsupportedProtocol, Connection: runConnection(run.WorkflowID),
 			Detail: fmt.Sprintf("%s runs protocol %d; this release runs protocols %d to %d", run.WorkflowID, run.Protocol, OldestProtocol, CurrentProtocol),
 			Action: "run a release that supports it until starter doctor reports none (docs/operations.md, Upgrades)"})
-	}
-	for _, run := range plan.Stay {
-		r.add(Finding{Kind: FindingOldProtocol, Connection: runConnection(run.WorkflowID),
-			Detail: fmt.Sprintf("%s runs protocol %d, which does not move", run.WorkflowID, run.Protocol),
-			Action: "it keeps working on its protocol; disconnect and connect again to move it"})
 	}
 	if len(plan.Move) == 0 {
 		return nil

@@ -22,8 +22,7 @@ func idleConnection(start time.Time) *ConnectionState {
 
 // TestConnectionMovesWhenAsked: SignalUpgrade makes a connection on an
 // earlier protocol continue as new onto CurrentProtocol with its whole
-// state; a connection already current, or on the first protocol (which
-// cannot move alone), ignores it and goes on.
+// state; a connection already current ignores it and goes on.
 func TestConnectionMovesWhenAsked(t *testing.T) {
 	for _, tc := range []struct {
 		from  Protocol
@@ -32,7 +31,7 @@ func TestConnectionMovesWhenAsked(t *testing.T) {
 		{ProtocolDeliveryAck, true},
 		{ProtocolLocalReport, true},
 		{ProtocolProgressReport, true},
-		{ProtocolReportEveryAck, false},
+		{ProtocolReportEveryAck, true},
 		{CurrentProtocol, false},
 	} {
 		t.Run(fmt.Sprintf("protocol %d", tc.from), func(t *testing.T) {
