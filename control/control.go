@@ -280,7 +280,9 @@ func (c *Client) Status(ctx context.Context, ref Ref) (workflows.StatusView, err
 	}
 	// Connections started before ProtocolProgressReport hear of progress
 	// only on status changes: the share and metadata sync workflows know
-	// it. Their queries run in parallel, in one more round trip.
+	// it. Their queries run in parallel, in one more round trip. Workers
+	// of this release run no such connection; workers of an earlier
+	// release, which this client may talk to, do.
 	var wg sync.WaitGroup
 	for i, sh := range view.DataSpaces {
 		if sh.InitializationStatus != workflows.Activating && sh.InitializationStatus != workflows.RemovingSharing {

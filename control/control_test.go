@@ -12,7 +12,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/temporal"
 	"google.golang.org/grpc"
 
 	"github.com/companionsync/companionsync/activities"
@@ -56,42 +55,6 @@ func countStatusCalls(t *testing.T, env *testenv.Env, ref control.Ref) (workflow
 	mu.Lock()
 	defer mu.Unlock()
 	return v, maps.Clone(calls)
-}
-
-// TestStatusOfAnEarlierProtocol: a connection started before children
-// reported their progress keeps its protocol, and a status read of it
-// queries the metadata sync too, for the rounds the connection does not
-// hear of.
-func TestStatusOfAnEarlierProtocol(t *testing.T) {
-	env := testenv.Start(t, testenv.Options{})
-	c := control.New(env.Client)
-	ctx := context.Background()
-	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
-	_, err := env.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID: workflows.ConnectionWorkflowID(ref.Home, ref.Companion), TaskQueue: workflows.TaskQueue,
-		TypedSearchAttributes: temporal.NewSearchAttributes(
-			workflows.AttrHomeOrg.ValueSet(ref.Home),
-			workflows.AttrCompanionOrg.ValueSet(ref.Companion),
-			workflows.AttrConnectionStatus.ValueSet(string(workflows.Connecting)),
-		),
-	}, workflows.ConnectionWorkflowName, workflows.ConnectionInput{Home: ref.Home, Companion: ref.Companion, Protocol: workflows.ProtocolLocalReport, Settings: testenv.FastSettings(),
-		// A new connection runs the current protocol whatever its starter
-		// says; a run that carries state keeps its own, as one continued
-		// under protocol 2 does.
-		State: &workflows.ConnectionState{Status: workflows.Connecting}})
-	require.NoError(t, err)
-	testenv.WaitStatus(t, c, ref, "Incomplete", func(v workflows.StatusView) bool { return v.Status == workflows.Incomplete })
-	_, err = c.Share(ctx, ref, "marketing")
-	require.NoError(t, err)
-	// The sync's rounds run every second here; the connection hears of
-	// the first count only.
-	testenv.WaitStatus(t, c, ref, "three metadata rounds", func(v workflows.StatusView) bool { return v.MetadataSync.Rounds >= 3 })
-	v, calls := countStatusCalls(t, env, ref)
-	assert.Equal(t, workflows.ProtocolLocalReport, v.Protocol)
-	assert.GreaterOrEqual(t, v.MetadataSync.Rounds, 3, "the sync's own count")
-	assert.Equal(t, map[string]int{"QueryWorkflow": 2}, calls, "the connection, then its metadata sync")
-	_, err = c.Disconnect(ctx, ref, true)
-	require.NoError(t, err)
 }
 
 func TestClientAgainstRealServer(t *testing.T) {

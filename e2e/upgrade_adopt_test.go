@@ -23,7 +23,7 @@ import (
 // shows in the status, an unshare sent to it is acknowledged, and its end
 // (the removal) is applied, leaving nothing in the companion.
 func TestAdoptionOfEachChildProtocol(t *testing.T) {
-	for p := workflows.ProtocolDeliveryAck; p <= workflows.CurrentProtocol; p++ {
+	for p := workflows.OldestProtocol; p <= workflows.CurrentProtocol; p++ {
 		t.Run(fmt.Sprintf("protocol %d", p), func(t *testing.T) {
 			env, c := startFleet(t)
 			ctx := context.Background()

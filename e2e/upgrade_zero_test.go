@@ -19,7 +19,7 @@ import (
 // request made while the pair is split is carried out: a share started, a
 // share removed, a metadata change applied, then a disconnect.
 func TestEveryProtocolMovesInEitherOrder(t *testing.T) {
-	for p := workflows.ProtocolReportEveryAck; p < workflows.CurrentProtocol; p++ {
+	for p := workflows.OldestProtocol; p < workflows.CurrentProtocol; p++ {
 		for _, first := range []string{"connection", "children"} {
 			t.Run(fmt.Sprintf("protocol %d, %s first", p, first), func(t *testing.T) {
 				testSplitMove(t, p, first)

@@ -66,8 +66,8 @@ func (c *connection) probeShare(ctx workflow.Context, ds string, sh *ShareRecord
 		return false
 	}
 	desired := sh.Desired
-	desired.Answer = c.deliveryAck // its state is unknown: it must report
-	desired.Complete = c.deliveryAck && sh.StartedBy == c.runID
+	desired.Answer = true // its state is unknown: it must report
+	desired.Complete = sh.StartedBy == c.runID
 	err := signalWorkflow(ctx, ShareWorkflowID(c.home, c.companion, ds), SignalShareDesired, desired)
 	if !childGone(err) {
 		return true

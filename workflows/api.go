@@ -342,6 +342,9 @@ func (s Settings) withDefaults() Settings { return s.fillFrom(DefaultSettings())
 type Protocol int
 
 const (
+	// Protocols 0 to 2 are retired: this code runs none of them (see
+	// OldestProtocol), and their names stay for messages and history.
+	//
 	// ProtocolReportEveryAck is the first protocol: a child reports every
 	// generation it receives, and the connection waits for that report.
 	// Runs recorded before ProtocolDeliveryAck replay with it.
@@ -384,7 +387,11 @@ const (
 	// OldestProtocol is the oldest protocol this code replays. A worker
 	// that finds a running workflow on an older one runs no workflows (see
 	// docs/operations.md, "Upgrades").
-	OldestProtocol = ProtocolReportEveryAck
+	OldestProtocol = ProtocolProgressReport
+	// LastReleaseOfRetired is the last release (commit) that runs the
+	// protocols before OldestProtocol and moves their runs onto the
+	// current one: a fleet with runs on them upgrades through it first.
+	LastReleaseOfRetired = "2434af3"
 )
 
 // ProtocolOf reads the protocol of a run from its CompanionProtocol search
@@ -402,14 +409,18 @@ func ProtocolOf(attr string) (p Protocol, ok bool) {
 func (p Protocol) String() string { return strconv.Itoa(int(p)) }
 
 // checkProtocol fails the workflow task when the input names a protocol
-// newer than this code knows: a worker of an older release took a task of
-// a run that a newer release moved on. Failing the task (the SDK retries
+// this code does not run: newer than it knows (a worker of an older
+// release took a task of a run that a newer release moved on), or retired. Failing the task (the SDK retries
 // it, and a worker of the newer release takes it) keeps the state the
 // older code would drop when it continued as new.
 func checkProtocol(workflowName string, p Protocol) {
 	if p > CurrentProtocol {
 		panic(fmt.Sprintf("%s: input of protocol %d, newer than this worker's %d; a worker of a newer release must run it (this task fails and is retried)",
 			workflowName, p, CurrentProtocol))
+	}
+	if p < OldestProtocol {
+		panic(fmt.Sprintf("%s: input of protocol %d, which this release no longer runs (it runs %d to %d); run release %s until starter doctor reports no run on it (this task fails and is retried)",
+			workflowName, p, OldestProtocol, CurrentProtocol, LastReleaseOfRetired))
 	}
 }
 

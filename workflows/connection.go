@@ -137,40 +137,29 @@ type connection struct {
 	// again; zero when none waits.
 	startAgainAt time.Time
 	startTimer   workflow.Future
-	// resendWhileDisconnecting: a disconnecting connection keeps its
-	// re-send interval (version 1 of versionResendWhileDisconnecting).
-	resendWhileDisconnecting bool
-	// boundedAckWait: an update waits at most ackWait for its request to be
-	// acknowledged (version 1 of versionBoundedAckWait).
-	boundedAckWait bool
-
 	// firstRun: the run started the connection (new or adopted); it did
 	// not continue an earlier run.
 	firstRun bool
-	// protocol is the acknowledgement protocol (see Protocol); deliveryAck
-	// is ProtocolDeliveryAck or later.
-	protocol    Protocol
-	deliveryAck bool
+	// protocol is the protocol the run executes (see Protocol).
+	protocol Protocol
 	// releases counts the moments (health checks) at which updates waiting
 	// for an acknowledgement answer with their request shown as requested;
-	// draining releases every one before continue-as-new
-	// (ProtocolDeliveryAck).
+	// draining releases every one before continue-as-new.
 	releases int
 	draining bool
-	// inflight are the signals of this pass still to be confirmed
-	// (ProtocolDeliveryAck sends them all, then waits).
+	// inflight are the signals of this pass still to be confirmed (they
+	// are all sent, then waited for).
 	inflight []inflightSignal
 	// runID is this run's ID: children it starts report their end to it by
-	// completing (ProtocolDeliveryAck).
+	// completing.
 	runID string
 	// ends are the results of children this run started, not applied yet.
-	// Under ProtocolProgressReport those ready are applied before a message
-	// is taken and at the top of the main loop (endsFirst), as reports are
-	// taken before messages: the server may record a signal before the end
-	// of a child that closed first, and a request sent after a child ended
-	// must not meet the state from before the end.
-	ends      []*childEnd
-	endsFirst bool
+	// Those ready are applied before a message is taken and at the top of
+	// the main loop, as reports are taken before messages: the server may
+	// record a signal before the end of a child that closed first, and a
+	// request sent after a child ended must not meet the state from before
+	// the end.
+	ends []*childEnd
 }
 
 // childEnd is the result of a child workflow this run started: apply takes
@@ -187,20 +176,6 @@ type inflightSignal struct {
 	sent workflow.Future
 	done func(err error)
 }
-
-// versionBoundedAckWait guards the bounded wait of updates for the
-// acknowledgement of their request.
-const versionBoundedAckWait = "bounded-ack-wait"
-
-// ackWait bounds how long an update waits for the responsible child to
-// acknowledge its request. Past it the update answers with the request shown
-// as requested, and the connection carries it out all the same; a handler
-// left waiting would otherwise hold off continue-as-new.
-const ackWait = time.Minute
-
-// versionResendWhileDisconnecting guards the re-send interval of a
-// disconnecting connection; runs recorded before it replay without.
-const versionResendWhileDisconnecting = "resend-while-disconnecting"
 
 // versionProtocolChosenByWorkflow guards the choice of a new connection's
 // protocol by the workflow code (CurrentProtocol) instead of its starter:
@@ -224,6 +199,7 @@ func startProtocol(ctx workflow.Context, in ConnectionInput) Protocol {
 
 func newConnection(ctx workflow.Context, in ConnectionInput) *connection {
 	in.Protocol = startProtocol(ctx, in)
+	checkProtocol(ConnectionWorkflowName, in.Protocol)
 	c := &connection{
 		firstRun:  in.State == nil,
 		home:      in.Home,
@@ -234,16 +210,12 @@ func newConnection(ctx workflow.Context, in ConnectionInput) *connection {
 		signals:   newInbox(),
 		protocol:  in.Protocol,
 	}
-	c.deliveryAck = in.Protocol >= ProtocolDeliveryAck
-	c.endsFirst = in.Protocol >= ProtocolProgressReport
-	if c.deliveryAck {
-		// What the run started with (the starter's or the previous run's
-		// search attributes) need not be written again.
-		sas := workflow.GetTypedSearchAttributes(ctx)
-		for _, key := range c.publishedAttrs() {
-			if v, ok := sas.GetKeyword(key); ok {
-				c.published[key.GetName()] = v
-			}
+	// What the run started with (the starter's or the previous run's
+	// search attributes) need not be written again.
+	sas := workflow.GetTypedSearchAttributes(ctx)
+	for _, key := range c.publishedAttrs() {
+		if v, ok := sas.GetKeyword(key); ok {
+			c.published[key.GetName()] = v
 		}
 	}
 	c.budget = &runBudget{events: c.settings.EventBudget}
@@ -261,9 +233,7 @@ func newConnection(ctx workflow.Context, in ConnectionInput) *connection {
 		c.Shares = map[string]*ShareRecord{}
 	}
 	c.runID = workflow.GetInfo(ctx).WorkflowExecution.RunID
-	if c.deliveryAck {
-		c.handOver()
-	}
+	c.handOver()
 	return c
 }
 
@@ -285,14 +255,6 @@ func (c *connection) handOver() {
 }
 
 func (c *connection) run(ctx workflow.Context) (StatusView, error) {
-	if c.deliveryAck {
-		// The re-send predates the protocol: its runs have it, unmarked
-		// (updates under the protocol wait without the bounded timer).
-		c.resendWhileDisconnecting = true
-	} else {
-		c.resendWhileDisconnecting = workflow.GetVersion(ctx, versionResendWhileDisconnecting, workflow.DefaultVersion, 1) == 1
-		c.boundedAckWait = workflow.GetVersion(ctx, versionBoundedAckWait, workflow.DefaultVersion, 1) == 1
-	}
 	c.publish(ctx)
 	if breakUpgrade {
 		_ = workflow.Sleep(ctx, time.Millisecond)
@@ -315,19 +277,15 @@ func (c *connection) run(ctx workflow.Context) (StatusView, error) {
 		if c.Disconnecting && c.drained() {
 			return c.finishDisconnect(ctx)
 		}
-		if c.deliveryAck {
-			// Published here rather than by reconcile: a finishing
-			// disconnect publishes once, its final status.
-			c.publish(ctx)
-		}
-		if c.budget.count(ctx) && (c.deliveryAck || workflow.AllHandlersFinished(ctx)) {
-			if c.deliveryAck {
-				// Updates still waiting answer now with their requests
-				// shown as requested; the next run carries them out.
-				c.draining = true
-				if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
-					return StatusView{}, err
-				}
+		// Published here rather than by reconcile: a finishing
+		// disconnect publishes once, its final status.
+		c.publish(ctx)
+		if c.budget.count(ctx) {
+			// Updates still waiting answer now with their requests
+			// shown as requested; the next run carries them out.
+			c.draining = true
+			if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
+				return StatusView{}, err
 			}
 			c.applyEnds(ctx)
 			return StatusView{}, continueAsNew(ctx, ConnectionWorkflowName, c.signals, func() any {
@@ -384,9 +342,6 @@ func (c *connection) reconcile(ctx workflow.Context) {
 	}
 	c.reconcileMetadata(ctx)
 	c.confirmSignals(ctx)
-	if !c.deliveryAck {
-		c.publish(ctx)
-	}
 }
 
 // signalChild signals a child's current run and calls done with the
@@ -394,10 +349,6 @@ func (c *connection) reconcile(ctx workflow.Context) {
 // signal per workflow task; under ProtocolDeliveryAck every signal of the
 // pass is sent first and confirmSignals waits for them together.
 func (c *connection) signalChild(ctx workflow.Context, workflowID, name string, arg any, done func(err error)) {
-	if !c.deliveryAck {
-		done(signalWorkflow(ctx, workflowID, name, arg))
-		return
-	}
 	c.inflight = append(c.inflight, inflightSignal{
 		sent: workflow.SignalExternalWorkflow(ctx, workflowID, "", name, arg),
 		done: func(err error) {
@@ -427,13 +378,13 @@ func (c *connection) reconcileShare(ctx workflow.Context, ds string, sh *ShareRe
 	}
 	if sh.Running {
 		desired := sh.Desired
-		desired.Complete = c.deliveryAck && sh.StartedBy == c.runID
+		desired.Complete = sh.StartedBy == c.runID
 		c.signalChild(ctx, ShareWorkflowID(c.home, c.companion, ds), SignalShareDesired, desired, func(err error) {
 			if c.Shares[ds] != sh {
 				return // removed, or shared anew, meanwhile
 			}
 			switch {
-			case err == nil && c.deliveryAck:
+			case err == nil:
 				sh.Sent = max(sh.Sent, desired.Generation)
 				c.shareAcknowledged(ctx, ds, sh, sh.Observed.View, desired)
 				return
@@ -477,9 +428,7 @@ func (c *connection) awaitShareEnd(ctx workflow.Context, ds string, sh *ShareRec
 // message or a pass of the main loop that comes first.
 func (c *connection) awaitEnd(ctx workflow.Context, child workflow.Future, apply func(ctx workflow.Context) bool) {
 	end := &childEnd{child: child, apply: apply}
-	if c.endsFirst {
-		c.ends = append(c.ends, end)
-	}
+	c.ends = append(c.ends, end)
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		_ = child.Get(ctx, nil)
 		if c.applyEnd(ctx, end) {
@@ -537,12 +486,10 @@ func (c *connection) startShare(ctx workflow.Context, ds string, sh *ShareRecord
 	if restart {
 		from = sh.Observed.View
 	}
-	if c.deliveryAck {
-		// The search attribute starts as the status the new run will have.
-		initial = from.InitializationStatus
-		if desired.Generation > sh.Observed.Generation {
-			initial = ackShare(from, desired).InitializationStatus
-		}
+	// The search attribute starts as the status the new run will have.
+	initial = from.InitializationStatus
+	if desired.Generation > sh.Observed.Generation {
+		initial = ackShare(from, desired).InitializationStatus
 	}
 	opts := workflow.ChildWorkflowOptions{
 		WorkflowID:        ShareWorkflowID(c.home, c.companion, ds),
@@ -554,7 +501,7 @@ func (c *connection) startShare(ctx workflow.Context, ds string, sh *ShareRecord
 		),
 	}
 	in := ShareInput{Home: c.home, Companion: c.companion, DataSpace: ds, Settings: c.settings, Desired: desired, Protocol: c.protocol}
-	in.Desired.Complete = c.deliveryAck
+	in.Desired.Complete = true
 	if restart {
 		// A restart: the new run continues from what the last one reported
 		// (and where its copy stopped, when the reconciler found it).
@@ -568,7 +515,7 @@ func (c *connection) startShare(ctx workflow.Context, ds string, sh *ShareRecord
 	switch {
 	case err == nil:
 		sh.Running, sh.Sent, sh.Checkpoint = true, desired.Generation, ""
-		if c.deliveryAck && c.Shares[ds] == sh {
+		if c.Shares[ds] == sh {
 			sh.StartedBy = c.runID
 			c.shareAcknowledged(ctx, ds, sh, from, desired)
 			c.awaitShareEnd(ctx, ds, sh, child)
@@ -622,11 +569,11 @@ func (c *connection) reconcileMetadata(ctx workflow.Context) {
 	id := MetadataSyncWorkflowID(c.home, c.companion)
 	if rec.Running {
 		desired := rec.Desired
-		desired.Answer = probe && c.deliveryAck
-		desired.Complete = c.deliveryAck && rec.StartedBy == c.runID
+		desired.Answer = probe
+		desired.Complete = rec.StartedBy == c.runID
 		c.signalChild(ctx, id, SignalMetadataDesired, desired, func(err error) {
 			switch {
-			case err == nil && c.deliveryAck:
+			case err == nil:
 				rec.Sent = max(rec.Sent, desired.Generation)
 				if !probe {
 					c.metadataAcknowledged(desired.Generation)
@@ -684,21 +631,19 @@ func (c *connection) startMetadata(ctx workflow.Context) {
 	}
 	in := MetadataSyncInput{Home: c.home, Companion: c.companion, Settings: c.settings, Desired: rec.Desired,
 		State: MetadataSyncState{Acked: rec.Observed.Generation, View: rec.Observed.View}, Protocol: c.protocol}
-	in.Desired.Complete = c.deliveryAck
+	in.Desired.Complete = true
 	child := workflow.ExecuteChildWorkflow(workflow.WithChildOptions(ctx, opts), MetadataSyncWorkflowName, in)
 	err := child.GetChildWorkflowExecution().Get(ctx, nil)
 	switch {
 	case err == nil:
 		rec.Running, rec.Sent = true, rec.Desired.Generation
-		if c.deliveryAck {
-			rec.StartedBy = c.runID
-			c.metadataAcknowledged(in.Desired.Generation)
-			c.awaitMetadataEnd(ctx, child)
-		}
+		rec.StartedBy = c.runID
+		c.metadataAcknowledged(in.Desired.Generation)
+		c.awaitMetadataEnd(ctx, child)
 	case temporal.IsWorkflowExecutionAlreadyStartedError(err):
 		rec.Running = true // it runs after all: signal it again
 		// Its state is unknown here: the signal asks it to report.
-		rec.Probe = c.deliveryAck
+		rec.Probe = true
 
 	default:
 		c.logger.Error("could not start the metadata sync", "error", err)
@@ -769,7 +714,7 @@ func (c *connection) functioningStatus() ConnectionStatus {
 // checksHealth reports whether the health-check interval runs: not while
 // connecting, and while disconnecting only to re-send.
 func (c *connection) checksHealth() bool {
-	return c.Status != Connecting && (!c.Disconnecting || c.resendWhileDisconnecting)
+	return c.Status != Connecting
 }
 
 // healthCheckDue reports whether a health check should run now: at its
@@ -845,7 +790,7 @@ func (c *connection) healthCheckTimer(ctx workflow.Context) workflow.Future {
 // shortStep runs one short store transaction of the connection
 // (handshake, health check, deregistration); see runShortStep.
 func (c *connection) shortStep(ctx workflow.Context, summary string, scheduleToClose time.Duration, activity, in any) workflow.Future {
-	return runShortStep(ctx, c.deliveryAck, shortStepOptions{summary, scheduleToClose, c.settings.ActivityRetry}, activity, in)
+	return runShortStep(ctx, shortStepOptions{summary, scheduleToClose, c.settings.ActivityRetry}, activity, in)
 }
 
 // setStatus changes the Connection Status and records the transition.
@@ -928,7 +873,7 @@ func (c *connection) publish(ctx workflow.Context) {
 	var updates []temporal.SearchAttributeUpdate
 	for _, key := range c.publishedAttrs() {
 		name := key.GetName()
-		if v, ok := c.published[name]; (ok || c.deliveryAck) && v == want[name] {
+		if c.published[name] == want[name] {
 			continue // unchanged, or never set and still empty
 		}
 		c.published[name] = want[name]

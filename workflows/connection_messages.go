@@ -199,26 +199,11 @@ func (c *connection) validateAfterEnds(err error) error {
 // as requested.
 func (c *connection) accept(ctx workflow.Context, acknowledged func() bool) (StatusView, error) {
 	c.wake.SendAsync(nil)
-	if c.deliveryAck {
-		// Acknowledgements come from deliveries, at once unless a child is
-		// down or closing; the wait ends at the next health check or before
-		// continue-as-new at the latest, without a timer of its own.
-		ticket := c.releases
-		if err := workflow.Await(ctx, func() bool { return acknowledged() || c.releases > ticket || c.draining }); err != nil {
-			return StatusView{}, err
-		}
-		return c.view(), nil
-	}
-	if !c.boundedAckWait {
-		if err := workflow.Await(ctx, acknowledged); err != nil {
-			return StatusView{}, err
-		}
-		return c.view(), nil
-	}
-	if _, err := workflow.AwaitWithOptions(ctx, workflow.AwaitOptions{
-		Timeout:      ackWait,
-		TimerOptions: workflow.TimerOptions{Summary: "wait for the request to be acknowledged"},
-	}, acknowledged); err != nil {
+	// Acknowledgements come from deliveries, at once unless a child is
+	// down or closing; the wait ends at the next health check or before
+	// continue-as-new at the latest, without a timer of its own.
+	ticket := c.releases
+	if err := workflow.Await(ctx, func() bool { return acknowledged() || c.releases > ticket || c.draining }); err != nil {
 		return StatusView{}, err
 	}
 	return c.view(), nil
@@ -391,7 +376,7 @@ func (c *connection) applyShareReport(ctx workflow.Context, r ShareReport) {
 	// Under ProtocolDeliveryAck a delivery can acknowledge a newer
 	// generation while the share's report of the end of its removal is on
 	// its way: the end is final, whatever generation it carries.
-	removed := c.deliveryAck && ok && r.View.Removed && r.Generation >= sh.Since
+	removed := ok && r.View.Removed && r.Generation >= sh.Since
 	if !ok || r.Generation < sh.Since || (r.Generation < sh.Observed.Generation && !removed) {
 		c.logger.Info("stale share report ignored", "dataSpace", ds, "generation", r.Generation)
 		return
@@ -423,27 +408,22 @@ func (c *connection) applyShareReport(ctx workflow.Context, r ShareReport) {
 // applyMetadataReport takes the metadata sync's report of its state.
 func (c *connection) applyMetadataReport(ctx workflow.Context, r MetadataReport) {
 	m := &c.Metadata
-	if c.deliveryAck && m.Observed.View.Stopped {
+	if m.Observed.View.Stopped {
 		// The sync has ended (its result said so). A report it sent before
 		// it received the stop can be taken later, from the signal buffer,
 		// and must not bring it back.
 		c.logger.Info("metadata sync report after its end ignored", "generation", r.Generation)
 		return
 	}
-	if c.deliveryAck {
-		// A delivery acknowledges a generation without changing the sync's
-		// status, and a report sent before it still tells the sync's latest
-		// status: only a report older than the last one taken is stale.
-		if r.Generation < m.Reported {
-			c.logger.Info("stale metadata sync report ignored", "generation", r.Generation)
-			return
-		}
-		m.Reported = r.Generation
-		r.Generation = max(r.Generation, m.Observed.Generation)
-	} else if r.Generation < m.Observed.Generation {
+	// A delivery acknowledges a generation without changing the sync's
+	// status, and a report sent before it still tells the sync's latest
+	// status: only a report older than the last one taken is stale.
+	if r.Generation < m.Reported {
 		c.logger.Info("stale metadata sync report ignored", "generation", r.Generation)
 		return
 	}
+	m.Reported = r.Generation
+	r.Generation = max(r.Generation, m.Observed.Generation)
 	if m.Observed.View.Status != r.View.Status {
 		c.transition(ctx, subjectMetadataSync, string(r.View.Status), r.View.Error)
 	}

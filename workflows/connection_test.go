@@ -319,7 +319,6 @@ func TestChildrenReportProgress(t *testing.T) {
 		// rounds is the connection's count of metadata rounds after the third round.
 		rounds int
 	}{
-		{ProtocolLocalReport, []string{"Active 25/25 0/0"}, 2},
 		{ProtocolProgressReport, []string{
 			"Activating 10/25 0/0", "Activating 20/25 0/0", "Active 25/25 0/0",
 			"Removing Sharing 25/25 10/25", "Removing Sharing 25/25 20/25",

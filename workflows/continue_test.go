@@ -14,6 +14,8 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/companionsync/companionsync/activities"
 )
 
 // continuedInput extracts the input of the next run from a continue-as-new.
@@ -131,7 +133,7 @@ func TestMetadataSyncContinueAsNewCarriesState(t *testing.T) {
 	f.conflicts[2] = true
 	env.OnActivity(acts.CountPendingMetadata, mock.Anything, mock.Anything).Return(f.CountPendingMetadata)
 	env.OnActivity(acts.ApplyMetadata, mock.Anything, mock.Anything).Return(f.ApplyMetadata)
-	env.OnSignalExternalWorkflow(mock.Anything, ConnectionWorkflowID(home, companion), "", mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(acts.ReportToConnection, mock.Anything, mock.Anything).Return(nil)
 	desired := MetadataDesired{Generation: 1, DataSpaces: []string{"default"}}
 	ran := false
 	env.RegisterDelayedCallback(func() {
@@ -142,7 +144,7 @@ func TestMetadataSyncContinueAsNewCarriesState(t *testing.T) {
 		env.SignalWorkflow(SignalMetadataDesired, resume)
 	}, 20*time.Minute)
 	env.ExecuteWorkflow(MetadataSyncWorkflow, MetadataSyncInput{
-		Home: home, Companion: companion, Settings: testSettings(), Desired: desired,
+		Home: home, Companion: companion, Settings: testSettings(), Desired: desired, Protocol: CurrentProtocol,
 	})
 	require.True(t, ran)
 	next := continuedInput[MetadataSyncInput](t, env)
@@ -169,7 +171,7 @@ func TestMetadataSyncYearOfRoundsInBoundedRuns(t *testing.T) {
 	settings := DefaultSettings()
 	settings.TestPassesPerRun = 2 * roundsPerRun
 	in := MetadataSyncInput{Home: home, Companion: companion, Settings: settings,
-		Desired: MetadataDesired{Generation: 1, DataSpaces: []string{"default"}}}
+		Desired: MetadataDesired{Generation: 1, DataSpaces: []string{"default"}}, Protocol: CurrentProtocol}
 	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	runs, rounds := 0, 0
 	for elapsed := time.Duration(0); elapsed < year; runs++ {
@@ -180,7 +182,7 @@ func TestMetadataSyncYearOfRoundsInBoundedRuns(t *testing.T) {
 		env.SetStartTime(base.Add(elapsed))
 		env.OnActivity(acts.CountPendingMetadata, mock.Anything, mock.Anything).Return(f.CountPendingMetadata)
 		env.OnActivity(acts.ApplyMetadata, mock.Anything, mock.Anything).Return(f.ApplyMetadata)
-		env.OnSignalExternalWorkflow(mock.Anything, mock.Anything, "", mock.Anything, mock.Anything).Return(nil)
+		env.OnActivity(acts.ReportToConnection, mock.Anything, mock.Anything).Return(nil)
 		// A change lands in every run.
 		env.RegisterDelayedCallback(func() { f.addChanges("default", 1) }, 3*time.Hour)
 		before := in.State.View.Rounds
@@ -205,11 +207,11 @@ func TestShareContinuesAsNewBetweenStepsAndKeepsAnUnshare(t *testing.T) {
 	register(env)
 	f := newFakeOrgs() // copies 10 records per step; default has 25
 	env.OnActivity(acts.CopyRecords, mock.Anything, mock.Anything).Return(f.CopyRecords)
-	env.OnSignalExternalWorkflow(mock.Anything, ConnectionWorkflowID(home, companion), "", SignalShareReport, mock.Anything).Return(nil)
+	env.OnActivity(acts.ReportToConnection, mock.Anything, mock.Anything).Return(nil)
 	s := testSettings()
 	s.TestPassesPerRun = 2 // two steps per run
 	env.ExecuteWorkflow(DataSpaceShareWorkflow, ShareInput{Home: home, Companion: companion, DataSpace: "default", Settings: s,
-		Desired: ShareDesired{Generation: 1, Intent: IntentShared}})
+		Desired: ShareDesired{Generation: 1, Intent: IntentShared}, Protocol: CurrentProtocol})
 	next := continuedInput[ShareInput](t, env)
 	require.NotNil(t, next.State)
 	assert.Equal(t, "20", next.State.Checkpoint, "the next run resumes after the copied records")
@@ -220,11 +222,12 @@ func TestShareContinuesAsNewBetweenStepsAndKeepsAnUnshare(t *testing.T) {
 	// The next run finishes the copy; an unshare arriving then is kept.
 	env = suite.NewTestWorkflowEnvironment()
 	register(env)
-	env.OnActivity(acts.CopyRecords, mock.Anything, mock.Anything).Return(f.CopyRecords)
 	env.OnActivity(acts.RemoveRecords, mock.Anything, mock.Anything).Return(f.RemoveRecords)
-	var reports []ShareReport
-	env.OnSignalExternalWorkflow(mock.Anything, ConnectionWorkflowID(home, companion), "", SignalShareReport, mock.Anything).Return(
-		func(_, _, _, _ string, arg any) error { reports = append(reports, arg.(ShareReport)); return nil })
+	env.OnActivity(acts.ReportToConnection, mock.Anything, mock.Anything).Return(nil)
+	var copySteps []string
+	env.OnActivity(acts.CopyRecords, mock.Anything, mock.Anything).Return(f.CopyRecords).Run(func(args mock.Arguments) {
+		copySteps = append(copySteps, args.Get(1).(activities.CopyInput).After)
+	})
 	env.RegisterDelayedCallback(func() {
 		env.SignalWorkflow(SignalShareDesired, ShareDesired{Generation: 2, Intent: IntentRemoved})
 	}, time.Minute)
@@ -235,11 +238,8 @@ func TestShareContinuesAsNewBetweenStepsAndKeepsAnUnshare(t *testing.T) {
 	require.NoError(t, env.GetWorkflowResult(&final))
 	assert.True(t, final.Removed)
 	assert.Equal(t, 25, final.RecordsTotal)
-	require.NotEmpty(t, reports)
-	assert.Equal(t, Activating, reports[0].View.InitializationStatus, "a new run first reports where it starts")
-	assert.Equal(t, ShareActive, reports[1].View.InitializationStatus)
-	assert.Equal(t, 25, reports[1].View.RecordsCopied, "the copy went on from the checkpoint, not from the start")
-	assert.Equal(t, int64(2), reports[len(reports)-1].Generation, "the unshare was acknowledged")
+	assert.Equal(t, []string{"20"}, copySteps, "the copy went on from the checkpoint, not from the start")
+	assert.Equal(t, 25, final.RecordsCopied)
 	assert.Empty(t, f.copied, "the unshare removed everything")
 }
 
@@ -265,7 +265,7 @@ func goneShareEnv(t *testing.T, f *fakeOrgs) *testsuite.TestWorkflowEnvironment 
 // "default" and returns its final view.
 func runWithShare(t *testing.T, env *testsuite.TestWorkflowEnvironment, sh ShareRecord) StatusView {
 	t.Helper()
-	env.ExecuteWorkflow(ConnectionWorkflow, ConnectionInput{Home: home, Companion: companion, Settings: testSettings(),
+	env.ExecuteWorkflow(ConnectionWorkflow, ConnectionInput{Home: home, Companion: companion, Settings: testSettings(), Protocol: CurrentProtocol,
 		State: &ConnectionState{
 			Status: Active, Handshaken: true, DataSpaces: []string{"default"}, Generation: sh.Desired.Generation,
 			Shares: map[string]*ShareRecord{"default": &sh},
@@ -324,7 +324,7 @@ func TestDisconnectFinishesWhenTheLastReportIsLost(t *testing.T) {
 	sent := 0
 	env.OnSignalExternalWorkflow(mock.Anything, MetadataSyncWorkflowID(home, companion), "", SignalMetadataDesired, mock.Anything).Return(
 		func(_, _, _, _ string, _ any) error { sent++; return &temporal.UnknownExternalWorkflowExecutionError{} })
-	env.ExecuteWorkflow(ConnectionWorkflow, ConnectionInput{Home: home, Companion: companion, Settings: testSettings(),
+	env.ExecuteWorkflow(ConnectionWorkflow, ConnectionInput{Home: home, Companion: companion, Settings: testSettings(), Protocol: CurrentProtocol,
 		State: &ConnectionState{
 			Status: Incomplete, Handshaken: true, DataSpaces: []string{"default"}, Generation: 3, Disconnecting: true,
 			NextHealthCheck: time.Now().Add(time.Hour),
@@ -342,62 +342,4 @@ func TestDisconnectFinishesWhenTheLastReportIsLost(t *testing.T) {
 	assert.Equal(t, Disconnected, final.Status)
 	assert.Equal(t, 1, sent, "the re-send at the health interval found the sync gone")
 	assert.Equal(t, 1, f.deregistrations)
-}
-
-// An update waits at most ackWait for its request to be acknowledged: it
-// then answers with the request shown as requested, which the connection
-// carries out all the same.
-func TestUpdateWaitsForTheAcknowledgementAtMostAckWait(t *testing.T) {
-	f := newFakeOrgs()
-	f.copied["default"] = 25
-	var suite testsuite.WorkflowTestSuite
-	suite.SetLogger(testLogger())
-	env := suite.NewTestWorkflowEnvironment()
-	register(env)
-	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: ConnectionWorkflowID(home, companion), TaskQueue: TaskQueue})
-	env.SetTestTimeout(20 * time.Second)
-	env.OnActivity(acts.CheckHealth, mock.Anything, mock.Anything).Return(f.CheckHealth)
-	env.OnActivity(acts.RemoveRecords, mock.Anything, mock.Anything).Return(f.RemoveRecords)
-	env.OnActivity(acts.Disconnect, mock.Anything, mock.Anything).Return(f.Disconnect)
-	// The share's workflow takes the signal but never answers, until it is gone.
-	gone := false
-	env.OnSignalExternalWorkflow(mock.Anything, ShareWorkflowID(home, companion, "default"), "", SignalShareDesired, mock.Anything).Return(
-		func(_, _, _, _ string, _ any) error {
-			if gone {
-				return &temporal.UnknownExternalWorkflowExecutionError{}
-			}
-			return nil
-		})
-	var answered bool
-	var answer StatusView
-	env.RegisterDelayedCallback(func() {
-		env.UpdateWorkflow(MessageUnshare, "", &testsuite.TestUpdateCallback{
-			OnReject: func(err error) { t.Errorf("unshare rejected: %v", err) },
-			OnAccept: func() {},
-			OnComplete: func(v any, err error) {
-				require.NoError(t, err)
-				answered, answer = true, v.(StatusView)
-			},
-		}, DataSpaceRequest{DataSpace: "default"})
-	}, time.Second)
-	checks := 0
-	env.RegisterDelayedCallback(func() {
-		checks++
-		assert.False(t, answered, "the update still waits before ackWait")
-	}, time.Second+ackWait/2)
-	env.RegisterDelayedCallback(func() {
-		checks++
-		require.True(t, answered, "the update answered after ackWait")
-		require.Len(t, answer.DataSpaces, 1)
-		assert.Equal(t, RequestUnshare, answer.DataSpaces[0].Requested)
-		assert.Equal(t, ShareActive, answer.DataSpaces[0].InitializationStatus)
-		gone = true
-		env.SignalWorkflow(MessageDisconnect, nil)
-	}, time.Second+ackWait+time.Second)
-	final := runWithShare(t, env, ShareRecord{Since: 1, Desired: ShareDesired{Generation: 1, Intent: IntentShared},
-		Running: true, Sent: 1, Observed: ShareReport{Generation: 1,
-			View: ShareView{DataSpace: "default", InitializationStatus: ShareActive, RecordsCopied: 25, RecordsTotal: 25}}})
-	assert.Equal(t, 2, checks)
-	assert.Equal(t, Disconnected, final.Status)
-	assert.Empty(t, f.copied, "the restarted share removed the data")
 }

@@ -44,30 +44,20 @@ func MetadataSyncWorkflow(ctx workflow.Context, in MetadataSyncInput) (MetadataS
 		signals:  newInbox(),
 	}
 	m.view.Stopped, m.view.Requested, m.view.Orphaned = false, "", ""
-	// Under the first protocol reported stays empty: every run reports
-	// once, so nothing the last run received just before it continued as
-	// new goes unanswered.
 	checkProtocol(MetadataSyncWorkflowName, in.Protocol)
 	m.budget = newRunBudget(m.settings)
 	m.budget.listenUpgrade(ctx, m.signals, in.Protocol)
-	m.deliveryAck = in.Protocol >= ProtocolDeliveryAck
-	m.localReport = in.Protocol >= ProtocolLocalReport
-	m.progressReport = in.Protocol >= ProtocolProgressReport
-	if m.deliveryAck {
-		m.published = m.view.Status
-		if st, ok := workflow.GetTypedSearchAttributes(ctx).GetKeyword(AttrMetadataSyncStatus); ok {
-			m.published = MetadataSyncStatus(st)
-		}
+	m.published = m.view.Status
+	if st, ok := workflow.GetTypedSearchAttributes(ctx).GetKeyword(AttrMetadataSyncStatus); ok {
+		m.published = MetadataSyncStatus(st)
 	}
 	if in.Desired.Generation > m.acked {
 		m.receive(in.Desired)
 	} else {
 		m.desired = in.Desired
 	}
-	if m.deliveryAck {
-		// The start acknowledged the input; the connection knows this state.
-		m.reported = MetadataReport{Generation: m.acked, View: m.view}
-	}
+	// The start acknowledged the input; the connection knows this state.
+	m.reported = MetadataReport{Generation: m.acked, View: m.view}
 	if err := m.registerHandlers(ctx); err != nil {
 		return MetadataSyncView{}, err
 	}
@@ -99,15 +89,6 @@ type metadataSync struct {
 	// published is the status last written to the search attribute.
 	published MetadataSyncStatus
 
-	// deliveryAck: ProtocolDeliveryAck, where the connection learns of a
-	// received generation from the delivery of its signal, and a count is a
-	// local activity.
-	deliveryAck bool
-	// localReport: reports go from a local activity (ProtocolLocalReport).
-	localReport bool
-	// progressReport: every round and every new count of pending changes
-	// is reported (ProtocolProgressReport).
-	progressReport bool
 	// roundTimer fires at roundTimerAt, the next round; it lives across
 	// waits and is cancelled only when the next round moves.
 	roundTimer    workflow.Future
@@ -149,9 +130,7 @@ func (m *metadataSync) receive(d MetadataDesired) {
 		m.resume = true
 	}
 	m.acked, m.desired = d.Generation, d
-	if m.deliveryAck {
-		m.reported.Generation = m.acked // the connection knows from the delivery
-	}
+	m.reported.Generation = m.acked // the connection knows from the delivery
 }
 
 // wait blocks until a signal arrives or, with a positive timeout, the next
@@ -159,7 +138,7 @@ func (m *metadataSync) receive(d MetadataDesired) {
 func (m *metadataSync) wait(ctx workflow.Context, timeout time.Duration) {
 	sel := workflow.NewSelector(ctx)
 	m.signals.addTo(ctx, sel)
-	if timeout > 0 && m.deliveryAck {
+	if timeout > 0 {
 		sel.AddFuture(m.nextRoundTimer(ctx, timeout), func(workflow.Future) {})
 	} else if timeout > 0 {
 		timerCtx, cancel := workflow.WithCancel(ctx)
@@ -199,7 +178,7 @@ func (m *metadataSync) run(ctx workflow.Context) (MetadataSyncView, error) {
 		}
 		if m.desired.Stop {
 			m.view.Stopped = true
-			if m.deliveryAck && m.desired.Complete {
+			if m.desired.Complete {
 				// The connection run that started this workflow reads its
 				// result: completing tells it.
 				m.publishStatus(ctx)
@@ -264,7 +243,7 @@ func (m *metadataSync) round(ctx workflow.Context) {
 	if m.view.PendingChanges > 0 {
 		m.setStatus(ctx, SyncInProgress)
 		m.publishStatus(ctx)
-		if m.progressReport && m.report(ctx) != nil {
+		if m.report(ctx) != nil {
 			return // the run's next report finds the connection gone
 		}
 		if err := m.apply(ctx); err != nil {
@@ -332,7 +311,7 @@ func (m *metadataSync) count(ctx workflow.Context) {
 		m.settle(ctx)
 		return
 	}
-	step := runShortStep(ctx, m.deliveryAck, shortStepOptions{"count pending metadata changes", 5 * time.Minute, m.settings.ActivityRetry},
+	step := runShortStep(ctx, shortStepOptions{"count pending metadata changes", 5 * time.Minute, m.settings.ActivityRetry},
 		acts.CountPendingMetadata, activities.PendingInput{Home: m.in.Home, Companion: m.in.Companion, DataSpaces: m.desired.DataSpaces})
 	var res activities.PendingResult
 	if err := step.Get(ctx, &res); err != nil {
@@ -399,11 +378,11 @@ func (m *metadataSync) report(ctx workflow.Context) error {
 	prev := m.reported.View
 	if !m.answer && r.Generation == m.reported.Generation && r.View.Status == prev.Status &&
 		r.View.Paused == prev.Paused && r.View.Stopped == prev.Stopped &&
-		(!m.progressReport || sameRound(r.View, prev)) {
+		(sameRound(r.View, prev)) {
 		return nil
 	}
 	m.answer = false
-	delivered, err := reportToConnection(ctx, m.localReport, m.in.Home, m.in.Companion, SignalMetadataReport, r, false)
+	delivered, err := reportToConnection(ctx, m.in.Home, m.in.Companion, SignalMetadataReport, r, false)
 	if delivered {
 		m.reported = r
 	}

@@ -51,28 +51,12 @@ func TestModelRandomSequences(t *testing.T) {
 	testModel(t, workflows.CurrentProtocol, modelSeeds(t))
 }
 
-// TestModelRandomSequencesFirstProtocol runs the model against connections
-// started before ProtocolDeliveryAck, which keep their protocol until they
-// end: the first 200 seeds (or COMPANIONSYNC_MODEL_SEED).
-func TestModelRandomSequencesFirstProtocol(t *testing.T) {
+// TestModelRandomSequencesPreviousProtocol runs the model against
+// connections on the previous protocol, which this release still runs until
+// they move.
+func TestModelRandomSequencesPreviousProtocol(t *testing.T) {
 	seeds := modelSeeds(t)
-	testModel(t, workflows.ProtocolReportEveryAck, seeds[:min(len(seeds), 200)])
-}
-
-// TestModelRandomSequencesDeliveryAck runs the model against connections
-// started under ProtocolDeliveryAck, whose children signal their reports
-// themselves: the first 200 seeds (or COMPANIONSYNC_MODEL_SEED).
-func TestModelRandomSequencesDeliveryAck(t *testing.T) {
-	seeds := modelSeeds(t)
-	testModel(t, workflows.ProtocolDeliveryAck, seeds[:min(len(seeds), 200)])
-}
-
-// TestModelRandomSequencesLocalReport runs the model against connections
-// started under ProtocolLocalReport, whose children report status changes
-// but not progress: the first 200 seeds (or COMPANIONSYNC_MODEL_SEED).
-func TestModelRandomSequencesLocalReport(t *testing.T) {
-	seeds := modelSeeds(t)
-	testModel(t, workflows.ProtocolLocalReport, seeds[:min(len(seeds), 200)])
+	testModel(t, workflows.ProtocolProgressReport, seeds[:min(len(seeds), 200)])
 }
 
 func testModel(t *testing.T, protocol workflows.Protocol, seeds []uint64) {

@@ -372,11 +372,12 @@ func TestReconcilerKeepsABoundedHistory(t *testing.T) {
 
 // TestReconcilerMovesRunsOnOlderProtocols: runs on an earlier protocol are
 // reported and, repairing, asked to move, unless a worker of an earlier
-// release still polls; protocols this release cannot run are reported only.
+// release still polls; protocols this release cannot run (retired, or
+// newer) are reported only.
 func TestReconcilerMovesRunsOnOlderProtocols(t *testing.T) {
 	runs := []activities.RunProtocol{
 		{WorkflowID: ConnectionWorkflowID("acme", "a"), Type: ConnectionWorkflowName, Protocol: int(ProtocolProgressReport)},
-		{WorkflowID: ShareWorkflowID("acme", "a", "default"), Type: ShareWorkflowName, Protocol: int(ProtocolLocalReport), FromInput: true},
+		{WorkflowID: ShareWorkflowID("acme", "a", "default"), Type: ShareWorkflowName, Protocol: int(ProtocolProgressReport), FromInput: true},
 		{WorkflowID: MetadataSyncWorkflowID("acme", "b"), Type: MetadataSyncWorkflowName, Protocol: int(CurrentProtocol)},
 		{WorkflowID: ConnectionWorkflowID("acme", "c"), Type: ConnectionWorkflowName, Protocol: int(ProtocolReportEveryAck), FromInput: true},
 		{WorkflowID: ConnectionWorkflowID("acme", "d"), Type: ConnectionWorkflowName, Protocol: int(CurrentProtocol) + 1},
@@ -397,7 +398,7 @@ func TestReconcilerMovesRunsOnOlderProtocols(t *testing.T) {
 		remain  int
 	}{
 		{"report only", false, current, nil, 4},
-		{"repair", true, current, []string{runs[0].WorkflowID, runs[1].WorkflowID, runs[3].WorkflowID}, 1},
+		{"repair", true, current, []string{runs[0].WorkflowID, runs[1].WorkflowID}, 2},
 		{"repair held by an older worker", true, append(current, activities.Poller{Identity: "7@old-host@"}), nil, 4},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -406,7 +407,7 @@ func TestReconcilerMovesRunsOnOlderProtocols(t *testing.T) {
 			in.Repair = tc.repair
 			report := runReconciler(t, f, in)
 			assert.Equal(t, tc.moved, f.moved)
-			assert.Equal(t, map[FindingKind]int{FindingOldProtocol: 3, FindingUnsupportedProtocol: 1}, kinds(report))
+			assert.Equal(t, map[FindingKind]int{FindingOldProtocol: 2, FindingUnsupportedProtocol: 2}, kinds(report))
 			assert.Equal(t, tc.remain, report.Remaining())
 		})
 	}
@@ -426,8 +427,8 @@ func TestPlanUpgrade(t *testing.T) {
 		}
 		return out
 	}
-	assert.Equal(t, []string{"0", "1", "2", "3"}, ids(plan.Move))
-	assert.Equal(t, []string{(CurrentProtocol + 1).String()}, ids(plan.Unsupported))
+	assert.Equal(t, []string{"3"}, ids(plan.Move))
+	assert.Equal(t, []string{"0", "1", "2", (CurrentProtocol + 1).String()}, ids(plan.Unsupported))
 	assert.Equal(t, 1, plan.Current)
 }
 

@@ -194,20 +194,14 @@ func childGone(err error) bool {
 // the next report, or the answer to the connection's re-send, carries the
 // same state.
 //
-// Under ProtocolLocalReport (local) a local activity signals the report
-// with the worker's client, retried for up to a minute; the workflow sends
-// it itself under the earlier protocols. A progress report (progressOnly:
+// A local activity signals the report with the worker's client, retried
+// for up to a minute: one marker event, where a signal sent by the
+// workflow costs two and a workflow task of the child's own. A progress
+// report (progressOnly:
 // only counts changed, and the next report carries newer ones) is tried
 // once, so a server that does not take signals for a while holds up no
 // copy or removal step; it counts as not delivered.
-func reportToConnection(ctx workflow.Context, local bool, home, companion, signal string, report any, progressOnly bool) (delivered bool, err error) {
-	if !local {
-		err = signalWorkflow(ctx, ConnectionWorkflowID(home, companion), signal, report)
-		if childGone(err) {
-			return false, errOrphaned
-		}
-		return err == nil, nil
-	}
+func reportToConnection(ctx workflow.Context, home, companion, signal string, report any, progressOnly bool) (delivered bool, err error) {
 	raw, err := json.Marshal(report)
 	if err != nil {
 		// A report type that cannot be encoded is a bug: fail the
@@ -268,17 +262,10 @@ type shortStepOptions struct {
 
 // runShortStep runs one short store transaction (handshake, health check,
 // deregistration, metadata count): an activity attempt is bounded to 30
-// seconds. Under ProtocolDeliveryAck (local) it is a local activity, one
-// marker event where an activity task costs three and a workflow task of
-// its own; runs recorded before keep the activity.
-func runShortStep(ctx workflow.Context, local bool, o shortStepOptions, activity, in any) workflow.Future {
-	if local {
-		return workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
-			StartToCloseTimeout: 30 * time.Second, ScheduleToCloseTimeout: o.scheduleToClose,
-			RetryPolicy: o.retry.policy(), Summary: o.summary,
-		}), activity, in)
-	}
-	return workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+// seconds. It is a local activity: one marker event, where an activity
+// task costs three and a workflow task of its own.
+func runShortStep(ctx workflow.Context, o shortStepOptions, activity, in any) workflow.Future {
+	return workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
 		StartToCloseTimeout: 30 * time.Second, ScheduleToCloseTimeout: o.scheduleToClose,
 		RetryPolicy: o.retry.policy(), Summary: o.summary,
 	}), activity, in)

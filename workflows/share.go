@@ -38,29 +38,21 @@ func DataSpaceShareWorkflow(ctx workflow.Context, in ShareInput) (ShareView, err
 	checkProtocol(ShareWorkflowName, in.Protocol)
 	s.budget = newRunBudget(s.settings)
 	s.budget.listenUpgrade(ctx, s.signals, in.Protocol)
-	s.deliveryAck = in.Protocol >= ProtocolDeliveryAck
-	s.localReport = in.Protocol >= ProtocolLocalReport
-	s.progressReport = in.Protocol >= ProtocolProgressReport
 	if st := in.State; st != nil {
 		s.acked, s.view, s.checkpoint, s.removalDeadline = st.Acked, st.View, st.Checkpoint, st.RemovalDeadline
 		s.view.DataSpace, s.view.Requested = in.DataSpace, ""
-		// Under the first protocol reported stays empty: every run reports
-		// once, so nothing the last run received just before it continued
-		// as new goes unanswered.
 	}
 	if in.Desired.Generation > s.acked {
 		s.receive(in.Desired)
 	} else {
 		s.desired = in.Desired
 	}
-	if s.deliveryAck {
-		// The start acknowledged the input: the connection derived this
-		// state itself, and the start set the search attribute to it.
-		s.reported = ShareReport{Generation: s.acked, View: s.view}
-		s.published = s.view.InitializationStatus
-		if st, ok := workflow.GetTypedSearchAttributes(ctx).GetKeyword(AttrInitializationStatus); ok {
-			s.published = InitializationStatus(st)
-		}
+	// The start acknowledged the input: the connection derived this
+	// state itself, and the start set the search attribute to it.
+	s.reported = ShareReport{Generation: s.acked, View: s.view}
+	s.published = s.view.InitializationStatus
+	if st, ok := workflow.GetTypedSearchAttributes(ctx).GetKeyword(AttrInitializationStatus); ok {
+		s.published = InitializationStatus(st)
 	}
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (ShareView, error) { return s.view, nil }); err != nil {
 		return ShareView{}, fmt.Errorf("register status query: %w", err)
@@ -105,14 +97,6 @@ type share struct {
 	// removalDeadline is when the running removal must be done.
 	removalDeadline time.Time
 
-	// deliveryAck: ProtocolDeliveryAck, where the connection learns of a
-	// received generation from the delivery of its signal.
-	deliveryAck bool
-	// localReport: reports go from a local activity (ProtocolLocalReport).
-	localReport bool
-	// progressReport: the counts of copied and removed records are
-	// reported after each step (ProtocolProgressReport).
-	progressReport bool
 	// published is the status last written to the search attribute
 	// (ProtocolDeliveryAck; the first protocol writes it with each report).
 	published InitializationStatus
@@ -154,12 +138,10 @@ func (s *share) receive(d ShareDesired) {
 		s.removalDeadline = time.Time{}
 	}
 	s.view = ackShare(s.view, d)
-	if s.deliveryAck {
-		// The connection knows: it derived the same state from the delivery.
-		s.reported.Generation = s.acked
-		s.reported.View.InitializationStatus, s.reported.View.Error = s.view.InitializationStatus, s.view.Error
-		s.reported.View.RecordsRemoved, s.reported.View.RecordsToRemove = s.view.RecordsRemoved, s.view.RecordsToRemove
-	}
+	// The connection knows: it derived the same state from the delivery.
+	s.reported.Generation = s.acked
+	s.reported.View.InitializationStatus, s.reported.View.Error = s.view.InitializationStatus, s.view.Error
+	s.reported.View.RecordsRemoved, s.reported.View.RecordsToRemove = s.view.RecordsRemoved, s.view.RecordsToRemove
 }
 
 func (s *share) run(ctx workflow.Context) (ShareView, error) {
@@ -185,7 +167,7 @@ func (s *share) run(ctx workflow.Context) (ShareView, error) {
 			err = s.removeData(ctx)
 			if err == nil {
 				s.view.Removed = true
-				if s.deliveryAck && s.desired.Complete {
+				if s.desired.Complete {
 					// The connection run that started this workflow reads
 					// its result: completing tells it.
 					s.details(ctx)
@@ -262,7 +244,7 @@ func (s *share) copyData(ctx workflow.Context) error {
 			s.setStatus(ctx, ShareActive)
 			return nil
 		}
-		if s.progressReport && s.report(ctx) != nil {
+		if s.report(ctx) != nil {
 			return errOrphaned
 		}
 		if s.budget.count(ctx) {
@@ -284,7 +266,7 @@ func (s *share) removeData(ctx workflow.Context) error {
 	defer func() {
 		// A finished removal ends the run, which drops the deadline timer:
 		// cancelling it would only add an event.
-		if !done || !s.deliveryAck {
+		if !done {
 			cancel()
 		}
 	}()
@@ -325,10 +307,8 @@ func (s *share) removeData(ctx workflow.Context) error {
 			done = true
 			return nil
 		}
-		if s.progressReport {
-			// A removal goes on without its connection: an operator asked for it.
-			_ = s.report(ctx)
-		}
+		// A removal goes on without its connection: an operator asked for it.
+		_ = s.report(ctx)
 		if s.budget.count(ctx) {
 			return errInterrupted
 		}
@@ -378,7 +358,7 @@ func (s *share) setStatus(ctx workflow.Context, st InitializationStatus) {
 // when either changed since the last report, and publishes the status in
 // the search attribute. It fails only when the connection workflow is gone.
 func (s *share) report(ctx workflow.Context) error {
-	if s.deliveryAck && s.published != s.view.InitializationStatus {
+	if s.published != s.view.InitializationStatus {
 		s.published = s.view.InitializationStatus
 		if err := workflow.UpsertTypedSearchAttributes(ctx, AttrInitializationStatus.ValueSet(string(s.published))); err != nil {
 			s.logger.Warn("could not update search attributes", "error", err)
@@ -390,17 +370,12 @@ func (s *share) report(ctx workflow.Context) error {
 	// newer ones.
 	progressOnly := !s.answer && r.Generation == s.reported.Generation && r.View.InitializationStatus == s.reported.View.InitializationStatus &&
 		r.View.Error == s.reported.View.Error && !r.View.Removed
-	if progressOnly && (!s.progressReport || sameProgress(r.View, s.reported.View)) {
+	if progressOnly && (sameProgress(r.View, s.reported.View)) {
 		return nil
 	}
 	s.answer = false
-	if !s.deliveryAck && r.View.InitializationStatus != s.reported.View.InitializationStatus {
-		if err := workflow.UpsertTypedSearchAttributes(ctx, AttrInitializationStatus.ValueSet(string(r.View.InitializationStatus))); err != nil {
-			s.logger.Warn("could not update search attributes", "error", err)
-		}
-	}
 	s.details(ctx)
-	delivered, err := reportToConnection(ctx, s.localReport, s.in.Home, s.in.Companion, SignalShareReport, r, progressOnly)
+	delivered, err := reportToConnection(ctx, s.in.Home, s.in.Companion, SignalShareReport, r, progressOnly)
 	if delivered {
 		s.reported = r
 	}

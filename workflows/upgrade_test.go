@@ -28,10 +28,7 @@ func TestConnectionMovesWhenAsked(t *testing.T) {
 		from  Protocol
 		moves bool
 	}{
-		{ProtocolDeliveryAck, true},
-		{ProtocolLocalReport, true},
 		{ProtocolProgressReport, true},
-		{ProtocolReportEveryAck, true},
 		{CurrentProtocol, false},
 	} {
 		t.Run(fmt.Sprintf("protocol %d", tc.from), func(t *testing.T) {
@@ -97,9 +94,9 @@ func TestShareMovesBetweenCopySteps(t *testing.T) {
 			env.SignalWorkflow(SignalUpgrade, nil)
 		}
 	})
-	env.OnSignalExternalWorkflow(mock.Anything, ConnectionWorkflowID(home, companion), "", SignalShareReport, mock.Anything).Return(nil)
+	env.OnActivity(acts.ReportToConnection, mock.Anything, mock.Anything).Return(nil)
 	env.ExecuteWorkflow(DataSpaceShareWorkflow, ShareInput{Home: home, Companion: companion, DataSpace: "default",
-		Settings: testSettings(), Desired: ShareDesired{Generation: 1, Intent: IntentShared}, Protocol: ProtocolDeliveryAck})
+		Settings: testSettings(), Desired: ShareDesired{Generation: 1, Intent: IntentShared}, Protocol: ProtocolProgressReport})
 	next := continuedInput[ShareInput](t, env)
 	assert.Equal(t, 1, steps, "the run moved after the step that was running")
 	assert.Equal(t, CurrentProtocol, next.Protocol)
@@ -119,11 +116,11 @@ func TestMetadataSyncMovesWhileItWaits(t *testing.T) {
 	f := newFakeOrgs()
 	env.OnActivity(acts.CountPendingMetadata, mock.Anything, mock.Anything).Return(f.CountPendingMetadata)
 	env.OnActivity(acts.ApplyMetadata, mock.Anything, mock.Anything).Return(f.ApplyMetadata)
-	env.OnSignalExternalWorkflow(mock.Anything, ConnectionWorkflowID(home, companion), "", mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(acts.ReportToConnection, mock.Anything, mock.Anything).Return(nil)
 	ran := 0
 	env.RegisterDelayedCallback(func() { ran++; env.SignalWorkflow(SignalUpgrade, UpgradeRequest{By: "test"}) }, 20*time.Minute)
 	env.ExecuteWorkflow(MetadataSyncWorkflow, MetadataSyncInput{Home: home, Companion: companion, Settings: testSettings(),
-		Desired: MetadataDesired{Generation: 1, DataSpaces: []string{"default"}}, Protocol: ProtocolDeliveryAck})
+		Desired: MetadataDesired{Generation: 1, DataSpaces: []string{"default"}}, Protocol: ProtocolProgressReport})
 	require.Equal(t, 1, ran)
 	next := continuedInput[MetadataSyncInput](t, env)
 	assert.Equal(t, CurrentProtocol, next.Protocol)
