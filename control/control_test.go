@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 	"google.golang.org/grpc"
 
 	"github.com/companionsync/companionsync/activities"
@@ -240,4 +241,34 @@ func TestClientAgainstRealServer(t *testing.T) {
 	assert.Equal(t, workflows.Disconnected, v.Status, "status still answers after the end")
 	_, err = c.Share(ctx, ref, "default")
 	require.True(t, errors.As(err, &refused), "operations after the end are refused: %v", err)
+}
+
+// TestStatusOfARetiredProtocol: a connection whose run is on a protocol
+// this release no longer runs (its worker fails every task of it) still
+// answers a status read, from what it last published, running or closed.
+func TestStatusOfARetiredProtocol(t *testing.T) {
+	env := testenv.Start(t, testenv.Options{})
+	c := control.New(env.Client).WithQueryTimeout(5 * time.Second)
+	ctx := context.Background()
+	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
+	_, err := env.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID: workflows.ConnectionWorkflowID(ref.Home, ref.Companion), TaskQueue: workflows.TaskQueue,
+		TypedSearchAttributes: temporal.NewSearchAttributes(
+			workflows.AttrHomeOrg.ValueSet(ref.Home),
+			workflows.AttrCompanionOrg.ValueSet(ref.Companion),
+			workflows.AttrConnectionStatus.ValueSet(string(workflows.Active)),
+		),
+	}, workflows.ConnectionWorkflowName, workflows.ConnectionInput{Home: ref.Home, Companion: ref.Companion,
+		Protocol: workflows.ProtocolLocalReport, State: &workflows.ConnectionState{Status: workflows.Active, Handshaken: true}})
+	require.NoError(t, err)
+	v, err := c.Status(ctx, ref)
+	require.NoError(t, err, "a running connection of a retired protocol")
+	assert.True(t, v.Stale)
+	assert.Equal(t, workflows.Active, v.Status)
+
+	require.NoError(t, env.Client.TerminateWorkflow(ctx, workflows.ConnectionWorkflowID(ref.Home, ref.Companion), "", "test: a retired protocol"))
+	v, err = c.Status(ctx, ref)
+	require.NoError(t, err, "a closed connection of a retired protocol")
+	assert.Equal(t, workflows.RunTerminated, v.Workflow)
+	assert.Equal(t, workflows.Active, v.LastStatus)
 }
