@@ -226,20 +226,29 @@ func (f *Fleet) survey(ctx context.Context, t SurveyTarget) (ConnectionSurvey, e
 
 // inputField returns one top-level field of the JSON input of run e.
 func (f *Fleet) inputField(ctx context.Context, e Execution, field string) (json.RawMessage, error) {
+	raw, _, err := f.readInputField(ctx, e, field)
+	return raw, err
+}
+
+// readInputField is inputField that also says whether the input could be
+// read at all: ok is false when the run has no input or it does not decode
+// (another shape, or payloads encrypted with keys this fleet lacks), and
+// true with a nil field when the input has no such field.
+func (f *Fleet) readInputField(ctx context.Context, e Execution, field string) (raw json.RawMessage, ok bool, err error) {
 	iter := f.Client.GetWorkflowHistory(ctx, e.WorkflowID, e.RunID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	if !iter.HasNext() {
-		return nil, nil
+		return nil, false, nil
 	}
 	ev, err := iter.Next()
 	if err != nil {
-		return nil, fmt.Errorf("read the input of %s: %w", e.WorkflowID, err)
+		return nil, false, fmt.Errorf("read the input of %s: %w", e.WorkflowID, err)
 	}
 	p := ev.GetWorkflowExecutionStartedEventAttributes().GetInput().GetPayloads()
 	var in map[string]json.RawMessage
 	if len(p) == 0 || f.converter().FromPayload(p[0], &in) != nil {
-		return nil, nil // an input of another shape: nothing to keep
+		return nil, false, nil // an input of another shape: nothing to keep
 	}
-	return in[field], nil
+	return in[field], true, nil
 }
 
 func (f *Fleet) converter() converter.DataConverter {

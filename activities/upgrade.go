@@ -39,6 +39,10 @@ type RunProtocol struct {
 	// FromInput says the run has no protocol attribute: Protocol was read
 	// from its input.
 	FromInput bool `json:"fromInput,omitempty"`
+	// Unknown says neither could be read (an input this fleet cannot
+	// decode, for example without the payload keys): Protocol means
+	// nothing.
+	Unknown bool `json:"unknown,omitempty"`
 }
 
 // RunProtocolsPage is one page of RunProtocols; NextPageToken is empty on
@@ -61,10 +65,11 @@ func (f *Fleet) RunProtocols(ctx context.Context, in RunProtocolsInput) (RunProt
 			r.Protocol = n
 		} else {
 			r.FromInput = true
-			raw, err := f.inputField(ctx, e, in.InputField)
+			raw, ok, err := f.readInputField(ctx, e, in.InputField)
 			if err != nil {
 				return RunProtocolsPage{}, err
 			}
+			r.Unknown = !ok
 			if len(raw) > 0 {
 				if err := json.Unmarshal(raw, &r.Protocol); err != nil {
 					return RunProtocolsPage{}, fmt.Errorf("protocol of %s: %w", e.WorkflowID, err)

@@ -42,7 +42,7 @@ type UpgradeResult struct {
 }
 
 // Held reports whether moves were held back by workers of an earlier release.
-func (r UpgradeResult) Held() bool { return len(r.OlderWorkers) > 0 && len(r.Move) > 0 }
+func (r UpgradeResult) Held() bool { return len(r.OlderWorkers) > 0 && len(r.Move)+len(r.Unknown) > 0 }
 
 // Upgrade reads the protocol of every running connection, share and
 // metadata-sync workflow and, with opts.Move, asks each run on an earlier
@@ -67,7 +67,7 @@ func (c *Client) Upgrade(ctx context.Context, opts UpgradeOptions) (UpgradeResul
 		}
 		token = page.NextPageToken
 	}
-	if !opts.Move || len(res.Move) == 0 {
+	if !opts.Move || len(res.Move)+len(res.Unknown) == 0 {
 		return res, nil
 	}
 	if opts.CheckWorkers {
@@ -79,8 +79,8 @@ func (c *Client) Upgrade(ctx context.Context, opts UpgradeOptions) (UpgradeResul
 			return res, nil
 		}
 	}
-	ids := make([]string, 0, len(res.Move))
-	for _, r := range res.Move {
+	ids := make([]string, 0, len(res.Move)+len(res.Unknown))
+	for _, r := range append(res.Move, res.Unknown...) {
 		ids = append(ids, r.WorkflowID)
 	}
 	sent, err := fleet.SignalRuns(ctx, activities.SignalRunsInput{

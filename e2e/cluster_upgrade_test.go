@@ -42,14 +42,17 @@ func TestClusterRollingUpgrade(t *testing.T) {
 	store, err := orgstore.Open(ctx, cl.OrgStoreURL)
 	require.NoError(t, err)
 	defer store.Close()
-	const pairs, records = 10, 3000
-	refs := make([]control.Ref, pairs)
-	for i := range refs {
+	// pairs connections before the deploy, and extra ones connected while
+	// old and new workers poll side by side.
+	const pairs, extra, records = 10, 2, 3000
+	all := make([]control.Ref, pairs+extra)
+	refs, during := all[:pairs], all[pairs:]
+	for i := range all {
 		home := fmt.Sprintf("rolling-h%02d", i)
-		refs[i] = control.Ref{Home: home, Companion: home + "-c"}
+		all[i] = control.Ref{Home: home, Companion: home + "-c"}
 		require.NoError(t, store.AddOrg(ctx, companionsync.Org{ID: home, Role: companionsync.RoleHome,
 			Kind: companionsync.KindProduction, LicenceExpiresAt: time.Now().AddDate(1, 0, 0), MaxCompanions: 1}))
-		require.NoError(t, store.AddOrg(ctx, companionsync.Org{ID: refs[i].Companion, Role: companionsync.RoleCompanion,
+		require.NoError(t, store.AddOrg(ctx, companionsync.Org{ID: all[i].Companion, Role: companionsync.RoleCompanion,
 			Kind: companionsync.KindProduction, Active: true}))
 		require.NoError(t, store.AddDataSpace(ctx, home, "default", records))
 	}
@@ -96,7 +99,14 @@ func TestClusterRollingUpgrade(t *testing.T) {
 	before := protocols(t, cl.Client)
 	cl.NewWorker().Start(t)
 	cl.NewWorker().Start(t)
-	// Old and new side by side: nothing moves while an old worker polls.
+	// Old and new side by side: nothing moves while an old worker polls,
+	// and connections started meanwhile run on whichever worker takes them.
+	for _, ref := range during {
+		_, err := c.Connect(ctx, ref, workflows.Settings{})
+		require.NoError(t, err)
+		_, err = c.Share(ctx, ref, "default")
+		require.NoError(t, err)
+	}
 	overlap := time.Now().Add(20 * time.Second)
 	for time.Now().Before(overlap) {
 		for id, p := range protocols(t, cl.Client) {
@@ -126,7 +136,7 @@ func TestClusterRollingUpgrade(t *testing.T) {
 	t.Logf("traffic during the deploy: %d rounds, %d failed requests", requests.Load(), failures.Load())
 	assert.Zero(t, failures.Load(), "requests failed during the deploy")
 
-	for _, ref := range refs {
+	for _, ref := range all {
 		waitUpgrade(t, c, ref, "Active on the current protocol with its changes synced", 2*time.Minute, func(v workflows.StatusView) bool {
 			return v.Status == workflows.Active && v.Protocol == workflows.CurrentProtocol &&
 				v.MetadataSync.Status == workflows.SyncSucceeded && v.MetadataSync.PendingChanges == 0

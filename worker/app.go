@@ -102,9 +102,17 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Main, err e
 	// A running workflow on a protocol this release cannot run (a newer
 	// release's, or one retired) would only fail its tasks here: run none,
 	// and leave the server and the Web UI up for the operator to look.
-	if m.Refused = m.checkProtocols(ctx); m.Refused != nil {
-		logger.Error("this worker runs no workflows", "reason", m.Refused)
-		return m, nil
+	if err := m.checkProtocols(ctx); err != nil {
+		var unsupported *control.UnsupportedError
+		if !errors.As(err, &unsupported) {
+			// A read that failed proves nothing: run, and let the
+			// reconciler and doctor check again.
+			logger.Warn("could not check the protocols of running workflows; running them", "error", err)
+		} else {
+			m.Refused = err
+			logger.Error("this worker runs no workflows", "reason", err)
+			return m, nil
+		}
 	}
 	// Process-wide, and only before the first worker is created.
 	worker.SetStickyWorkflowCacheSize(cfg.WorkflowCache)

@@ -222,9 +222,11 @@ var (
 	AttrHomeOrg              = temporal.NewSearchAttributeKeyKeyword("HomeOrg")
 	AttrCompanionOrg         = temporal.NewSearchAttributeKeyKeyword("CompanionOrg")
 	AttrDataSpace            = temporal.NewSearchAttributeKeyKeyword("DataSpace")
-	// AttrProtocol is the protocol a run executes (its decimal number),
-	// written by every run from ProtocolPublished on. A run without it was
-	// started under an earlier protocol.
+	// AttrProtocol is the protocol a run executes (its decimal number), from
+	// ProtocolPublished on: set at a child's start, written by a
+	// connection's first run with its first status update, by a run that
+	// moves just before it continues as new, and carried by continue-as-new.
+	// A run without it started under an earlier protocol.
 	AttrProtocol = temporal.NewSearchAttributeKeyKeyword("CompanionProtocol")
 )
 

@@ -137,9 +137,6 @@ type connection struct {
 	// again; zero when none waits.
 	startAgainAt time.Time
 	startTimer   workflow.Future
-	// firstRun: the run started the connection (new or adopted); it did
-	// not continue an earlier run.
-	firstRun bool
 	// protocol is the protocol the run executes (see Protocol).
 	protocol Protocol
 	// releases counts the moments (health checks) at which updates waiting
@@ -201,7 +198,6 @@ func newConnection(ctx workflow.Context, in ConnectionInput) *connection {
 	in.Protocol = startProtocol(ctx, in)
 	checkProtocol(ConnectionWorkflowName, in.Protocol)
 	c := &connection{
-		firstRun:  in.State == nil,
 		home:      in.Home,
 		companion: in.Companion,
 		settings:  in.Settings.withDefaults(),
@@ -213,7 +209,7 @@ func newConnection(ctx workflow.Context, in ConnectionInput) *connection {
 	// What the run started with (the starter's or the previous run's
 	// search attributes) need not be written again.
 	sas := workflow.GetTypedSearchAttributes(ctx)
-	for _, key := range c.publishedAttrs() {
+	for _, key := range append(publishedAttrs, AttrProtocol) {
 		if v, ok := sas.GetKeyword(key); ok {
 			c.published[key.GetName()] = v
 		}
@@ -345,9 +341,8 @@ func (c *connection) reconcile(ctx workflow.Context) {
 }
 
 // signalChild signals a child's current run and calls done with the
-// outcome. Under the first protocol it waits for the outcome at once, one
-// signal per workflow task; under ProtocolDeliveryAck every signal of the
-// pass is sent first and confirmSignals waits for them together.
+// outcome: every signal of the pass is sent first, and confirmSignals waits
+// for them together.
 func (c *connection) signalChild(ctx workflow.Context, workflowID, name string, arg any, done func(err error)) {
 	c.inflight = append(c.inflight, inflightSignal{
 		sent: workflow.SignalExternalWorkflow(ctx, workflowID, "", name, arg),
@@ -868,10 +863,9 @@ func (c *connection) publish(ctx workflow.Context) {
 		AttrMetadataSyncStatus.GetName(): string(c.Metadata.Observed.View.Status),
 		AttrHomeOrg.GetName():            c.home,
 		AttrCompanionOrg.GetName():       c.companion,
-		AttrProtocol.GetName():           c.protocol.String(),
 	}
 	var updates []temporal.SearchAttributeUpdate
-	for _, key := range c.publishedAttrs() {
+	for _, key := range publishedAttrs {
 		name := key.GetName()
 		if c.published[name] == want[name] {
 			continue // unchanged, or never set and still empty
@@ -884,6 +878,13 @@ func (c *connection) publish(ctx workflow.Context) {
 		}
 	}
 	if len(updates) > 0 {
+		// The protocol rides on an update the run makes anyway: a worker
+		// of the previous release, which never writes it, makes the same
+		// updates at the same points, so it can replay this run's history.
+		if proto := c.protocol.String(); c.protocol >= ProtocolPublished && c.published[AttrProtocol.GetName()] != proto {
+			c.published[AttrProtocol.GetName()] = proto
+			updates = append(updates, AttrProtocol.ValueSet(proto))
+		}
 		if err := workflow.UpsertTypedSearchAttributes(ctx, updates...); err != nil {
 			c.logger.Warn("could not update search attributes", "error", err)
 		}
@@ -891,18 +892,12 @@ func (c *connection) publish(ctx workflow.Context) {
 	workflow.SetCurrentDetails(ctx, c.details())
 }
 
-// publishedAttrs are the search attributes a connection keeps current. From
-// ProtocolPublished on, the first run of a connection (new or adopted) also
-// writes its protocol, in the update of its first statuses, which every
-// release makes; a continued run starts with it, carried by continue-as-new
-// or written by the run that moved (see protocolAfter).
-func (c *connection) publishedAttrs() []temporal.SearchAttributeKeyKeyword {
-	attrs := []temporal.SearchAttributeKeyKeyword{AttrConnectionStatus, AttrMetadataSyncStatus, AttrHomeOrg, AttrCompanionOrg}
-	if c.protocol >= ProtocolPublished && c.firstRun {
-		attrs = append(attrs, AttrProtocol)
-	}
-	return attrs
-}
+// publishedAttrs are the search attributes a connection keeps current. The
+// protocol (from ProtocolPublished on) is written with the first of their
+// updates that a run without it makes; a continued run starts with it,
+// carried by continue-as-new or written by the run that moved (see
+// protocolAfter).
+var publishedAttrs = []temporal.SearchAttributeKeyKeyword{AttrConnectionStatus, AttrMetadataSyncStatus, AttrHomeOrg, AttrCompanionOrg}
 
 // childAttrs are a child's search attributes at start: attrs and, from
 // ProtocolPublished on, its protocol, so that the child need not write it.

@@ -140,11 +140,6 @@ func (m *metadataSync) wait(ctx workflow.Context, timeout time.Duration) {
 	m.signals.addTo(ctx, sel)
 	if timeout > 0 {
 		sel.AddFuture(m.nextRoundTimer(ctx, timeout), func(workflow.Future) {})
-	} else if timeout > 0 {
-		timerCtx, cancel := workflow.WithCancel(ctx)
-		defer cancel()
-		sel.AddFuture(workflow.NewTimerWithOptions(timerCtx, timeout, workflow.TimerOptions{Summary: "next metadata sync round"}),
-			func(workflow.Future) {})
 	}
 	sel.Select(ctx)
 	for sel.HasPending() {

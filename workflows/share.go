@@ -97,8 +97,7 @@ type share struct {
 	// removalDeadline is when the running removal must be done.
 	removalDeadline time.Time
 
-	// published is the status last written to the search attribute
-	// (ProtocolDeliveryAck; the first protocol writes it with each report).
+	// published is the status last written to the search attribute.
 	published InitializationStatus
 }
 

@@ -42,6 +42,10 @@ func RunProtocolsInput(pageSize int, token []byte) activities.RunProtocolsInput 
 type UpgradePlan struct {
 	// Move are runs on an earlier protocol that move when signalled.
 	Move []activities.RunProtocol `json:"move"`
+	// Unknown are runs whose protocol could not be read (see
+	// activities.RunProtocol.Unknown). They are signalled like Move, which
+	// is harmless to a run already current, and never refused.
+	Unknown []activities.RunProtocol `json:"unknown,omitempty"`
 	// Unsupported are runs on a protocol older than OldestProtocol, or
 	// newer than CurrentProtocol: this code cannot run them.
 	Unsupported []activities.RunProtocol `json:"unsupported"`
@@ -54,6 +58,8 @@ func PlanUpgrade(runs []activities.RunProtocol) UpgradePlan {
 	var p UpgradePlan
 	for _, r := range runs {
 		switch proto := Protocol(r.Protocol); {
+		case r.Unknown:
+			p.Unknown = append(p.Unknown, r)
 		case proto < OldestProtocol || proto > CurrentProtocol:
 			p.Unsupported = append(p.Unsupported, r)
 		case proto == CurrentProtocol:
@@ -68,6 +74,7 @@ func PlanUpgrade(runs []activities.RunProtocol) UpgradePlan {
 // Add merges another page's plan into p.
 func (p *UpgradePlan) Add(o UpgradePlan) {
 	p.Move = append(p.Move, o.Move...)
+	p.Unknown = append(p.Unknown, o.Unknown...)
 	p.Unsupported = append(p.Unsupported, o.Unsupported...)
 	p.Current += o.Current
 }
@@ -115,74 +122,106 @@ func UpgradeSignal(by string) json.RawMessage {
 // recorded before it end without.
 const versionProtocolCheck = "protocol-check"
 
-// checkProtocols pages through the running workflows, reports each one
-// still on an earlier protocol, and, repairing, asks the movable ones to
-// move, unless workers of an earlier release still poll.
+// maxProtocolFindings bounds the old-protocol findings one reconciler run
+// lists one by one; the rest are counted in one more finding.
+const maxProtocolFindings = 50
+
+// checkProtocols pages through the running workflows, reports those still
+// on an earlier protocol (and those on one this release cannot run), and,
+// repairing, asks them to move page by page, unless workers of an earlier
+// release still poll.
 func (r *reconciler) checkProtocols(ctx workflow.Context) error {
 	if workflow.GetVersion(ctx, versionProtocolCheck, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
 		return nil
 	}
-	var plan UpgradePlan
+	older, err := r.olderWorkers(ctx)
+	if err != nil {
+		return err
+	}
 	var token []byte
+	listed, unlisted, asked := 0, 0, 0
 	for {
 		var page activities.RunProtocolsPage
 		if err := workflow.ExecuteActivity(r.activityCtx(ctx, "read the protocols of running workflows"), fleet.RunProtocols,
 			RunProtocolsInput(r.in.PageSize, token)).Get(ctx, &page); err != nil {
 			return fmt.Errorf("read the protocols of running workflows: %w", err)
 		}
-		plan.Add(PlanUpgrade(page.Runs))
+		plan := PlanUpgrade(page.Runs)
+		for _, run := range plan.Unsupported {
+			r.add(Finding{Kind: FindingUnsupportedProtocol, Connection: runConnection(run.WorkflowID),
+				Detail: fmt.Sprintf("%s runs protocol %d; this release runs protocols %d to %d", run.WorkflowID, run.Protocol, OldestProtocol, CurrentProtocol),
+				Action: "run a release that supports it until starter doctor reports none (docs/operations.md, Upgrades)"})
+		}
+		behind := append(plan.Move, plan.Unknown...)
+		var ids []string
+		for _, run := range behind {
+			if r.in.Repair && len(older) == 0 {
+				ids = append(ids, run.WorkflowID)
+			}
+			if listed == maxProtocolFindings {
+				unlisted++
+				continue
+			}
+			listed++
+			f := Finding{Kind: FindingOldProtocol, Connection: runConnection(run.WorkflowID),
+				Detail: fmt.Sprintf("%s runs protocol %d, not the current %d", run.WorkflowID, run.Protocol, CurrentProtocol),
+				Action: "starter doctor --repair asks it to move"}
+			if run.Unknown {
+				f.Detail = fmt.Sprintf("%s: its protocol could not be read (no search attribute, and its input does not decode)", run.WorkflowID)
+			}
+			r.protocolRepair(&f, older)
+			r.add(f)
+		}
+		if len(ids) > 0 {
+			var res activities.SignalRunsResult
+			if err := workflow.ExecuteActivity(r.activityCtx(ctx, "ask older runs to move"), fleet.SignalRuns,
+				activities.SignalRunsInput{WorkflowIDs: ids, Signal: SignalUpgrade, Payload: UpgradeSignal("reconciler")}).Get(ctx, &res); err != nil {
+				return fmt.Errorf("ask older runs to move: %w", err)
+			}
+			asked += res.Sent
+		}
 		if len(page.NextPageToken) == 0 {
 			break
 		}
 		token = page.NextPageToken
 	}
-	for _, run := range plan.Unsupported {
-		r.add(Finding{Kind: FindingUnsupportedProtocol, Connection: runConnection(run.WorkflowID),
-			Detail: fmt.Sprintf("%s runs protocol %d; this release runs protocols %d to %d", run.WorkflowID, run.Protocol, OldestProtocol, CurrentProtocol),
-			Action: "run a release that supports it until starter doctor reports none (docs/operations.md, Upgrades)"})
-	}
-	if len(plan.Move) == 0 {
-		return nil
-	}
-	older := []string{}
-	if r.in.Repair {
-		var pollers []activities.Poller
-		if err := workflow.ExecuteActivity(r.activityCtx(ctx, "list the workers polling"), fleet.Pollers,
-			activities.PollersInput{TaskQueue: TaskQueue, Within: PollerWindow}).Get(ctx, &pollers); err != nil {
-			return fmt.Errorf("list the workers polling: %w", err)
-		}
-		older = OlderWorkers(pollers)
-	}
-	first := len(r.report.Findings)
-	var ids []string
-	for _, run := range plan.Move {
-		f := Finding{Kind: FindingOldProtocol, Connection: runConnection(run.WorkflowID),
-			Detail: fmt.Sprintf("%s runs protocol %d, not the current %d", run.WorkflowID, run.Protocol, CurrentProtocol),
-			Action: "starter doctor --repair asks it to move"}
-		switch {
-		case !r.in.Repair:
-		case len(older) > 0:
-			f.Repair = fmt.Sprintf("not asked to move: %d worker(s) of an earlier release still poll (%s)", len(older), strings.Join(older, ", "))
-		default:
-			ids = append(ids, run.WorkflowID)
-		}
+	if unlisted > 0 {
+		f := Finding{Kind: FindingOldProtocol, Connection: "*",
+			Detail: fmt.Sprintf("%d more running workflows on an earlier protocol", unlisted),
+			Action: "starter doctor --repair asks them to move"}
+		r.protocolRepair(&f, older)
 		r.add(f)
 	}
-	if len(ids) == 0 {
-		return nil
-	}
-	var res activities.SignalRunsResult
-	if err := workflow.ExecuteActivity(r.activityCtx(ctx, "ask older runs to move"), fleet.SignalRuns,
-		activities.SignalRunsInput{WorkflowIDs: ids, Signal: SignalUpgrade, Payload: UpgradeSignal("reconciler")}).Get(ctx, &res); err != nil {
-		return fmt.Errorf("ask older runs to move: %w", err)
-	}
-	for i := first; i < len(r.report.Findings); i++ {
-		if f := &r.report.Findings[i]; f.Kind == FindingOldProtocol && f.Repair == "" {
-			f.Outcome, f.Repair = OutcomeRepaired, "asked to move to the current protocol at its next safe point"
-			r.report.Repaired++
-		}
+	if asked > 0 {
+		r.logger.Info("asked older runs to move to the current protocol", "asked", asked)
 	}
 	return nil
+}
+
+// olderWorkers lists, when repairing, the workers of an earlier release
+// still polling: while there are any, nothing is asked to move.
+func (r *reconciler) olderWorkers(ctx workflow.Context) ([]string, error) {
+	if !r.in.Repair {
+		return nil, nil
+	}
+	var pollers []activities.Poller
+	if err := workflow.ExecuteActivity(r.activityCtx(ctx, "list the workers polling"), fleet.Pollers,
+		activities.PollersInput{TaskQueue: TaskQueue, Within: PollerWindow}).Get(ctx, &pollers); err != nil {
+		return nil, fmt.Errorf("list the workers polling: %w", err)
+	}
+	return OlderWorkers(pollers), nil
+}
+
+// protocolRepair says what this run does about an old-protocol finding.
+func (r *reconciler) protocolRepair(f *Finding, older []string) {
+	switch {
+	case !r.in.Repair:
+	case len(older) > 0:
+		f.Repair = fmt.Sprintf("not asked to move: %d worker(s) of an earlier release still poll (%s)", len(older), strings.Join(older, ", "))
+	default:
+		f.Outcome, f.Repair = OutcomeRepaired, "asked to move to the current protocol at its next safe point"
+		r.report.Repaired++
+	}
 }
 
 // runConnection is the connection reference ("HOME/COMPANION") of one of the
