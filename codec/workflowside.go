@@ -25,7 +25,7 @@ var _ converter.ContextAware = inWorkflowsFailTheTask{}
 
 // WithWorkflowContext is the converter workflow code uses.
 func (c inWorkflowsFailTheTask) WithWorkflowContext(converter.WorkflowContext) converter.DataConverter {
-	return failTheTask{c.DataConverter}
+	return failTheTask(c)
 }
 
 // WithContext is the converter of activities and clients.
