@@ -27,6 +27,9 @@ type UpgradeOptions struct {
 	Converter converter.DataConverter
 	// PageSize is the number of runs read per visibility page (default 500).
 	PageSize int
+	// Plan, when set, is a reading of the running workflows just made
+	// (by an earlier Upgrade): it is used instead of reading them again.
+	Plan *workflows.UpgradePlan
 }
 
 // UpgradeResult says what Upgrade found and did.
@@ -55,8 +58,10 @@ func (c *Client) Upgrade(ctx context.Context, opts UpgradeOptions) (UpgradeResul
 		size = 500
 	}
 	var res UpgradeResult
-	var token []byte
-	for {
+	if opts.Plan != nil {
+		res.UpgradePlan = *opts.Plan
+	}
+	for token := []byte(nil); opts.Plan == nil; {
 		page, err := fleet.RunProtocols(ctx, workflows.RunProtocolsInput(size, token))
 		if err != nil {
 			return res, fmt.Errorf("read the protocols of running workflows: %w", err)
@@ -90,8 +95,8 @@ func (c *Client) Upgrade(ctx context.Context, opts UpgradeOptions) (UpgradeResul
 	return res, err
 }
 
-// UnsupportedError is returned by CheckProtocols when running workflows are
-// on a protocol this release cannot run.
+// UnsupportedError says that running workflows are on a protocol this
+// release cannot run (the worker refuses to run workflows with it).
 type UnsupportedError struct {
 	Runs []activities.RunProtocol
 }

@@ -28,11 +28,7 @@ func TestAdoptionOfEachChildProtocol(t *testing.T) {
 			env, c := startFleet(t)
 			ctx := context.Background()
 			ref := control.Ref{Home: "acme", Companion: "acme-emea"}
-			require.NoError(t, startOnProtocol(ctx, env.Client, ref, p))
-			testenv.WaitStatus(t, c, ref, "Incomplete", func(v workflows.StatusView) bool { return v.Status == workflows.Incomplete })
-			_, err := c.Share(ctx, ref, "default")
-			require.NoError(t, err)
-			testenv.WaitStatus(t, c, ref, "default Active", testenv.ShareIs("default", workflows.ShareActive))
+			shareOnProtocol(t, env, c, ref, p)
 			shareID := workflows.ShareWorkflowID(ref.Home, ref.Companion, "default")
 			require.Equal(t, int(p), runProtocol(t, env, shareID), "the share runs its connection's protocol")
 			shareRun := describeRun(t, env, shareID)

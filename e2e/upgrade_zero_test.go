@@ -32,13 +32,7 @@ func testSplitMove(t *testing.T, p workflows.Protocol, first string) {
 	env, c := startFleet(t)
 	ctx := context.Background()
 	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
-	require.NoError(t, startOnProtocol(ctx, env.Client, ref, p))
-	testenv.WaitStatus(t, c, ref, "Incomplete", func(v workflows.StatusView) bool { return v.Status == workflows.Incomplete })
-	_, err := c.Share(ctx, ref, "default")
-	require.NoError(t, err)
-	testenv.WaitStatus(t, c, ref, "default Active, metadata synced", func(v workflows.StatusView) bool {
-		return testenv.ShareIs("default", workflows.ShareActive)(v) && v.MetadataSync.Status == workflows.SyncSucceeded
-	})
+	shareOnProtocol(t, env, c, ref, p)
 	conn := workflows.ConnectionWorkflowID(ref.Home, ref.Companion)
 	children := []string{workflows.ShareWorkflowID(ref.Home, ref.Companion, "default"), workflows.MetadataSyncWorkflowID(ref.Home, ref.Companion)}
 	move := func(ids ...string) {
@@ -60,7 +54,7 @@ func testSplitMove(t *testing.T, p workflows.Protocol, first string) {
 		move(children...)
 	}
 	// The pair is split: requests go on.
-	_, err = c.Share(ctx, ref, "marketing")
+	_, err := c.Share(ctx, ref, "marketing")
 	require.NoError(t, err)
 	_, err = c.Unshare(ctx, ref, "default")
 	require.NoError(t, err)
@@ -86,4 +80,18 @@ func testSplitMove(t *testing.T, p workflows.Protocol, first string) {
 	v, err := c.Disconnect(ctx, ref, true)
 	require.NoError(t, err)
 	assert.Equal(t, workflows.Disconnected, v.Status)
+}
+
+// shareOnProtocol starts ref's connection on protocol p (see
+// startOnProtocol) and shares "default", waiting until it is Active and the
+// metadata sync has run.
+func shareOnProtocol(t *testing.T, env *testenv.Env, c *control.Client, ref control.Ref, p workflows.Protocol) {
+	t.Helper()
+	require.NoError(t, startOnProtocol(context.Background(), env.Client, ref, p))
+	testenv.WaitStatus(t, c, ref, "Incomplete", func(v workflows.StatusView) bool { return v.Status == workflows.Incomplete })
+	_, err := c.Share(context.Background(), ref, "default")
+	require.NoError(t, err)
+	testenv.WaitStatus(t, c, ref, "default Active, metadata synced", func(v workflows.StatusView) bool {
+		return testenv.ShareIs("default", workflows.ShareActive)(v) && v.MetadataSync.Status == workflows.SyncSucceeded
+	})
 }

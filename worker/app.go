@@ -102,7 +102,8 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Main, err e
 	// A running workflow on a protocol this release cannot run (a newer
 	// release's, or one retired) would only fail its tasks here: run none,
 	// and leave the server and the Web UI up for the operator to look.
-	if err := m.checkProtocols(ctx); err != nil {
+	plan, err := m.checkProtocols(ctx)
+	if err != nil {
 		var unsupported *control.UnsupportedError
 		if !errors.As(err, &unsupported) {
 			// A read that failed proves nothing: run, and let the
@@ -127,7 +128,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Main, err e
 	}
 	moveCtx, stopMoving := context.WithCancel(context.Background())
 	m.moving, m.stopMoving = make(chan struct{}), stopMoving
-	go m.moveRuns(moveCtx)
+	go m.moveRuns(moveCtx, plan)
 	if cfg.ReconcileInterval > 0 {
 		in := workflows.DefaultReconcilerInput()
 		in.RemovalAfter = cfg.Defaults.RemovalDeadline
@@ -231,28 +232,30 @@ func (m *Main) dial(ctx context.Context, metrics client.MetricsHandler) error {
 	return nil
 }
 
-// checkProtocols fails when a running workflow is on a protocol this
-// release cannot run.
-func (m *Main) checkProtocols(ctx context.Context) error {
+// checkProtocols reads the protocols of the running workflows, and fails
+// when one is on a protocol this release cannot run. The plan it returns
+// (nil when the read failed) spares the first move a second read.
+func (m *Main) checkProtocols(ctx context.Context) (*workflows.UpgradePlan, error) {
 	res, err := control.New(m.client).Upgrade(ctx, control.UpgradeOptions{Converter: m.converter()})
 	if err != nil {
-		return fmt.Errorf("read the protocols of running workflows: %w", err)
+		return nil, fmt.Errorf("read the protocols of running workflows: %w", err)
 	}
 	if len(res.Unsupported) > 0 {
-		return &control.UnsupportedError{Runs: res.Unsupported}
+		return nil, &control.UnsupportedError{Runs: res.Unsupported}
 	}
-	return nil
+	return &res.UpgradePlan, nil
 }
 
 // moveRuns asks every running workflow on an earlier protocol to move onto
 // the current one. On a cluster it waits, checking every upgradeRecheck,
 // until no worker of an earlier release polls (a rolling deploy); the
 // scheduled reconciler does the same check on each run.
-func (m *Main) moveRuns(ctx context.Context) {
+func (m *Main) moveRuns(ctx context.Context, plan *workflows.UpgradePlan) {
 	defer close(m.moving)
-	opts := control.UpgradeOptions{By: "worker at start", Move: true, CheckWorkers: m.dev == nil, Converter: m.converter()}
+	opts := control.UpgradeOptions{By: "worker at start", Move: true, CheckWorkers: m.dev == nil, Converter: m.converter(), Plan: plan}
 	for {
 		res, err := control.New(m.client).Upgrade(ctx, opts)
+		opts.Plan = nil // a later round reads again: runs change while moves wait
 		switch {
 		case ctx.Err() != nil:
 			return
@@ -262,7 +265,7 @@ func (m *Main) moveRuns(ctx context.Context) {
 		case res.Held():
 			m.logger.Info("older runs wait: workers of an earlier release still poll", "runs", len(res.Move), "workers", strings.Join(res.OlderWorkers, ", "))
 		default:
-			if len(res.Move) > 0 {
+			if res.Signalled+res.Gone > 0 {
 				m.logger.Info("asked older runs to move to the current protocol", "protocol", int(workflows.CurrentProtocol),
 					"asked", res.Signalled, "closed", res.Gone, "current", res.Current)
 			}
