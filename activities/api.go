@@ -15,45 +15,39 @@ package activities
 import (
 	"time"
 
-	"github.com/companionsync/companionsync"
+	"github.com/companionsync/companionsync/contract"
 )
 
-// Application error types returned by the activities. Workflows match on
-// these with temporal.ApplicationError.Type().
+// Application error types returned by the activities, eligibility rules
+// and the error log, from the contract. Workflows match on the error types
+// with temporal.ApplicationError.Type().
 const (
-	// ErrIneligible: the pair may not be connected. The error's details hold
-	// an Ineligibility naming the rule.
-	ErrIneligible = "Ineligible"
-	// ErrUnknownOrg: an org id that the store does not know.
-	ErrUnknownOrg = "UnknownOrg"
-	// ErrUnknownDataSpace: the data space does not exist in the home org.
-	ErrUnknownDataSpace = "UnknownDataSpace"
-	// ErrMetadataConflict: a metadata round stopped at a change that
-	// conflicts with a companion-side edit or local object. Details hold an
-	// ApplyResult.
-	ErrMetadataConflict = "MetadataConflict"
-	// ErrMetadataInvalid: a metadata round stopped at an invalid change.
-	// Details hold an ApplyResult.
-	ErrMetadataInvalid = "MetadataInvalid"
-)
+	ErrIneligible       = contract.ErrIneligible
+	ErrUnknownOrg       = contract.ErrUnknownOrg
+	ErrUnknownDataSpace = contract.ErrUnknownDataSpace
+	ErrMetadataConflict = contract.ErrMetadataConflict
+	ErrMetadataInvalid  = contract.ErrMetadataInvalid
 
-// Eligibility rules, as named in errors and in the Ineligibility details.
-const (
-	RuleCompanionExists       = "companion-exists"
-	RuleCompanionActive       = "companion-active"
-	RuleCompanionNotHome      = "companion-not-home"
-	RuleCompanionUnconnected  = "companion-not-already-connected"
-	RuleSameKind              = "same-kind"
-	RuleHomeExists            = "home-exists"
-	RuleHomeLicenceValid      = "home-licence-valid"
-	RuleHomeUnderCompanionMax = "home-under-companion-limit"
+	RuleCompanionExists       = contract.RuleCompanionExists
+	RuleCompanionActive       = contract.RuleCompanionActive
+	RuleCompanionNotHome      = contract.RuleCompanionNotHome
+	RuleCompanionUnconnected  = contract.RuleCompanionUnconnected
+	RuleSameKind              = contract.RuleSameKind
+	RuleHomeExists            = contract.RuleHomeExists
+	RuleHomeLicenceValid      = contract.RuleHomeLicenceValid
+	RuleHomeUnderCompanionMax = contract.RuleHomeUnderCompanionMax
+
+	KindConflict = contract.KindConflict
+	KindInvalid  = contract.KindInvalid
+	KindFailed   = contract.KindFailed
 )
 
 // Ineligibility is the detail of an ErrIneligible error.
-type Ineligibility struct {
-	Rule    string `json:"rule"`
-	Message string `json:"message"`
-}
+type Ineligibility = contract.Ineligibility
+
+// ErrorLogEntry is one failed metadata change; it crosses the activity
+// boundary in ApplyResult.
+type ErrorLogEntry = contract.ErrorLogEntry
 
 // HandshakeInput names the pair to connect. Token identifies the connecting
 // workflow, so a retried handshake is idempotent while a second connection
@@ -164,20 +158,6 @@ type ApplyResult struct {
 	Applied  int             `json:"applied"`
 	Failures []ErrorLogEntry `json:"failures,omitempty"`
 }
-
-// Kinds of error-log entries, as in companionsync.
-const (
-	// KindConflict is companionsync.ErrorKindConflict.
-	KindConflict = companionsync.ErrorKindConflict
-	// KindInvalid is companionsync.ErrorKindInvalid.
-	KindInvalid = companionsync.ErrorKindInvalid
-	// KindFailed is companionsync.ErrorKindFailed.
-	KindFailed = companionsync.ErrorKindFailed
-)
-
-// ErrorLogEntry is one failed metadata change: companionsync.ErrorLogEntry,
-// which crosses the activity boundary in ApplyResult.
-type ErrorLogEntry = companionsync.ErrorLogEntry
 
 // RecordFailureInput records a round that failed for a reason other than a
 // conflict or invalid change (for example retries exhausted), as one

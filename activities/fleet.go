@@ -18,6 +18,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/companionsync/companionsync"
+	"github.com/companionsync/companionsync/contract"
 )
 
 // Fleet holds the activities of the reconciler: it reads the registry of
@@ -106,7 +107,7 @@ type Execution struct {
 }
 
 // Running reports whether the workflow has a running execution.
-func (e Execution) Running() bool { return e.Status == "Running" }
+func (e Execution) Running() bool { return e.Status == string(contract.RunRunning) }
 
 // ShareSurvey is one data space of a surveyed connection: its share
 // workflow's latest run and how many of its records the companion holds.
@@ -214,7 +215,7 @@ func (f *Fleet) survey(ctx context.Context, t SurveyTarget) (ConnectionSurvey, e
 		}
 		sh := ShareSurvey{DataSpace: ds, Execution: exec, Copied: copied}
 		switch exec.Status {
-		case "Terminated", "Failed", "TimedOut", "Canceled":
+		case string(contract.RunTerminated), string(contract.RunFailed), string(contract.RunTimedOut), string(contract.RunCanceled):
 			if sh.Checkpoint, err = f.copyCheckpoint(ctx, exec); err != nil {
 				return s, err
 			}
@@ -273,17 +274,9 @@ func (f *Fleet) copyCheckpoint(ctx context.Context, e Execution) (string, error)
 		}
 		switch ev.GetEventType() {
 		case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
-			// The share's input (workflows.ShareInput): only the fields read here.
-			var in struct {
-				State *struct {
-					Checkpoint string `json:"checkpoint"`
-					View       struct {
-						Status string `json:"initializationStatus"`
-					} `json:"view"`
-				} `json:"state"`
-			}
+			var in contract.ShareInput
 			p := ev.GetWorkflowExecutionStartedEventAttributes().GetInput().GetPayloads()
-			if len(p) > 0 && dc.FromPayload(p[0], &in) == nil && in.State != nil && in.State.View.Status == "Activating" {
+			if len(p) > 0 && dc.FromPayload(p[0], &in) == nil && in.State != nil && in.State.View.InitializationStatus == contract.Activating {
 				checkpoint = in.State.Checkpoint
 			}
 		case enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
@@ -503,25 +496,7 @@ func (f *Fleet) RestartConnection(ctx context.Context, in RestartInput) (Restart
 }
 
 // executionStatus names an execution status as the Web UI does.
-func executionStatus(s enumspb.WorkflowExecutionStatus) string {
-	switch s {
-	case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
-		return "Running"
-	case enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:
-		return "Completed"
-	case enumspb.WORKFLOW_EXECUTION_STATUS_FAILED:
-		return "Failed"
-	case enumspb.WORKFLOW_EXECUTION_STATUS_CANCELED:
-		return "Canceled"
-	case enumspb.WORKFLOW_EXECUTION_STATUS_TERMINATED:
-		return "Terminated"
-	case enumspb.WORKFLOW_EXECUTION_STATUS_CONTINUED_AS_NEW:
-		return "ContinuedAsNew"
-	case enumspb.WORKFLOW_EXECUTION_STATUS_TIMED_OUT:
-		return "TimedOut"
-	}
-	return "Unknown"
-}
+func executionStatus(s enumspb.WorkflowExecutionStatus) string { return string(contract.RunStateOf(s)) }
 
 // Keywords decodes the string-valued (Keyword) search attributes of sa, as
 // visibility or a history event carries them; an attribute that is not a

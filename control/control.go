@@ -29,7 +29,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/companionsync/companionsync/activities"
-	"github.com/companionsync/companionsync/workflows"
+	"github.com/companionsync/companionsync/contract"
 )
 
 // ErrUnknownConnection is returned for a connection that was never started.
@@ -57,17 +57,17 @@ var (
 
 // refusals maps the workflows' refusal types to the sentinels.
 var refusals = map[string]error{
-	workflows.RefusalInvalidRequest:     ErrInvalidRequest,
-	workflows.RefusalUnknownDataSpace:   ErrUnknownDataSpace,
-	workflows.RefusalAlreadyShared:      ErrAlreadyShared,
-	workflows.RefusalNotShared:          ErrNotShared,
-	workflows.RefusalAlreadyRemoving:    ErrAlreadyRemoving,
-	workflows.RefusalNotInError:         ErrNotInError,
-	workflows.RefusalNotPaused:          ErrNotPaused,
-	workflows.RefusalConnectionInactive: ErrConnectionInactive,
-	workflows.RefusalStillConnecting:    ErrStillConnecting,
-	workflows.RefusalDisconnecting:      ErrDisconnecting,
-	workflows.RefusalIneligible:         ErrIneligible,
+	contract.RefusalInvalidRequest:     ErrInvalidRequest,
+	contract.RefusalUnknownDataSpace:   ErrUnknownDataSpace,
+	contract.RefusalAlreadyShared:      ErrAlreadyShared,
+	contract.RefusalNotShared:          ErrNotShared,
+	contract.RefusalAlreadyRemoving:    ErrAlreadyRemoving,
+	contract.RefusalNotInError:         ErrNotInError,
+	contract.RefusalNotPaused:          ErrNotPaused,
+	contract.RefusalConnectionInactive: ErrConnectionInactive,
+	contract.RefusalStillConnecting:    ErrStillConnecting,
+	contract.RefusalDisconnecting:      ErrDisconnecting,
+	contract.RefusalIneligible:         ErrIneligible,
 }
 
 // RefusedError is an operation the connection refused. Nothing changed.
@@ -106,16 +106,16 @@ type Ref struct {
 
 // ParseRef parses "HOME/COMPANION".
 func ParseRef(s string) (Ref, error) {
-	home, companion, ok := workflows.ParseReference(s)
+	home, companion, ok := contract.ParseReference(s)
 	if !ok {
 		return Ref{}, fmt.Errorf("connection %q: want HOME/COMPANION, e.g. acme/acme-emea", s)
 	}
 	return Ref{Home: home, Companion: companion}, nil
 }
 
-func (r Ref) String() string { return workflows.Reference(r.Home, r.Companion) }
+func (r Ref) String() string { return contract.Reference(r.Home, r.Companion) }
 
-func (r Ref) workflowID() string { return workflows.ConnectionWorkflowID(r.Home, r.Companion) }
+func (r Ref) workflowID() string { return contract.ConnectionWorkflowID(r.Home, r.Companion) }
 
 // Client drives companion connections through a Temporal client it does
 // not own.
@@ -145,25 +145,25 @@ func (c *Client) WithQueryTimeout(d time.Duration) *Client {
 // Connect starts the connection HOME/COMPANION and waits for the handshake.
 // A refused pair returns a *RefusedError naming the rule, and leaves nothing
 // running. settings may be zero for production defaults.
-func (c *Client) Connect(ctx context.Context, ref Ref, settings workflows.Settings) (workflows.StatusView, error) {
+func (c *Client) Connect(ctx context.Context, ref Ref, settings contract.Settings) (contract.StatusView, error) {
 	if ref.Home == "" || ref.Companion == "" {
-		return workflows.StatusView{}, errors.New("connect: home and companion are required")
+		return contract.StatusView{}, errors.New("connect: home and companion are required")
 	}
 	opts := client.StartWorkflowOptions{
 		ID:                                       ref.workflowID(),
-		TaskQueue:                                workflows.TaskQueue,
+		TaskQueue:                                contract.TaskQueue,
 		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
 		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
 		StaticSummary:                            fmt.Sprintf("%s → %s", ref.Home, ref.Companion),
 		TypedSearchAttributes: temporal.NewSearchAttributes(
-			workflows.AttrHomeOrg.ValueSet(ref.Home),
-			workflows.AttrCompanionOrg.ValueSet(ref.Companion),
-			workflows.AttrConnectionStatus.ValueSet(string(workflows.Connecting)),
+			contract.AttrHomeOrg.ValueSet(ref.Home),
+			contract.AttrCompanionOrg.ValueSet(ref.Companion),
+			contract.AttrConnectionStatus.ValueSet(string(contract.Connecting)),
 		),
 	}
-	run, err := c.temporal.ExecuteWorkflow(ctx, opts, workflows.ConnectionWorkflowName,
-		workflows.ConnectionInput{Home: ref.Home, Companion: ref.Companion, Settings: settings, Protocol: workflows.StarterProtocol})
+	run, err := c.temporal.ExecuteWorkflow(ctx, opts, contract.ConnectionWorkflowName,
+		contract.ConnectionInput{Home: ref.Home, Companion: ref.Companion, Settings: settings, Protocol: contract.StarterProtocol})
 	if err != nil {
 		if temporal.IsWorkflowExecutionAlreadyStartedError(err) {
 			st, serr := c.Status(ctx, ref)
@@ -171,22 +171,22 @@ func (c *Client) Connect(ctx context.Context, ref Ref, settings workflows.Settin
 			if serr == nil {
 				reason = fmt.Sprintf("it already exists (status %s); disconnect it first", st.Status)
 			}
-			return workflows.StatusView{}, &RefusedError{Connection: ref.String(), Operation: "connect",
-				Kind: workflows.RefusalIneligible, Rule: activities.RuleCompanionUnconnected, Reason: reason}
+			return contract.StatusView{}, &RefusedError{Connection: ref.String(), Operation: "connect",
+				Kind: contract.RefusalIneligible, Rule: contract.RuleCompanionUnconnected, Reason: reason}
 		}
-		return workflows.StatusView{}, fmt.Errorf("connect %s: %w", ref, err)
+		return contract.StatusView{}, fmt.Errorf("connect %s: %w", ref, err)
 	}
 	// The handshake is a local activity in the run's first workflow task,
 	// and a query is answered once that task is done: one status read
 	// usually has the outcome, and costs no history event. A handshake that
 	// takes longer (retries, a busy store), or a refusal, is awaited with
 	// the await-connected update.
-	if v, err := c.Status(ctx, ref); err == nil && !v.Stale && v.Workflow == workflows.RunRunning &&
-		v.Status != workflows.Connecting {
+	if v, err := c.Status(ctx, ref); err == nil && !v.Stale && v.Workflow == contract.RunRunning &&
+		v.Status != contract.Connecting {
 		return v, nil
 	}
-	var view workflows.StatusView
-	err = c.update(ctx, ref, run.GetRunID(), workflows.UpdateAwaitConnected, &view)
+	var view contract.StatusView
+	err = c.update(ctx, ref, run.GetRunID(), contract.UpdateAwaitConnected, &view)
 	var refused *RefusedError
 	if err == nil || !errors.As(err, &refused) {
 		return view, err
@@ -194,47 +194,47 @@ func (c *Client) Connect(ctx context.Context, ref Ref, settings workflows.Settin
 	// A refused handshake fails the workflow, possibly before the update
 	// could even be delivered: the workflow's failure carries the rule.
 	if werr := run.Get(ctx, nil); werr != nil {
-		return workflows.StatusView{}, refusal(ref, "connect", werr)
+		return contract.StatusView{}, refusal(ref, "connect", werr)
 	}
-	return workflows.StatusView{}, err
+	return contract.StatusView{}, err
 }
 
 // Share shares a data space of the home org with the companion.
-func (c *Client) Share(ctx context.Context, ref Ref, dataSpace string) (workflows.StatusView, error) {
-	return c.operate(ctx, ref, workflows.MessageShare, workflows.DataSpaceRequest{DataSpace: dataSpace})
+func (c *Client) Share(ctx context.Context, ref Ref, dataSpace string) (contract.StatusView, error) {
+	return c.operate(ctx, ref, contract.MessageShare, contract.DataSpaceRequest{DataSpace: dataSpace})
 }
 
 // Unshare removes a shared data space from the companion.
-func (c *Client) Unshare(ctx context.Context, ref Ref, dataSpace string) (workflows.StatusView, error) {
-	return c.operate(ctx, ref, workflows.MessageUnshare, workflows.DataSpaceRequest{DataSpace: dataSpace})
+func (c *Client) Unshare(ctx context.Context, ref Ref, dataSpace string) (contract.StatusView, error) {
+	return c.operate(ctx, ref, contract.MessageUnshare, contract.DataSpaceRequest{DataSpace: dataSpace})
 }
 
 // Retry retries a share in Error from its last checkpoint.
-func (c *Client) Retry(ctx context.Context, ref Ref, dataSpace string) (workflows.StatusView, error) {
-	return c.operate(ctx, ref, workflows.MessageRetry, workflows.DataSpaceRequest{DataSpace: dataSpace})
+func (c *Client) Retry(ctx context.Context, ref Ref, dataSpace string) (contract.StatusView, error) {
+	return c.operate(ctx, ref, contract.MessageRetry, contract.DataSpaceRequest{DataSpace: dataSpace})
 }
 
 // Resume resumes a metadata sync paused by a failed round; the next round
 // starts at once.
-func (c *Client) Resume(ctx context.Context, ref Ref) (workflows.StatusView, error) {
-	return c.operate(ctx, ref, workflows.MessageResume)
+func (c *Client) Resume(ctx context.Context, ref Ref) (contract.StatusView, error) {
+	return c.operate(ctx, ref, contract.MessageResume)
 }
 
 // Recheck runs a health check now.
-func (c *Client) Recheck(ctx context.Context, ref Ref) (workflows.StatusView, error) {
-	return c.operate(ctx, ref, workflows.MessageRecheck)
+func (c *Client) Recheck(ctx context.Context, ref Ref) (contract.StatusView, error) {
+	return c.operate(ctx, ref, contract.MessageRecheck)
 }
 
 // Disconnect removes every share and ends the connection. With wait, it
 // returns the final view once the connection reads Disconnected.
-func (c *Client) Disconnect(ctx context.Context, ref Ref, wait bool) (workflows.StatusView, error) {
-	view, err := c.operate(ctx, ref, workflows.MessageDisconnect)
+func (c *Client) Disconnect(ctx context.Context, ref Ref, wait bool) (contract.StatusView, error) {
+	view, err := c.operate(ctx, ref, contract.MessageDisconnect)
 	if err != nil || !wait {
 		return view, err
 	}
-	var final workflows.StatusView
+	var final contract.StatusView
 	if err := c.temporal.GetWorkflow(ctx, ref.workflowID(), "").Get(ctx, &final); err != nil {
-		return workflows.StatusView{}, fmt.Errorf("wait for %s to disconnect: %w", ref, err)
+		return contract.StatusView{}, fmt.Errorf("wait for %s to disconnect: %w", ref, err)
 	}
 	return final, nil
 }
@@ -247,8 +247,8 @@ func (c *Client) Disconnect(ctx context.Context, ref Ref, wait bool) (workflows.
 // When the connection's workflow closed other than by a disconnect
 // (terminated, failed, timed out), Status reads how it closed and
 // LastStatus the last status it reported.
-func (c *Client) Status(ctx context.Context, ref Ref) (workflows.StatusView, error) {
-	var view workflows.StatusView
+func (c *Client) Status(ctx context.Context, ref Ref) (contract.StatusView, error) {
+	var view contract.StatusView
 	run, v, err := c.queryStatus(ctx, ref)
 	if err != nil {
 		var notFound *serviceerror.NotFound
@@ -273,7 +273,7 @@ func (c *Client) Status(ctx context.Context, ref Ref) (workflows.StatusView, err
 	if closed(&view, run) {
 		return view, nil
 	}
-	if run != workflows.RunRunning || view.Protocol >= workflows.ProtocolProgressReport {
+	if run != contract.RunRunning || view.Protocol >= contract.ProtocolProgressReport {
 		// Children report their progress to the connection: its answer
 		// is the whole status.
 		return view, nil
@@ -285,14 +285,14 @@ func (c *Client) Status(ctx context.Context, ref Ref) (workflows.StatusView, err
 	// release, which this client may talk to, do.
 	var wg sync.WaitGroup
 	for i, sh := range view.DataSpaces {
-		if sh.InitializationStatus != workflows.Activating && sh.InitializationStatus != workflows.RemovingSharing {
+		if sh.InitializationStatus != contract.Activating && sh.InitializationStatus != contract.RemovingSharing {
 			continue
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			var live workflows.ShareView
-			if c.queryChild(ctx, workflows.ShareWorkflowID(ref.Home, ref.Companion, sh.DataSpace), &live) &&
+			var live contract.ShareView
+			if c.queryChild(ctx, contract.ShareWorkflowID(ref.Home, ref.Companion, sh.DataSpace), &live) &&
 				live.InitializationStatus == sh.InitializationStatus {
 				view.DataSpaces[i].RecordsCopied, view.DataSpaces[i].RecordsTotal = live.RecordsCopied, live.RecordsTotal
 				view.DataSpaces[i].RecordsRemoved, view.DataSpaces[i].RecordsToRemove = live.RecordsRemoved, live.RecordsToRemove
@@ -306,8 +306,8 @@ func (c *Client) Status(ctx context.Context, ref Ref) (workflows.StatusView, err
 			// The connection hears from its metadata sync on settled
 			// changes only; the sync itself knows its pending count and
 			// last round.
-			var fresh workflows.MetadataSyncView
-			if c.queryChild(ctx, workflows.MetadataSyncWorkflowID(ref.Home, ref.Companion), &fresh) && fresh.Status != "" {
+			var fresh contract.MetadataSyncView
+			if c.queryChild(ctx, contract.MetadataSyncWorkflowID(ref.Home, ref.Companion), &fresh) && fresh.Status != "" {
 				fresh.Requested = view.MetadataSync.Requested
 				view.MetadataSync = fresh
 			}
@@ -321,33 +321,33 @@ func (c *Client) Status(ctx context.Context, ref Ref) (workflows.StatusView, err
 // it runs: the query names the condition that it be open, and a closed run
 // the server refuses with its execution status is queried once more, for
 // its last state.
-func (c *Client) queryStatus(ctx context.Context, ref Ref) (workflows.RunState, converter.EncodedValue, error) {
+func (c *Client) queryStatus(ctx context.Context, ref Ref) (contract.RunState, converter.EncodedValue, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.queryTimeout)
 	defer cancel()
 	resp, err := c.temporal.QueryWorkflowWithOptions(ctx, &client.QueryWorkflowWithOptionsRequest{
-		WorkflowID: ref.workflowID(), QueryType: workflows.QueryStatus,
+		WorkflowID: ref.workflowID(), QueryType: contract.QueryStatus,
 		QueryRejectCondition: enumspb.QUERY_REJECT_CONDITION_NOT_OPEN,
 	})
 	if err != nil {
 		return "", nil, err
 	}
 	if rejected := resp.QueryRejected; rejected != nil {
-		v, err := c.temporal.QueryWorkflow(ctx, ref.workflowID(), "", workflows.QueryStatus)
-		return runStates[rejected.GetStatus()], v, err
+		v, err := c.temporal.QueryWorkflow(ctx, ref.workflowID(), "", contract.QueryStatus)
+		return contract.RunStateOf(rejected.GetStatus()), v, err
 	}
-	return workflows.RunRunning, resp.QueryResult, nil
+	return contract.RunRunning, resp.QueryResult, nil
 }
 
 // closed makes a view of a run that closed other than by a disconnect read
 // how it closed (Terminated, …, or Refused for a failed handshake), keeping
 // the status it last reported in LastStatus; it reports whether it did.
-func closed(view *workflows.StatusView, run workflows.RunState) bool {
-	if run == workflows.RunRunning || run == workflows.RunCompleted {
+func closed(view *contract.StatusView, run contract.RunState) bool {
+	if run == contract.RunRunning || run == contract.RunCompleted {
 		return false
 	}
-	view.LastStatus, view.Status = view.Status, workflows.ConnectionStatus(run)
-	if run == workflows.RunFailed && view.LastStatus == workflows.Connecting {
-		view.Status = workflows.Refused
+	view.LastStatus, view.Status = view.Status, contract.ConnectionStatus(run)
+	if run == contract.RunFailed && view.LastStatus == contract.Connecting {
+		view.Status = contract.Refused
 	}
 	return true
 }
@@ -367,21 +367,21 @@ func unanswered(err error) bool {
 // published is the connection's last published state: its search
 // attributes, and those of its running share workflows, read from
 // visibility. No worker is involved, so it answers when none polls.
-func (c *Client) published(ctx context.Context, ref Ref, run workflows.RunState, desc *workflowservice.DescribeWorkflowExecutionResponse) (workflows.StatusView, error) {
+func (c *Client) published(ctx context.Context, ref Ref, run contract.RunState, desc *workflowservice.DescribeWorkflowExecutionResponse) (contract.StatusView, error) {
 	sa := activities.Keywords(desc.GetWorkflowExecutionInfo().GetSearchAttributes())
-	view := workflows.StatusView{
+	view := contract.StatusView{
 		Connection:   ref.String(),
-		Status:       workflows.ConnectionStatus(sa[workflows.AttrConnectionStatus.GetName()]),
-		MetadataSync: workflows.MetadataSyncView{Status: workflows.MetadataSyncStatus(sa[workflows.AttrMetadataSyncStatus.GetName()])},
-		DataSpaces:   []workflows.ShareView{},
-		Transitions:  []workflows.Transition{},
+		Status:       contract.ConnectionStatus(sa[contract.AttrConnectionStatus.GetName()]),
+		MetadataSync: contract.MetadataSyncView{Status: contract.MetadataSyncStatus(sa[contract.AttrMetadataSyncStatus.GetName()])},
+		DataSpaces:   []contract.ShareView{},
+		Transitions:  []contract.Transition{},
 		Workflow:     run,
 		Stale:        true,
 	}
 	closed(&view, run)
 	q := fmt.Sprintf("WorkflowType = '%s' AND ExecutionStatus = 'Running' AND %s = '%s' AND %s = '%s'",
-		workflows.ShareWorkflowName, workflows.AttrHomeOrg.GetName(), quote(ref.Home),
-		workflows.AttrCompanionOrg.GetName(), quote(ref.Companion))
+		contract.ShareWorkflowName, contract.AttrHomeOrg.GetName(), quote(ref.Home),
+		contract.AttrCompanionOrg.GetName(), quote(ref.Companion))
 	var token []byte
 	for {
 		resp, err := c.temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q, NextPageToken: token})
@@ -390,16 +390,16 @@ func (c *Client) published(ctx context.Context, ref Ref, run workflows.RunState,
 		}
 		for _, e := range resp.GetExecutions() {
 			fields := activities.Keywords(e.GetSearchAttributes())
-			view.DataSpaces = append(view.DataSpaces, workflows.ShareView{
-				DataSpace:            fields[workflows.AttrDataSpace.GetName()],
-				InitializationStatus: workflows.InitializationStatus(fields[workflows.AttrInitializationStatus.GetName()]),
+			view.DataSpaces = append(view.DataSpaces, contract.ShareView{
+				DataSpace:            fields[contract.AttrDataSpace.GetName()],
+				InitializationStatus: contract.InitializationStatus(fields[contract.AttrInitializationStatus.GetName()]),
 			})
 		}
 		if token = resp.GetNextPageToken(); len(token) == 0 {
 			break
 		}
 	}
-	slices.SortFunc(view.DataSpaces, func(a, b workflows.ShareView) int { return strings.Compare(a.DataSpace, b.DataSpace) })
+	slices.SortFunc(view.DataSpaces, func(a, b contract.ShareView) int { return strings.Compare(a.DataSpace, b.DataSpace) })
 	return view, nil
 }
 
@@ -416,19 +416,19 @@ const childQueryTimeout = 300 * time.Millisecond
 func (c *Client) queryChild(ctx context.Context, workflowID string, v any) bool {
 	ctx, cancel := context.WithTimeout(ctx, min(c.queryTimeout, childQueryTimeout))
 	defer cancel()
-	q, err := c.temporal.QueryWorkflow(ctx, workflowID, "", workflows.QueryStatus)
+	q, err := c.temporal.QueryWorkflow(ctx, workflowID, "", contract.QueryStatus)
 	return err == nil && q.Get(v) == nil
 }
 
 // runState is the execution status of the connection's latest run.
-func (c *Client) runState(ctx context.Context, ref Ref) (workflows.RunState, error) {
+func (c *Client) runState(ctx context.Context, ref Ref) (contract.RunState, error) {
 	run, _, err := c.describe(ctx, ref)
 	return run, err
 }
 
 // describe reads the connection's latest run from the server: its execution
 // status and its search attributes.
-func (c *Client) describe(ctx context.Context, ref Ref) (workflows.RunState, *workflowservice.DescribeWorkflowExecutionResponse, error) {
+func (c *Client) describe(ctx context.Context, ref Ref) (contract.RunState, *workflowservice.DescribeWorkflowExecutionResponse, error) {
 	d, err := c.temporal.DescribeWorkflowExecution(ctx, ref.workflowID(), "")
 	var notFound *serviceerror.NotFound
 	if errors.As(err, &notFound) {
@@ -437,7 +437,7 @@ func (c *Client) describe(ctx context.Context, ref Ref) (workflows.RunState, *wo
 	if err != nil {
 		return "", nil, fmt.Errorf("status %s: %w", ref, err)
 	}
-	return runStates[d.GetWorkflowExecutionInfo().GetStatus()], d, nil
+	return contract.RunStateOf(d.GetWorkflowExecutionInfo().GetStatus()), d, nil
 }
 
 // unknown is the error for a connection that was never started.
@@ -445,37 +445,26 @@ func (c *Client) unknown(ref Ref) error {
 	return fmt.Errorf("%w %s: connect it first (starter connect --home %s --companion %s)", ErrUnknownConnection, ref, ref.Home, ref.Companion)
 }
 
-// runStates names execution statuses; continued-as-new is never the
-// latest run's status.
-var runStates = map[enumspb.WorkflowExecutionStatus]workflows.RunState{
-	enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:    workflows.RunRunning,
-	enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED:  workflows.RunCompleted,
-	enumspb.WORKFLOW_EXECUTION_STATUS_FAILED:     workflows.RunFailed,
-	enumspb.WORKFLOW_EXECUTION_STATUS_TERMINATED: workflows.RunTerminated,
-	enumspb.WORKFLOW_EXECUTION_STATUS_TIMED_OUT:  workflows.RunTimedOut,
-	enumspb.WORKFLOW_EXECUTION_STATUS_CANCELED:   workflows.RunCanceled,
-}
-
 // ErrorLog returns the error-log entries of the connection's last failed
 // metadata round (empty when the last round succeeded).
-func (c *Client) ErrorLog(ctx context.Context, ref Ref) ([]activities.ErrorLogEntry, error) {
+func (c *Client) ErrorLog(ctx context.Context, ref Ref) ([]contract.ErrorLogEntry, error) {
 	if _, err := c.Status(ctx, ref); err != nil {
 		return nil, err
 	}
-	v, err := c.temporal.QueryWorkflow(ctx, workflows.MetadataSyncWorkflowID(ref.Home, ref.Companion), "", workflows.QueryErrorLog)
+	v, err := c.temporal.QueryWorkflow(ctx, contract.MetadataSyncWorkflowID(ref.Home, ref.Companion), "", contract.QueryErrorLog)
 	var notFound *serviceerror.NotFound
 	if errors.As(err, &notFound) {
-		return []activities.ErrorLogEntry{}, nil // metadata sync never started
+		return []contract.ErrorLogEntry{}, nil // metadata sync never started
 	}
 	if err != nil {
 		return nil, fmt.Errorf("error log of %s: %w", ref, err)
 	}
-	var entries []activities.ErrorLogEntry
+	var entries []contract.ErrorLogEntry
 	if err := v.Get(&entries); err != nil {
 		return nil, fmt.Errorf("error log of %s: decode: %w", ref, err)
 	}
 	if entries == nil {
-		entries = []activities.ErrorLogEntry{} // an empty log, never null in JSON
+		entries = []contract.ErrorLogEntry{} // an empty log, never null in JSON
 	}
 	return entries, nil
 }
@@ -494,8 +483,8 @@ type Summary struct {
 // StatusRefused is how List shows, and filters, a connection whose
 // handshake refused the pair: its workflow failed while Connecting. A
 // connection whose workflow was terminated, timed out or canceled is listed
-// with that state (workflows.RunTerminated …) instead of its last status.
-const StatusRefused = workflows.Refused
+// with that state (contract.RunTerminated …) instead of its last status.
+const StatusRefused = contract.Refused
 
 // Filter narrows List. Zero fields match everything. Status is a
 // Connection Status or StatusRefused.
@@ -510,19 +499,19 @@ type Filter struct {
 // List returns the connections known to visibility (search attributes),
 // newest first: one entry per connection, its latest run.
 func (c *Client) List(ctx context.Context, f Filter) ([]Summary, error) {
-	q := fmt.Sprintf("WorkflowType = '%s' AND ExecutionStatus != 'ContinuedAsNew'", workflows.ConnectionWorkflowName)
+	q := fmt.Sprintf("WorkflowType = '%s' AND ExecutionStatus != 'ContinuedAsNew'", contract.ConnectionWorkflowName)
 	switch f.Status {
 	case "":
 	case StatusRefused:
 		q += " AND ExecutionStatus = 'Failed'"
 	default:
-		q += fmt.Sprintf(" AND %s = '%s' AND ExecutionStatus != 'Failed'", workflows.AttrConnectionStatus.GetName(), quote(f.Status))
+		q += fmt.Sprintf(" AND %s = '%s' AND ExecutionStatus != 'Failed'", contract.AttrConnectionStatus.GetName(), quote(f.Status))
 	}
 	if f.Home != "" {
-		q += fmt.Sprintf(" AND %s = '%s'", workflows.AttrHomeOrg.GetName(), quote(f.Home))
+		q += fmt.Sprintf(" AND %s = '%s'", contract.AttrHomeOrg.GetName(), quote(f.Home))
 	}
 	if f.Protocol != "" {
-		q += fmt.Sprintf(" AND %s = '%s'", workflows.AttrProtocol.GetName(), quote(f.Protocol))
+		q += fmt.Sprintf(" AND %s = '%s'", contract.AttrProtocol.GetName(), quote(f.Protocol))
 	}
 	out := []Summary{}
 	seen := map[string]bool{}
@@ -540,15 +529,15 @@ func (c *Client) List(ctx context.Context, f Filter) ([]Summary, error) {
 			seen[id] = true
 			sa := activities.Keywords(e.GetSearchAttributes())
 			s := Summary{
-				Connection:         sa[workflows.AttrHomeOrg.GetName()] + "/" + sa[workflows.AttrCompanionOrg.GetName()],
-				Status:             sa[workflows.AttrConnectionStatus.GetName()],
-				MetadataSyncStatus: sa[workflows.AttrMetadataSyncStatus.GetName()],
-				Protocol:           sa[workflows.AttrProtocol.GetName()],
+				Connection:         sa[contract.AttrHomeOrg.GetName()] + "/" + sa[contract.AttrCompanionOrg.GetName()],
+				Status:             sa[contract.AttrConnectionStatus.GetName()],
+				MetadataSyncStatus: sa[contract.AttrMetadataSyncStatus.GetName()],
+				Protocol:           sa[contract.AttrProtocol.GetName()],
 			}
-			switch run := runStates[e.GetStatus()]; run {
-			case workflows.RunFailed:
+			switch run := contract.RunStateOf(e.GetStatus()); run {
+			case contract.RunFailed:
 				s.Status = StatusRefused
-			case workflows.RunTerminated, workflows.RunTimedOut, workflows.RunCanceled:
+			case contract.RunTerminated, contract.RunTimedOut, contract.RunCanceled:
 				s.Status = string(run)
 			}
 			out = append(out, s)
@@ -561,10 +550,10 @@ func (c *Client) List(ctx context.Context, f Filter) ([]Summary, error) {
 }
 
 // operate sends one validated operation and returns the status after it.
-func (c *Client) operate(ctx context.Context, ref Ref, name string, args ...any) (workflows.StatusView, error) {
-	var view workflows.StatusView
+func (c *Client) operate(ctx context.Context, ref Ref, name string, args ...any) (contract.StatusView, error) {
+	var view contract.StatusView
 	if err := c.update(ctx, ref, "", name, &view, args...); err != nil {
-		return workflows.StatusView{}, err
+		return contract.StatusView{}, err
 	}
 	return view, nil
 }
@@ -614,7 +603,7 @@ func (c *Client) updateAborted(ctx context.Context, ref Ref, runID string, err e
 	var notFound *serviceerror.NotFound
 	if errors.As(err, &notFound) && runID == "" {
 		run, derr := c.runState(ctx, ref)
-		return derr == nil && run == workflows.RunRunning
+		return derr == nil && run == contract.RunRunning
 	}
 	return false
 }
@@ -632,7 +621,7 @@ func (c *Client) explain(ctx context.Context, ref Ref, op string, err error) err
 	if errors.As(err, &notFound) {
 		// Updates and queries find no running workflow: either none was
 		// ever started, or it has closed.
-		if run, derr := c.runState(ctx, ref); derr == nil && run != workflows.RunRunning {
+		if run, derr := c.runState(ctx, ref); derr == nil && run != contract.RunRunning {
 			return &RefusedError{Connection: ref.String(), Operation: op, Kind: kindEnded,
 				Reason: fmt.Sprintf("the connection has ended (workflow %s); connect it again", run)}
 		}
@@ -653,8 +642,8 @@ func refusal(ref Ref, op string, err error) error {
 		return fmt.Errorf("%s %s: %w", op, ref, err)
 	}
 	r := &RefusedError{Connection: ref.String(), Operation: op, Kind: appErr.Type(), Reason: appErr.Message()}
-	var in activities.Ineligibility
-	if appErr.Type() == activities.ErrIneligible && appErr.HasDetails() && appErr.Details(&in) == nil {
+	var in contract.Ineligibility
+	if appErr.Type() == contract.ErrIneligible && appErr.HasDetails() && appErr.Details(&in) == nil {
 		r.Rule = in.Rule
 	}
 	return r

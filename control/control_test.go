@@ -15,22 +15,21 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"google.golang.org/grpc"
 
-	"github.com/companionsync/companionsync/activities"
 	"github.com/companionsync/companionsync/codec"
+	"github.com/companionsync/companionsync/contract"
 	"github.com/companionsync/companionsync/control"
 	"github.com/companionsync/companionsync/internal/testenv"
-	"github.com/companionsync/companionsync/workflows"
 )
 
 // shareStatus is the initialization status of a data space, "" if not shared.
-func shareStatus(v workflows.StatusView, ds string) workflows.InitializationStatus {
+func shareStatus(v contract.StatusView, ds string) contract.InitializationStatus {
 	sh, _ := testenv.Share(v, ds)
 	return sh.InitializationStatus
 }
 
 // countStatusCalls reads a connection's status with a client that counts
 // the calls it makes to the server.
-func countStatusCalls(t *testing.T, env *testenv.Env, ref control.Ref) (workflows.StatusView, map[string]int) {
+func countStatusCalls(t *testing.T, env *testenv.Env, ref control.Ref) (contract.StatusView, map[string]int) {
 	t.Helper()
 	var mu sync.Mutex
 	calls := map[string]int{}
@@ -68,16 +67,16 @@ func TestClientAgainstRealServer(t *testing.T) {
 		cases := []struct {
 			companion, rule string
 		}{
-			{"acme-sbx", activities.RuleSameKind},
-			{"acme-old", activities.RuleCompanionActive},
-			{"globex-emea", activities.RuleCompanionUnconnected},
-			{"nobody", activities.RuleCompanionExists},
-			{"globex", activities.RuleCompanionNotHome},
+			{"acme-sbx", contract.RuleSameKind},
+			{"acme-old", contract.RuleCompanionActive},
+			{"globex-emea", contract.RuleCompanionUnconnected},
+			{"nobody", contract.RuleCompanionExists},
+			{"globex", contract.RuleCompanionNotHome},
 		}
 		for _, tc := range cases {
 			t.Run(tc.companion, func(t *testing.T) {
 				r := control.Ref{Home: "acme", Companion: tc.companion}
-				_, err := c.Connect(ctx, r, workflows.Settings{})
+				_, err := c.Connect(ctx, r, contract.Settings{})
 				var refused *control.RefusedError
 				require.ErrorAs(t, err, &refused)
 				assert.ErrorIs(t, err, control.ErrIneligible)
@@ -87,10 +86,10 @@ func TestClientAgainstRealServer(t *testing.T) {
 				assert.Error(t, err, "a refused connection accepts nothing")
 			})
 		}
-		_, err := c.Connect(ctx, control.Ref{Home: "nohome", Companion: "acme-apac"}, workflows.Settings{})
+		_, err := c.Connect(ctx, control.Ref{Home: "nohome", Companion: "acme-apac"}, contract.Settings{})
 		var refused *control.RefusedError
 		require.ErrorAs(t, err, &refused)
-		assert.Equal(t, activities.RuleHomeExists, refused.Rule)
+		assert.Equal(t, contract.RuleHomeExists, refused.Rule)
 	})
 
 	t.Run("unknown connection", func(t *testing.T) {
@@ -100,26 +99,26 @@ func TestClientAgainstRealServer(t *testing.T) {
 		assert.ErrorIs(t, err, control.ErrUnknownConnection)
 	})
 
-	v, err := c.Connect(ctx, ref, workflows.Settings{})
+	v, err := c.Connect(ctx, ref, contract.Settings{})
 	require.NoError(t, err)
-	assert.Equal(t, workflows.Incomplete, v.Status)
+	assert.Equal(t, contract.Incomplete, v.Status)
 
 	t.Run("a status read of a running connection is one query", func(t *testing.T) {
 		v, calls := countStatusCalls(t, env, ref)
-		assert.Equal(t, workflows.Incomplete, v.Status)
-		assert.Equal(t, workflows.RunRunning, v.Workflow)
-		assert.Equal(t, workflows.CurrentProtocol, v.Protocol)
+		assert.Equal(t, contract.Incomplete, v.Status)
+		assert.Equal(t, contract.RunRunning, v.Workflow)
+		assert.Equal(t, contract.CurrentProtocol, v.Protocol)
 		assert.Equal(t, map[string]int{"QueryWorkflow": 1}, calls)
 	})
 
-	_, err = c.Connect(ctx, ref, workflows.Settings{})
+	_, err = c.Connect(ctx, ref, contract.Settings{})
 	var refused *control.RefusedError
 	require.ErrorAs(t, err, &refused, "a second connect of the same pair")
 
 	v, err = c.Share(ctx, ref, "default")
 	require.NoError(t, err)
-	assert.Equal(t, workflows.Active, v.Status, "Active as soon as a share is requested")
-	v = testenv.WaitStatus(t, c, ref, "default Active", func(v workflows.StatusView) bool { return shareStatus(v, "default") == workflows.ShareActive })
+	assert.Equal(t, contract.Active, v.Status, "Active as soon as a share is requested")
+	v = testenv.WaitStatus(t, c, ref, "default Active", func(v contract.StatusView) bool { return shareStatus(v, "default") == contract.ShareActive })
 	assert.Equal(t, v.DataSpaces[0].RecordsTotal, v.DataSpaces[0].RecordsCopied)
 	home, err := env.Store.RecordChecksum(ctx, "acme", "default")
 	require.NoError(t, err)
@@ -128,10 +127,10 @@ func TestClientAgainstRealServer(t *testing.T) {
 	assert.Equal(t, home, companion, "companion holds exactly the home's records")
 
 	t.Run("a status read with a share and a metadata sync is one query", func(t *testing.T) {
-		testenv.WaitStatus(t, c, ref, "metadata sync counted", func(v workflows.StatusView) bool { return v.MetadataSync.Status == workflows.SyncSucceeded })
+		testenv.WaitStatus(t, c, ref, "metadata sync counted", func(v contract.StatusView) bool { return v.MetadataSync.Status == contract.SyncSucceeded })
 		v, calls := countStatusCalls(t, env, ref)
-		assert.Equal(t, workflows.ShareActive, shareStatus(v, "default"))
-		assert.Equal(t, workflows.SyncSucceeded, v.MetadataSync.Status)
+		assert.Equal(t, contract.ShareActive, shareStatus(v, "default"))
+		assert.Equal(t, contract.SyncSucceeded, v.MetadataSync.Status)
 		assert.Equal(t, map[string]int{"QueryWorkflow": 1}, calls, "the children's progress comes with the connection's answer")
 	})
 
@@ -175,7 +174,7 @@ func TestClientAgainstRealServer(t *testing.T) {
 		require.NoError(t, env.Store.ExpireLicence(ctx, "acme"))
 		_, err := c.Recheck(ctx, ref)
 		require.NoError(t, err)
-		testenv.WaitStatus(t, c, ref, "Inactive", func(v workflows.StatusView) bool { return v.Status == workflows.Inactive })
+		testenv.WaitStatus(t, c, ref, "Inactive", func(v contract.StatusView) bool { return v.Status == contract.Inactive })
 		_, err = c.Share(ctx, ref, "marketing")
 		var refused *control.RefusedError
 		require.ErrorAs(t, err, &refused)
@@ -184,25 +183,25 @@ func TestClientAgainstRealServer(t *testing.T) {
 		require.NoError(t, env.Store.RenewLicence(ctx, "acme"))
 		_, err = c.Recheck(ctx, ref)
 		require.NoError(t, err)
-		v := testenv.WaitStatus(t, c, ref, "Active again", func(v workflows.StatusView) bool { return v.Status == workflows.Active })
-		assert.Equal(t, workflows.ShareActive, shareStatus(v, "default"), "shares intact")
+		v := testenv.WaitStatus(t, c, ref, "Active again", func(v contract.StatusView) bool { return v.Status == contract.Active })
+		assert.Equal(t, contract.ShareActive, shareStatus(v, "default"), "shares intact")
 	})
 
 	t.Run("conflict, error log, resume", func(t *testing.T) {
-		testenv.WaitStatus(t, c, ref, "metadata sync running", func(v workflows.StatusView) bool { return v.MetadataSync.Status == workflows.SyncSucceeded })
+		testenv.WaitStatus(t, c, ref, "metadata sync running", func(v contract.StatusView) bool { return v.MetadataSync.Status == contract.SyncSucceeded })
 		_, err := env.Store.MakeConflict(ctx, "acme", "acme-emea", "default")
 		require.NoError(t, err)
-		v := testenv.WaitStatus(t, c, ref, "metadata Error", func(v workflows.StatusView) bool { return v.MetadataSync.Status == workflows.SyncError })
+		v := testenv.WaitStatus(t, c, ref, "metadata Error", func(v contract.StatusView) bool { return v.MetadataSync.Status == contract.SyncError })
 		assert.Positive(t, v.MetadataSync.ErrorCount)
 		entries, err := c.ErrorLog(ctx, ref)
 		require.NoError(t, err)
 		require.NotEmpty(t, entries)
-		assert.Equal(t, activities.KindConflict, entries[0].Kind)
+		assert.Equal(t, contract.KindConflict, entries[0].Kind)
 		_, err = env.Store.ResolveConflicts(ctx, "acme", "acme-emea")
 		require.NoError(t, err)
 		_, err = c.Resume(ctx, ref)
 		require.NoError(t, err)
-		testenv.WaitStatus(t, c, ref, "metadata Succeeded", func(v workflows.StatusView) bool { return v.MetadataSync.Status == workflows.SyncSucceeded })
+		testenv.WaitStatus(t, c, ref, "metadata Succeeded", func(v contract.StatusView) bool { return v.MetadataSync.Status == contract.SyncSucceeded })
 		entries, err = c.ErrorLog(ctx, ref)
 		require.NoError(t, err)
 		assert.Empty(t, entries)
@@ -225,20 +224,20 @@ func TestClientAgainstRealServer(t *testing.T) {
 			}
 			return true
 		})
-		list, err := c.List(ctx, control.Filter{Status: string(workflows.Connecting)})
+		list, err := c.List(ctx, control.Filter{Status: string(contract.Connecting)})
 		require.NoError(t, err)
 		assert.Empty(t, list, "a refused connection is not listed as Connecting")
 	})
 
 	v, err = c.Disconnect(ctx, ref, true)
 	require.NoError(t, err)
-	assert.Equal(t, workflows.Disconnected, v.Status)
+	assert.Equal(t, contract.Disconnected, v.Status)
 	n, err := env.Store.CompanionRecordCount(ctx, "acme", "acme-emea", "default")
 	require.NoError(t, err)
 	assert.Zero(t, n, "nothing left in the companion")
 	v, err = c.Status(ctx, ref)
 	require.NoError(t, err)
-	assert.Equal(t, workflows.Disconnected, v.Status, "status still answers after the end")
+	assert.Equal(t, contract.Disconnected, v.Status, "status still answers after the end")
 	_, err = c.Share(ctx, ref, "default")
 	require.True(t, errors.As(err, &refused), "operations after the end are refused: %v", err)
 }
@@ -252,23 +251,23 @@ func TestStatusOfARetiredProtocol(t *testing.T) {
 	ctx := context.Background()
 	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
 	_, err := env.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID: workflows.ConnectionWorkflowID(ref.Home, ref.Companion), TaskQueue: workflows.TaskQueue,
+		ID: contract.ConnectionWorkflowID(ref.Home, ref.Companion), TaskQueue: contract.TaskQueue,
 		TypedSearchAttributes: temporal.NewSearchAttributes(
-			workflows.AttrHomeOrg.ValueSet(ref.Home),
-			workflows.AttrCompanionOrg.ValueSet(ref.Companion),
-			workflows.AttrConnectionStatus.ValueSet(string(workflows.Active)),
+			contract.AttrHomeOrg.ValueSet(ref.Home),
+			contract.AttrCompanionOrg.ValueSet(ref.Companion),
+			contract.AttrConnectionStatus.ValueSet(string(contract.Active)),
 		),
-	}, workflows.ConnectionWorkflowName, workflows.ConnectionInput{Home: ref.Home, Companion: ref.Companion,
-		Protocol: workflows.ProtocolLocalReport, State: &workflows.ConnectionState{Status: workflows.Active, Handshaken: true}})
+	}, contract.ConnectionWorkflowName, contract.ConnectionInput{Home: ref.Home, Companion: ref.Companion,
+		Protocol: contract.ProtocolLocalReport, State: &contract.ConnectionState{Status: contract.Active, Handshaken: true}})
 	require.NoError(t, err)
 	v, err := c.Status(ctx, ref)
 	require.NoError(t, err, "a running connection of a retired protocol")
 	assert.True(t, v.Stale)
-	assert.Equal(t, workflows.Active, v.Status)
+	assert.Equal(t, contract.Active, v.Status)
 
-	require.NoError(t, env.Client.TerminateWorkflow(ctx, workflows.ConnectionWorkflowID(ref.Home, ref.Companion), "", "test: a retired protocol"))
+	require.NoError(t, env.Client.TerminateWorkflow(ctx, contract.ConnectionWorkflowID(ref.Home, ref.Companion), "", "test: a retired protocol"))
 	v, err = c.Status(ctx, ref)
 	require.NoError(t, err, "a closed connection of a retired protocol")
-	assert.Equal(t, workflows.RunTerminated, v.Workflow)
-	assert.Equal(t, workflows.Active, v.LastStatus)
+	assert.Equal(t, contract.RunTerminated, v.Workflow)
+	assert.Equal(t, contract.Active, v.LastStatus)
 }

@@ -7,7 +7,7 @@ import (
 
 	"go.temporal.io/sdk/client"
 
-	"github.com/companionsync/companionsync/workflows"
+	"github.com/companionsync/companionsync/contract"
 )
 
 // Doctor runs the reconciler once, now, and waits for its report: the same
@@ -15,19 +15,19 @@ import (
 // switch. Running the workflow rather than the same checks in the client
 // keeps one implementation, makes the repairs the workers' (they hold the
 // org store and log each repair) and leaves the run in the Web UI.
-func (c *Client) Doctor(ctx context.Context, in workflows.ReconcilerInput) (workflows.ReconcileReport, error) {
-	id := fmt.Sprintf("%s%s", workflows.ReconcilerDoctorIDPrefix, time.Now().UTC().Format("20060102T150405.000000000Z"))
+func (c *Client) Doctor(ctx context.Context, in contract.ReconcilerInput) (contract.ReconcileReport, error) {
+	id := fmt.Sprintf("%s%s", contract.ReconcilerDoctorIDPrefix, time.Now().UTC().Format("20060102T150405.000000000Z"))
 	run, err := c.temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:            id,
-		TaskQueue:     workflows.TaskQueue,
+		TaskQueue:     contract.TaskQueue,
 		StaticSummary: "starter doctor",
-	}, workflows.ReconcilerWorkflowName, in)
+	}, contract.ReconcilerWorkflowName, in)
 	if err != nil {
-		return workflows.ReconcileReport{}, fmt.Errorf("start the reconciler: %w", err)
+		return contract.ReconcileReport{}, fmt.Errorf("start the reconciler: %w", err)
 	}
-	var report workflows.ReconcileReport
+	var report contract.ReconcileReport
 	if err := run.Get(ctx, &report); err != nil {
-		return workflows.ReconcileReport{}, fmt.Errorf("reconciler run %s: %w", id, err)
+		return contract.ReconcileReport{}, fmt.Errorf("reconciler run %s: %w", id, err)
 	}
 	return report, nil
 }

@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/companionsync/companionsync/contract"
 	"github.com/companionsync/companionsync/control"
-	"github.com/companionsync/companionsync/workflows"
 )
 
 // The README's "From code" example: connect, share, read the status.
@@ -21,7 +21,7 @@ func ExampleClient() {
 		cs := control.New(c)
 
 		ref := control.Ref{Home: "acme", Companion: "acme-emea"}
-		if _, err := cs.Connect(ctx, ref, workflows.Settings{}); err != nil {
+		if _, err := cs.Connect(ctx, ref, contract.Settings{}); err != nil {
 			var refused *control.RefusedError
 			if errors.As(err, &refused) {
 				return fmt.Errorf("not eligible (rule %s): %w", refused.Rule, err)

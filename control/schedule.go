@@ -10,7 +10,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/companionsync/companionsync/workflows"
+	"github.com/companionsync/companionsync/contract"
 )
 
 // reconcilerRunTimeout bounds one reconciler run, so that a run stuck on a
@@ -24,20 +24,20 @@ const reconcilerRunTimeout = 30 * time.Minute
 // The overlap policy skips a run while the previous one is still running
 // (the reconciler is safe to run twice at once all the same), and a short
 // catch-up window takes one run, not a backlog, after an outage.
-func (c *Client) ScheduleReconciler(ctx context.Context, interval time.Duration, in workflows.ReconcilerInput) error {
+func (c *Client) ScheduleReconciler(ctx context.Context, interval time.Duration, in contract.ReconcilerInput) error {
 	spec := client.ScheduleSpec{Intervals: []client.ScheduleIntervalSpec{{Every: interval}}}
 	action := &client.ScheduleWorkflowAction{
-		ID:                 workflows.ReconcilerScheduleID,
-		Workflow:           workflows.ReconcilerWorkflowName,
+		ID:                 contract.ReconcilerScheduleID,
+		Workflow:           contract.ReconcilerWorkflowName,
 		Args:               []any{in},
-		TaskQueue:          workflows.TaskQueue,
+		TaskQueue:          contract.TaskQueue,
 		WorkflowRunTimeout: reconcilerRunTimeout,
 		StaticSummary:      "scheduled reconciler run",
 	}
 	policies := client.SchedulePolicies{Overlap: enumspb.SCHEDULE_OVERLAP_POLICY_SKIP, CatchupWindow: time.Minute}
 	schedules := c.temporal.ScheduleClient()
 	_, err := schedules.Create(ctx, client.ScheduleOptions{
-		ID:            workflows.ReconcilerScheduleID,
+		ID:            contract.ReconcilerScheduleID,
 		Spec:          spec,
 		Action:        action,
 		Overlap:       policies.Overlap,
@@ -48,9 +48,9 @@ func (c *Client) ScheduleReconciler(ctx context.Context, interval time.Duration,
 		return nil
 	}
 	if !errors.Is(err, temporal.ErrScheduleAlreadyRunning) {
-		return fmt.Errorf("create schedule %s: %w", workflows.ReconcilerScheduleID, err)
+		return fmt.Errorf("create schedule %s: %w", contract.ReconcilerScheduleID, err)
 	}
-	err = schedules.GetHandle(ctx, workflows.ReconcilerScheduleID).Update(ctx, client.ScheduleUpdateOptions{
+	err = schedules.GetHandle(ctx, contract.ReconcilerScheduleID).Update(ctx, client.ScheduleUpdateOptions{
 		DoUpdate: func(u client.ScheduleUpdateInput) (*client.ScheduleUpdate, error) {
 			s := u.Description.Schedule
 			s.Spec, s.Action, s.Policy = &spec, action, &policies
@@ -58,7 +58,7 @@ func (c *Client) ScheduleReconciler(ctx context.Context, interval time.Duration,
 		},
 	})
 	if err != nil {
-		return fmt.Errorf("update schedule %s: %w", workflows.ReconcilerScheduleID, err)
+		return fmt.Errorf("update schedule %s: %w", contract.ReconcilerScheduleID, err)
 	}
 	return nil
 }

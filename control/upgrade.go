@@ -8,6 +8,7 @@ import (
 	"go.temporal.io/sdk/converter"
 
 	"github.com/companionsync/companionsync/activities"
+	"github.com/companionsync/companionsync/contract"
 	"github.com/companionsync/companionsync/workflows"
 )
 
@@ -76,7 +77,7 @@ func (c *Client) Upgrade(ctx context.Context, opts UpgradeOptions) (UpgradeResul
 		return res, nil
 	}
 	if opts.CheckWorkers {
-		pollers, err := fleet.Pollers(ctx, activities.PollersInput{TaskQueue: workflows.TaskQueue, Within: workflows.PollerWindow})
+		pollers, err := fleet.Pollers(ctx, activities.PollersInput{TaskQueue: contract.TaskQueue, Within: workflows.PollerWindow})
 		if err != nil {
 			return res, err
 		}
@@ -89,7 +90,7 @@ func (c *Client) Upgrade(ctx context.Context, opts UpgradeOptions) (UpgradeResul
 		ids = append(ids, r.WorkflowID)
 	}
 	sent, err := fleet.SignalRuns(ctx, activities.SignalRunsInput{
-		WorkflowIDs: ids, Signal: workflows.SignalUpgrade, Payload: workflows.UpgradeSignal(opts.By),
+		WorkflowIDs: ids, Signal: contract.SignalUpgrade, Payload: workflows.UpgradeSignal(opts.By),
 	})
 	res.Signalled, res.Gone = sent.Sent, sent.Gone
 	return res, err
@@ -108,5 +109,5 @@ func (e *UnsupportedError) Error() string {
 	}
 	return fmt.Sprintf("%d running workflow(s) on a protocol this release does not run (it runs %d to %d): %s; "+
 		"run a release that supports them (a newer one for a newer protocol; for an older one, the release named in docs/operations.md, Upgrades) until starter doctor reports none",
-		len(e.Runs), workflows.OldestProtocol, workflows.CurrentProtocol, strings.Join(names, ", "))
+		len(e.Runs), contract.OldestProtocol, contract.CurrentProtocol, strings.Join(names, ", "))
 }

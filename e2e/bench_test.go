@@ -27,9 +27,9 @@ import (
 
 	"github.com/companionsync/companionsync"
 	"github.com/companionsync/companionsync/activities"
+	"github.com/companionsync/companionsync/contract"
 	"github.com/companionsync/companionsync/control"
 	"github.com/companionsync/companionsync/internal/testenv"
-	"github.com/companionsync/companionsync/workflows"
 )
 
 // Sizes of BenchmarkLifecycle, from the environment.
@@ -72,7 +72,7 @@ func BenchmarkLifecycle(b *testing.B) {
 	plaintext := os.Getenv(envBenchPlaintext) == "1"
 	shape := newBenchShape(benchSize(b, envBenchConcurrent, 50, 1, 1000))
 
-	settings := workflows.DefaultSettings() // production intervals: idle means idle
+	settings := contract.DefaultSettings() // production intervals: idle means idle
 	env := testenv.Start(b, testenv.Options{NoWorker: true, SeedRecords: 100, Settings: settings, Plaintext: plaintext})
 	ctx := context.Background()
 	homes := lifecycles + idle
@@ -98,7 +98,7 @@ func BenchmarkLifecycle(b *testing.B) {
 		proc := startWorkerProcess(b, env, extra...)
 		pid := proc.cmd.Process.Pid
 		c := control.New(env.Client).WithQueryTimeout(time.Minute)
-		benchNoError(b, awaitPoller(ctx, env.Client, workflows.TaskQueue))
+		benchNoError(b, awaitPoller(ctx, env.Client, contract.TaskQueue))
 		benchNoError(b, awaitPoller(ctx, env.Client, floorTaskQueue))
 		rssBefore := procRSSKiB(b, pid)
 
@@ -518,7 +518,7 @@ func lifecycle(c *control.Client, tc client.Client, ref control.Ref) ([]time.Dur
 	// shows waits until a status read satisfies cond; record keeps the
 	// time since accepted, for an operation's own effect (not for work
 	// that follows it, such as a copy).
-	shows := func(accepted time.Time, record bool, cond func(workflows.StatusView) bool) error {
+	shows := func(accepted time.Time, record bool, cond func(contract.StatusView) bool) error {
 		for {
 			v, err := c.Status(ctx, ref)
 			if err == nil && cond(v) {
@@ -534,16 +534,16 @@ func lifecycle(c *control.Client, tc client.Client, ref control.Ref) ([]time.Dur
 			time.Sleep(250 * time.Millisecond)
 		}
 	}
-	if _, err := c.Connect(ctx, ref, workflows.Settings{}); err != nil {
+	if _, err := c.Connect(ctx, ref, contract.Settings{}); err != nil {
 		return nil, err
 	}
-	if err := shows(time.Now(), true, func(v workflows.StatusView) bool { return v.Status == workflows.Incomplete }); err != nil {
+	if err := shows(time.Now(), true, func(v contract.StatusView) bool { return v.Status == contract.Incomplete }); err != nil {
 		return nil, err
 	}
 	if _, err := c.Share(ctx, ref, "small"); err != nil {
 		return nil, err
 	}
-	if err := shows(time.Now(), true, func(v workflows.StatusView) bool { _, ok := testenv.Share(v, "small"); return ok }); err != nil {
+	if err := shows(time.Now(), true, func(v contract.StatusView) bool { _, ok := testenv.Share(v, "small"); return ok }); err != nil {
 		return nil, err
 	}
 	// The share's Active starts the metadata sync, and the connection
@@ -551,27 +551,27 @@ func lifecycle(c *control.Client, tc client.Client, ref control.Ref) ([]time.Dur
 	// connection's history by long poll, so the harness adds no reads of
 	// its own while it waits, as the floor's wait for its result. The
 	// final status shows that the share was Active.
-	if err := awaitPublished(ctx, tc, workflows.ConnectionWorkflowID(ref.Home, ref.Companion), func(sa map[string]string) bool {
-		return sa[workflows.AttrMetadataSyncStatus.GetName()] != ""
+	if err := awaitPublished(ctx, tc, contract.ConnectionWorkflowID(ref.Home, ref.Companion), func(sa map[string]string) bool {
+		return sa[contract.AttrMetadataSyncStatus.GetName()] != ""
 	}); err != nil {
 		return nil, err
 	}
 	if _, err := c.Disconnect(ctx, ref, false); err != nil {
 		return nil, err
 	}
-	if err := shows(time.Now(), true, func(v workflows.StatusView) bool { return v.Disconnecting || v.Status == workflows.Disconnected }); err != nil {
+	if err := shows(time.Now(), true, func(v contract.StatusView) bool { return v.Disconnecting || v.Status == contract.Disconnected }); err != nil {
 		return nil, err
 	}
 	// The end is the connection's result: a long poll, no reads meanwhile.
-	var final workflows.StatusView
-	if err := tc.GetWorkflow(ctx, workflows.ConnectionWorkflowID(ref.Home, ref.Companion), "").Get(ctx, &final); err != nil {
+	var final contract.StatusView
+	if err := tc.GetWorkflow(ctx, contract.ConnectionWorkflowID(ref.Home, ref.Companion), "").Get(ctx, &final); err != nil {
 		return nil, fmt.Errorf("%s: %w", ref, err)
 	}
-	if final.Status != workflows.Disconnected {
-		return nil, fmt.Errorf("%s ended %s, not %s", ref, final.Status, workflows.Disconnected)
+	if final.Status != contract.Disconnected {
+		return nil, fmt.Errorf("%s ended %s, not %s", ref, final.Status, contract.Disconnected)
 	}
-	if !slices.ContainsFunc(final.Transitions, func(tr workflows.Transition) bool {
-		return tr.Subject == "data space small" && tr.Status == string(workflows.ShareActive)
+	if !slices.ContainsFunc(final.Transitions, func(tr contract.Transition) bool {
+		return tr.Subject == "data space small" && tr.Status == string(contract.ShareActive)
 	}) {
 		return nil, fmt.Errorf("%s: the share was never Active (transitions %+v)", ref, final.Transitions)
 	}
@@ -619,14 +619,14 @@ func openIdle(b *testing.B, c *control.Client, shape benchShape, first, n int) {
 			defer wg.Done()
 			defer func() { <-sem }()
 			ref := benchRef(i)
-			_, err := c.Connect(ctx, ref, workflows.Settings{})
+			_, err := c.Connect(ctx, ref, contract.Settings{})
 			if err == nil {
 				_, err = c.Share(ctx, ref, "small")
 			}
 			for err == nil {
-				var v workflows.StatusView
+				var v contract.StatusView
 				v, err = c.Status(ctx, ref)
-				if err == nil && testenv.ShareIs("small", workflows.ShareActive)(v) && v.MetadataSync.Status == workflows.SyncSucceeded {
+				if err == nil && testenv.ShareIs("small", contract.ShareActive)(v) && v.MetadataSync.Status == contract.SyncSucceeded {
 					break
 				}
 				time.Sleep(500 * time.Millisecond)
@@ -687,7 +687,7 @@ func settledRSSKiB(b *testing.B, proc *workerProcess, ack string) int {
 
 // pairQuery lists every workflow and run of a benchmark pair.
 func pairQuery(home string) string {
-	return fmt.Sprintf("%s = '%s'", workflows.AttrHomeOrg.GetName(), home)
+	return fmt.Sprintf("%s = '%s'", contract.AttrHomeOrg.GetName(), home)
 }
 
 // eventMix reads every run of every workflow of the lifecycles of pairs

@@ -60,9 +60,9 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/companionsync/companionsync/codec"
+	"github.com/companionsync/companionsync/contract"
 	"github.com/companionsync/companionsync/internal/testenv"
 	"github.com/companionsync/companionsync/orgstore"
-	"github.com/companionsync/companionsync/workflows"
 )
 
 // Harness environment.
@@ -1497,7 +1497,7 @@ func TestClusterHarness(t *testing.T) {
 	t.Logf("worker process ready in %s", time.Since(start).Round(time.Millisecond))
 	sas, err := c.Client.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: c.Namespace})
 	require.NoError(t, err)
-	for _, a := range workflows.SearchAttributes() {
+	for _, a := range contract.SearchAttributes() {
 		require.Contains(t, sas.GetCustomAttributes(), a.GetName(), "search attribute the worker adds")
 	}
 	code, err := wp.Stop()

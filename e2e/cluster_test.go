@@ -18,10 +18,10 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 
 	"github.com/companionsync/companionsync"
+	"github.com/companionsync/companionsync/contract"
 	"github.com/companionsync/companionsync/control"
 	"github.com/companionsync/companionsync/orgstore"
 	"github.com/companionsync/companionsync/orgstore/storetest"
-	"github.com/companionsync/companionsync/workflows"
 )
 
 // envClusterRecords sizes each data space of TestCluster (default 6000);
@@ -109,7 +109,7 @@ func TestCluster(t *testing.T) {
 	}
 
 	each("connect and share", func(ref control.Ref) error {
-		if _, err := c.Connect(ctx, ref, workflows.Settings{}); err != nil {
+		if _, err := c.Connect(ctx, ref, contract.Settings{}); err != nil {
 			return err
 		}
 		_, err := c.Share(ctx, ref, "default")
@@ -194,7 +194,7 @@ func TestCluster(t *testing.T) {
 		assert.Equal(t, hs, cs, "%s: checksum", ref)
 		v, err := c.Status(ctx, ref)
 		require.NoError(t, err)
-		assert.Equal(t, workflows.Active, v.Status, "%s", ref)
+		assert.Equal(t, contract.Active, v.Status, "%s", ref)
 		checks++
 	}
 	for _, ref := range drop {
@@ -205,7 +205,7 @@ func TestCluster(t *testing.T) {
 		assert.ErrorIs(t, err, companionsync.ErrNotFound, "%s: deregistered", ref)
 		v, err := c.Status(ctx, ref)
 		require.NoError(t, err)
-		assert.Equal(t, workflows.Disconnected, v.Status, "%s", ref)
+		assert.Equal(t, contract.Disconnected, v.Status, "%s", ref)
 		checks++
 	}
 	require.Equal(t, clusterPairs, checks, "every connection checked")
@@ -266,7 +266,7 @@ func awaitCopyingWorker(t *testing.T, cl *Cluster, refs []control.Ref) (*WorkerP
 	deadline := time.Now().Add(2 * time.Minute)
 	for time.Now().Before(deadline) {
 		for _, ref := range refs {
-			id := workflows.ShareWorkflowID(ref.Home, ref.Companion, "default")
+			id := contract.ShareWorkflowID(ref.Home, ref.Companion, "default")
 			d, err := cl.Client.DescribeWorkflowExecution(ctx, id, "")
 			if err != nil {
 				continue
@@ -290,8 +290,8 @@ func awaitCopyingWorker(t *testing.T, cl *Cluster, refs []control.Ref) (*WorkerP
 }
 
 func awaitShareActive(ctx context.Context, c *control.Client, ref control.Ref) error {
-	return awaitStatus(ctx, c, ref, func(v workflows.StatusView) bool {
-		return len(v.DataSpaces) == 1 && v.DataSpaces[0].InitializationStatus == workflows.ShareActive
+	return awaitStatus(ctx, c, ref, func(v contract.StatusView) bool {
+		return len(v.DataSpaces) == 1 && v.DataSpaces[0].InitializationStatus == contract.ShareActive
 	})
 }
 
@@ -299,8 +299,8 @@ func awaitShareActive(ctx context.Context, c *control.Client, ref control.Ref) e
 // the home's latest change and the sync reports nothing pending.
 func awaitMetadataCaughtUp(ctx context.Context, c *control.Client, store *orgstore.Store, ref control.Ref) error {
 	conn := companionsync.Connection{Home: ref.Home, Companion: ref.Companion}
-	return awaitStatus(ctx, c, ref, func(v workflows.StatusView) bool {
-		if v.Status != workflows.Active || v.MetadataSync.Status != workflows.SyncSucceeded {
+	return awaitStatus(ctx, c, ref, func(v contract.StatusView) bool {
+		if v.Status != contract.Active || v.MetadataSync.Status != contract.SyncSucceeded {
 			return false
 		}
 		n, _, err := store.PendingChanges(ctx, conn, []string{"default"})
@@ -308,10 +308,10 @@ func awaitMetadataCaughtUp(ctx context.Context, c *control.Client, store *orgsto
 	})
 }
 
-func awaitStatus(ctx context.Context, c *control.Client, ref control.Ref, cond func(workflows.StatusView) bool) error {
+func awaitStatus(ctx context.Context, c *control.Client, ref control.Ref, cond func(contract.StatusView) bool) error {
 	deadline := time.Now().Add(3 * time.Minute)
 	var (
-		last workflows.StatusView
+		last contract.StatusView
 		err  error
 	)
 	for time.Now().Before(deadline) {

@@ -16,9 +16,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/companionsync/companionsync"
+	"github.com/companionsync/companionsync/contract"
 	"github.com/companionsync/companionsync/control"
 	"github.com/companionsync/companionsync/orgstore"
-	"github.com/companionsync/companionsync/workflows"
 )
 
 // TestClusterRollingUpgrade is the rolling deploy of a release on the
@@ -62,14 +62,14 @@ func TestClusterRollingUpgrade(t *testing.T) {
 	}
 	c := control.New(cl.Client).WithQueryTimeout(time.Minute)
 	for _, ref := range refs {
-		_, err := c.Connect(ctx, ref, workflows.Settings{})
+		_, err := c.Connect(ctx, ref, contract.Settings{})
 		require.NoError(t, err)
 		_, err = c.Share(ctx, ref, "default")
 		require.NoError(t, err)
 	}
 	for _, ref := range refs {
-		waitUpgrade(t, c, ref, "Active with its metadata sync", 2*time.Minute, func(v workflows.StatusView) bool {
-			return v.Status == workflows.Active && v.MetadataSync.Status == workflows.SyncSucceeded
+		waitUpgrade(t, c, ref, "Active with its metadata sync", 2*time.Minute, func(v contract.StatusView) bool {
+			return v.Status == contract.Active && v.MetadataSync.Status == contract.SyncSucceeded
 		})
 	}
 
@@ -102,7 +102,7 @@ func TestClusterRollingUpgrade(t *testing.T) {
 	// Old and new side by side: nothing moves while an old worker polls,
 	// and connections started meanwhile run on whichever worker takes them.
 	for _, ref := range during {
-		_, err := c.Connect(ctx, ref, workflows.Settings{})
+		_, err := c.Connect(ctx, ref, contract.Settings{})
 		require.NoError(t, err)
 		_, err = c.Share(ctx, ref, "default")
 		require.NoError(t, err)
@@ -111,7 +111,7 @@ func TestClusterRollingUpgrade(t *testing.T) {
 	for time.Now().Before(overlap) {
 		for id, p := range protocols(t, cl.Client) {
 			if _, existed := before[id]; existed {
-				require.NotEqual(t, workflows.CurrentProtocol.String(), p, "%s moved while a worker of the previous release polled", id)
+				require.NotEqual(t, contract.CurrentProtocol.String(), p, "%s moved while a worker of the previous release polled", id)
 			}
 		}
 		time.Sleep(time.Second)
@@ -124,22 +124,22 @@ func TestClusterRollingUpgrade(t *testing.T) {
 		stopped = time.Now()
 	}
 	moved := waitMoved(cl.Client, before, 5*time.Minute)
-	require.Len(t, moved, len(before), "every running workflow moved to protocol %d", workflows.CurrentProtocol)
+	require.Len(t, moved, len(before), "every running workflow moved to protocol %d", contract.CurrentProtocol)
 	var last time.Duration
 	for _, at := range moved {
 		last = max(last, at.Sub(stopped))
 	}
 	t.Logf("all %d running workflows on protocol %d %s after the last worker of the previous release stopped",
-		len(moved), workflows.CurrentProtocol, last.Round(100*time.Millisecond))
+		len(moved), contract.CurrentProtocol, last.Round(100*time.Millisecond))
 	close(stop)
 	wg.Wait()
 	t.Logf("traffic during the deploy: %d rounds, %d failed requests", requests.Load(), failures.Load())
 	assert.Zero(t, failures.Load(), "requests failed during the deploy")
 
 	for _, ref := range all {
-		waitUpgrade(t, c, ref, "Active on the current protocol with its changes synced", 2*time.Minute, func(v workflows.StatusView) bool {
-			return v.Status == workflows.Active && v.Protocol == workflows.CurrentProtocol &&
-				v.MetadataSync.Status == workflows.SyncSucceeded && v.MetadataSync.PendingChanges == 0
+		waitUpgrade(t, c, ref, "Active on the current protocol with its changes synced", 2*time.Minute, func(v contract.StatusView) bool {
+			return v.Status == contract.Active && v.Protocol == contract.CurrentProtocol &&
+				v.MetadataSync.Status == contract.SyncSucceeded && v.MetadataSync.PendingChanges == 0
 		})
 		n, err := store.CompanionRecordCount(ctx, ref.Home, ref.Companion, "default")
 		require.NoError(t, err)

@@ -14,9 +14,9 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
+	"github.com/companionsync/companionsync/contract"
 	"github.com/companionsync/companionsync/control"
 	"github.com/companionsync/companionsync/internal/testenv"
-	"github.com/companionsync/companionsync/workflows"
 )
 
 // TestLifecycleEventCost measures the history events of one connection
@@ -30,15 +30,15 @@ func TestLifecycleEventCost(t *testing.T) {
 	ctx := context.Background()
 	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
 	connectAndShare(t, c, ref, "marketing")
-	testenv.WaitStatus(t, c, ref, "marketing Active", testenv.ShareIs("marketing", workflows.ShareActive))
+	testenv.WaitStatus(t, c, ref, "marketing Active", testenv.ShareIs("marketing", contract.ShareActive))
 	_, err := c.Disconnect(ctx, ref, true)
 	require.NoError(t, err)
 
 	total := 0
 	for _, id := range []string{
-		workflows.ConnectionWorkflowID(ref.Home, ref.Companion),
-		workflows.ShareWorkflowID(ref.Home, ref.Companion, "marketing"),
-		workflows.MetadataSyncWorkflowID(ref.Home, ref.Companion),
+		contract.ConnectionWorkflowID(ref.Home, ref.Companion),
+		contract.ShareWorkflowID(ref.Home, ref.Companion, "marketing"),
+		contract.MetadataSyncWorkflowID(ref.Home, ref.Companion),
 	} {
 		n := historyEvents(t, env.Client, id)
 		t.Logf("%s: %d events: %s", id, n, eventTypes(t, env.Client, id))

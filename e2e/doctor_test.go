@@ -20,9 +20,9 @@ import (
 	"github.com/companionsync/companionsync"
 	"github.com/companionsync/companionsync/activities"
 	"github.com/companionsync/companionsync/codec"
+	"github.com/companionsync/companionsync/contract"
 	"github.com/companionsync/companionsync/control"
 	"github.com/companionsync/companionsync/internal/testenv"
-	"github.com/companionsync/companionsync/workflows"
 )
 
 // startFleet starts a test system whose registry holds only what the test
@@ -36,8 +36,8 @@ func startFleet(t *testing.T) (*testenv.Env, *control.Client) {
 }
 
 // findings returns the report's findings of kind on connection.
-func findings(r workflows.ReconcileReport, kind workflows.FindingKind, connection string) []workflows.Finding {
-	var out []workflows.Finding
+func findings(r contract.ReconcileReport, kind contract.FindingKind, connection string) []contract.Finding {
+	var out []contract.Finding
 	for _, f := range r.Findings {
 		if f.Kind == kind && f.Connection == connection {
 			out = append(out, f)
@@ -64,7 +64,7 @@ func TestDoctorRestartsATerminatedConnection(t *testing.T) {
 	env, c := startFleet(t)
 	ctx := context.Background()
 	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
-	id := workflows.ConnectionWorkflowID(ref.Home, ref.Companion)
+	id := contract.ConnectionWorkflowID(ref.Home, ref.Companion)
 	connectAndShare(t, c, ref)
 	// Requests raise the generations the share of default acknowledges
 	// above what a run that started counting again would hand out.
@@ -77,38 +77,38 @@ func TestDoctorRestartsATerminatedConnection(t *testing.T) {
 	}
 	_, err := c.Share(ctx, ref, "default")
 	require.NoError(t, err)
-	testenv.WaitStatus(t, c, ref, "default Active, metadata synced", func(v workflows.StatusView) bool {
-		return testenv.ShareIs("default", workflows.ShareActive)(v) && v.MetadataSync.Status == workflows.SyncSucceeded
+	testenv.WaitStatus(t, c, ref, "default Active, metadata synced", func(v contract.StatusView) bool {
+		return testenv.ShareIs("default", contract.ShareActive)(v) && v.MetadataSync.Status == contract.SyncSucceeded
 	})
 	requireCopied(t, env, ref.Home, ref.Companion, "default")
-	shareID := workflows.ShareWorkflowID(ref.Home, ref.Companion, "default")
+	shareID := contract.ShareWorkflowID(ref.Home, ref.Companion, "default")
 	shareRun := describeRun(t, env, shareID)
 
 	require.NoError(t, env.Client.TerminateWorkflow(ctx, id, "", "test: lost connection workflow"))
-	report, err := c.Doctor(ctx, workflows.ReconcilerInput{})
+	report, err := c.Doctor(ctx, contract.ReconcilerInput{})
 	require.NoError(t, err)
-	missing := findings(report, workflows.FindingConnectionWorkflowMissing, ref.String())
+	missing := findings(report, contract.FindingConnectionWorkflowMissing, ref.String())
 	require.Len(t, missing, 1, "report %+v", report)
 	assert.True(t, missing[0].Remains(), "without repair the finding remains")
 	assert.Contains(t, missing[0].Detail, "Terminated")
 	assert.NotEmpty(t, missing[0].Age)
 	assert.False(t, running(t, env, id), "a report-only run repairs nothing")
 
-	report, err = c.Doctor(ctx, workflows.ReconcilerInput{Repair: true})
+	report, err = c.Doctor(ctx, contract.ReconcilerInput{Repair: true})
 	require.NoError(t, err)
-	missing = findings(report, workflows.FindingConnectionWorkflowMissing, ref.String())
+	missing = findings(report, contract.FindingConnectionWorkflowMissing, ref.String())
 	require.Len(t, missing, 1, "report %+v", report)
-	assert.Equal(t, workflows.OutcomeRepaired, missing[0].Outcome, "repair: %s", missing[0].Repair)
+	assert.Equal(t, contract.OutcomeRepaired, missing[0].Outcome, "repair: %s", missing[0].Repair)
 	assert.Contains(t, missing[0].Repair, "adopting 1 running share(s)")
 	assert.Equal(t, 0, report.Remaining(), "report %+v", report)
 
-	testenv.WaitStatus(t, c, ref, "adopted: default Active, metadata sync running", func(v workflows.StatusView) bool {
-		return v.Workflow == workflows.RunRunning && v.Status == workflows.Active &&
-			testenv.ShareIs("default", workflows.ShareActive)(v) && running(t, env, workflows.MetadataSyncWorkflowID(ref.Home, ref.Companion))
+	testenv.WaitStatus(t, c, ref, "adopted: default Active, metadata sync running", func(v contract.StatusView) bool {
+		return v.Workflow == contract.RunRunning && v.Status == contract.Active &&
+			testenv.ShareIs("default", contract.ShareActive)(v) && running(t, env, contract.MetadataSyncWorkflowID(ref.Home, ref.Companion))
 	})
 	total, err := env.Store.CountRecords(ctx, ref.Home, "default")
 	require.NoError(t, err)
-	testenv.WaitStatus(t, c, ref, "the adopted share reported its own view", func(v workflows.StatusView) bool {
+	testenv.WaitStatus(t, c, ref, "the adopted share reported its own view", func(v contract.StatusView) bool {
 		sh, _ := testenv.Share(v, "default")
 		return sh.RecordsTotal == total && sh.RecordsCopied == total
 	})
@@ -123,7 +123,7 @@ func TestDoctorRestartsATerminatedConnection(t *testing.T) {
 		return n == 0
 	})
 
-	report, err = c.Doctor(ctx, workflows.ReconcilerInput{})
+	report, err = c.Doctor(ctx, contract.ReconcilerInput{})
 	require.NoError(t, err)
 	assert.Empty(t, report.Findings, "nothing left to find")
 	var past []string
@@ -139,13 +139,13 @@ func TestDoctorRestartsATerminatedConnection(t *testing.T) {
 	assert.Zero(t, companionCount(t, env, ref.Home, ref.Companion, "default"))
 	_, err = c.Share(ctx, ref, "marketing")
 	require.NoError(t, err)
-	testenv.WaitStatus(t, c, ref, "marketing Active", testenv.ShareIs("marketing", workflows.ShareActive))
+	testenv.WaitStatus(t, c, ref, "marketing Active", testenv.ShareIs("marketing", contract.ShareActive))
 
 	final, err := c.Disconnect(ctx, ref, true)
 	require.NoError(t, err)
-	assert.Equal(t, workflows.Disconnected, final.Status)
+	assert.Equal(t, contract.Disconnected, final.Status)
 	assert.Zero(t, companionCount(t, env, ref.Home, ref.Companion, "marketing"))
-	_, err = c.Connect(ctx, ref, workflows.Settings{})
+	_, err = c.Connect(ctx, ref, contract.Settings{})
 	require.NoError(t, err, "the pair connects again")
 }
 
@@ -164,33 +164,33 @@ func TestTwoReconcilersRepairOnce(t *testing.T) {
 	env, c := startFleet(t)
 	ctx := context.Background()
 	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
-	id := workflows.ConnectionWorkflowID(ref.Home, ref.Companion)
-	_, err := c.Connect(ctx, ref, workflows.Settings{RemovalDeadline: 7 * time.Minute})
+	id := contract.ConnectionWorkflowID(ref.Home, ref.Companion)
+	_, err := c.Connect(ctx, ref, contract.Settings{RemovalDeadline: 7 * time.Minute})
 	require.NoError(t, err)
 	_, err = c.Share(ctx, ref, "marketing")
 	require.NoError(t, err)
-	testenv.WaitStatus(t, c, ref, "marketing Active", testenv.ShareIs("marketing", workflows.ShareActive))
+	testenv.WaitStatus(t, c, ref, "marketing Active", testenv.ShareIs("marketing", contract.ShareActive))
 	require.NoError(t, env.Client.TerminateWorkflow(ctx, id, "", "test: lost connection workflow"))
 
 	var wg sync.WaitGroup
-	reports := make([]workflows.ReconcileReport, 2)
+	reports := make([]contract.ReconcileReport, 2)
 	errs := make([]error, 2)
 	for i := range reports {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			reports[i], errs[i] = c.Doctor(ctx, workflows.ReconcilerInput{Repair: true})
+			reports[i], errs[i] = c.Doctor(ctx, contract.ReconcilerInput{Repair: true})
 		}()
 	}
 	wg.Wait()
 	repaired, resolved := 0, 0
 	for i, r := range reports {
 		require.NoError(t, errs[i])
-		for _, f := range findings(r, workflows.FindingConnectionWorkflowMissing, ref.String()) {
+		for _, f := range findings(r, contract.FindingConnectionWorkflowMissing, ref.String()) {
 			switch f.Outcome {
-			case workflows.OutcomeRepaired:
+			case contract.OutcomeRepaired:
 				repaired++
-			case workflows.OutcomeResolved:
+			case contract.OutcomeResolved:
 				resolved++
 			}
 		}
@@ -206,21 +206,21 @@ func TestTwoReconcilersRepairOnce(t *testing.T) {
 		return total >= 2
 	})
 	assert.Equal(t, 2, runs, "the terminated run and one restarted run")
-	testenv.WaitStatus(t, c, ref, "marketing Active again", func(v workflows.StatusView) bool {
-		return v.Workflow == workflows.RunRunning && testenv.ShareIs("marketing", workflows.ShareActive)(v)
+	testenv.WaitStatus(t, c, ref, "marketing Active again", func(v contract.StatusView) bool {
+		return v.Workflow == contract.RunRunning && testenv.ShareIs("marketing", contract.ShareActive)(v)
 	})
 	requireCopied(t, env, ref.Home, ref.Companion, "marketing")
 	assert.Equal(t, 7*time.Minute, startInput(t, env, id).Settings.RemovalDeadline, "the restart keeps the connection's settings")
 }
 
 // startInput returns the input of the latest run of a connection workflow.
-func startInput(t *testing.T, env *testenv.Env, workflowID string) workflows.ConnectionInput {
+func startInput(t *testing.T, env *testenv.Env, workflowID string) contract.ConnectionInput {
 	t.Helper()
 	iter := env.Client.GetWorkflowHistory(context.Background(), workflowID, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	require.True(t, iter.HasNext())
 	ev, err := iter.Next()
 	require.NoError(t, err)
-	var in workflows.ConnectionInput
+	var in contract.ConnectionInput
 	require.NoError(t, codec.NewDataConverter(env.Keys).FromPayload(ev.GetWorkflowExecutionStartedEventAttributes().GetInput().GetPayloads()[0], &in))
 	require.NotNil(t, in.Adopt, "the latest run was started by the reconciler")
 	return in
@@ -228,7 +228,7 @@ func startInput(t *testing.T, env *testenv.Env, workflowID string) workflows.Con
 
 // slowCopies are settings whose copies and removals take many small steps,
 // so a test can stop a share in the middle of one.
-func slowCopies() workflows.Settings {
+func slowCopies() contract.Settings {
 	s := testenv.FastSettings()
 	s.BatchSize = 2
 	// Many short steps: a test that stops a copy after its first step has
@@ -247,16 +247,16 @@ func TestDoctorRestartsAShareTerminatedMidCopy(t *testing.T) {
 	c := control.New(env.Client)
 	ctx := context.Background()
 	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
-	shareID := workflows.ShareWorkflowID(ref.Home, ref.Companion, "default")
+	shareID := contract.ShareWorkflowID(ref.Home, ref.Companion, "default")
 	connectAndShare(t, c, ref, "default")
 	total, err := env.Store.CountRecords(ctx, ref.Home, "default")
 	require.NoError(t, err)
 	testenv.Eventually(t, time.Minute, "a copy step has finished", func() bool {
-		v, err := env.Client.QueryWorkflow(ctx, shareID, "", workflows.QueryStatus)
+		v, err := env.Client.QueryWorkflow(ctx, shareID, "", contract.QueryStatus)
 		if err != nil {
 			return false
 		}
-		var view workflows.ShareView
+		var view contract.ShareView
 		require.NoError(t, v.Get(&view))
 		return view.RecordsCopied > 0
 	})
@@ -264,24 +264,24 @@ func TestDoctorRestartsAShareTerminatedMidCopy(t *testing.T) {
 	atStop := companionCount(t, env, ref.Home, ref.Companion, "default")
 	require.Less(t, atStop, total, "terminated before the copy finished")
 
-	report, err := c.Doctor(ctx, workflows.ReconcilerInput{})
+	report, err := c.Doctor(ctx, contract.ReconcilerInput{})
 	require.NoError(t, err)
-	missing := findings(report, workflows.FindingShareWorkflowMissing, ref.String())
+	missing := findings(report, contract.FindingShareWorkflowMissing, ref.String())
 	require.Len(t, missing, 1, "report %+v", report)
 	assert.Equal(t, "default", missing[0].DataSpace)
 	assert.Contains(t, missing[0].Detail, "Activating")
 	assert.Contains(t, missing[0].Detail, "Terminated")
 	assert.True(t, missing[0].Remains())
 
-	report, err = c.Doctor(ctx, workflows.ReconcilerInput{Repair: true})
+	report, err = c.Doctor(ctx, contract.ReconcilerInput{Repair: true})
 	require.NoError(t, err)
-	missing = findings(report, workflows.FindingShareWorkflowMissing, ref.String())
+	missing = findings(report, contract.FindingShareWorkflowMissing, ref.String())
 	require.Len(t, missing, 1, "report %+v", report)
-	assert.Equal(t, workflows.OutcomeRepaired, missing[0].Outcome)
-	testenv.WaitStatus(t, c, ref, "default Active", testenv.ShareIs("default", workflows.ShareActive))
+	assert.Equal(t, contract.OutcomeRepaired, missing[0].Outcome)
+	testenv.WaitStatus(t, c, ref, "default Active", testenv.ShareIs("default", contract.ShareActive))
 	requireCopied(t, env, ref.Home, ref.Companion, "default")
 	assert.NotEmpty(t, firstCopyAfter(t, env, shareID), "the restarted copy goes on from the stopped run's checkpoint")
-	report, err = c.Doctor(ctx, workflows.ReconcilerInput{})
+	report, err = c.Doctor(ctx, contract.ReconcilerInput{})
 	require.NoError(t, err)
 	assert.Empty(t, report.Findings)
 }
@@ -322,9 +322,9 @@ func TestDoctorReportsARemovalPastItsDeadline(t *testing.T) {
 	c := control.New(env.Client)
 	ctx := context.Background()
 	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
-	shareID := workflows.ShareWorkflowID(ref.Home, ref.Companion, "default")
+	shareID := contract.ShareWorkflowID(ref.Home, ref.Companion, "default")
 	connectAndShare(t, c, ref, "default")
-	testenv.WaitStatus(t, c, ref, "default Active", testenv.ShareIs("default", workflows.ShareActive))
+	testenv.WaitStatus(t, c, ref, "default Active", testenv.ShareIs("default", contract.ShareActive))
 	_, err := c.Unshare(ctx, ref, "default")
 	require.NoError(t, err)
 	require.NoError(t, env.Client.TerminateWorkflow(ctx, shareID, "", "test: share lost mid-removal"))
@@ -333,14 +333,14 @@ func TestDoctorReportsARemovalPastItsDeadline(t *testing.T) {
 
 	// The removal passes the threshold a second after it began; a run that
 	// finds the connection busy (no status in time) looks again next time.
-	var report workflows.ReconcileReport
-	var late []workflows.Finding
+	var report contract.ReconcileReport
+	var late []contract.Finding
 	runs := 0
 	testenv.Eventually(t, 30*time.Second, "the doctor reports the removal past its deadline", func() bool {
 		runs++
-		report, err = c.Doctor(ctx, workflows.ReconcilerInput{RemovalAfter: time.Second})
+		report, err = c.Doctor(ctx, contract.ReconcilerInput{RemovalAfter: time.Second})
 		require.NoError(t, err)
-		late = findings(report, workflows.FindingRemovalPastDeadline, ref.String())
+		late = findings(report, contract.FindingRemovalPastDeadline, ref.String())
 		return len(late) > 0
 	})
 	t.Logf("doctor runs until the removal was past its deadline: %d", runs)
@@ -351,13 +351,13 @@ func TestDoctorReportsARemovalPastItsDeadline(t *testing.T) {
 	require.NoError(t, err)
 	assert.GreaterOrEqual(t, age, time.Second, "the age of the removal")
 	assert.Contains(t, late[0].Detail, "past the 1s deadline")
-	require.Len(t, findings(report, workflows.FindingShareWorkflowMissing, ref.String()), 1)
+	require.Len(t, findings(report, contract.FindingShareWorkflowMissing, ref.String()), 1)
 
-	report, err = c.Doctor(ctx, workflows.ReconcilerInput{RemovalAfter: time.Hour})
+	report, err = c.Doctor(ctx, contract.ReconcilerInput{RemovalAfter: time.Hour})
 	require.NoError(t, err)
-	assert.Empty(t, findings(report, workflows.FindingRemovalPastDeadline, ref.String()), "not past a threshold of an hour")
+	assert.Empty(t, findings(report, contract.FindingRemovalPastDeadline, ref.String()), "not past a threshold of an hour")
 
-	report, err = c.Doctor(ctx, workflows.ReconcilerInput{Repair: true, RemovalAfter: time.Hour})
+	report, err = c.Doctor(ctx, contract.ReconcilerInput{Repair: true, RemovalAfter: time.Hour})
 	require.NoError(t, err)
 	assert.Equal(t, 0, report.Remaining(), "report %+v", report)
 	testenv.WaitStatus(t, c, ref, "default removed", testenv.ShareGone("default"))
@@ -371,19 +371,19 @@ func TestScheduledReconcilerRestartsATerminatedConnection(t *testing.T) {
 	env, c := startFleet(t)
 	ctx := context.Background()
 	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
-	id := workflows.ConnectionWorkflowID(ref.Home, ref.Companion)
+	id := contract.ConnectionWorkflowID(ref.Home, ref.Companion)
 	connectAndShare(t, c, ref, "marketing")
-	testenv.WaitStatus(t, c, ref, "marketing Active", testenv.ShareIs("marketing", workflows.ShareActive))
+	testenv.WaitStatus(t, c, ref, "marketing Active", testenv.ShareIs("marketing", contract.ShareActive))
 	first := describeRun(t, env, id)
 	require.NoError(t, env.Client.TerminateWorkflow(ctx, id, "", "test: lost connection workflow"))
 
-	require.NoError(t, c.ScheduleReconciler(ctx, time.Second, workflows.DefaultReconcilerInput()))
-	testenv.WaitStatus(t, c, ref, "a scheduled run restarted the connection", func(v workflows.StatusView) bool {
-		return v.Workflow == workflows.RunRunning && testenv.ShareIs("marketing", workflows.ShareActive)(v)
+	require.NoError(t, c.ScheduleReconciler(ctx, time.Second, contract.DefaultReconcilerInput()))
+	testenv.WaitStatus(t, c, ref, "a scheduled run restarted the connection", func(v contract.StatusView) bool {
+		return v.Workflow == contract.RunRunning && testenv.ShareIs("marketing", contract.ShareActive)(v)
 	})
 	assert.NotEqual(t, first, describeRun(t, env, id))
 	requireCopied(t, env, ref.Home, ref.Companion, "marketing")
-	require.NoError(t, env.Client.ScheduleClient().GetHandle(ctx, workflows.ReconcilerScheduleID).Delete(ctx))
+	require.NoError(t, env.Client.ScheduleClient().GetHandle(ctx, contract.ReconcilerScheduleID).Delete(ctx))
 }
 
 // TestDoctorRestartsAFailedConnection: a connection workflow whose latest
@@ -393,32 +393,32 @@ func TestDoctorRestartsAFailedConnection(t *testing.T) {
 	env, c := startFleet(t)
 	ctx := context.Background()
 	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
-	id := workflows.ConnectionWorkflowID(ref.Home, ref.Companion)
+	id := contract.ConnectionWorkflowID(ref.Home, ref.Companion)
 	connectAndShare(t, c, ref, "marketing")
-	testenv.WaitStatus(t, c, ref, "marketing Active", testenv.ShareIs("marketing", workflows.ShareActive))
+	testenv.WaitStatus(t, c, ref, "marketing Active", testenv.ShareIs("marketing", contract.ShareActive))
 	require.NoError(t, env.Client.TerminateWorkflow(ctx, id, "", "test: replaced by a failing run"))
 
 	const failing = "forced-failure"
 	w := worker.New(env.Client, failing, worker.Options{})
-	w.RegisterWorkflowWithOptions(func(workflow.Context, workflows.ConnectionInput) error {
+	w.RegisterWorkflowWithOptions(func(workflow.Context, contract.ConnectionInput) error {
 		return temporal.NewNonRetryableApplicationError("forced failure", "Forced", nil)
-	}, workflow.RegisterOptions{Name: workflows.ConnectionWorkflowName})
+	}, workflow.RegisterOptions{Name: contract.ConnectionWorkflowName})
 	require.NoError(t, w.Start())
 	defer w.Stop()
 	run, err := env.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: failing},
-		workflows.ConnectionWorkflowName, workflows.ConnectionInput{Home: ref.Home, Companion: ref.Companion})
+		contract.ConnectionWorkflowName, contract.ConnectionInput{Home: ref.Home, Companion: ref.Companion})
 	require.NoError(t, err)
 	require.Error(t, run.Get(ctx, nil))
 
-	report, err := c.Doctor(ctx, workflows.ReconcilerInput{Repair: true})
+	report, err := c.Doctor(ctx, contract.ReconcilerInput{Repair: true})
 	require.NoError(t, err)
-	missing := findings(report, workflows.FindingConnectionWorkflowMissing, ref.String())
+	missing := findings(report, contract.FindingConnectionWorkflowMissing, ref.String())
 	require.Len(t, missing, 1, "report %+v", report)
 	assert.Contains(t, missing[0].Detail, "is Failed")
-	assert.Equal(t, workflows.OutcomeRepaired, missing[0].Outcome)
+	assert.Equal(t, contract.OutcomeRepaired, missing[0].Outcome)
 	assert.Contains(t, reconcilerDetails(t, env), "| connection-workflow-missing | acme/acme-emea |", "the findings in the Web UI's current details")
-	testenv.WaitStatus(t, c, ref, "restarted with marketing Active", func(v workflows.StatusView) bool {
-		return v.Workflow == workflows.RunRunning && testenv.ShareIs("marketing", workflows.ShareActive)(v)
+	testenv.WaitStatus(t, c, ref, "restarted with marketing Active", func(v contract.StatusView) bool {
+		return v.Workflow == contract.RunRunning && testenv.ShareIs("marketing", contract.ShareActive)(v)
 	})
 	requireCopied(t, env, ref.Home, ref.Companion, "marketing")
 }
@@ -433,28 +433,28 @@ func TestDoctorCarriesOnAnInterruptedDisconnect(t *testing.T) {
 	c := control.New(env.Client)
 	ctx := context.Background()
 	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
-	id := workflows.ConnectionWorkflowID(ref.Home, ref.Companion)
+	id := contract.ConnectionWorkflowID(ref.Home, ref.Companion)
 	connectAndShare(t, c, ref, "default")
-	testenv.WaitStatus(t, c, ref, "default Active", testenv.ShareIs("default", workflows.ShareActive))
+	testenv.WaitStatus(t, c, ref, "default Active", testenv.ShareIs("default", contract.ShareActive))
 	_, err := c.Disconnect(ctx, ref, false)
 	require.NoError(t, err)
 	require.NoError(t, env.Client.TerminateWorkflow(ctx, id, "", "test: lost while disconnecting"))
 	require.Positive(t, companionCount(t, env, ref.Home, ref.Companion, "default"), "terminated before the removal finished")
 
-	report, err := c.Doctor(ctx, workflows.ReconcilerInput{Repair: true})
+	report, err := c.Doctor(ctx, contract.ReconcilerInput{Repair: true})
 	require.NoError(t, err)
-	missing := findings(report, workflows.FindingConnectionWorkflowMissing, ref.String())
+	missing := findings(report, contract.FindingConnectionWorkflowMissing, ref.String())
 	require.Len(t, missing, 1, "report %+v", report)
 	assert.Contains(t, missing[0].Repair, "its disconnect goes on")
-	var final workflows.StatusView
+	var final contract.StatusView
 	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	require.NoError(t, env.Client.GetWorkflow(wctx, id, "").Get(wctx, &final), "the restarted connection finishes the disconnect")
-	assert.Equal(t, workflows.Disconnected, final.Status)
+	assert.Equal(t, contract.Disconnected, final.Status)
 	assert.Zero(t, companionCount(t, env, ref.Home, ref.Companion, "default"))
 	_, err = env.Store.ConnectionOf(ctx, ref.Companion)
 	assert.ErrorIs(t, err, companionsync.ErrNotFound, "deregistered")
-	_, err = c.Connect(ctx, ref, workflows.Settings{})
+	_, err = c.Connect(ctx, ref, contract.Settings{})
 	require.NoError(t, err, "the pair connects again")
 }
 
@@ -465,20 +465,20 @@ func TestDoctorRestartsAGoneMetadataSync(t *testing.T) {
 	env, c := startFleet(t)
 	ctx := context.Background()
 	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
-	syncID := workflows.MetadataSyncWorkflowID(ref.Home, ref.Companion)
+	syncID := contract.MetadataSyncWorkflowID(ref.Home, ref.Companion)
 	connectAndShare(t, c, ref, "marketing")
-	testenv.WaitStatus(t, c, ref, "metadata synced", func(v workflows.StatusView) bool {
-		return v.MetadataSync.Status == workflows.SyncSucceeded
+	testenv.WaitStatus(t, c, ref, "metadata synced", func(v contract.StatusView) bool {
+		return v.MetadataSync.Status == contract.SyncSucceeded
 	})
 	require.NoError(t, env.Client.TerminateWorkflow(ctx, syncID, "", "test: lost metadata sync"))
 
-	report, err := c.Doctor(ctx, workflows.ReconcilerInput{})
+	report, err := c.Doctor(ctx, contract.ReconcilerInput{})
 	require.NoError(t, err)
-	missing := findings(report, workflows.FindingMetadataSyncMissing, ref.String())
+	missing := findings(report, contract.FindingMetadataSyncMissing, ref.String())
 	require.Len(t, missing, 1, "report %+v", report)
 	assert.Contains(t, missing[0].Detail, "Terminated")
 
-	report, err = c.Doctor(ctx, workflows.ReconcilerInput{Repair: true})
+	report, err = c.Doctor(ctx, contract.ReconcilerInput{Repair: true})
 	require.NoError(t, err)
 	assert.Equal(t, 0, report.Remaining(), "report %+v", report)
 	testenv.Eventually(t, time.Minute, "the metadata sync runs again", func() bool { return running(t, env, syncID) })
@@ -497,7 +497,7 @@ func reconcilerDetails(t *testing.T, env *testenv.Env) string {
 	t.Helper()
 	ctx := context.Background()
 	resp, err := env.Client.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
-		Query: fmt.Sprintf("WorkflowType = '%s'", workflows.ReconcilerWorkflowName), PageSize: 1})
+		Query: fmt.Sprintf("WorkflowType = '%s'", contract.ReconcilerWorkflowName), PageSize: 1})
 	require.NoError(t, err)
 	require.NotEmpty(t, resp.GetExecutions())
 	e := resp.GetExecutions()[0].GetExecution()

@@ -18,6 +18,7 @@ import (
 
 	"github.com/companionsync/companionsync/activities"
 	"github.com/companionsync/companionsync/codec"
+	"github.com/companionsync/companionsync/contract"
 	"github.com/companionsync/companionsync/control"
 	"github.com/companionsync/companionsync/internal/testenv"
 	"github.com/companionsync/companionsync/workflows"
@@ -47,15 +48,15 @@ func TestHistoryHoldsNoPlaintext(t *testing.T) {
 
 	require.NoError(t, env.Store.InjectCopyFailures(ctx, "acme", "acme-emea", "marketing", int(settings.InitialSyncRetry.MaximumAttempts)))
 	connectAndShare(t, c, ref, "default", "marketing")
-	testenv.WaitStatus(t, c, ref, "marketing in Error", testenv.ShareIs("marketing", workflows.ShareError))
-	testenv.WaitStatus(t, c, ref, "default Active", testenv.ShareIs("default", workflows.ShareActive))
+	testenv.WaitStatus(t, c, ref, "marketing in Error", testenv.ShareIs("marketing", contract.ShareError))
+	testenv.WaitStatus(t, c, ref, "default Active", testenv.ShareIs("default", contract.ShareActive))
 	_, err := c.Share(ctx, ref, "default")
 	require.ErrorIs(t, err, control.ErrAlreadyShared, "a refusal's message crosses the client decoded")
 	assert.Contains(t, err.Error(), "default", "the refusal reads in full through the codec")
-	testenv.WaitStatus(t, c, ref, "metadata sync running", func(v workflows.StatusView) bool { return v.MetadataSync.Status == workflows.SyncSucceeded })
+	testenv.WaitStatus(t, c, ref, "metadata sync running", func(v contract.StatusView) bool { return v.MetadataSync.Status == contract.SyncSucceeded })
 	_, err = env.Store.MakeConflict(ctx, "acme", "acme-emea", "default")
 	require.NoError(t, err)
-	v := testenv.WaitStatus(t, c, ref, "metadata Error", func(v workflows.StatusView) bool { return v.MetadataSync.Status == workflows.SyncError })
+	v := testenv.WaitStatus(t, c, ref, "metadata Error", func(v contract.StatusView) bool { return v.MetadataSync.Status == contract.SyncError })
 	assert.Contains(t, v.MetadataSync.Error, "Account", "the conflict reads in full through the codec")
 	_, err = c.Disconnect(ctx, ref, true)
 	require.NoError(t, err)
@@ -155,7 +156,7 @@ func TestUndecryptablePayloadFailsTheTaskVisibly(t *testing.T) {
 	c := control.New(env.Client).WithQueryTimeout(30 * time.Second)
 	ctx := context.Background()
 	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
-	_, err := c.Connect(ctx, ref, workflows.Settings{})
+	_, err := c.Connect(ctx, ref, contract.Settings{})
 	require.NoError(t, err)
 	first.stop()
 
@@ -165,8 +166,8 @@ func TestUndecryptablePayloadFailsTheTaskVisibly(t *testing.T) {
 	require.NoError(t, err)
 	wrongWorker := workerWithKeys(t, env, wrong)
 	// A signal makes a workflow task; the worker without the key fails it.
-	require.NoError(t, env.Client.SignalWorkflow(ctx, workflows.ConnectionWorkflowID(ref.Home, ref.Companion), "", workflows.MessageRecheck, nil))
-	id := workflows.ConnectionWorkflowID(ref.Home, ref.Companion)
+	require.NoError(t, env.Client.SignalWorkflow(ctx, contract.ConnectionWorkflowID(ref.Home, ref.Companion), "", contract.MessageRecheck, nil))
+	id := contract.ConnectionWorkflowID(ref.Home, ref.Companion)
 	// The task fails and is retried: the server shows its attempts (a
 	// failure the workflow records carries the missing key's ID, encoded
 	// under the failing worker's key).
@@ -206,8 +207,8 @@ func TestUndecryptablePayloadFailsTheTaskVisibly(t *testing.T) {
 	require.NoError(t, err)
 	defer rc.Close()
 	c = control.New(rc).WithQueryTimeout(30 * time.Second)
-	v := testenv.WaitStatus(t, c, ref, "the connection answers again", func(v workflows.StatusView) bool { return v.Status == workflows.Incomplete })
-	assert.Equal(t, workflows.Incomplete, v.Status)
+	v := testenv.WaitStatus(t, c, ref, "the connection answers again", func(v contract.StatusView) bool { return v.Status == contract.Incomplete })
+	assert.Equal(t, contract.Incomplete, v.Status)
 }
 
 // workerWithKeys starts a worker whose client encrypts with ring.
@@ -218,7 +219,7 @@ func workerWithKeys(t *testing.T, env *testenv.Env, ring *codec.KeyRing) *stoppa
 	cl, err := client.Dial(opts)
 	require.NoError(t, err)
 	t.Cleanup(cl.Close)
-	w := worker.New(cl, workflows.TaskQueue, worker.Options{})
+	w := worker.New(cl, contract.TaskQueue, worker.Options{})
 	workflows.Register(w, &activities.Activities{Orgs: env.Store}, env.Settings)
 	require.NoError(t, w.Start())
 	s := &stoppable{w: w}

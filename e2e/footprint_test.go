@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/companionsync/companionsync"
+	"github.com/companionsync/companionsync/contract"
 	"github.com/companionsync/companionsync/control"
 	"github.com/companionsync/companionsync/internal/testenv"
-	"github.com/companionsync/companionsync/workflows"
 )
 
 // BenchmarkIdleConnections measures the memory of the whole local system
@@ -37,7 +37,7 @@ func BenchmarkIdleConnections(b *testing.B) {
 			if err := env.Store.AddOrg(ctx, companionsync.Org{ID: id, Role: companionsync.RoleCompanion, Kind: companionsync.KindProduction, Active: true}); err != nil {
 				b.Fatal(err)
 			}
-			if _, err := c.Connect(ctx, control.Ref{Home: "bench", Companion: id}, workflows.Settings{}); err != nil {
+			if _, err := c.Connect(ctx, control.Ref{Home: "bench", Companion: id}, contract.Settings{}); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -24,6 +24,7 @@ import (
 
 	"github.com/companionsync/companionsync/activities"
 	"github.com/companionsync/companionsync/codec"
+	"github.com/companionsync/companionsync/contract"
 	"github.com/companionsync/companionsync/control"
 	"github.com/companionsync/companionsync/internal/testenv"
 	"github.com/companionsync/companionsync/orgstore"
@@ -66,7 +67,7 @@ func TestMain(m *testing.M) {
 func runWorkerProcess() int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
-	var settings workflows.Settings
+	var settings contract.Settings
 	if err := json.Unmarshal([]byte(os.Getenv(envSettings)), &settings); err != nil {
 		return 3
 	}
@@ -123,7 +124,7 @@ func runWorkerProcess() int {
 	if n, err := strconv.Atoi(os.Getenv(envWorkflowCache)); err == nil && n > 0 {
 		worker.SetStickyWorkflowCacheSize(n)
 	}
-	w := worker.New(c, workflows.TaskQueue, worker.Options{})
+	w := worker.New(c, contract.TaskQueue, worker.Options{})
 	workflows.Register(w, &activities.Activities{Orgs: store}, settings)
 	if err := w.Start(); err != nil {
 		return 6
@@ -196,7 +197,7 @@ type stoppable struct {
 
 func newWorker(t *testing.T, env *testenv.Env) *stoppable {
 	t.Helper()
-	w := worker.New(env.Client, workflows.TaskQueue, worker.Options{})
+	w := worker.New(env.Client, contract.TaskQueue, worker.Options{})
 	workflows.Register(w, &activities.Activities{Orgs: env.Store}, env.Settings)
 	require.NoError(t, w.Start())
 	s := &stoppable{w: w}
@@ -235,7 +236,7 @@ func companionCount(t *testing.T, env *testenv.Env, home, companion, ds string) 
 func connectAndShare(t *testing.T, c *control.Client, ref control.Ref, dataSpaces ...string) {
 	t.Helper()
 	ctx := context.Background()
-	_, err := c.Connect(ctx, ref, workflows.Settings{})
+	_, err := c.Connect(ctx, ref, contract.Settings{})
 	require.NoError(t, err)
 	for _, ds := range dataSpaces {
 		_, err := c.Share(ctx, ref, ds)

@@ -8,9 +8,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/companionsync/companionsync/contract"
 	"github.com/companionsync/companionsync/control"
 	"github.com/companionsync/companionsync/internal/testenv"
-	"github.com/companionsync/companionsync/workflows"
 )
 
 // TestFullLifecycle: connect, share two data spaces, sync metadata, unshare
@@ -24,24 +24,24 @@ func TestFullLifecycle(t *testing.T) {
 	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
 
 	connectAndShare(t, c, ref, "default", "marketing")
-	v := testenv.WaitStatus(t, c, ref, "both shares Active", func(v workflows.StatusView) bool {
-		return testenv.ShareIs("default", workflows.ShareActive)(v) && testenv.ShareIs("marketing", workflows.ShareActive)(v)
+	v := testenv.WaitStatus(t, c, ref, "both shares Active", func(v contract.StatusView) bool {
+		return testenv.ShareIs("default", contract.ShareActive)(v) && testenv.ShareIs("marketing", contract.ShareActive)(v)
 	})
-	assert.Equal(t, workflows.Active, v.Status)
+	assert.Equal(t, contract.Active, v.Status)
 	requireCopied(t, env, "acme", "acme-emea", "default")
 	requireCopied(t, env, "acme", "acme-emea", "marketing")
 
-	testenv.WaitStatus(t, c, ref, "metadata sync Succeeded", func(v workflows.StatusView) bool {
-		return v.MetadataSync.Status == workflows.SyncSucceeded
+	testenv.WaitStatus(t, c, ref, "metadata sync Succeeded", func(v contract.StatusView) bool {
+		return v.MetadataSync.Status == contract.SyncSucceeded
 	})
 	_, err := env.Store.ChangeMetadata(ctx, "acme", "marketing", 3)
 	require.NoError(t, err)
-	v = testenv.WaitStatus(t, c, ref, "Pending 3", func(v workflows.StatusView) bool {
-		return v.MetadataSync.Status == workflows.SyncPending
+	v = testenv.WaitStatus(t, c, ref, "Pending 3", func(v contract.StatusView) bool {
+		return v.MetadataSync.Status == contract.SyncPending
 	})
 	assert.Equal(t, 3, v.MetadataSync.PendingChanges)
-	v = testenv.WaitStatus(t, c, ref, "Succeeded after the round", func(v workflows.StatusView) bool {
-		return v.MetadataSync.Status == workflows.SyncSucceeded
+	v = testenv.WaitStatus(t, c, ref, "Succeeded after the round", func(v contract.StatusView) bool {
+		return v.MetadataSync.Status == contract.SyncSucceeded
 	})
 	require.NotNil(t, v.MetadataSync.LastSucceededAt)
 	objects, err := env.Store.CompanionMetadata(ctx, "acme", "acme-emea", "marketing")
@@ -51,16 +51,16 @@ func TestFullLifecycle(t *testing.T) {
 	_, err = c.Unshare(ctx, ref, "marketing")
 	require.NoError(t, err)
 	v = testenv.WaitStatus(t, c, ref, "marketing removed", testenv.ShareGone("marketing"))
-	assert.Equal(t, workflows.Active, v.Status)
+	assert.Equal(t, contract.Active, v.Status)
 	assert.Zero(t, companionCount(t, env, "acme", "acme-emea", "marketing"), "unshared rows gone")
 	requireCopied(t, env, "acme", "acme-emea", "default") // the other share intact
 
 	v, err = c.Disconnect(ctx, ref, true)
 	require.NoError(t, err)
-	assert.Equal(t, workflows.Disconnected, v.Status)
+	assert.Equal(t, contract.Disconnected, v.Status)
 	assert.Zero(t, companionCount(t, env, "acme", "acme-emea", "default"), "nothing left in the companion")
 	// The companion is free again: a new connection of the pair is accepted.
-	_, err = c.Connect(ctx, ref, workflows.Settings{})
+	_, err = c.Connect(ctx, ref, contract.Settings{})
 	require.NoError(t, err)
 	_, err = c.Disconnect(ctx, ref, true)
 	require.NoError(t, err)
@@ -81,14 +81,14 @@ func TestWorkerCrash(t *testing.T) {
 	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
 
 	crashing := startWorkerProcess(t, env)
-	_, err := c.Connect(ctx, ref, workflows.Settings{})
+	_, err := c.Connect(ctx, ref, contract.Settings{})
 	require.NoError(t, err)
 	_, err = c.Share(ctx, ref, "marketing")
 	require.NoError(t, err)
-	testenv.WaitStatus(t, c, ref, "marketing Active", testenv.ShareIs("marketing", workflows.ShareActive))
+	testenv.WaitStatus(t, c, ref, "marketing Active", testenv.ShareIs("marketing", contract.ShareActive))
 	_, err = c.Share(ctx, ref, "default")
 	require.NoError(t, err)
-	v := testenv.WaitStatus(t, c, ref, "initial sync under way", func(v workflows.StatusView) bool {
+	v := testenv.WaitStatus(t, c, ref, "initial sync under way", func(v contract.StatusView) bool {
 		s, ok := testenv.Share(v, "default")
 		return ok && s.RecordsCopied > 0 && s.RecordsCopied < s.RecordsTotal/2
 	})
@@ -99,7 +99,7 @@ func TestWorkerCrash(t *testing.T) {
 	require.Less(t, before, s.RecordsTotal, "the crash happened mid-sync")
 
 	recovering := newWorker(t, env)
-	testenv.WaitStatus(t, c, ref, "default Active after the crash", testenv.ShareIs("default", workflows.ShareActive))
+	testenv.WaitStatus(t, c, ref, "default Active after the crash", testenv.ShareIs("default", contract.ShareActive))
 	requireCopied(t, env, "acme", "acme-emea", "default")
 	recovering.stop()
 
@@ -140,7 +140,7 @@ func TestServerRestart(t *testing.T) {
 
 	w := newWorker(t, env)
 	for _, ref := range []control.Ref{emea, apac} {
-		_, err := c.Connect(ctx, ref, workflows.Settings{})
+		_, err := c.Connect(ctx, ref, contract.Settings{})
 		require.NoError(t, err)
 	}
 	// acme-apac: a share in Error (every attempt of the initial sync fails).
@@ -150,17 +150,17 @@ func TestServerRestart(t *testing.T) {
 	// acme-emea: metadata Pending on marketing, and default Activating.
 	_, err = c.Share(ctx, emea, "marketing")
 	require.NoError(t, err)
-	testenv.WaitStatus(t, c, emea, "metadata sync running", func(v workflows.StatusView) bool { return v.MetadataSync.Status == workflows.SyncSucceeded })
+	testenv.WaitStatus(t, c, emea, "metadata sync running", func(v contract.StatusView) bool { return v.MetadataSync.Status == contract.SyncSucceeded })
 	_, err = env.Store.ChangeMetadata(ctx, "acme", "marketing", 2)
 	require.NoError(t, err)
-	testenv.WaitStatus(t, c, emea, "Pending", func(v workflows.StatusView) bool { return v.MetadataSync.Status == workflows.SyncPending })
+	testenv.WaitStatus(t, c, emea, "Pending", func(v contract.StatusView) bool { return v.MetadataSync.Status == contract.SyncPending })
 	_, err = c.Share(ctx, emea, "default")
 	require.NoError(t, err)
-	testenv.WaitStatus(t, c, emea, "default Activating", func(v workflows.StatusView) bool {
+	testenv.WaitStatus(t, c, emea, "default Activating", func(v contract.StatusView) bool {
 		s, ok := testenv.Share(v, "default")
 		return ok && s.RecordsCopied > 0 && s.RecordsCopied < s.RecordsTotal
 	})
-	testenv.WaitStatus(t, c, apac, "sales in Error", testenv.ShareIs("sales", workflows.ShareError))
+	testenv.WaitStatus(t, c, apac, "sales in Error", testenv.ShareIs("sales", contract.ShareError))
 
 	w.stop()
 	require.NoError(t, env.Server.Stop())
@@ -169,23 +169,23 @@ func TestServerRestart(t *testing.T) {
 	c = control.New(env.Client)
 	newWorker(t, env)
 
-	v := testenv.WaitStatus(t, c, emea, "default Active and metadata applied after the restart", func(v workflows.StatusView) bool {
-		return testenv.ShareIs("default", workflows.ShareActive)(v) && v.MetadataSync.Status == workflows.SyncSucceeded
+	v := testenv.WaitStatus(t, c, emea, "default Active and metadata applied after the restart", func(v contract.StatusView) bool {
+		return testenv.ShareIs("default", contract.ShareActive)(v) && v.MetadataSync.Status == contract.SyncSucceeded
 	})
-	assert.Equal(t, workflows.Active, v.Status)
+	assert.Equal(t, contract.Active, v.Status)
 	requireCopied(t, env, "acme", "acme-emea", "default")
 	v, err = c.Status(ctx, apac)
 	require.NoError(t, err)
 	s, _ := testenv.Share(v, "sales")
-	assert.Equal(t, workflows.ShareError, s.InitializationStatus)
+	assert.Equal(t, contract.ShareError, s.InitializationStatus)
 	assert.Contains(t, s.Error, "injected transient failure")
 	_, err = c.Retry(ctx, apac, "sales")
 	require.NoError(t, err)
-	testenv.WaitStatus(t, c, apac, "sales Active after retry", testenv.ShareIs("sales", workflows.ShareActive))
+	testenv.WaitStatus(t, c, apac, "sales Active after retry", testenv.ShareIs("sales", contract.ShareActive))
 	requireCopied(t, env, "acme", "acme-apac", "sales")
 	for _, ref := range []control.Ref{emea, apac} {
 		v, err := c.Disconnect(ctx, ref, true)
 		require.NoError(t, err)
-		assert.Equal(t, workflows.Disconnected, v.Status)
+		assert.Equal(t, contract.Disconnected, v.Status)
 	}
 }

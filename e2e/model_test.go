@@ -12,10 +12,10 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/companionsync/companionsync/contract"
 	"github.com/companionsync/companionsync/control"
 	"github.com/companionsync/companionsync/internal/refmodel"
 	"github.com/companionsync/companionsync/internal/testenv"
-	"github.com/companionsync/companionsync/workflows"
 )
 
 // TestModelOnRealServer drives a real server, worker and store and the
@@ -62,7 +62,7 @@ func runRealModelSequence(t *testing.T, env *testenv.Env, c *control.Client, see
 	require.NoError(t, err)
 	m := refmodel.New(dataSpaces)
 	require.NoError(t, env.Store.RenewLicence(ctx, ref.Home), "a healthy home, whatever an earlier sequence left")
-	_, err = c.Connect(ctx, ref, workflows.Settings{})
+	_, err = c.Connect(ctx, ref, contract.Settings{})
 	require.NoError(t, err)
 
 	for i := range 40 {
@@ -71,15 +71,15 @@ func runRealModelSequence(t *testing.T, env *testenv.Env, c *control.Client, see
 		var call func() error
 		switch roll := rng.IntN(100); {
 		case roll < 35:
-			op, call = workflows.MessageShare, func() error { _, err := c.Share(ctx, ref, ds); return err }
+			op, call = contract.MessageShare, func() error { _, err := c.Share(ctx, ref, ds); return err }
 		case roll < 60:
-			op, call = workflows.MessageUnshare, func() error { _, err := c.Unshare(ctx, ref, ds); return err }
+			op, call = contract.MessageUnshare, func() error { _, err := c.Unshare(ctx, ref, ds); return err }
 		case roll < 68:
-			op, call = workflows.MessageRetry, func() error { _, err := c.Retry(ctx, ref, ds); return err }
+			op, call = contract.MessageRetry, func() error { _, err := c.Retry(ctx, ref, ds); return err }
 		case roll < 72:
-			op, call = workflows.MessageResume, func() error { _, err := c.Resume(ctx, ref); return err }
+			op, call = contract.MessageResume, func() error { _, err := c.Resume(ctx, ref); return err }
 		case roll < 80:
-			op, call = workflows.MessageRecheck, func() error { _, err := c.Recheck(ctx, ref); return err }
+			op, call = contract.MessageRecheck, func() error { _, err := c.Recheck(ctx, ref); return err }
 		case roll < 86:
 			require.NoError(t, env.Store.InjectCopyFailures(ctx, ref.Home, ref.Companion, ds, 1+rng.IntN(4)))
 			m.CopyFailed[ds] = true
@@ -134,7 +134,7 @@ func runRealModelSequence(t *testing.T, env *testenv.Env, c *control.Client, see
 			// A share left in Error by injected failures is retried once the
 			// failures are used up.
 			if v, err := c.Status(ctx, ref); err == nil {
-				if sh, ok := testenv.Share(v, ds); ok && sh.InitializationStatus == workflows.ShareError && sh.Requested == "" {
+				if sh, ok := testenv.Share(v, ds); ok && sh.InitializationStatus == contract.ShareError && sh.Requested == "" {
 					_, _ = c.Retry(ctx, ref, ds)
 				}
 			}
@@ -146,14 +146,14 @@ func runRealModelSequence(t *testing.T, env *testenv.Env, c *control.Client, see
 	})
 	var runs, continued int
 	testenv.Eventually(t, 30*time.Second, "the connection continued as new", func() bool {
-		runs, continued = runsOf(t, env.Client, workflows.ConnectionWorkflowID(ref.Home, ref.Companion))
+		runs, continued = runsOf(t, env.Client, contract.ConnectionWorkflowID(ref.Home, ref.Companion))
 		return continued > 0
 	})
 	t.Logf("seed %d: %d requests accepted; the connection ran %d runs", seed, m.Accepted, runs)
 
 	final, err := c.Disconnect(ctx, ref, true)
 	require.NoError(t, err)
-	require.Equal(t, workflows.Disconnected, final.Status)
+	require.Equal(t, contract.Disconnected, final.Status)
 	for _, ds := range dataSpaces {
 		require.Zero(t, copied(ds), "no record of %s left in the companion", ds)
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/companionsync/companionsync"
 	"github.com/companionsync/companionsync/activities"
+	"github.com/companionsync/companionsync/contract"
 	"github.com/companionsync/companionsync/control"
 	"github.com/companionsync/companionsync/internal/testenv"
 	"github.com/companionsync/companionsync/orgstore"
@@ -94,7 +95,7 @@ func (g *gatedOrgs) DataSpaces(ctx context.Context, home string) ([]string, erro
 func TestShareRequestAfterARemovalEndedInTheSameTask(t *testing.T) {
 	t.Run("signal", func(t *testing.T) {
 		shareAfterRemovalEnded(t, func(ctx context.Context, env *testenv.Env, id string) func() error {
-			require.NoError(t, env.Client.SignalWorkflow(ctx, id, "", workflows.MessageShare, workflows.DataSpaceRequest{DataSpace: "marketing"}))
+			require.NoError(t, env.Client.SignalWorkflow(ctx, id, "", contract.MessageShare, contract.DataSpaceRequest{DataSpace: "marketing"}))
 			return func() error { return nil }
 		})
 	})
@@ -104,8 +105,8 @@ func TestShareRequestAfterARemovalEndedInTheSameTask(t *testing.T) {
 			answered := make(chan error, 1)
 			go func() {
 				h, err := env.Client.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
-					UpdateID: updateID, WorkflowID: id, UpdateName: workflows.MessageShare,
-					Args: []any{workflows.DataSpaceRequest{DataSpace: "marketing"}}, WaitForStage: client.WorkflowUpdateStageCompleted,
+					UpdateID: updateID, WorkflowID: id, UpdateName: contract.MessageShare,
+					Args: []any{contract.DataSpaceRequest{DataSpace: "marketing"}}, WaitForStage: client.WorkflowUpdateStageCompleted,
 				})
 				if err == nil {
 					err = h.Get(ctx, nil)
@@ -137,7 +138,7 @@ func shareAfterRemovalEnded(t *testing.T, send func(ctx context.Context, env *te
 	settings.MetadataSyncInterval = time.Hour
 	env := testenv.Start(t, testenv.Options{NoWorker: true, Settings: settings})
 	orgs := &gatedOrgs{Store: env.Store.Store}
-	w := worker.New(env.Client, workflows.TaskQueue, worker.Options{})
+	w := worker.New(env.Client, contract.TaskQueue, worker.Options{})
 	workflows.Register(w, &activities.Activities{Orgs: orgs}, env.Settings)
 	require.NoError(t, w.Start())
 	t.Cleanup(w.Stop)
@@ -145,10 +146,10 @@ func shareAfterRemovalEnded(t *testing.T, send func(ctx context.Context, env *te
 	c := control.New(env.Client)
 	ctx := context.Background()
 	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
-	id := workflows.ConnectionWorkflowID(ref.Home, ref.Companion)
-	shareID := workflows.ShareWorkflowID(ref.Home, ref.Companion, "marketing")
+	id := contract.ConnectionWorkflowID(ref.Home, ref.Companion)
+	shareID := contract.ShareWorkflowID(ref.Home, ref.Companion, "marketing")
 	connectAndShare(t, c, ref, "marketing")
-	testenv.WaitStatus(t, c, ref, "marketing Active", testenv.ShareIs("marketing", workflows.ShareActive))
+	testenv.WaitStatus(t, c, ref, "marketing Active", testenv.ShareIs("marketing", contract.ShareActive))
 
 	removal := orgs.hold(&orgs.remove)
 	_, err := c.Unshare(ctx, ref, "marketing")
@@ -156,7 +157,7 @@ func shareAfterRemovalEnded(t *testing.T, send func(ctx context.Context, env *te
 	<-removal.entered
 
 	health := orgs.hold(&orgs.health)
-	require.NoError(t, env.Client.SignalWorkflow(ctx, id, "", workflows.MessageRecheck, nil))
+	require.NoError(t, env.Client.SignalWorkflow(ctx, id, "", contract.MessageRecheck, nil))
 	<-health.entered // the connection's workflow task now waits on its health check
 
 	close(removal.open)
@@ -178,7 +179,7 @@ func shareAfterRemovalEnded(t *testing.T, send func(ctx context.Context, env *te
 	close(health.open)
 	require.NoError(t, answered(), "the request met the state after the removal")
 
-	v := testenv.WaitStatus(t, c, ref, "marketing shared again", testenv.ShareIs("marketing", workflows.ShareActive))
+	v := testenv.WaitStatus(t, c, ref, "marketing shared again", testenv.ShareIs("marketing", contract.ShareActive))
 	assert.Empty(t, v.LastRejected, "the request met the state after the removal")
 	requireCopied(t, env, ref.Home, ref.Companion, "marketing")
 	_, err = c.Disconnect(ctx, ref, true)

@@ -13,9 +13,9 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 
 	"github.com/companionsync/companionsync"
+	"github.com/companionsync/companionsync/contract"
 	"github.com/companionsync/companionsync/control"
 	"github.com/companionsync/companionsync/internal/testenv"
-	"github.com/companionsync/companionsync/workflows"
 )
 
 // TestRapidShareUnshareCycles shares, unshares and re-shares one data space
@@ -29,9 +29,9 @@ func TestRapidShareUnshareCycles(t *testing.T) {
 	c := control.New(env.Client)
 	ctx := context.Background()
 	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
-	id := workflows.ConnectionWorkflowID(ref.Home, ref.Companion)
+	id := contract.ConnectionWorkflowID(ref.Home, ref.Companion)
 	const ds = "marketing"
-	_, err := c.Connect(ctx, ref, workflows.Settings{})
+	_, err := c.Connect(ctx, ref, contract.Settings{})
 	require.NoError(t, err)
 
 	const cycles = 50
@@ -40,8 +40,8 @@ func TestRapidShareUnshareCycles(t *testing.T) {
 		if i%2 == 1 {
 			// Signals cannot be refused to the sender: both go out at once, and
 			// the share is accepted only if the last removal has finished.
-			require.NoError(t, env.Client.SignalWorkflow(ctx, id, "", workflows.MessageShare, workflows.DataSpaceRequest{DataSpace: ds}))
-			require.NoError(t, env.Client.SignalWorkflow(ctx, id, "", workflows.MessageUnshare, workflows.DataSpaceRequest{DataSpace: ds}))
+			require.NoError(t, env.Client.SignalWorkflow(ctx, id, "", contract.MessageShare, contract.DataSpaceRequest{DataSpace: ds}))
+			require.NoError(t, env.Client.SignalWorkflow(ctx, id, "", contract.MessageUnshare, contract.DataSpaceRequest{DataSpace: ds}))
 			continue
 		}
 		// Re-share as soon as the connection accepts it.
@@ -67,7 +67,7 @@ func TestRapidShareUnshareCycles(t *testing.T) {
 
 	final, err := c.Disconnect(ctx, ref, true)
 	require.NoError(t, err)
-	assert.Equal(t, workflows.Disconnected, final.Status)
+	assert.Equal(t, contract.Disconnected, final.Status)
 	assert.Empty(t, final.DataSpaces)
 	assert.Zero(t, companionCount(t, env, ref.Home, ref.Companion, ds), "no record of %s left in the companion", ds)
 }
@@ -82,35 +82,35 @@ func TestTerminatedConnection(t *testing.T) {
 	ctx := context.Background()
 	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
 	connectAndShare(t, c, ref, "default")
-	testenv.WaitStatus(t, c, ref, "default Active, metadata synced", func(v workflows.StatusView) bool {
-		return testenv.ShareIs("default", workflows.ShareActive)(v) && v.MetadataSync.Status == workflows.SyncSucceeded
+	testenv.WaitStatus(t, c, ref, "default Active, metadata synced", func(v contract.StatusView) bool {
+		return testenv.ShareIs("default", contract.ShareActive)(v) && v.MetadataSync.Status == contract.SyncSucceeded
 	})
 
-	require.NoError(t, env.Client.TerminateWorkflow(ctx, workflows.ConnectionWorkflowID(ref.Home, ref.Companion), "", "test: lost connection workflow"))
+	require.NoError(t, env.Client.TerminateWorkflow(ctx, contract.ConnectionWorkflowID(ref.Home, ref.Companion), "", "test: lost connection workflow"))
 	v, err := c.Status(ctx, ref)
 	require.NoError(t, err)
-	assert.Equal(t, workflows.RunTerminated, v.Workflow)
-	assert.Equal(t, workflows.ConnectionStatus(workflows.RunTerminated), v.Status, "the status says the workflow is closed")
-	assert.Equal(t, workflows.Active, v.LastStatus)
+	assert.Equal(t, contract.RunTerminated, v.Workflow)
+	assert.Equal(t, contract.ConnectionStatus(contract.RunTerminated), v.Status, "the status says the workflow is closed")
+	assert.Equal(t, contract.Active, v.LastStatus)
 
 	_, err = c.Unshare(ctx, ref, "default")
 	assert.ErrorIs(t, err, control.ErrConnectionEnded)
 	list, err := c.List(ctx, control.Filter{})
 	require.NoError(t, err)
 	require.Len(t, list, 1)
-	assert.Equal(t, string(workflows.RunTerminated), list[0].Status)
+	assert.Equal(t, string(contract.RunTerminated), list[0].Status)
 
 	// A metadata change makes the sync report Pending: its report fails, so
 	// it stops and the change is never applied.
 	_, err = env.Store.ChangeMetadata(ctx, ref.Home, "default", 1)
 	require.NoError(t, err)
-	syncID := workflows.MetadataSyncWorkflowID(ref.Home, ref.Companion)
+	syncID := contract.MetadataSyncWorkflowID(ref.Home, ref.Companion)
 	testenv.Eventually(t, time.Minute, "the metadata sync stops", func() bool {
 		d, err := env.Client.DescribeWorkflowExecution(ctx, syncID, "")
 		require.NoError(t, err)
 		return d.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED
 	})
-	var last workflows.MetadataSyncView
+	var last contract.MetadataSyncView
 	require.NoError(t, env.Client.GetWorkflow(ctx, syncID, "").Get(ctx, &last))
 	assert.Contains(t, last.Orphaned, "is gone")
 	pending, _, err := env.Store.PendingChanges(ctx, connectionOf(ref), []string{"default"})
@@ -132,10 +132,10 @@ func TestUnshareRestartsAVanishedShare(t *testing.T) {
 	ctx := context.Background()
 	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
 	connectAndShare(t, c, ref, "marketing")
-	testenv.WaitStatus(t, c, ref, "marketing Active", testenv.ShareIs("marketing", workflows.ShareActive))
+	testenv.WaitStatus(t, c, ref, "marketing Active", testenv.ShareIs("marketing", contract.ShareActive))
 	requireCopied(t, env, ref.Home, ref.Companion, "marketing")
 
-	shareID := workflows.ShareWorkflowID(ref.Home, ref.Companion, "marketing")
+	shareID := contract.ShareWorkflowID(ref.Home, ref.Companion, "marketing")
 	require.NoError(t, env.Client.TerminateWorkflow(ctx, shareID, "", "test: a vanished share"))
 	_, err := c.Unshare(ctx, ref, "marketing")
 	require.NoError(t, err)
@@ -143,7 +143,7 @@ func TestUnshareRestartsAVanishedShare(t *testing.T) {
 	assert.Zero(t, companionCount(t, env, ref.Home, ref.Companion, "marketing"), "the restarted share removed the data")
 
 	query := fmt.Sprintf("WorkflowId = '%s' AND %s = '%s' AND ExecutionStatus = 'Completed'",
-		shareID, workflows.AttrInitializationStatus.GetName(), workflows.RemovingSharing)
+		shareID, contract.AttrInitializationStatus.GetName(), contract.RemovingSharing)
 	testenv.Eventually(t, 30*time.Second, "visibility lists the restarted removal", func() bool {
 		resp, err := env.Client.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: query})
 		require.NoError(t, err)

@@ -15,9 +15,9 @@ import (
 	"go.temporal.io/sdk/client"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/companionsync/companionsync/contract"
 	"github.com/companionsync/companionsync/control"
 	"github.com/companionsync/companionsync/internal/testenv"
-	"github.com/companionsync/companionsync/workflows"
 )
 
 // historiesDir is where the workflows package replays recorded histories.
@@ -44,26 +44,26 @@ func TestRecordHistories(t *testing.T) {
 
 	require.NoError(t, env.Store.InjectCopyFailures(ctx, "acme", "acme-emea", "marketing", int(settings.InitialSyncRetry.MaximumAttempts)))
 	connectAndShare(t, c, ref, "default", "marketing")
-	testenv.WaitStatus(t, c, ref, "marketing in Error", testenv.ShareIs("marketing", workflows.ShareError))
+	testenv.WaitStatus(t, c, ref, "marketing in Error", testenv.ShareIs("marketing", contract.ShareError))
 	_, err := c.Retry(ctx, ref, "marketing")
 	require.NoError(t, err)
-	testenv.WaitStatus(t, c, ref, "both Active", func(v workflows.StatusView) bool {
-		return testenv.ShareIs("default", workflows.ShareActive)(v) && testenv.ShareIs("marketing", workflows.ShareActive)(v)
+	testenv.WaitStatus(t, c, ref, "both Active", func(v contract.StatusView) bool {
+		return testenv.ShareIs("default", contract.ShareActive)(v) && testenv.ShareIs("marketing", contract.ShareActive)(v)
 	})
-	testenv.WaitStatus(t, c, ref, "metadata sync running", func(v workflows.StatusView) bool { return v.MetadataSync.Status == workflows.SyncSucceeded })
+	testenv.WaitStatus(t, c, ref, "metadata sync running", func(v contract.StatusView) bool { return v.MetadataSync.Status == contract.SyncSucceeded })
 	_, err = env.Store.MakeConflict(ctx, "acme", "acme-emea", "default")
 	require.NoError(t, err)
-	testenv.WaitStatus(t, c, ref, "metadata Error", func(v workflows.StatusView) bool { return v.MetadataSync.Status == workflows.SyncError })
+	testenv.WaitStatus(t, c, ref, "metadata Error", func(v contract.StatusView) bool { return v.MetadataSync.Status == contract.SyncError })
 	_, err = env.Store.ResolveConflicts(ctx, "acme", "acme-emea")
 	require.NoError(t, err)
-	require.NoError(t, env.Client.SignalWorkflow(ctx, workflows.ConnectionWorkflowID("acme", "acme-emea"), "", workflows.MessageResume, nil))
-	testenv.WaitStatus(t, c, ref, "metadata Succeeded", func(v workflows.StatusView) bool { return v.MetadataSync.Status == workflows.SyncSucceeded })
+	require.NoError(t, env.Client.SignalWorkflow(ctx, contract.ConnectionWorkflowID("acme", "acme-emea"), "", contract.MessageResume, nil))
+	testenv.WaitStatus(t, c, ref, "metadata Succeeded", func(v contract.StatusView) bool { return v.MetadataSync.Status == contract.SyncSucceeded })
 	require.NoError(t, env.Store.ExpireLicence(ctx, "acme"))
-	testenv.WaitStatus(t, c, ref, "Inactive", func(v workflows.StatusView) bool { return v.Status == workflows.Inactive })
+	testenv.WaitStatus(t, c, ref, "Inactive", func(v contract.StatusView) bool { return v.Status == contract.Inactive })
 	require.NoError(t, env.Store.RenewLicence(ctx, "acme"))
 	_, err = c.Recheck(ctx, ref)
 	require.NoError(t, err)
-	testenv.WaitStatus(t, c, ref, "Active again", func(v workflows.StatusView) bool { return v.Status == workflows.Active })
+	testenv.WaitStatus(t, c, ref, "Active again", func(v contract.StatusView) bool { return v.Status == contract.Active })
 	_, err = c.Unshare(ctx, ref, "marketing")
 	require.NoError(t, err)
 	testenv.WaitStatus(t, c, ref, "marketing removed", testenv.ShareGone("marketing"))
@@ -72,10 +72,10 @@ func TestRecordHistories(t *testing.T) {
 
 	require.NoError(t, os.MkdirAll(historiesDir, 0o755))
 	for _, id := range []string{
-		workflows.ConnectionWorkflowID("acme", "acme-emea"),
-		workflows.ShareWorkflowID("acme", "acme-emea", "default"),
-		workflows.ShareWorkflowID("acme", "acme-emea", "marketing"),
-		workflows.MetadataSyncWorkflowID("acme", "acme-emea"),
+		contract.ConnectionWorkflowID("acme", "acme-emea"),
+		contract.ShareWorkflowID("acme", "acme-emea", "default"),
+		contract.ShareWorkflowID("acme", "acme-emea", "marketing"),
+		contract.MetadataSyncWorkflowID("acme", "acme-emea"),
 	} {
 		n := writeHistories(t, env.Client, label, id)
 		t.Logf("%s: %d run(s) recorded", id, n)
@@ -128,10 +128,10 @@ func TestMetadataRoundEventCost(t *testing.T) {
 	ctx := context.Background()
 	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
 	connectAndShare(t, c, ref, "marketing")
-	syncID := workflows.MetadataSyncWorkflowID("acme", "acme-emea")
-	syncView := func() workflows.MetadataSyncView {
-		var v workflows.MetadataSyncView
-		if q, err := env.Client.QueryWorkflow(ctx, syncID, "", workflows.QueryStatus); err == nil {
+	syncID := contract.MetadataSyncWorkflowID("acme", "acme-emea")
+	syncView := func() contract.MetadataSyncView {
+		var v contract.MetadataSyncView
+		if q, err := env.Client.QueryWorkflow(ctx, syncID, "", contract.QueryStatus); err == nil {
 			_ = q.Get(&v)
 		}
 		return v
@@ -142,17 +142,17 @@ func TestMetadataRoundEventCost(t *testing.T) {
 		return desc.GetWorkflowExecutionInfo().GetHistoryLength()
 	}
 	testenv.Eventually(t, time.Minute, "metadata sync running", func() bool { return syncView().Rounds > 0 })
-	connectionID := workflows.ConnectionWorkflowID("acme", "acme-emea")
+	connectionID := contract.ConnectionWorkflowID("acme", "acme-emea")
 	connectionBefore, roundsBefore := historyLength(connectionID), syncView().Rounds
 	for range 10 {
 		_, err := env.Store.ChangeMetadata(ctx, "acme", "marketing", 1)
 		require.NoError(t, err)
 		time.Sleep(150 * time.Millisecond) // spread the changes over rounds
 	}
-	var v workflows.MetadataSyncView
+	var v contract.MetadataSyncView
 	testenv.Eventually(t, time.Minute, "20 rounds", func() bool {
 		v = syncView()
-		return v.Rounds >= 20 && v.Status == workflows.SyncSucceeded
+		return v.Rounds >= 20 && v.Status == contract.SyncSucceeded
 	})
 	events := historyLength(syncID)
 	rounds := v.Rounds

@@ -8,9 +8,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/companionsync/companionsync/contract"
 	"github.com/companionsync/companionsync/control"
 	"github.com/companionsync/companionsync/internal/testenv"
-	"github.com/companionsync/companionsync/workflows"
 )
 
 // TestStatusWithoutWorkerIsThePublishedState stops the only worker and
@@ -24,16 +24,16 @@ func TestStatusWithoutWorkerIsThePublishedState(t *testing.T) {
 	ctx := context.Background()
 	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
 	connectAndShare(t, c, ref, "default", "marketing")
-	live := testenv.WaitStatus(t, c, ref, "both Active and the metadata sync running", func(v workflows.StatusView) bool {
-		return testenv.ShareIs("default", workflows.ShareActive)(v) && testenv.ShareIs("marketing", workflows.ShareActive)(v) &&
-			v.MetadataSync.Status == workflows.SyncSucceeded
+	live := testenv.WaitStatus(t, c, ref, "both Active and the metadata sync running", func(v contract.StatusView) bool {
+		return testenv.ShareIs("default", contract.ShareActive)(v) && testenv.ShareIs("marketing", contract.ShareActive)(v) &&
+			v.MetadataSync.Status == contract.SyncSucceeded
 	})
 	require.False(t, live.Stale)
 	// Visibility is eventually consistent: wait until it shows what the
 	// workflows published.
 	testenv.Eventually(t, 30*time.Second, "search attributes published", func() bool {
 		got, err := c.List(ctx, control.Filter{Home: "acme"})
-		return err == nil && len(got) == 1 && got[0].Status == string(workflows.Active) && got[0].MetadataSyncStatus == string(workflows.SyncSucceeded)
+		return err == nil && len(got) == 1 && got[0].Status == string(contract.Active) && got[0].MetadataSyncStatus == string(contract.SyncSucceeded)
 	})
 
 	w.stop()
@@ -43,13 +43,13 @@ func TestStatusWithoutWorkerIsThePublishedState(t *testing.T) {
 	require.NoError(t, err)
 	t.Logf("status without a worker answered in %s (query timeout %s)", elapsed, control.DefaultQueryTimeout)
 	assert.True(t, v.Stale, "marked stale")
-	assert.Equal(t, workflows.Active, v.Status)
-	assert.Equal(t, workflows.RunRunning, v.Workflow)
-	assert.Equal(t, workflows.SyncSucceeded, v.MetadataSync.Status)
+	assert.Equal(t, contract.Active, v.Status)
+	assert.Equal(t, contract.RunRunning, v.Workflow)
+	assert.Equal(t, contract.SyncSucceeded, v.MetadataSync.Status)
 	require.Len(t, v.DataSpaces, 2)
 	for i, ds := range []string{"default", "marketing"} {
 		assert.Equal(t, ds, v.DataSpaces[i].DataSpace)
-		assert.Equal(t, workflows.ShareActive, v.DataSpaces[i].InitializationStatus)
+		assert.Equal(t, contract.ShareActive, v.DataSpaces[i].InitializationStatus)
 	}
 
 	newWorker(t, env)

@@ -14,9 +14,9 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
+	"github.com/companionsync/companionsync/contract"
 	"github.com/companionsync/companionsync/control"
 	"github.com/companionsync/companionsync/internal/testenv"
-	"github.com/companionsync/companionsync/workflows"
 )
 
 // runsOf counts the runs of a workflow ID, the current one included.
@@ -49,10 +49,10 @@ func TestContinueAsNewUnderTraffic(t *testing.T) {
 	c := control.New(env.Client)
 	ctx := context.Background()
 	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
-	id := workflows.ConnectionWorkflowID(ref.Home, ref.Companion)
+	id := contract.ConnectionWorkflowID(ref.Home, ref.Companion)
 
 	connectAndShare(t, c, ref, "default")
-	testenv.WaitStatus(t, c, ref, "default Active", testenv.ShareIs("default", workflows.ShareActive))
+	testenv.WaitStatus(t, c, ref, "default Active", testenv.ShareIs("default", contract.ShareActive))
 
 	// Background traffic: rechecks as plain signals, as fast as they go.
 	trafficCtx, stopTraffic := context.WithCancel(ctx)
@@ -62,7 +62,7 @@ func TestContinueAsNewUnderTraffic(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		for trafficCtx.Err() == nil && sent < 2000 {
-			if err := env.Client.SignalWorkflow(trafficCtx, id, "", workflows.MessageRecheck, nil); err == nil {
+			if err := env.Client.SignalWorkflow(trafficCtx, id, "", contract.MessageRecheck, nil); err == nil {
 				sent++
 			}
 		}
@@ -71,29 +71,29 @@ func TestContinueAsNewUnderTraffic(t *testing.T) {
 	const rounds = 4
 	for r := range rounds {
 		for _, ds := range []string{"marketing", "sales"} {
-			require.NoError(t, env.Client.SignalWorkflow(ctx, id, "", workflows.MessageShare, workflows.DataSpaceRequest{DataSpace: ds}))
+			require.NoError(t, env.Client.SignalWorkflow(ctx, id, "", contract.MessageShare, contract.DataSpaceRequest{DataSpace: ds}))
 		}
 		_, err := env.Store.ChangeMetadata(ctx, "acme", "default", 1)
 		require.NoError(t, err)
-		testenv.WaitStatus(t, c, ref, fmt.Sprintf("round %d: both shares Active", r), func(v workflows.StatusView) bool {
-			return testenv.ShareIs("marketing", workflows.ShareActive)(v) && testenv.ShareIs("sales", workflows.ShareActive)(v)
+		testenv.WaitStatus(t, c, ref, fmt.Sprintf("round %d: both shares Active", r), func(v contract.StatusView) bool {
+			return testenv.ShareIs("marketing", contract.ShareActive)(v) && testenv.ShareIs("sales", contract.ShareActive)(v)
 		})
 		for _, ds := range []string{"marketing", "sales"} {
-			require.NoError(t, env.Client.SignalWorkflow(ctx, id, "", workflows.MessageUnshare, workflows.DataSpaceRequest{DataSpace: ds}))
+			require.NoError(t, env.Client.SignalWorkflow(ctx, id, "", contract.MessageUnshare, contract.DataSpaceRequest{DataSpace: ds}))
 		}
-		testenv.WaitStatus(t, c, ref, fmt.Sprintf("round %d: both removed", r), func(v workflows.StatusView) bool {
+		testenv.WaitStatus(t, c, ref, fmt.Sprintf("round %d: both removed", r), func(v contract.StatusView) bool {
 			return testenv.ShareGone("marketing")(v) && testenv.ShareGone("sales")(v)
 		})
 	}
 	stopTraffic()
 	wg.Wait()
 
-	v := testenv.WaitStatus(t, c, ref, "metadata caught up", func(v workflows.StatusView) bool {
-		return v.MetadataSync.Status == workflows.SyncSucceeded
+	v := testenv.WaitStatus(t, c, ref, "metadata caught up", func(v contract.StatusView) bool {
+		return v.MetadataSync.Status == contract.SyncSucceeded
 	})
 	assert.Empty(t, v.LastRejected, "no signal was applied twice")
 	assert.Len(t, v.DataSpaces, 1)
-	assert.Equal(t, workflows.Active, v.Status)
+	assert.Equal(t, contract.Active, v.Status)
 	requireCopied(t, env, "acme", "acme-emea", "default")
 	assert.Zero(t, companionCount(t, env, "acme", "acme-emea", "marketing"))
 	assert.Zero(t, companionCount(t, env, "acme", "acme-emea", "sales"))
@@ -101,7 +101,7 @@ func TestContinueAsNewUnderTraffic(t *testing.T) {
 	var runs, continued, syncContinued int
 	testenv.Eventually(t, 30*time.Second, "visibility lists the runs", func() bool {
 		runs, continued = runsOf(t, env.Client, id)
-		_, syncContinued = runsOf(t, env.Client, workflows.MetadataSyncWorkflowID(ref.Home, ref.Companion))
+		_, syncContinued = runsOf(t, env.Client, contract.MetadataSyncWorkflowID(ref.Home, ref.Companion))
 		return continued >= 3 && syncContinued >= 2
 	})
 	t.Logf("%d recheck signals; connection ran %d runs (%d continued as new); metadata sync continued %d times",
@@ -114,7 +114,7 @@ func TestContinueAsNewUnderTraffic(t *testing.T) {
 		last, _ := c.Status(ctx, ref)
 		t.Fatalf("disconnect: %v; status %+v", err, last)
 	}
-	assert.Equal(t, workflows.Disconnected, v.Status)
+	assert.Equal(t, contract.Disconnected, v.Status)
 }
 
 // TestBadInputOnRealServer sends malformed payloads to every signal and
@@ -125,9 +125,9 @@ func TestBadInputOnRealServer(t *testing.T) {
 	c := control.New(env.Client)
 	ctx := context.Background()
 	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
-	id := workflows.ConnectionWorkflowID(ref.Home, ref.Companion)
+	id := contract.ConnectionWorkflowID(ref.Home, ref.Companion)
 	connectAndShare(t, c, ref, "default")
-	before := testenv.WaitStatus(t, c, ref, "default Active", testenv.ShareIs("default", workflows.ShareActive))
+	before := testenv.WaitStatus(t, c, ref, "default Active", testenv.ShareIs("default", contract.ShareActive))
 
 	huge := strings.Repeat("x", 100_000)
 	signals := []struct {
@@ -135,29 +135,29 @@ func TestBadInputOnRealServer(t *testing.T) {
 		payload any
 		want    string
 	}{
-		{workflows.MessageShare, 42, "malformed"},
-		{workflows.MessageShare, "marketing", "malformed"},
-		{workflows.MessageShare, map[string]any{"dataSpace": 7}, "malformed"},
-		{workflows.MessageShare, map[string]any{"dataSpace": ""}, "empty"},
-		{workflows.MessageShare, map[string]any{"dataSpace": huge}, "limit"},
-		{workflows.MessageShare, map[string]any{"dataSpace": "nope"}, "unknown data space"},
-		{workflows.MessageShare, map[string]any{"dataSpace": "default"}, "already shared"},
-		{workflows.MessageShare, nil, "missing payload"},
-		{workflows.MessageUnshare, map[string]any{"name": "default"}, "unknown field"},
-		{workflows.MessageUnshare, map[string]any{"dataSpace": "sales"}, "not shared"},
-		{workflows.MessageRetry, map[string]any{"dataSpace": "default"}, "not Error"},
-		{workflows.MessageRetry, []int{1, 2}, "malformed"},
-		{workflows.MessageResume, huge, "not paused"},
+		{contract.MessageShare, 42, "malformed"},
+		{contract.MessageShare, "marketing", "malformed"},
+		{contract.MessageShare, map[string]any{"dataSpace": 7}, "malformed"},
+		{contract.MessageShare, map[string]any{"dataSpace": ""}, "empty"},
+		{contract.MessageShare, map[string]any{"dataSpace": huge}, "limit"},
+		{contract.MessageShare, map[string]any{"dataSpace": "nope"}, "unknown data space"},
+		{contract.MessageShare, map[string]any{"dataSpace": "default"}, "already shared"},
+		{contract.MessageShare, nil, "missing payload"},
+		{contract.MessageUnshare, map[string]any{"name": "default"}, "unknown field"},
+		{contract.MessageUnshare, map[string]any{"dataSpace": "sales"}, "not shared"},
+		{contract.MessageRetry, map[string]any{"dataSpace": "default"}, "not Error"},
+		{contract.MessageRetry, []int{1, 2}, "malformed"},
+		{contract.MessageResume, huge, "not paused"},
 	}
 	for i, s := range signals {
 		require.NoError(t, env.Client.SignalWorkflow(ctx, id, "", s.name, s.payload), "signal %d", i)
-		v := testenv.WaitStatus(t, c, ref, fmt.Sprintf("signal %d (%s) recorded", i, s.name), func(v workflows.StatusView) bool {
+		v := testenv.WaitStatus(t, c, ref, fmt.Sprintf("signal %d (%s) recorded", i, s.name), func(v contract.StatusView) bool {
 			return strings.Contains(v.LastRejected, s.want) && strings.HasPrefix(v.LastRejected, s.name+" ")
 		})
 		assert.Less(t, len(v.LastRejected), 400, "the record of a huge payload stays small")
 		// Make the next rejection distinguishable from this one.
-		require.NoError(t, env.Client.SignalWorkflow(ctx, id, "", workflows.MessageShare, map[string]any{"dataSpace": "reset-marker"}))
-		testenv.WaitStatus(t, c, ref, "marker", func(v workflows.StatusView) bool { return strings.Contains(v.LastRejected, "reset-marker") })
+		require.NoError(t, env.Client.SignalWorkflow(ctx, id, "", contract.MessageShare, map[string]any{"dataSpace": "reset-marker"}))
+		testenv.WaitStatus(t, c, ref, "marker", func(v contract.StatusView) bool { return strings.Contains(v.LastRejected, "reset-marker") })
 	}
 
 	updates := []struct {
@@ -165,13 +165,13 @@ func TestBadInputOnRealServer(t *testing.T) {
 		args []any
 		want string
 	}{
-		{workflows.MessageShare, []any{42}, ""},
-		{workflows.MessageShare, []any{workflows.DataSpaceRequest{DataSpace: huge}}, "limit"},
-		{workflows.MessageShare, []any{workflows.DataSpaceRequest{DataSpace: "nope"}}, "unknown data space"},
-		{workflows.MessageUnshare, []any{"default"}, ""},
-		{workflows.MessageRetry, []any{workflows.DataSpaceRequest{}}, "empty"},
-		{workflows.MessageResume, nil, "not paused"},
-		{workflows.UpdateAwaitConnected, []any{"unexpected"}, ""},
+		{contract.MessageShare, []any{42}, ""},
+		{contract.MessageShare, []any{contract.DataSpaceRequest{DataSpace: huge}}, "limit"},
+		{contract.MessageShare, []any{contract.DataSpaceRequest{DataSpace: "nope"}}, "unknown data space"},
+		{contract.MessageUnshare, []any{"default"}, ""},
+		{contract.MessageRetry, []any{contract.DataSpaceRequest{}}, "empty"},
+		{contract.MessageResume, nil, "not paused"},
+		{contract.UpdateAwaitConnected, []any{"unexpected"}, ""},
 	}
 	for _, u := range updates {
 		h, err := env.Client.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
@@ -180,7 +180,7 @@ func TestBadInputOnRealServer(t *testing.T) {
 		if err == nil {
 			err = h.Get(ctx, nil)
 		}
-		if u.name == workflows.UpdateAwaitConnected {
+		if u.name == contract.UpdateAwaitConnected {
 			continue // extra arguments are ignored by a no-argument handler
 		}
 		require.Error(t, err, "update %s %v", u.name, u.args)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/companionsync/companionsync/activities"
 	"github.com/companionsync/companionsync/codec"
+	"github.com/companionsync/companionsync/contract"
 	"github.com/companionsync/companionsync/control"
 	"github.com/companionsync/companionsync/internal/testenv"
 	"github.com/companionsync/companionsync/workflows"
@@ -23,31 +24,31 @@ import (
 // shows in the status, an unshare sent to it is acknowledged, and its end
 // (the removal) is applied, leaving nothing in the companion.
 func TestAdoptionOfEachChildProtocol(t *testing.T) {
-	for p := workflows.OldestProtocol; p <= workflows.CurrentProtocol; p++ {
+	for p := contract.OldestProtocol; p <= contract.CurrentProtocol; p++ {
 		t.Run(fmt.Sprintf("protocol %d", p), func(t *testing.T) {
 			env, c := startFleet(t)
 			ctx := context.Background()
 			ref := control.Ref{Home: "acme", Companion: "acme-emea"}
 			shareOnProtocol(t, env, c, ref, p)
-			shareID := workflows.ShareWorkflowID(ref.Home, ref.Companion, "default")
+			shareID := contract.ShareWorkflowID(ref.Home, ref.Companion, "default")
 			require.Equal(t, int(p), runProtocol(t, env, shareID), "the share runs its connection's protocol")
 			shareRun := describeRun(t, env, shareID)
 
-			require.NoError(t, env.Client.TerminateWorkflow(ctx, workflows.ConnectionWorkflowID(ref.Home, ref.Companion), "", "test: lost connection workflow"))
-			report, err := c.Doctor(ctx, workflows.ReconcilerInput{Repair: true})
+			require.NoError(t, env.Client.TerminateWorkflow(ctx, contract.ConnectionWorkflowID(ref.Home, ref.Companion), "", "test: lost connection workflow"))
+			report, err := c.Doctor(ctx, contract.ReconcilerInput{Repair: true})
 			require.NoError(t, err)
-			missing := findings(report, workflows.FindingConnectionWorkflowMissing, ref.String())
+			missing := findings(report, contract.FindingConnectionWorkflowMissing, ref.String())
 			require.Len(t, missing, 1, "report %+v", report)
-			assert.Equal(t, workflows.OutcomeRepaired, missing[0].Outcome, "repair: %s", missing[0].Repair)
+			assert.Equal(t, contract.OutcomeRepaired, missing[0].Outcome, "repair: %s", missing[0].Repair)
 
 			total, err := env.Store.CountRecords(ctx, ref.Home, "default")
 			require.NoError(t, err)
-			v := testenv.WaitStatus(t, c, ref, "adopted, with the share's progress", func(v workflows.StatusView) bool {
+			v := testenv.WaitStatus(t, c, ref, "adopted, with the share's progress", func(v contract.StatusView) bool {
 				sh, _ := testenv.Share(v, "default")
-				return v.Workflow == workflows.RunRunning && v.Status == workflows.Active &&
-					sh.InitializationStatus == workflows.ShareActive && sh.RecordsCopied == total && sh.RecordsTotal == total
+				return v.Workflow == contract.RunRunning && v.Status == contract.Active &&
+					sh.InitializationStatus == contract.ShareActive && sh.RecordsCopied == total && sh.RecordsTotal == total
 			})
-			assert.Equal(t, workflows.CurrentProtocol, v.Protocol, "the restarted connection runs the current protocol")
+			assert.Equal(t, contract.CurrentProtocol, v.Protocol, "the restarted connection runs the current protocol")
 			assert.Equal(t, shareRun, describeRun(t, env, shareID), "the running share was adopted, not started again")
 
 			_, err = c.Unshare(ctx, ref, "default")

@@ -12,6 +12,7 @@ import (
 
 	"github.com/companionsync/companionsync"
 	"github.com/companionsync/companionsync/codec"
+	"github.com/companionsync/companionsync/contract"
 	"github.com/companionsync/companionsync/control"
 	"github.com/companionsync/companionsync/internal/testenv"
 	"github.com/companionsync/companionsync/workflows"
@@ -38,20 +39,20 @@ func BenchmarkUpgradeMove(b *testing.B) {
 		for i := range refs {
 			refs[i] = control.Ref{Home: "fleet", Companion: fmt.Sprintf("fleet-%04d", i)}
 			benchNoError(b, env.Store.AddOrg(ctx, companionsync.Org{ID: refs[i].Companion, Role: companionsync.RoleCompanion, Kind: companionsync.KindProduction, Active: true}))
-			benchNoError(b, startOnProtocol(ctx, env.Client, refs[i], workflows.ProtocolProgressReport))
+			benchNoError(b, startOnProtocol(ctx, env.Client, refs[i], contract.ProtocolProgressReport))
 		}
 		for _, ref := range refs {
-			testenv.WaitStatus(b, c, ref, "Incomplete", func(v workflows.StatusView) bool { return v.Status == workflows.Incomplete })
+			testenv.WaitStatus(b, c, ref, "Incomplete", func(v contract.StatusView) bool { return v.Status == contract.Incomplete })
 			_, err := c.Share(ctx, ref, "default")
 			benchNoError(b, err)
 		}
 		for _, ref := range refs {
-			testenv.WaitStatus(b, c, ref, "Active with its metadata sync", func(v workflows.StatusView) bool {
-				return testenv.ShareIs("default", workflows.ShareActive)(v) && v.MetadataSync.Status != ""
+			testenv.WaitStatus(b, c, ref, "Active with its metadata sync", func(v contract.StatusView) bool {
+				return testenv.ShareIs("default", contract.ShareActive)(v) && v.MetadataSync.Status != ""
 			})
 		}
 		total := 3 * n
-		onCurrent := workflows.UpgradeQuery + fmt.Sprintf(" AND %s = '%s'", workflows.AttrProtocol.GetName(), workflows.CurrentProtocol)
+		onCurrent := workflows.UpgradeQuery + fmt.Sprintf(" AND %s = '%s'", contract.AttrProtocol.GetName(), contract.CurrentProtocol)
 		b.ResetTimer()
 		start := time.Now()
 		res, err := c.Upgrade(ctx, control.UpgradeOptions{By: "benchmark", Move: true, Converter: codec.NewDataConverter(env.Keys)})
@@ -86,15 +87,15 @@ func BenchmarkUpgradeMove(b *testing.B) {
 // connection runs the current protocol whatever its starter says, so the
 // run starts as one continued under p would, with state that has not been
 // through the handshake yet.
-func startOnProtocol(ctx context.Context, tc client.Client, ref control.Ref, p workflows.Protocol) error {
+func startOnProtocol(ctx context.Context, tc client.Client, ref control.Ref, p contract.Protocol) error {
 	_, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID: workflows.ConnectionWorkflowID(ref.Home, ref.Companion), TaskQueue: workflows.TaskQueue,
+		ID: contract.ConnectionWorkflowID(ref.Home, ref.Companion), TaskQueue: contract.TaskQueue,
 		TypedSearchAttributes: temporal.NewSearchAttributes(
-			workflows.AttrHomeOrg.ValueSet(ref.Home),
-			workflows.AttrCompanionOrg.ValueSet(ref.Companion),
-			workflows.AttrConnectionStatus.ValueSet(string(workflows.Connecting)),
+			contract.AttrHomeOrg.ValueSet(ref.Home),
+			contract.AttrCompanionOrg.ValueSet(ref.Companion),
+			contract.AttrConnectionStatus.ValueSet(string(contract.Connecting)),
 		),
-	}, workflows.ConnectionWorkflowName, workflows.ConnectionInput{Home: ref.Home, Companion: ref.Companion, Protocol: p,
-		Settings: testenv.FastSettings(), State: &workflows.ConnectionState{Status: workflows.Connecting}})
+	}, contract.ConnectionWorkflowName, contract.ConnectionInput{Home: ref.Home, Companion: ref.Companion, Protocol: p,
+		Settings: testenv.FastSettings(), State: &contract.ConnectionState{Status: contract.Connecting}})
 	return err
 }

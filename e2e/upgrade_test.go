@@ -24,6 +24,7 @@ import (
 	"github.com/companionsync/companionsync"
 	"github.com/companionsync/companionsync/activities"
 	"github.com/companionsync/companionsync/codec"
+	"github.com/companionsync/companionsync/contract"
 	"github.com/companionsync/companionsync/control"
 	"github.com/companionsync/companionsync/internal/testenv"
 	"github.com/companionsync/companionsync/orgstore"
@@ -223,7 +224,7 @@ func runUpgrade(t *testing.T, bins upgradeBinaries, broken bool) []string {
 
 	// Before the stop: every scenario in place on the previous release.
 	for _, ref := range []control.Ref{upRemoval, upIdle, upPaused, upInactive} {
-		_, err := c.Connect(ctx, ref, workflows.Settings{})
+		_, err := c.Connect(ctx, ref, contract.Settings{})
 		require.NoError(t, err, "connect %s", ref)
 	}
 	share := func(ref control.Ref, ds string) {
@@ -234,26 +235,26 @@ func runUpgrade(t *testing.T, bins upgradeBinaries, broken bool) []string {
 	share(upIdle, "marketing")
 	share(upPaused, "default")
 	share(upInactive, "default")
-	waitUpgrade(t, c, upRemoval, "the first copy of a million records", 5*time.Minute, testenv.ShareIs("default", workflows.ShareActive))
-	waitUpgrade(t, c, upPaused, "globex default Active", time.Minute, testenv.ShareIs("default", workflows.ShareActive))
+	waitUpgrade(t, c, upRemoval, "the first copy of a million records", 5*time.Minute, testenv.ShareIs("default", contract.ShareActive))
+	waitUpgrade(t, c, upPaused, "globex default Active", time.Minute, testenv.ShareIs("default", contract.ShareActive))
 	_, err = store.MakeConflict(ctx, upPaused.Home, upPaused.Companion, "default")
 	require.NoError(t, err)
 	require.NoError(t, store.Deactivate(ctx, upInactive.Companion))
-	_, err = c.Connect(ctx, upCopy, workflows.Settings{})
+	_, err = c.Connect(ctx, upCopy, contract.Settings{})
 	require.NoError(t, err)
 	_, err = c.Unshare(ctx, upRemoval, "default")
 	require.NoError(t, err)
 	share(upCopy, "default")
-	waitUpgrade(t, c, upPaused, "the metadata sync paused", time.Minute, func(v workflows.StatusView) bool { return v.MetadataSync.Status == workflows.SyncError })
-	waitUpgrade(t, c, upInactive, "Inactive", time.Minute, func(v workflows.StatusView) bool { return v.Status == workflows.Inactive })
-	waitUpgrade(t, c, upIdle, "idle Active", time.Minute, testenv.ShareIs("marketing", workflows.ShareActive))
-	waitUpgrade(t, c, upCopy, "a copy in flight", 2*time.Minute, func(v workflows.StatusView) bool {
+	waitUpgrade(t, c, upPaused, "the metadata sync paused", time.Minute, func(v contract.StatusView) bool { return v.MetadataSync.Status == contract.SyncError })
+	waitUpgrade(t, c, upInactive, "Inactive", time.Minute, func(v contract.StatusView) bool { return v.Status == contract.Inactive })
+	waitUpgrade(t, c, upIdle, "idle Active", time.Minute, testenv.ShareIs("marketing", contract.ShareActive))
+	waitUpgrade(t, c, upCopy, "a copy in flight", 2*time.Minute, func(v contract.StatusView) bool {
 		s, ok := testenv.Share(v, "default")
-		return ok && s.InitializationStatus == workflows.Activating && s.RecordsCopied > 0
+		return ok && s.InitializationStatus == contract.Activating && s.RecordsCopied > 0
 	})
-	waitUpgrade(t, c, upRemoval, "a removal in flight", 2*time.Minute, func(v workflows.StatusView) bool {
+	waitUpgrade(t, c, upRemoval, "a removal in flight", 2*time.Minute, func(v contract.StatusView) bool {
 		s, ok := testenv.Share(v, "default")
-		return ok && s.InitializationStatus == workflows.RemovingSharing && s.RecordsRemoved > 0
+		return ok && s.InitializationStatus == contract.RemovingSharing && s.RecordsRemoved > 0
 	})
 	before := protocols(t, tc)
 	old.stop(t)
@@ -265,7 +266,7 @@ func runUpgrade(t *testing.T, bins upgradeBinaries, broken bool) []string {
 	require.Less(t, copied, upgradeRecords, "the copy was still in flight")
 	require.Positive(t, left, "the removal was still in flight")
 	for id, p := range before {
-		require.NotEqual(t, workflows.CurrentProtocol.String(), p, "%s started on the current protocol", id)
+		require.NotEqual(t, contract.CurrentProtocol.String(), p, "%s started on the current protocol", id)
 	}
 
 	// The upgrade.
@@ -290,14 +291,14 @@ func runUpgrade(t *testing.T, bins upgradeBinaries, broken bool) []string {
 	}
 	moved := waitMoved(tc, before, 3*time.Minute)
 	if len(moved) < len(before) {
-		fail("%d of %d running workflows moved to protocol %d within 3 minutes", len(moved), len(before), workflows.CurrentProtocol)
+		fail("%d of %d running workflows moved to protocol %d within 3 minutes", len(moved), len(before), contract.CurrentProtocol)
 	} else {
 		var last time.Duration
 		for _, at := range moved {
 			last = max(last, at.Sub(started))
 		}
 		t.Logf("all %d running workflows on protocol %d %s after the new worker started (%.1f workflows/s)",
-			len(moved), workflows.CurrentProtocol, last.Round(100*time.Millisecond), float64(len(moved))/last.Seconds())
+			len(moved), contract.CurrentProtocol, last.Round(100*time.Millisecond), float64(len(moved))/last.Seconds())
 	}
 	moveCost := 0
 	for id := range before {
@@ -324,7 +325,7 @@ func runUpgrade(t *testing.T, bins upgradeBinaries, broken bool) []string {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
-	status := func(ref control.Ref, cond func(workflows.StatusView) bool) func() error {
+	status := func(ref control.Ref, cond func(contract.StatusView) bool) func() error {
 		return func() error {
 			v, err := c.Status(ctx, ref)
 			if err != nil {
@@ -333,15 +334,15 @@ func runUpgrade(t *testing.T, bins upgradeBinaries, broken bool) []string {
 			if v.Stale || !cond(v) {
 				return fmt.Errorf("status %+v", v)
 			}
-			if v.Protocol != workflows.CurrentProtocol {
+			if v.Protocol != contract.CurrentProtocol {
 				return fmt.Errorf("protocol %d", v.Protocol)
 			}
 			return nil
 		}
 	}
-	check("the copy finishes with every record", 5*time.Minute, status(upCopy, func(v workflows.StatusView) bool {
+	check("the copy finishes with every record", 5*time.Minute, status(upCopy, func(v contract.StatusView) bool {
 		s, ok := testenv.Share(v, "default")
-		return ok && s.InitializationStatus == workflows.ShareActive && s.RecordsCopied == upgradeRecords
+		return ok && s.InitializationStatus == contract.ShareActive && s.RecordsCopied == upgradeRecords
 	}))
 	check("the companion holds the home org's records exactly", 10*time.Second, func() error {
 		home, err := store.RecordChecksum(ctx, upCopy.Home, "default")
@@ -370,18 +371,18 @@ func runUpgrade(t *testing.T, bins upgradeBinaries, broken bool) []string {
 		fail("resolve conflicts: %v", err)
 	}
 	check("resume the paused sync", time.Minute, func() error { _, err := c.Resume(ctx, upPaused); return err })
-	check("the resumed sync succeeds", time.Minute, status(upPaused, func(v workflows.StatusView) bool {
-		return v.MetadataSync.Status == workflows.SyncSucceeded && !v.MetadataSync.Paused
+	check("the resumed sync succeeds", time.Minute, status(upPaused, func(v contract.StatusView) bool {
+		return v.MetadataSync.Status == contract.SyncSucceeded && !v.MetadataSync.Paused
 	}))
 	if err := store.Reactivate(ctx, upInactive.Companion); err != nil {
 		fail("reactivate: %v", err)
 	}
-	check("the Inactive connection comes back", time.Minute, status(upInactive, func(v workflows.StatusView) bool { return v.Status == workflows.Active }))
+	check("the Inactive connection comes back", time.Minute, status(upInactive, func(v contract.StatusView) bool { return v.Status == contract.Active }))
 	check("unshare on the idle pair", time.Minute, func() error { _, err := c.Unshare(ctx, upIdle, "marketing"); return err })
 	check("the idle pair's share is removed", time.Minute, status(upIdle, testenv.ShareGone("marketing")))
 	check("disconnect", 2*time.Minute, func() error { _, err := c.Disconnect(ctx, upRemoval, true); return err })
-	check("connect again", time.Minute, func() error { _, err := c.Connect(ctx, upRemoval, workflows.Settings{}); return err })
-	check("the new connection runs the current protocol", time.Minute, status(upRemoval, func(v workflows.StatusView) bool { return v.Status == workflows.Incomplete }))
+	check("connect again", time.Minute, func() error { _, err := c.Connect(ctx, upRemoval, contract.Settings{}); return err })
+	check("the new connection runs the current protocol", time.Minute, status(upRemoval, func(v contract.StatusView) bool { return v.Status == contract.Incomplete }))
 
 	// No history holds a failed workflow task.
 	failed, timedOut := taskFailures(ctx, t, tc)
@@ -392,7 +393,7 @@ func runUpgrade(t *testing.T, bins upgradeBinaries, broken bool) []string {
 	return findings
 }
 
-func waitUpgrade(t *testing.T, c *control.Client, ref control.Ref, what string, within time.Duration, cond func(workflows.StatusView) bool) {
+func waitUpgrade(t *testing.T, c *control.Client, ref control.Ref, what string, within time.Duration, cond func(contract.StatusView) bool) {
 	t.Helper()
 	testenv.Eventually(t, within, what, func() bool {
 		v, err := c.Status(context.Background(), ref)
@@ -410,7 +411,7 @@ func protocols(t *testing.T, tc client.Client) map[string]string {
 		res, err := tc.ListWorkflow(context.Background(), &workflowservice.ListWorkflowExecutionsRequest{Query: workflows.UpgradeQuery, NextPageToken: token})
 		require.NoError(t, err)
 		for _, e := range res.GetExecutions() {
-			out[e.GetExecution().GetWorkflowId()] = activities.Keywords(e.GetSearchAttributes())[workflows.AttrProtocol.GetName()]
+			out[e.GetExecution().GetWorkflowId()] = activities.Keywords(e.GetSearchAttributes())[contract.AttrProtocol.GetName()]
 		}
 		if token = res.GetNextPageToken(); len(token) == 0 {
 			return out
@@ -434,7 +435,7 @@ func waitMoved(tc client.Client, ids map[string]string, within time.Duration) ma
 			}
 			info := d.GetWorkflowExecutionInfo()
 			if info.GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING ||
-				activities.Keywords(info.GetSearchAttributes())[workflows.AttrProtocol.GetName()] == workflows.CurrentProtocol.String() {
+				activities.Keywords(info.GetSearchAttributes())[contract.AttrProtocol.GetName()] == contract.CurrentProtocol.String() {
 				moved[id] = time.Now()
 			}
 		}
@@ -501,7 +502,7 @@ func moveEvents(ctx context.Context, t *testing.T, tc client.Client, id string) 
 		for iter.HasNext() {
 			ev, err := iter.Next()
 			require.NoError(t, err)
-			if n > 0 || ev.GetWorkflowExecutionSignaledEventAttributes().GetSignalName() == workflows.SignalUpgrade {
+			if n > 0 || ev.GetWorkflowExecutionSignaledEventAttributes().GetSignalName() == contract.SignalUpgrade {
 				n++
 			}
 		}

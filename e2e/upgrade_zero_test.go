@@ -9,9 +9,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/companionsync/companionsync/contract"
 	"github.com/companionsync/companionsync/control"
 	"github.com/companionsync/companionsync/internal/testenv"
-	"github.com/companionsync/companionsync/workflows"
 )
 
 // TestEveryProtocolMovesInEitherOrder: a connection on any earlier
@@ -19,7 +19,7 @@ import (
 // request made while the pair is split is carried out: a share started, a
 // share removed, a metadata change applied, then a disconnect.
 func TestEveryProtocolMovesInEitherOrder(t *testing.T) {
-	for p := workflows.OldestProtocol; p < workflows.CurrentProtocol; p++ {
+	for p := contract.OldestProtocol; p < contract.CurrentProtocol; p++ {
 		for _, first := range []string{"connection", "children"} {
 			t.Run(fmt.Sprintf("protocol %d, %s first", p, first), func(t *testing.T) {
 				testSplitMove(t, p, first)
@@ -28,20 +28,20 @@ func TestEveryProtocolMovesInEitherOrder(t *testing.T) {
 	}
 }
 
-func testSplitMove(t *testing.T, p workflows.Protocol, first string) {
+func testSplitMove(t *testing.T, p contract.Protocol, first string) {
 	env, c := startFleet(t)
 	ctx := context.Background()
 	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
 	shareOnProtocol(t, env, c, ref, p)
-	conn := workflows.ConnectionWorkflowID(ref.Home, ref.Companion)
-	children := []string{workflows.ShareWorkflowID(ref.Home, ref.Companion, "default"), workflows.MetadataSyncWorkflowID(ref.Home, ref.Companion)}
+	conn := contract.ConnectionWorkflowID(ref.Home, ref.Companion)
+	children := []string{contract.ShareWorkflowID(ref.Home, ref.Companion, "default"), contract.MetadataSyncWorkflowID(ref.Home, ref.Companion)}
 	move := func(ids ...string) {
 		for _, id := range ids {
-			require.NoError(t, env.Client.SignalWorkflow(ctx, id, "", workflows.SignalUpgrade, nil))
+			require.NoError(t, env.Client.SignalWorkflow(ctx, id, "", contract.SignalUpgrade, nil))
 		}
 		testenv.Eventually(t, time.Minute, "moved", func() bool {
 			for _, id := range ids {
-				if runProtocol(t, env, id) != int(workflows.CurrentProtocol) {
+				if runProtocol(t, env, id) != int(contract.CurrentProtocol) {
 					return false
 				}
 			}
@@ -60,11 +60,11 @@ func testSplitMove(t *testing.T, p workflows.Protocol, first string) {
 	require.NoError(t, err)
 	_, err = env.Store.ChangeMetadata(ctx, ref.Home, "marketing", 1)
 	require.NoError(t, err)
-	testenv.WaitStatus(t, c, ref, "marketing Active, default gone", func(v workflows.StatusView) bool {
-		return testenv.ShareIs("marketing", workflows.ShareActive)(v) && testenv.ShareGone("default")(v)
+	testenv.WaitStatus(t, c, ref, "marketing Active, default gone", func(v contract.StatusView) bool {
+		return testenv.ShareIs("marketing", contract.ShareActive)(v) && testenv.ShareGone("default")(v)
 	})
 	if first == "connection" {
-		move(workflows.MetadataSyncWorkflowID(ref.Home, ref.Companion))
+		move(contract.MetadataSyncWorkflowID(ref.Home, ref.Companion))
 	} else {
 		move(conn)
 	}
@@ -79,19 +79,19 @@ func testSplitMove(t *testing.T, p workflows.Protocol, first string) {
 	requireCopied(t, env, ref.Home, ref.Companion, "marketing")
 	v, err := c.Disconnect(ctx, ref, true)
 	require.NoError(t, err)
-	assert.Equal(t, workflows.Disconnected, v.Status)
+	assert.Equal(t, contract.Disconnected, v.Status)
 }
 
 // shareOnProtocol starts ref's connection on protocol p (see
 // startOnProtocol) and shares "default", waiting until it is Active and the
 // metadata sync has run.
-func shareOnProtocol(t *testing.T, env *testenv.Env, c *control.Client, ref control.Ref, p workflows.Protocol) {
+func shareOnProtocol(t *testing.T, env *testenv.Env, c *control.Client, ref control.Ref, p contract.Protocol) {
 	t.Helper()
 	require.NoError(t, startOnProtocol(context.Background(), env.Client, ref, p))
-	testenv.WaitStatus(t, c, ref, "Incomplete", func(v workflows.StatusView) bool { return v.Status == workflows.Incomplete })
+	testenv.WaitStatus(t, c, ref, "Incomplete", func(v contract.StatusView) bool { return v.Status == contract.Incomplete })
 	_, err := c.Share(context.Background(), ref, "default")
 	require.NoError(t, err)
-	testenv.WaitStatus(t, c, ref, "default Active, metadata synced", func(v workflows.StatusView) bool {
-		return testenv.ShareIs("default", workflows.ShareActive)(v) && v.MetadataSync.Status == workflows.SyncSucceeded
+	testenv.WaitStatus(t, c, ref, "default Active, metadata synced", func(v contract.StatusView) bool {
+		return testenv.ShareIs("default", contract.ShareActive)(v) && v.MetadataSync.Status == contract.SyncSucceeded
 	})
 }

@@ -12,9 +12,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/companionsync/companionsync/activities"
+	"github.com/companionsync/companionsync/contract"
 	"github.com/companionsync/companionsync/control"
-	"github.com/companionsync/companionsync/workflows"
 )
 
 func runConnect(ctx context.Context, inv *invocation, args []string) error {
@@ -27,7 +26,7 @@ func runConnect(ctx context.Context, inv *invocation, args []string) error {
 		return err
 	}
 	ref := control.Ref{Home: *home, Companion: *companion}
-	v, err := c.Connect(ctx, ref, workflows.Settings{})
+	v, err := c.Connect(ctx, ref, contract.Settings{})
 	if err != nil {
 		return err
 	}
@@ -54,7 +53,7 @@ func runRetry(ctx context.Context, inv *invocation, args []string) error {
 // dataSpaceOp runs share, unshare or retry: one validated operation on a
 // data space of a connection, then the status after it.
 func dataSpaceOp(ctx context.Context, inv *invocation, args []string, name, summary string,
-	op func(*control.Client, context.Context, control.Ref, string) (workflows.StatusView, error), done string) error {
+	op func(*control.Client, context.Context, control.Ref, string) (contract.StatusView, error), done string) error {
 	fs := inv.flags(name, "--connection H/C --data-space NAME", summary)
 	ref := fs.connection()
 	ds := fs.String("data-space", "", "the data space (required)")
@@ -85,7 +84,7 @@ func runRecheck(ctx context.Context, inv *invocation, args []string) error {
 // connectionOp runs resume or recheck on a connection and says so. It
 // prints no status: what they start has not happened yet when they return.
 func connectionOp(ctx context.Context, inv *invocation, args []string, name, summary string,
-	op func(*control.Client, context.Context, control.Ref) (workflows.StatusView, error), done string) error {
+	op func(*control.Client, context.Context, control.Ref) (contract.StatusView, error), done string) error {
 	fs := inv.flags(name, "--connection H/C", summary)
 	ref := fs.connection()
 	c, err := fs.parseAndDial(ctx, args)
@@ -140,7 +139,7 @@ func runStatus(ctx context.Context, inv *invocation, args []string) error {
 }
 
 // listable are the statuses list --status accepts.
-var listable = []workflows.ConnectionStatus{workflows.Connecting, workflows.Incomplete, workflows.Active, workflows.Inactive, workflows.Disconnected}
+var listable = []contract.ConnectionStatus{contract.Connecting, contract.Incomplete, contract.Active, contract.Inactive, contract.Disconnected}
 
 func runList(ctx context.Context, inv *invocation, args []string) error {
 	fs := inv.flags("list", "[--status S] [--home H] [--json]", "List connections, newest first, from visibility (search attributes).")
@@ -152,7 +151,7 @@ func runList(ctx context.Context, inv *invocation, args []string) error {
 	if err := parse(fs, d, args); err != nil {
 		return err
 	}
-	if *status != "" && *status != control.StatusRefused && !slices.Contains(listable, workflows.ConnectionStatus(*status)) {
+	if *status != "" && *status != control.StatusRefused && !slices.Contains(listable, contract.ConnectionStatus(*status)) {
 		return usageError{err: fmt.Errorf("starter list: --status %q: want one of Connecting, Incomplete, Active, Inactive, Disconnected or Refused (exactly as written)", *status)}
 	}
 	c, err := d.client(ctx)
@@ -161,7 +160,7 @@ func runList(ctx context.Context, inv *invocation, args []string) error {
 	}
 	filter := control.Filter{Status: *status, Home: *home}
 	if *protocol >= 0 {
-		filter.Protocol = workflows.Protocol(*protocol).String()
+		filter.Protocol = contract.Protocol(*protocol).String()
 	}
 	list, err := c.List(ctx, filter)
 	if err != nil {
@@ -243,7 +242,7 @@ func (fs *flagSet) parseAndDial(ctx context.Context, args []string) (*control.Cl
 // errorLogHeader is the header row of the CSV error log.
 var errorLogHeader = []string{"sequence", "dataSpace", "object", "kind", "message", "at"}
 
-func writeCSV(w io.Writer, entries []activities.ErrorLogEntry) error {
+func writeCSV(w io.Writer, entries []contract.ErrorLogEntry) error {
 	cw := csv.NewWriter(w)
 	_ = cw.Write(errorLogHeader)
 	for _, e := range entries {

@@ -14,7 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/companionsync/companionsync/workflows"
+	"github.com/companionsync/companionsync/contract"
 )
 
 // The docs tests keep README.md and docs/*.md honest about the CLI: the
@@ -141,7 +141,7 @@ func TestReadmeQuickTour(t *testing.T) {
 // workflows spell them: every "Status" line of the tour names one of them.
 func TestReadmeTourStatusNames(t *testing.T) {
 	names := map[string]bool{}
-	for _, s := range []workflows.ConnectionStatus{workflows.Connecting, workflows.Incomplete, workflows.Active, workflows.Inactive, workflows.Disconnected} {
+	for _, s := range []contract.ConnectionStatus{contract.Connecting, contract.Incomplete, contract.Active, contract.Inactive, contract.Disconnected} {
 		names[string(s)] = true
 	}
 	var checked int

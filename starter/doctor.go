@@ -9,8 +9,8 @@ import (
 	"go.temporal.io/sdk/converter"
 
 	"github.com/companionsync/companionsync/codec"
+	"github.com/companionsync/companionsync/contract"
 	"github.com/companionsync/companionsync/control"
-	"github.com/companionsync/companionsync/workflows"
 )
 
 // runDoctor runs the reconciler once and prints its findings. It starts the
@@ -25,8 +25,8 @@ func runDoctor(ctx context.Context, inv *invocation, args []string) error {
 			"--repair carries out the safe repairs now (a gone connection workflow is restarted, adopting its\n"+
 			"running shares; gone shares and metadata syncs are started again) and prints what it did; nothing\n"+
 			"is ever deleted. Exits 0 when nothing remains, 1 when findings remain.")
-	d := workflows.DefaultReconcilerInput()
-	in := workflows.ReconcilerInput{}
+	d := contract.DefaultReconcilerInput()
+	in := contract.ReconcilerInput{}
 	fs.BoolVar(&in.Repair, "repair", false, "carry out the safe repairs")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	fs.DurationVar(&in.ErrorAfter, "error-after", d.ErrorAfter, "report a share in Error for longer than this")
@@ -86,7 +86,7 @@ func runDoctor(ctx context.Context, inv *invocation, args []string) error {
 }
 
 // printReport prints a reconciler report for people.
-func printReport(w io.Writer, r workflows.ReconcileReport) {
+func printReport(w io.Writer, r contract.ReconcileReport) {
 	fmt.Fprintf(w, "%s surveyed, %s, %d repaired, %d remaining\n",
 		plural(r.Connections, "1 registered connection", fmt.Sprintf("%d registered connections", r.Connections)),
 		plural(len(r.Findings), "1 finding", fmt.Sprintf("%d findings", len(r.Findings))), r.Repaired, r.Remaining())

@@ -10,9 +10,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/companionsync/companionsync/contract"
 	"github.com/companionsync/companionsync/control"
 	"github.com/companionsync/companionsync/internal/testenv"
-	"github.com/companionsync/companionsync/workflows"
 )
 
 func TestDoctorUsageErrors(t *testing.T) {
@@ -59,8 +59,8 @@ func TestDoctor(t *testing.T) {
 	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
 	c.ok("connect", "--home", "acme", "--companion", "acme-emea")
 	c.ok("share", "--connection", "acme/acme-emea", "--data-space", "marketing")
-	c.waitFor(ref, "marketing Active", testenv.ShareIs("marketing", workflows.ShareActive))
-	require.NoError(t, c.env.Client.TerminateWorkflow(ctx, workflows.ConnectionWorkflowID(ref.Home, ref.Companion), "", "test"))
+	c.waitFor(ref, "marketing Active", testenv.ShareIs("marketing", contract.ShareActive))
+	require.NoError(t, c.env.Client.TerminateWorkflow(ctx, contract.ConnectionWorkflowID(ref.Home, ref.Companion), "", "test"))
 
 	out = c.run("doctor")
 	assert.Equal(t, exitFailed, out.code)
@@ -69,15 +69,15 @@ func TestDoctor(t *testing.T) {
 	assert.Contains(t, out.stdout, "what to do: 'starter doctor --repair' restarts it")
 	assert.Equal(t, "starter: doctor: 1 finding remains; run 'starter doctor --repair' for the ones it can repair\n", out.stderr)
 
-	var report workflows.ReconcileReport
+	var report contract.ReconcileReport
 	require.NoError(t, json.Unmarshal([]byte(c.ok("doctor", "--repair", "--json")), &report))
 	require.Len(t, report.Findings, 1)
-	assert.Equal(t, workflows.FindingConnectionWorkflowMissing, report.Findings[0].Kind)
-	assert.Equal(t, workflows.OutcomeRepaired, report.Findings[0].Outcome)
+	assert.Equal(t, contract.FindingConnectionWorkflowMissing, report.Findings[0].Kind)
+	assert.Equal(t, contract.OutcomeRepaired, report.Findings[0].Outcome)
 	assert.Equal(t, 1, report.Repaired)
 
-	c.waitFor(ref, "marketing Active on the restarted workflow", func(v workflows.StatusView) bool {
-		return v.Workflow == workflows.RunRunning && testenv.ShareIs("marketing", workflows.ShareActive)(v)
+	c.waitFor(ref, "marketing Active on the restarted workflow", func(v contract.StatusView) bool {
+		return v.Workflow == contract.RunRunning && testenv.ShareIs("marketing", contract.ShareActive)(v)
 	})
 	assert.Contains(t, c.ok("doctor"), "0 findings")
 	c.ok("disconnect", "--connection", "acme/acme-emea", "--wait")

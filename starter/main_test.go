@@ -15,10 +15,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/companionsync/companionsync/activities"
+	"github.com/companionsync/companionsync/contract"
 	"github.com/companionsync/companionsync/control"
 	"github.com/companionsync/companionsync/internal/testenv"
-	"github.com/companionsync/companionsync/workflows"
 )
 
 // cli runs the real CLI in-process against one test environment.
@@ -94,7 +93,7 @@ func (c *cli) refused(want string, args ...string) {
 	assert.Empty(c.t, r.stdout)
 }
 
-func (c *cli) status(ref control.Ref) workflows.StatusView {
+func (c *cli) status(ref control.Ref) contract.StatusView {
 	c.t.Helper()
 	v, err := c.c.Status(context.Background(), ref)
 	require.NoError(c.t, err)
@@ -102,7 +101,7 @@ func (c *cli) status(ref control.Ref) workflows.StatusView {
 }
 
 // waitFor polls the connection's status until cond holds.
-func (c *cli) waitFor(ref control.Ref, what string, cond func(workflows.StatusView) bool) workflows.StatusView {
+func (c *cli) waitFor(ref control.Ref, what string, cond func(contract.StatusView) bool) contract.StatusView {
 	c.t.Helper()
 	return testenv.WaitStatus(c.t, c.c, ref, what, cond)
 }
@@ -201,8 +200,8 @@ func TestCommandsAgainstRealServer(t *testing.T) {
 	})
 
 	t.Run("refused pairs name their rule", func(t *testing.T) {
-		c.refused(activities.RuleCompanionExists, "connect", "--home", "acme", "--companion", "nobody")
-		c.refused(activities.RuleSameKind, "connect", "--home", "acme", "--companion", "acme-sbx")
+		c.refused(contract.RuleCompanionExists, "connect", "--home", "acme", "--companion", "nobody")
+		c.refused(contract.RuleSameKind, "connect", "--home", "acme", "--companion", "acme-sbx")
 		// Nothing is left running for a refused pair.
 		c.refused("refused", "share", "--connection", "acme/acme-sbx", "--data-space", "default")
 	})
@@ -231,7 +230,7 @@ func TestCommandsAgainstRealServer(t *testing.T) {
 		assert.Regexp(t, `default\s+(Activating|Active)\s+\[[#.]{24}\]\s+(starting|\d+/2000)`, out.String())
 	})
 
-	c.waitFor(ref, "default Active", testenv.ShareIs("default", workflows.ShareActive))
+	c.waitFor(ref, "default Active", testenv.ShareIs("default", contract.ShareActive))
 
 	t.Run("status", func(t *testing.T) {
 		out := c.ok("status", "--connection", conn)
@@ -277,11 +276,11 @@ func TestCommandsAgainstRealServer(t *testing.T) {
 			return r.code == 0 && json.Unmarshal([]byte(r.stdout), &list) == nil && len(list) == 1
 		})
 		assert.Equal(t, control.Summary{Connection: conn, Status: "Active", MetadataSyncStatus: list[0].MetadataSyncStatus,
-			Protocol: workflows.CurrentProtocol.String()}, list[0])
-		protocol := c.run("list", "--protocol", workflows.CurrentProtocol.String(), "--json")
+			Protocol: contract.CurrentProtocol.String()}, list[0])
+		protocol := c.run("list", "--protocol", contract.CurrentProtocol.String(), "--json")
 		require.Equal(t, 0, protocol.code)
 		assert.Contains(t, protocol.stdout, conn, "listed by its protocol")
-		older := c.run("list", "--protocol", workflows.ProtocolProgressReport.String(), "--json")
+		older := c.run("list", "--protocol", contract.ProtocolProgressReport.String(), "--json")
 		require.Equal(t, 0, older.code)
 		assert.NotContains(t, older.stdout, conn, "not listed under another protocol")
 		var raw []map[string]any
@@ -297,34 +296,34 @@ func TestCommandsAgainstRealServer(t *testing.T) {
 	t.Run("share while Inactive is refused", func(t *testing.T) {
 		assert.Contains(t, c.ok("demo", "expire-license", "--org", "acme"), "licence of acme expired")
 		c.ok("recheck", "--connection", conn)
-		c.waitFor(ref, "Inactive", func(v workflows.StatusView) bool { return v.Status == workflows.Inactive })
+		c.waitFor(ref, "Inactive", func(v contract.StatusView) bool { return v.Status == contract.Inactive })
 		c.unchanged(ref, func() {
 			c.refused("Inactive", "share", "--connection", conn, "--data-space", "sales")
 		})
 		assert.Contains(t, c.ok("demo", "renew-license", "--org", "acme"), "licence of acme renewed")
 		c.ok("recheck", "--connection", conn)
-		c.waitFor(ref, "Active again", func(v workflows.StatusView) bool { return v.Status == workflows.Active })
+		c.waitFor(ref, "Active again", func(v contract.StatusView) bool { return v.Status == contract.Active })
 	})
 
 	t.Run("deactivate and reactivate the companion", func(t *testing.T) {
 		assert.Contains(t, c.ok("demo", "deactivate", "--org", "acme-emea"), "companion acme-emea deactivated")
 		c.ok("recheck", "--connection", conn)
-		c.waitFor(ref, "Inactive", func(v workflows.StatusView) bool { return v.Status == workflows.Inactive })
+		c.waitFor(ref, "Inactive", func(v contract.StatusView) bool { return v.Status == contract.Inactive })
 		assert.Regexp(t, `Status\s+Inactive`, c.ok("status", "--connection", conn))
 		assert.Contains(t, c.ok("demo", "reactivate", "--org", "acme-emea"), "companion acme-emea reactivated")
 		c.ok("recheck", "--connection", conn)
-		v := c.waitFor(ref, "Active again", func(v workflows.StatusView) bool { return v.Status == workflows.Active })
-		assert.True(t, testenv.ShareIs("default", workflows.ShareActive)(v), "shares intact")
+		v := c.waitFor(ref, "Active again", func(v contract.StatusView) bool { return v.Status == contract.Active })
+		assert.True(t, testenv.ShareIs("default", contract.ShareActive)(v), "shares intact")
 		c.refused(`org "nobody" does not exist`, "demo", "deactivate", "--org", "nobody")
 		c.refused(`not a companion org`, "demo", "deactivate", "--org", "acme")
 	})
 
 	t.Run("demo change-metadata", func(t *testing.T) {
-		c.waitFor(ref, "metadata sync running", func(v workflows.StatusView) bool { return v.MetadataSync.Status == workflows.SyncSucceeded })
+		c.waitFor(ref, "metadata sync running", func(v contract.StatusView) bool { return v.MetadataSync.Status == contract.SyncSucceeded })
 		out := c.ok("demo", "change-metadata", "--org", "acme", "--data-space", "default", "--count", "3")
 		assert.Contains(t, out, "published 3 metadata changes in acme/default")
-		c.waitFor(ref, "changes synced", func(v workflows.StatusView) bool {
-			return v.MetadataSync.Status == workflows.SyncSucceeded && v.MetadataSync.PendingChanges == 0 && v.MetadataSync.Rounds > 1
+		c.waitFor(ref, "changes synced", func(v contract.StatusView) bool {
+			return v.MetadataSync.Status == contract.SyncSucceeded && v.MetadataSync.PendingChanges == 0 && v.MetadataSync.Rounds > 1
 		})
 		c.refused(`"nope"`, "demo", "change-metadata", "--org", "acme", "--data-space", "nope")
 	})
@@ -332,7 +331,7 @@ func TestCommandsAgainstRealServer(t *testing.T) {
 	t.Run("conflict, error log, resolve, resume", func(t *testing.T) {
 		out := c.ok("demo", "conflict", "--connection", conn, "--data-space", "default")
 		assert.Contains(t, out, "stops with a conflict")
-		v := c.waitFor(ref, "metadata Error", func(v workflows.StatusView) bool { return v.MetadataSync.Status == workflows.SyncError })
+		v := c.waitFor(ref, "metadata Error", func(v contract.StatusView) bool { return v.MetadataSync.Status == contract.SyncError })
 		assert.True(t, v.MetadataSync.Paused)
 		assert.Contains(t, c.ok("status", "--connection", conn), "starter resume --connection acme/acme-emea")
 
@@ -341,7 +340,7 @@ func TestCommandsAgainstRealServer(t *testing.T) {
 		require.GreaterOrEqual(t, len(rows), 2)
 		assert.Equal(t, errorLogHeader, rows[0])
 		assert.Equal(t, "default", rows[1][1])
-		assert.Equal(t, activities.KindConflict, rows[1][3])
+		assert.Equal(t, contract.KindConflict, rows[1][3])
 
 		file := filepath.Join(t.TempDir(), "errors.json")
 		out = c.ok("error-log", "--connection", conn, "--format", "json", "-o", file)
@@ -351,14 +350,14 @@ func TestCommandsAgainstRealServer(t *testing.T) {
 		var entries []map[string]any
 		require.NoError(t, json.Unmarshal(data, &entries))
 		require.NotEmpty(t, entries)
-		assert.Equal(t, activities.KindConflict, entries[0]["kind"])
+		assert.Equal(t, contract.KindConflict, entries[0]["kind"])
 		for _, k := range []string{"sequence", "dataSpace", "object", "kind", "message", "at"} {
 			assert.Contains(t, entries[0], k)
 		}
 
 		assert.Contains(t, c.ok("demo", "resolve", "--connection", conn), "resolved 1 conflict in acme-emea")
 		assert.Contains(t, c.ok("resume", "--connection", conn), "resumed the metadata sync of acme/acme-emea")
-		c.waitFor(ref, "metadata Succeeded", func(v workflows.StatusView) bool { return v.MetadataSync.Status == workflows.SyncSucceeded })
+		c.waitFor(ref, "metadata Succeeded", func(v contract.StatusView) bool { return v.MetadataSync.Status == contract.SyncSucceeded })
 		assert.Equal(t, "[]\n", c.ok("error-log", "--connection", conn, "--format", "json"))
 	})
 
@@ -366,16 +365,16 @@ func TestCommandsAgainstRealServer(t *testing.T) {
 		out := c.ok("demo", "fail-initial-sync", "--connection", conn, "--data-space", "marketing", "--times", "3")
 		assert.Contains(t, out, "the next 3 initial-sync steps of marketing on acme/acme-emea will fail")
 		c.ok("share", "--connection", conn, "--data-space", "marketing")
-		v := c.waitFor(ref, "marketing Error", testenv.ShareIs("marketing", workflows.ShareError))
+		v := c.waitFor(ref, "marketing Error", testenv.ShareIs("marketing", contract.ShareError))
 		s, _ := testenv.Share(v, "marketing")
 		assert.Contains(t, s.Error, "injected")
 		assert.Contains(t, c.ok("status", "--connection", conn), "starter retry --connection acme/acme-emea --data-space marketing")
 
 		assert.Contains(t, c.ok("retry", "--connection", conn, "--data-space", "marketing"), "retrying marketing on acme/acme-emea")
-		c.waitFor(ref, "marketing Active", testenv.ShareIs("marketing", workflows.ShareActive))
+		c.waitFor(ref, "marketing Active", testenv.ShareIs("marketing", contract.ShareActive))
 
 		assert.Contains(t, c.ok("unshare", "--connection", conn, "--data-space", "marketing"), "removing marketing from acme/acme-emea")
-		c.waitFor(ref, "marketing gone", func(v workflows.StatusView) bool { _, ok := testenv.Share(v, "marketing"); return !ok })
+		c.waitFor(ref, "marketing gone", func(v contract.StatusView) bool { _, ok := testenv.Share(v, "marketing"); return !ok })
 		n, err := c.env.Store.CompanionRecordCount(context.Background(), "acme", "acme-emea", "marketing")
 		require.NoError(t, err)
 		assert.Zero(t, n)

@@ -8,21 +8,21 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/companionsync/companionsync/contract"
 	"github.com/companionsync/companionsync/control"
-	"github.com/companionsync/companionsync/workflows"
 )
 
 // printStatus prints a connection as a small table.
-func printStatus(w io.Writer, v workflows.StatusView) {
+func printStatus(w io.Writer, v contract.StatusView) {
 	fmt.Fprint(w, statusText(v, false))
 }
 
 // statusText renders a connection; bars adds progress bars (watch).
-func statusText(v workflows.StatusView, bars bool) string {
+func statusText(v contract.StatusView, bars bool) string {
 	var b strings.Builder
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	status := string(v.Status)
-	if v.Disconnecting && v.Status != workflows.Disconnected {
+	if v.Disconnecting && v.Status != contract.Disconnected {
 		status += ", disconnecting"
 	}
 	if v.LastStatus != "" {
@@ -46,7 +46,7 @@ func statusText(v workflows.StatusView, bars bool) string {
 	tw.Flush()
 
 	if len(v.DataSpaces) == 0 {
-		if v.Status != workflows.Disconnected {
+		if v.Status != contract.Disconnected {
 			b.WriteString("\nNo data space shared.\n")
 		}
 		return b.String()
@@ -61,14 +61,14 @@ func statusText(v workflows.StatusView, bars bool) string {
 	for _, s := range v.DataSpaces {
 		done, total := s.RecordsCopied, s.RecordsTotal
 		what := ""
-		if s.InitializationStatus == workflows.RemovingSharing {
+		if s.InitializationStatus == contract.RemovingSharing {
 			done, total, what = s.RecordsRemoved, s.RecordsToRemove, "removed "
 		}
 		cells := []string{s.DataSpace, initializationText(s)}
 		if bars {
 			cells = append(cells, bar(done, total, 24))
 		}
-		if total == 0 && s.InitializationStatus != workflows.ShareActive {
+		if total == 0 && s.InitializationStatus != contract.ShareActive {
 			// Nothing counted yet: the first step has not reported.
 			cells = append(cells, "starting")
 		} else {
@@ -85,7 +85,7 @@ func statusText(v workflows.StatusView, bars bool) string {
 
 // initializationText is the status a share's workflow last reported, with
 // a request it has not acknowledged yet: "Active → Removing Sharing (requested)".
-func initializationText(s workflows.ShareView) string {
+func initializationText(s contract.ShareView) string {
 	status := string(s.InitializationStatus)
 	if status == "" {
 		status = "not started"
@@ -102,10 +102,10 @@ func initializationText(s workflows.ShareView) string {
 // requestedStatus is the status a request leads to.
 func requestedStatus(request string) string {
 	switch request {
-	case workflows.RequestShare:
-		return string(workflows.Activating)
-	case workflows.RequestUnshare:
-		return string(workflows.RemovingSharing)
+	case contract.RequestShare:
+		return string(contract.Activating)
+	case contract.RequestUnshare:
+		return string(contract.RemovingSharing)
 	}
 	return request
 }
@@ -128,14 +128,14 @@ func bar(done, total, width int) string {
 	return "[" + strings.Repeat("#", filled) + strings.Repeat(".", width-filled) + "]"
 }
 
-func metadataText(m workflows.MetadataSyncView) string {
+func metadataText(m contract.MetadataSyncView) string {
 	var s string
 	switch m.Status {
 	case "":
 		return "not started (it starts when a shared data space is Active)"
-	case workflows.SyncPending:
+	case contract.SyncPending:
 		s = fmt.Sprintf("Pending (%d %s)", m.PendingChanges, plural(m.PendingChanges, "change", "changes"))
-	case workflows.SyncError:
+	case contract.SyncError:
 		s = fmt.Sprintf("Error (%d failed %s)", m.ErrorCount, plural(m.ErrorCount, "change", "changes"))
 		if m.Paused {
 			s += ", paused"
@@ -146,7 +146,7 @@ func metadataText(m workflows.MetadataSyncView) string {
 	if m.LastSucceededAt != nil {
 		s += ", last succeeded " + m.LastSucceededAt.UTC().Format("2006-01-02 15:04:05 UTC")
 	}
-	if m.Status == workflows.SyncError && m.Error != "" {
+	if m.Status == contract.SyncError && m.Error != "" {
 		s += ": " + m.Error
 	}
 	if m.Requested != "" {
@@ -157,24 +157,24 @@ func metadataText(m workflows.MetadataSyncView) string {
 
 // nextStep suggests what the operator can do about the connection's
 // current state, or nothing when it needs nothing.
-func nextStep(v workflows.StatusView) string {
+func nextStep(v contract.StatusView) string {
 	ref := v.Connection
 	switch {
 	case v.Stale:
 		return "start a worker (go run ./worker), or check that one polls the companionsync task queue"
-	case v.Status == workflows.Disconnected || v.Disconnecting:
+	case v.Status == contract.Disconnected || v.Disconnecting:
 		return ""
-	case v.Status == workflows.Inactive:
+	case v.Status == contract.Inactive:
 		return fmt.Sprintf("renew the licence or reactivate the companion, then 'starter recheck --connection %s'", ref)
-	case v.MetadataSync.Status == workflows.SyncError && v.MetadataSync.Paused:
+	case v.MetadataSync.Status == contract.SyncError && v.MetadataSync.Paused:
 		return fmt.Sprintf("'starter error-log --connection %s', fix the cause, then 'starter resume --connection %s'", ref, ref)
 	}
 	for _, s := range v.DataSpaces {
-		if s.InitializationStatus == workflows.ShareError {
+		if s.InitializationStatus == contract.ShareError {
 			return fmt.Sprintf("'starter retry --connection %s --data-space %s' (or unshare it)", ref, s.DataSpace)
 		}
 	}
-	if v.Status == workflows.Incomplete {
+	if v.Status == contract.Incomplete {
 		return fmt.Sprintf("'starter share --connection %s --data-space NAME'", ref)
 	}
 	return ""
@@ -232,7 +232,7 @@ func watch(ctx context.Context, c *control.Client, ref control.Ref, w io.Writer,
 			fmt.Fprint(w, frame)
 		}
 		last, shown = frame, true
-		if err == nil && v.Status == workflows.Disconnected {
+		if err == nil && v.Status == contract.Disconnected {
 			return nil
 		}
 		select {
@@ -244,7 +244,7 @@ func watch(ctx context.Context, c *control.Client, ref control.Ref, w io.Writer,
 }
 
 // watchFrame is the status with progress bars and the latest transitions.
-func watchFrame(v workflows.StatusView) string {
+func watchFrame(v contract.StatusView) string {
 	var b strings.Builder
 	b.WriteString(statusText(v, true))
 	if n := len(v.Transitions); n > 0 {

@@ -6,32 +6,32 @@ import (
 
 	"github.com/stretchr/testify/assert"
 
-	"github.com/companionsync/companionsync/workflows"
+	"github.com/companionsync/companionsync/contract"
 )
 
 func TestStatusTextShowsRequestsAndClosedWorkflows(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		view workflows.StatusView
+		view contract.StatusView
 		want []string
 	}{
-		{"unshare not yet acknowledged", workflows.StatusView{Status: workflows.Active, DataSpaces: []workflows.ShareView{
-			{DataSpace: "sales", InitializationStatus: workflows.ShareActive, Requested: workflows.RequestUnshare, RecordsCopied: 5, RecordsTotal: 5},
+		{"unshare not yet acknowledged", contract.StatusView{Status: contract.Active, DataSpaces: []contract.ShareView{
+			{DataSpace: "sales", InitializationStatus: contract.ShareActive, Requested: contract.RequestUnshare, RecordsCopied: 5, RecordsTotal: 5},
 		}}, []string{"Active → Removing Sharing (requested)  5/5"}},
-		{"share not yet started", workflows.StatusView{Status: workflows.Active, DataSpaces: []workflows.ShareView{
-			{DataSpace: "sales", Requested: workflows.RequestShare},
+		{"share not yet started", contract.StatusView{Status: contract.Active, DataSpaces: []contract.ShareView{
+			{DataSpace: "sales", Requested: contract.RequestShare},
 		}}, []string{"not started → Activating (requested)"}},
-		{"retry of a failed share", workflows.StatusView{Status: workflows.Active, DataSpaces: []workflows.ShareView{
-			{DataSpace: "sales", InitializationStatus: workflows.ShareError, Requested: workflows.RequestRetry, Error: "boom"},
+		{"retry of a failed share", contract.StatusView{Status: contract.Active, DataSpaces: []contract.ShareView{
+			{DataSpace: "sales", InitializationStatus: contract.ShareError, Requested: contract.RequestRetry, Error: "boom"},
 		}}, []string{"Error → retry (requested)"}},
-		{"resume not yet acknowledged", workflows.StatusView{Status: workflows.Active,
-			MetadataSync: workflows.MetadataSyncView{Status: workflows.SyncError, Paused: true, Requested: workflows.RequestResume}},
+		{"resume not yet acknowledged", contract.StatusView{Status: contract.Active,
+			MetadataSync: contract.MetadataSyncView{Status: contract.SyncError, Paused: true, Requested: contract.RequestResume}},
 			[]string{"paused → resume (requested)"}},
-		{"terminated workflow", workflows.StatusView{Status: workflows.ConnectionStatus(workflows.RunTerminated),
-			LastStatus: workflows.Active, Workflow: workflows.RunTerminated},
+		{"terminated workflow", contract.StatusView{Status: contract.ConnectionStatus(contract.RunTerminated),
+			LastStatus: contract.Active, Workflow: contract.RunTerminated},
 			[]string{"Status         Terminated (workflow closed; it last reported Active"}},
-		{"no worker answered", workflows.StatusView{Status: workflows.Active, Stale: true, DataSpaces: []workflows.ShareView{
-			{DataSpace: "sales", InitializationStatus: workflows.ShareActive},
+		{"no worker answered", contract.StatusView{Status: contract.Active, Stale: true, DataSpaces: []contract.ShareView{
+			{DataSpace: "sales", InitializationStatus: contract.ShareActive},
 		}}, []string{"last published state, possibly stale", "Next           start a worker", "sales       Active"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

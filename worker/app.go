@@ -26,6 +26,7 @@ import (
 
 	"github.com/companionsync/companionsync/activities"
 	"github.com/companionsync/companionsync/codec"
+	"github.com/companionsync/companionsync/contract"
 	"github.com/companionsync/companionsync/control"
 	"github.com/companionsync/companionsync/devserver"
 	"github.com/companionsync/companionsync/orgstore"
@@ -117,20 +118,20 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Main, err e
 	}
 	// Process-wide, and only before the first worker is created.
 	worker.SetStickyWorkflowCacheSize(cfg.WorkflowCache)
-	m.worker = worker.New(m.client, workflows.TaskQueue, worker.Options{WorkerStopTimeout: 10 * time.Second})
+	m.worker = worker.New(m.client, contract.TaskQueue, worker.Options{WorkerStopTimeout: 10 * time.Second})
 	// The demo commands of the CLI inject copy failures into the store;
 	// DemoFaults makes them fail this worker's initial-sync steps.
 	workflows.Register(m.worker, &activities.Activities{Orgs: orgstore.WithDemoFaults(m.store)}, cfg.Defaults)
 	fleet := &activities.Fleet{Orgs: m.store, Client: m.client, Converter: m.converter()}
 	workflows.RegisterFleet(m.worker, fleet)
 	if err := m.worker.Start(); err != nil {
-		return nil, fmt.Errorf("start worker on task queue %s: %w", workflows.TaskQueue, err)
+		return nil, fmt.Errorf("start worker on task queue %s: %w", contract.TaskQueue, err)
 	}
 	moveCtx, stopMoving := context.WithCancel(context.Background())
 	m.moving, m.stopMoving = make(chan struct{}), stopMoving
 	go m.moveRuns(moveCtx, plan)
 	if cfg.ReconcileInterval > 0 {
-		in := workflows.DefaultReconcilerInput()
+		in := contract.DefaultReconcilerInput()
 		in.RemovalAfter = cfg.Defaults.RemovalDeadline
 		if err := control.New(m.client).ScheduleReconciler(ctx, cfg.ReconcileInterval, in); err != nil {
 			return nil, err
@@ -144,7 +145,7 @@ func (m *Main) startDevServer(ctx context.Context) error {
 		return fmt.Errorf("data dir %s: %w", m.cfg.DataDir, err)
 	}
 	attrs := map[string]enumspb.IndexedValueType{}
-	for _, a := range workflows.SearchAttributes() {
+	for _, a := range contract.SearchAttributes() {
 		attrs[a.GetName()] = enumspb.INDEXED_VALUE_TYPE_KEYWORD
 	}
 	dev, err := devserver.Start(ctx, devserver.Options{
@@ -266,7 +267,7 @@ func (m *Main) moveRuns(ctx context.Context, plan *workflows.UpgradePlan) {
 			m.logger.Info("older runs wait: workers of an earlier release still poll", "runs", len(res.Move), "workers", strings.Join(res.OlderWorkers, ", "))
 		default:
 			if res.Signalled+res.Gone > 0 {
-				m.logger.Info("asked older runs to move to the current protocol", "protocol", int(workflows.CurrentProtocol),
+				m.logger.Info("asked older runs to move to the current protocol", "protocol", int(contract.CurrentProtocol),
 					"asked", res.Signalled, "closed", res.Gone, "current", res.Current)
 			}
 			return
@@ -299,7 +300,7 @@ func ensureSearchAttributes(ctx context.Context, c client.Client, namespace stri
 		return fmt.Errorf("list search attributes of %s: %w", namespace, err)
 	}
 	missing := map[string]enumspb.IndexedValueType{}
-	for _, a := range workflows.SearchAttributes() {
+	for _, a := range contract.SearchAttributes() {
 		if _, ok := have.GetCustomAttributes()[a.GetName()]; !ok {
 			missing[a.GetName()] = enumspb.INDEXED_VALUE_TYPE_KEYWORD
 		}
@@ -327,7 +328,7 @@ func keys(m map[string]enumspb.IndexedValueType) []string {
 // in one write: a reader that sees "ready" sees the addresses too.
 func (m *Main) PrintReady(out io.Writer) {
 	w := &strings.Builder{}
-	fmt.Fprintf(w, "companionsync worker ready on task queue %s\n", workflows.TaskQueue)
+	fmt.Fprintf(w, "companionsync worker ready on task queue %s\n", contract.TaskQueue)
 	fmt.Fprintf(w, "  Temporal frontend  %s (namespace %s)\n", m.FrontendAddr, m.cfg.Namespace)
 	if m.UIURL != "" {
 		fmt.Fprintf(w, "  Web UI             %s\n", m.UIURL)

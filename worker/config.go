@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/companionsync/companionsync/codec"
+	"github.com/companionsync/companionsync/contract"
 	"github.com/companionsync/companionsync/orgstore"
-	"github.com/companionsync/companionsync/workflows"
 )
 
 // Config is everything the worker reads from its environment and flags.
@@ -66,7 +66,7 @@ type Config struct {
 	LogLevel    string
 
 	// Defaults are the settings of connections started without their own.
-	Defaults workflows.Settings
+	Defaults contract.Settings
 
 	// ReconcileInterval is the period of the reconciler's schedule; 0
 	// leaves the schedule alone (neither created nor updated).
@@ -222,7 +222,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 		cfg.CodecOrigins = devUIOrigins(cfg.DevUI)
 	}
 
-	cfg.Defaults = workflows.DefaultSettings()
+	cfg.Defaults = contract.DefaultSettings()
 	if cfg.TemporalAddress == "" {
 		cfg.Defaults.HealthCheckInterval = devInterval
 		cfg.Defaults.MetadataSyncInterval = devInterval

@@ -24,9 +24,9 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/companionsync/companionsync/codec"
+	"github.com/companionsync/companionsync/contract"
 	"github.com/companionsync/companionsync/control"
 	"github.com/companionsync/companionsync/internal/testenv"
-	"github.com/companionsync/companionsync/workflows"
 )
 
 // syncBuffer is a bytes.Buffer safe for a writer and a reader goroutine.
@@ -130,13 +130,13 @@ func TestWorkerRestartsAndContinuesWorkflows(t *testing.T) {
 		assert.Contains(t, out, want)
 	}
 	c := first.client(t)
-	_, err := c.Connect(ctx, ref, workflows.Settings{})
+	_, err := c.Connect(ctx, ref, contract.Settings{})
 	require.NoError(t, err)
 	_, err = c.Share(ctx, ref, "default")
 	require.NoError(t, err)
 	testenv.Eventually(t, time.Minute, "default Active", func() bool {
 		v, err := c.Status(ctx, ref)
-		return err == nil && len(v.DataSpaces) == 1 && v.DataSpaces[0].InitializationStatus == workflows.ShareActive
+		return err == nil && len(v.DataSpaces) == 1 && v.DataSpaces[0].InitializationStatus == contract.ShareActive
 	})
 	first.stop(t)
 
@@ -144,17 +144,17 @@ func TestWorkerRestartsAndContinuesWorkflows(t *testing.T) {
 	c = second.client(t)
 	v, err := c.Status(ctx, ref)
 	require.NoError(t, err, "the connection survived the restart")
-	assert.Equal(t, workflows.Active, v.Status)
+	assert.Equal(t, contract.Active, v.Status)
 	// The workflow is alive: it takes a new operation and finishes it.
 	_, err = c.Share(ctx, ref, "marketing")
 	require.NoError(t, err)
 	testenv.Eventually(t, time.Minute, "marketing Active after restart", func() bool {
 		v, err := c.Status(ctx, ref)
-		return err == nil && len(v.DataSpaces) == 2 && v.DataSpaces[1].InitializationStatus == workflows.ShareActive
+		return err == nil && len(v.DataSpaces) == 2 && v.DataSpaces[1].InitializationStatus == contract.ShareActive
 	})
 	v, err = c.Disconnect(ctx, ref, true)
 	require.NoError(t, err)
-	assert.Equal(t, workflows.Disconnected, v.Status)
+	assert.Equal(t, contract.Disconnected, v.Status)
 }
 
 func TestConfigRefusesBadValues(t *testing.T) {
@@ -190,7 +190,7 @@ func TestConfigPrecedence(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "temporal.example:7233", cfg.TemporalAddress)
 	assert.Equal(t, "ns-from-flag", cfg.Namespace, "flags override env")
-	assert.Equal(t, workflows.DefaultSettings().HealthCheckInterval, cfg.Defaults.HealthCheckInterval, "production defaults on a cluster")
+	assert.Equal(t, contract.DefaultSettings().HealthCheckInterval, cfg.Defaults.HealthCheckInterval, "production defaults on a cluster")
 
 	cfg, err = parseConfig(nil, func(string) string { return "" }, &bytes.Buffer{})
 	require.NoError(t, err)
@@ -280,12 +280,12 @@ func TestWebUIDecodesThroughTheCodecServer(t *testing.T) {
 
 	c := p.client(t)
 	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
-	_, err = c.Connect(ctx, ref, workflows.Settings{})
+	_, err = c.Connect(ctx, ref, contract.Settings{})
 	require.NoError(t, err)
 	raw, err := client.Dial(client.Options{HostPort: p.frontend})
 	require.NoError(t, err)
 	defer raw.Close()
-	it := raw.GetWorkflowHistory(ctx, workflows.ConnectionWorkflowID("acme", "acme-emea"), "", false, 0)
+	it := raw.GetWorkflowHistory(ctx, contract.ConnectionWorkflowID("acme", "acme-emea"), "", false, 0)
 	first, err := it.Next()
 	require.NoError(t, err)
 	input := first.GetWorkflowExecutionStartedEventAttributes().GetInput()
@@ -326,15 +326,15 @@ func TestWorkerRefusesAProtocolItCannotRun(t *testing.T) {
 	p := startWorker(t, dataDir)
 	tc, err := control.Dial(context.Background(), control.DialOptions{Address: p.frontend, Keys: devKeys(t, dataDir)})
 	require.NoError(t, err)
-	future := workflows.CurrentProtocol + 1
-	id := workflows.ConnectionWorkflowID("acme", "acme-future")
+	future := contract.CurrentProtocol + 1
+	id := contract.ConnectionWorkflowID("acme", "acme-future")
 	// On a task queue no worker polls: only its search attribute and input
 	// are read.
 	_, err = tc.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{
 		ID: id, TaskQueue: "companionsync-test-nobody",
-		TypedSearchAttributes: temporal.NewSearchAttributes(workflows.AttrProtocol.ValueSet(future.String())),
-	}, workflows.ConnectionWorkflowName, workflows.ConnectionInput{Home: "acme", Companion: "acme-future", Protocol: future,
-		State: &workflows.ConnectionState{Status: workflows.Active}})
+		TypedSearchAttributes: temporal.NewSearchAttributes(contract.AttrProtocol.ValueSet(future.String())),
+	}, contract.ConnectionWorkflowName, contract.ConnectionInput{Home: "acme", Companion: "acme-future", Protocol: future,
+		State: &contract.ConnectionState{Status: contract.Active}})
 	require.NoError(t, err)
 	testenv.Eventually(t, time.Minute, "the run in visibility", func() bool {
 		res, err := control.New(tc).Upgrade(context.Background(), control.UpgradeOptions{})

@@ -14,9 +14,9 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 
+	"github.com/companionsync/companionsync/contract"
 	"github.com/companionsync/companionsync/control"
 	"github.com/companionsync/companionsync/internal/testenv"
-	"github.com/companionsync/companionsync/workflows"
 )
 
 var metricsLine = regexp.MustCompile(`metrics\s+(http://\S+)`)
@@ -45,14 +45,14 @@ func TestWorkerSchedulesTheReconciler(t *testing.T) {
 		require.NoError(t, err)
 		ids = append(ids, e.ID)
 	}
-	assert.Equal(t, []string{workflows.ReconcilerScheduleID}, ids, "one schedule, updated by the second start")
-	d, err := raw.ScheduleClient().GetHandle(ctx, workflows.ReconcilerScheduleID).Describe(ctx)
+	assert.Equal(t, []string{contract.ReconcilerScheduleID}, ids, "one schedule, updated by the second start")
+	d, err := raw.ScheduleClient().GetHandle(ctx, contract.ReconcilerScheduleID).Describe(ctx)
 	require.NoError(t, err)
 	require.Len(t, d.Schedule.Spec.Intervals, 1)
 	assert.Equal(t, 2*time.Second, d.Schedule.Spec.Intervals[0].Every, "the second start's interval")
 	assert.Equal(t, enumspb.SCHEDULE_OVERLAP_POLICY_SKIP, d.Schedule.Policy.Overlap)
 
-	connID := workflows.ConnectionWorkflowID("globex", "globex-emea")
+	connID := contract.ConnectionWorkflowID("globex", "globex-emea")
 	testenv.Eventually(t, time.Minute, "a scheduled run restarts the seeded connection", func() bool {
 		desc, err := raw.DescribeWorkflowExecution(ctx, connID, "")
 		return err == nil && desc.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING
@@ -60,7 +60,7 @@ func TestWorkerSchedulesTheReconciler(t *testing.T) {
 	c := p.client(t)
 	testenv.Eventually(t, time.Minute, "the adopted connection is Incomplete (nothing shared)", func() bool {
 		v, err := c.Status(ctx, control.Ref{Home: "globex", Companion: "globex-emea"})
-		return err == nil && v.Status == workflows.Incomplete
+		return err == nil && v.Status == contract.Incomplete
 	})
 
 	m := metricsLine.FindStringSubmatch(p.stdout.String())
@@ -72,8 +72,8 @@ func TestWorkerSchedulesTheReconciler(t *testing.T) {
 		}
 		defer resp.Body.Close()
 		body, _ := io.ReadAll(resp.Body)
-		return strings.Contains(string(body), workflows.MetricFindings) &&
-			strings.Contains(string(body), `kind="`+string(workflows.FindingConnectionWorkflowMissing)+`"`)
+		return strings.Contains(string(body), contract.MetricFindings) &&
+			strings.Contains(string(body), `kind="`+string(contract.FindingConnectionWorkflowMissing)+`"`)
 	})
 }
 

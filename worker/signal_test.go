@@ -11,9 +11,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/companionsync/companionsync/contract"
 	"github.com/companionsync/companionsync/control"
 	"github.com/companionsync/companionsync/internal/testenv"
-	"github.com/companionsync/companionsync/workflows"
 )
 
 // envRunMain makes the test binary run the worker's real main (see TestMain),
@@ -58,7 +58,7 @@ func TestInterruptStopsCleanlyAndRestartContinues(t *testing.T) {
 	c, err := control.Dial(ctx, control.DialOptions{Address: frontend, Keys: devKeys(t, dir)})
 	require.NoError(t, err)
 	cs := control.New(c)
-	_, err = cs.Connect(ctx, ref, workflows.Settings{})
+	_, err = cs.Connect(ctx, ref, contract.Settings{})
 	require.NoError(t, err)
 	_, err = cs.Share(ctx, ref, "default")
 	require.NoError(t, err)
@@ -82,9 +82,9 @@ func TestInterruptStopsCleanlyAndRestartContinues(t *testing.T) {
 	cs = control.New(c)
 	testenv.Eventually(t, time.Minute, "default Active after the restart", func() bool {
 		v, err := cs.Status(ctx, ref)
-		return err == nil && len(v.DataSpaces) == 1 && v.DataSpaces[0].InitializationStatus == workflows.ShareActive
+		return err == nil && len(v.DataSpaces) == 1 && v.DataSpaces[0].InitializationStatus == contract.ShareActive
 	})
 	v, err := cs.Disconnect(ctx, ref, true)
 	require.NoError(t, err)
-	assert.Equal(t, workflows.Disconnected, v.Status)
+	assert.Equal(t, contract.Disconnected, v.Status)
 }

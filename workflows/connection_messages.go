@@ -399,7 +399,7 @@ func (c *connection) applyShareReport(ctx workflow.Context, r ShareReport) {
 		c.transition(ctx, subjectShare(ds), string(r.View.InitializationStatus), r.View.Error)
 	}
 	sh.Observed = r
-	if c.Disconnecting && r.View.InitializationStatus == ShareError && !sh.pending() {
+	if c.Disconnecting && r.View.InitializationStatus == ShareError && !sh.Pending() {
 		// A disconnect keeps removing until every share is gone.
 		c.request(ctx, ds, IntentRemoved, RequestUnshare)
 	}

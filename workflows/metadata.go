@@ -33,7 +33,7 @@ func MetadataSyncWorkflow(ctx workflow.Context, in MetadataSyncInput) (MetadataS
 	st := in.State
 	m := &metadataSync{
 		in:       in,
-		settings: in.Settings.withDefaults(),
+		settings: in.Settings.WithDefaults(),
 		logger:   workflow.GetLogger(ctx),
 		view:     st.View,
 		acked:    st.Acked,
@@ -258,7 +258,7 @@ func (m *metadataSync) apply(ctx workflow.Context) error {
 		StartToCloseTimeout:    5 * time.Minute,
 		ScheduleToCloseTimeout: 30 * time.Minute,
 		HeartbeatTimeout:       heartbeatTimeout,
-		RetryPolicy:            m.settings.ActivityRetry.policy(),
+		RetryPolicy:            m.settings.ActivityRetry.Policy(),
 		Summary:                fmt.Sprintf("apply %d metadata change(s)", m.view.PendingChanges),
 	})
 	return workflow.ExecuteActivity(actx, acts.ApplyMetadata, activities.ApplyInput{
@@ -278,7 +278,7 @@ func (m *metadataSync) pause(ctx workflow.Context, err error) {
 		m.errorLog = []activities.ErrorLogEntry{entry}
 		rctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 			StartToCloseTimeout: 30 * time.Second, ScheduleToCloseTimeout: 5 * time.Minute,
-			RetryPolicy: m.settings.ActivityRetry.policy(), Summary: "record the failed round",
+			RetryPolicy: m.settings.ActivityRetry.Policy(), Summary: "record the failed round",
 		})
 		if rerr := workflow.ExecuteActivity(rctx, acts.RecordSyncFailure, activities.RecordFailureInput{
 			Home: m.in.Home, Companion: m.in.Companion, Round: m.roundID(ctx), Message: entry.Message,

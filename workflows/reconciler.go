@@ -27,7 +27,7 @@ import (
 // report so far.
 func ReconcilerWorkflow(ctx workflow.Context, in ReconcilerInput) (ReconcileReport, error) {
 	r := &reconciler{
-		in:     in.withDefaults(),
+		in:     in.WithDefaults(),
 		logger: workflow.GetLogger(ctx),
 		now:    workflow.Now(ctx),
 	}

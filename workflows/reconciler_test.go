@@ -143,7 +143,7 @@ func runReconciler(t *testing.T, f *fakeFleet, in ReconcilerInput) ReconcileRepo
 	require.NoError(t, env.GetWorkflowResult(&report))
 	assert.True(t, report.Done)
 	assert.Equal(t, 1, f.lastRead, "the history is read once per run")
-	size := in.withDefaults().PageSize
+	size := in.WithDefaults().PageSize
 	assert.Equal(t, (len(f.surveys)+size-1)/size, f.surveyed, "one survey per registry page")
 	return report
 }

@@ -39,7 +39,7 @@ func ConnectionWorkflowWith(defaults Settings) func(workflow.Context, Connection
 	return func(ctx workflow.Context, in ConnectionInput) (StatusView, error) {
 		if in.State == nil {
 			var s Settings
-			merged := in.Settings.fillFrom(defaults.withDefaults())
+			merged := in.Settings.FillFrom(defaults.WithDefaults())
 			if err := workflow.SideEffect(ctx, func(workflow.Context) any { return merged }).Get(&s); err != nil {
 				return StatusView{}, fmt.Errorf("record settings: %w", err)
 			}

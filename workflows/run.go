@@ -267,6 +267,6 @@ type shortStepOptions struct {
 func runShortStep(ctx workflow.Context, o shortStepOptions, activity, in any) workflow.Future {
 	return workflow.ExecuteLocalActivity(workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
 		StartToCloseTimeout: 30 * time.Second, ScheduleToCloseTimeout: o.scheduleToClose,
-		RetryPolicy: o.retry.policy(), Summary: o.summary,
+		RetryPolicy: o.retry.Policy(), Summary: o.summary,
 	}), activity, in)
 }

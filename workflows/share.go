@@ -30,7 +30,7 @@ const heartbeatTimeout = 10 * time.Second
 func DataSpaceShareWorkflow(ctx workflow.Context, in ShareInput) (ShareView, error) {
 	s := &share{
 		in:       in,
-		settings: in.Settings.withDefaults(),
+		settings: in.Settings.WithDefaults(),
 		logger:   workflow.GetLogger(ctx),
 		view:     ShareView{DataSpace: in.DataSpace},
 		signals:  newInbox(),
@@ -321,7 +321,7 @@ func (s *share) stepOptions(ctx workflow.Context, retry RetrySettings, summary s
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: s.settings.StepBudget + time.Minute,
 		HeartbeatTimeout:    heartbeatTimeout,
-		RetryPolicy:         retry.policy(),
+		RetryPolicy:         retry.Policy(),
 		WaitForCancellation: true,
 		Summary:             summary,
 	})

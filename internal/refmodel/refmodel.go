@@ -10,13 +10,13 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/companionsync/companionsync/workflows"
+	"github.com/companionsync/companionsync/contract"
 )
 
 // Model is what operators asked for and what the world is.
 type Model struct {
 	// Intent is the desired intent of every data space ever shared.
-	Intent map[string]workflows.ShareIntent
+	Intent map[string]contract.ShareIntent
 	// CopyFailed and RemoveFailed record data spaces whose copy or removal
 	// was made to fail at some time: they may settle in Error.
 	CopyFailed, RemoveFailed map[string]bool
@@ -33,7 +33,7 @@ type Model struct {
 // New returns the model of a new connection whose home org has dataSpaces.
 func New(dataSpaces []string) *Model {
 	return &Model{
-		Intent:     map[string]workflows.ShareIntent{},
+		Intent:     map[string]contract.ShareIntent{},
 		CopyFailed: map[string]bool{}, RemoveFailed: map[string]bool{},
 		dataSpaces: slices.Clone(dataSpaces),
 	}
@@ -42,43 +42,43 @@ func New(dataSpaces []string) *Model {
 // ExpectRefusal is the refusal type the connection must answer op (a
 // workflows.Message* name) on data space ds with, given the status v its
 // validator sees, or "" when op must be accepted.
-func (m *Model) ExpectRefusal(v workflows.StatusView, op, ds string) string {
-	share, shared := workflows.ShareView{}, false
+func (m *Model) ExpectRefusal(v contract.StatusView, op, ds string) string {
+	share, shared := contract.ShareView{}, false
 	for _, s := range v.DataSpaces {
 		if s.DataSpace == ds {
 			share, shared = s, true
 		}
 	}
-	if v.Disconnecting || v.Status == workflows.Disconnected {
-		return workflows.RefusalDisconnecting
+	if v.Disconnecting || v.Status == contract.Disconnected {
+		return contract.RefusalDisconnecting
 	}
 	switch op {
-	case workflows.MessageShare:
+	case contract.MessageShare:
 		switch {
-		case v.Status == workflows.Inactive:
-			return workflows.RefusalConnectionInactive
+		case v.Status == contract.Inactive:
+			return contract.RefusalConnectionInactive
 		case shared:
-			return workflows.RefusalAlreadyShared
+			return contract.RefusalAlreadyShared
 		case !slices.Contains(m.dataSpaces, ds):
-			return workflows.RefusalUnknownDataSpace
+			return contract.RefusalUnknownDataSpace
 		}
-	case workflows.MessageUnshare:
+	case contract.MessageUnshare:
 		switch {
 		case !shared:
-			return workflows.RefusalNotShared
-		case m.Intent[ds] == workflows.IntentRemoved && share.InitializationStatus != workflows.ShareError:
-			return workflows.RefusalAlreadyRemoving
+			return contract.RefusalNotShared
+		case m.Intent[ds] == contract.IntentRemoved && share.InitializationStatus != contract.ShareError:
+			return contract.RefusalAlreadyRemoving
 		}
-	case workflows.MessageRetry:
+	case contract.MessageRetry:
 		switch {
 		case !shared:
-			return workflows.RefusalNotShared
-		case share.InitializationStatus != workflows.ShareError || share.Requested != "":
-			return workflows.RefusalNotInError
+			return contract.RefusalNotShared
+		case share.InitializationStatus != contract.ShareError || share.Requested != "":
+			return contract.RefusalNotInError
 		}
-	case workflows.MessageResume:
+	case contract.MessageResume:
 		if !v.MetadataSync.Paused || v.MetadataSync.Requested != "" {
-			return workflows.RefusalNotPaused
+			return contract.RefusalNotPaused
 		}
 	}
 	return ""
@@ -88,14 +88,14 @@ func (m *Model) ExpectRefusal(v workflows.StatusView, op, ds string) string {
 func (m *Model) Accept(op, ds string) {
 	m.Accepted++
 	switch op {
-	case workflows.MessageShare:
-		m.Intent[ds] = workflows.IntentShared
-	case workflows.MessageUnshare:
-		m.Intent[ds] = workflows.IntentRemoved
-	case workflows.MessageDisconnect:
+	case contract.MessageShare:
+		m.Intent[ds] = contract.IntentShared
+	case contract.MessageUnshare:
+		m.Intent[ds] = contract.IntentRemoved
+	case contract.MessageDisconnect:
 		m.Disconnected = true
 		for d := range m.Intent {
-			m.Intent[d] = workflows.IntentRemoved
+			m.Intent[d] = contract.IntentRemoved
 		}
 	}
 }
@@ -104,7 +104,7 @@ func (m *Model) Accept(op, ds string) {
 func (m *Model) Shared() []string {
 	var out []string
 	for ds, intent := range m.Intent {
-		if intent == workflows.IntentShared {
+		if intent == contract.IntentShared {
 			out = append(out, ds)
 		}
 	}
@@ -114,20 +114,20 @@ func (m *Model) Shared() []string {
 
 // Status is the Connection Status a settled connection with listed data
 // spaces must read.
-func (m *Model) Status(listed int) workflows.ConnectionStatus {
+func (m *Model) Status(listed int) contract.ConnectionStatus {
 	switch {
 	case m.LicenceExpired || m.CompanionInactive:
-		return workflows.Inactive
+		return contract.Inactive
 	case listed > 0:
-		return workflows.Active
+		return contract.Active
 	}
-	return workflows.Incomplete
+	return contract.Incomplete
 }
 
 // Settled lists how the settled status v differs from the model; empty
 // when it agrees. copied(ds) reports the companion's records of ds and
 // total(ds) the home's.
-func (m *Model) Settled(v workflows.StatusView, copied, total func(ds string) int) []string {
+func (m *Model) Settled(v contract.StatusView, copied, total func(ds string) int) []string {
 	var diffs []string
 	add := func(format string, args ...any) { diffs = append(diffs, fmt.Sprintf(format, args...)) }
 	var listed []string
@@ -135,20 +135,20 @@ func (m *Model) Settled(v workflows.StatusView, copied, total func(ds string) in
 		if s.Requested != "" {
 			add("data space %s: %s requested, not acknowledged", s.DataSpace, s.Requested)
 		}
-		if m.Intent[s.DataSpace] == workflows.IntentRemoved {
+		if m.Intent[s.DataSpace] == contract.IntentRemoved {
 			// A removal whose retries were used up waits in Error.
-			if !m.RemoveFailed[s.DataSpace] || s.InitializationStatus != workflows.ShareError {
+			if !m.RemoveFailed[s.DataSpace] || s.InitializationStatus != contract.ShareError {
 				add("data space %s unshared but listed as %s", s.DataSpace, s.InitializationStatus)
 			}
 			continue
 		}
 		listed = append(listed, s.DataSpace)
 		switch s.InitializationStatus {
-		case workflows.ShareActive:
+		case contract.ShareActive:
 			if got, want := copied(s.DataSpace), total(s.DataSpace); got != want {
 				add("data space %s Active with %d of %d records in the companion", s.DataSpace, got, want)
 			}
-		case workflows.ShareError:
+		case contract.ShareError:
 			if !m.CopyFailed[s.DataSpace] && !m.RemoveFailed[s.DataSpace] {
 				add("data space %s in Error without an injected failure: %s", s.DataSpace, s.Error)
 			}
@@ -160,7 +160,7 @@ func (m *Model) Settled(v workflows.StatusView, copied, total func(ds string) in
 		add("shared data spaces %v, want %v", listed, want)
 	}
 	for _, ds := range m.dataSpaces {
-		if m.Intent[ds] != workflows.IntentShared && !m.RemoveFailed[ds] && copied(ds) != 0 {
+		if m.Intent[ds] != contract.IntentShared && !m.RemoveFailed[ds] && copied(ds) != 0 {
 			add("data space %s not shared, yet the companion holds %d of its records", ds, copied(ds))
 		}
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/companionsync/companionsync/activities"
 	"github.com/companionsync/companionsync/codec"
+	"github.com/companionsync/companionsync/contract"
 	"github.com/companionsync/companionsync/control"
 	"github.com/companionsync/companionsync/devserver"
 	"github.com/companionsync/companionsync/orgstore"
@@ -32,7 +33,7 @@ type Options struct {
 	SeedRecords int
 	// Settings are the worker's defaults for new connections; zero fields
 	// get fast test values (1s health checks and metadata rounds).
-	Settings workflows.Settings
+	Settings contract.Settings
 	// NoWorker starts no worker (tests that run their own).
 	NoWorker bool
 	// Plaintext runs without payload encryption; by default the client and
@@ -66,20 +67,20 @@ type Env struct {
 	Store    *orgstore.DemoFaults
 	Client   client.Client
 	Worker   worker.Worker
-	Settings workflows.Settings
+	Settings contract.Settings
 	// Keys encrypt the payloads of Client and its workers; nil with
 	// Options.Plaintext.
 	Keys *codec.KeyRing
 }
 
 // FastSettings are settings for tests: short intervals and retries.
-func FastSettings() workflows.Settings {
-	s := workflows.DefaultSettings()
+func FastSettings() contract.Settings {
+	s := contract.DefaultSettings()
 	s.HealthCheckInterval = time.Second
 	s.MetadataSyncInterval = time.Second
 	s.RemovalDeadline = time.Minute
-	s.InitialSyncRetry = workflows.RetrySettings{InitialInterval: 100 * time.Millisecond, BackoffCoefficient: 2, MaximumInterval: time.Second, MaximumAttempts: 3}
-	s.ActivityRetry = workflows.RetrySettings{InitialInterval: 100 * time.Millisecond, BackoffCoefficient: 2, MaximumInterval: time.Second}
+	s.InitialSyncRetry = contract.RetrySettings{InitialInterval: 100 * time.Millisecond, BackoffCoefficient: 2, MaximumInterval: time.Second, MaximumAttempts: 3}
+	s.ActivityRetry = contract.RetrySettings{InitialInterval: 100 * time.Millisecond, BackoffCoefficient: 2, MaximumInterval: time.Second}
 	s.StepBudget = 200 * time.Millisecond
 	return s
 }
@@ -98,7 +99,7 @@ func Start(t testing.TB, opts Options) *Env {
 		opts.SeedRecords = 2000
 	}
 	e.Settings = opts.Settings
-	if e.Settings == (workflows.Settings{}) {
+	if e.Settings == (contract.Settings{}) {
 		e.Settings = FastSettings()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -126,7 +127,7 @@ func Start(t testing.TB, opts Options) *Env {
 func (e *Env) StartServer(t testing.TB) {
 	t.Helper()
 	attrs := map[string]enumspb.IndexedValueType{}
-	for _, a := range workflows.SearchAttributes() {
+	for _, a := range contract.SearchAttributes() {
 		attrs[a.GetName()] = enumspb.INDEXED_VALUE_TYPE_KEYWORD
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -163,7 +164,7 @@ func (e *Env) Dial(t testing.TB) {
 // demo faults, like the worker binary); it stops with the test.
 func (e *Env) NewWorker(t testing.TB) worker.Worker {
 	t.Helper()
-	w := worker.New(e.Client, workflows.TaskQueue, worker.Options{})
+	w := worker.New(e.Client, contract.TaskQueue, worker.Options{})
 	workflows.Register(w, &activities.Activities{Orgs: e.Store}, e.Settings)
 	fleet := &activities.Fleet{Orgs: e.Store, Client: e.Client}
 	if e.Keys != nil {
@@ -200,9 +201,9 @@ func logger() *slog.Logger {
 }
 
 // WaitStatus polls a connection's status until cond holds and returns it.
-func WaitStatus(t testing.TB, c *control.Client, ref control.Ref, what string, cond func(workflows.StatusView) bool) workflows.StatusView {
+func WaitStatus(t testing.TB, c *control.Client, ref control.Ref, what string, cond func(contract.StatusView) bool) contract.StatusView {
 	t.Helper()
-	var last workflows.StatusView
+	var last contract.StatusView
 	var lastErr error
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
@@ -221,26 +222,26 @@ func WaitStatus(t testing.TB, c *control.Client, ref control.Ref, what string, c
 }
 
 // Share finds a data space in a status view.
-func Share(v workflows.StatusView, ds string) (workflows.ShareView, bool) {
+func Share(v contract.StatusView, ds string) (contract.ShareView, bool) {
 	for _, s := range v.DataSpaces {
 		if s.DataSpace == ds {
 			return s, true
 		}
 	}
-	return workflows.ShareView{}, false
+	return contract.ShareView{}, false
 }
 
 // ShareIs holds when the data space's share has the initialization status.
-func ShareIs(ds string, st workflows.InitializationStatus) func(workflows.StatusView) bool {
-	return func(v workflows.StatusView) bool {
+func ShareIs(ds string, st contract.InitializationStatus) func(contract.StatusView) bool {
+	return func(v contract.StatusView) bool {
 		s, ok := Share(v, ds)
 		return ok && s.InitializationStatus == st
 	}
 }
 
 // ShareGone holds when the data space is no longer shared.
-func ShareGone(ds string) func(workflows.StatusView) bool {
-	return func(v workflows.StatusView) bool {
+func ShareGone(ds string) func(contract.StatusView) bool {
+	return func(v contract.StatusView) bool {
 		_, ok := Share(v, ds)
 		return !ok
 	}

@@ -1,4 +1,4 @@
-package workflows
+package contract
 
 import "time"
 
@@ -140,7 +140,8 @@ func DefaultReconcilerInput() ReconcilerInput {
 	}
 }
 
-func (in ReconcilerInput) withDefaults() ReconcilerInput {
+// WithDefaults fills the zero fields from DefaultReconcilerInput.
+func (in ReconcilerInput) WithDefaults() ReconcilerInput {
 	d := DefaultReconcilerInput()
 	if in.BatchSize <= 0 {
 		in.BatchSize = d.BatchSize
