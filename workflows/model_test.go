@@ -52,11 +52,18 @@ func TestModelRandomSequences(t *testing.T) {
 }
 
 // TestModelRandomSequencesPreviousProtocol runs the model against
-// connections on the previous protocol, which this release still runs until
-// they move.
+// connections on every earlier supported protocol, which this release
+// still runs until they move.
 func TestModelRandomSequencesPreviousProtocol(t *testing.T) {
 	seeds := modelSeeds(t)
-	testModel(t, workflows.ProtocolProgressReport, seeds[:min(len(seeds), 200)])
+	older := workflows.SupportedProtocols()
+	older = older[:len(older)-1]
+	require.NotEmpty(t, older, "a release supports the protocol before the current one")
+	for _, p := range older {
+		t.Run(fmt.Sprintf("protocol=%d", p), func(t *testing.T) {
+			testModel(t, p, seeds[:min(len(seeds), 200)])
+		})
+	}
 }
 
 func testModel(t *testing.T, protocol workflows.Protocol, seeds []uint64) {

@@ -115,7 +115,7 @@ func (b *runBudget) listenUpgrade(ctx workflow.Context, signals *inbox, p Protoc
 			// for the move, which is always safe.
 			_ = json.Unmarshal(raw, &req)
 		}
-		if !movable(p) {
+		if !rules(p).moves {
 			return
 		}
 		if !b.upgrade {
@@ -139,7 +139,7 @@ func (b *runBudget) listenUpgrade(ctx workflow.Context, signals *inbox, p Protoc
 // made by code that runs only after the signal, never by a run's own start,
 // which a worker of an earlier release may have executed without it.
 func (b *runBudget) protocolAfter(ctx workflow.Context, p Protocol) Protocol {
-	if !b.upgrade || !movable(p) {
+	if !b.upgrade || !rules(p).moves {
 		return p
 	}
 	if err := workflow.UpsertTypedSearchAttributes(ctx, AttrProtocol.ValueSet(CurrentProtocol.String())); err != nil {
@@ -147,10 +147,6 @@ func (b *runBudget) protocolAfter(ctx workflow.Context, p Protocol) Protocol {
 	}
 	return CurrentProtocol
 }
-
-// movable reports whether a run of protocol p moves to CurrentProtocol when
-// asked: every earlier protocol does.
-func movable(p Protocol) bool { return p < CurrentProtocol }
 
 // continueAsNew ends the run so that the next one starts with the input
 // built by next: it waits for running update handlers, drains buffered
