@@ -31,6 +31,7 @@ func ReconcilerWorkflow(ctx workflow.Context, in ReconcilerInput) (ReconcileRepo
 		logger: workflow.GetLogger(ctx),
 		now:    workflow.Now(ctx),
 	}
+	r.plan = planner{in: r.in, now: r.now}
 	r.report = ReconcileReport{StartedAt: r.now, Repair: r.in.Repair, Findings: []Finding{}}
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (ReconcileReport, error) { return r.report, nil }); err != nil {
 		return ReconcileReport{}, fmt.Errorf("register status query: %w", err)
@@ -89,6 +90,7 @@ func (r *reconciler) record(ctx workflow.Context) {
 // reconciler is the running state of a ReconcilerWorkflow.
 type reconciler struct {
 	in     ReconcilerInput
+	plan   planner
 	logger log.Logger
 	now    time.Time
 	report ReconcileReport
@@ -148,180 +150,47 @@ func surveyTarget(c companionsync.Connection) activities.SurveyTarget {
 	}
 }
 
-// examine turns the survey of one registered connection into findings and
-// repairs.
+// examine plans one registered connection from its survey and carries the
+// plan out.
 func (r *reconciler) examine(ctx workflow.Context, s activities.ConnectionSurvey) {
-	ref := Reference(s.Connection.Home, s.Connection.Companion)
-	if !s.HomeKnown || !s.CompanionKnown {
-		missing := s.Connection.Home
-		if s.HomeKnown {
-			missing = s.Connection.Companion
-		}
-		r.add(Finding{Kind: FindingUnknownOrg, Connection: ref,
-			Detail: fmt.Sprintf("the registry row of %s names org %q, which does not exist", ref, missing),
-			Action: "restore the org in the org store, or remove the registry row by hand; the reconciler does not guess"})
+	plan := r.plan.connection(s)
+	if plan.unexamined != "" {
+		r.logger.Info("connection not examined; the next run looks again", "connection",
+			Reference(s.Connection.Home, s.Connection.Companion), "why", plan.unexamined)
 		return
 	}
-	if !s.Workflow.Running() {
-		f := Finding{Kind: FindingConnectionWorkflowMissing, Connection: ref,
-			Detail: "no connection workflow ever ran for the registered pair",
-			Action: "'starter doctor --repair' restarts it from the registry, adopting its running shares"}
-		if s.Workflow.Status != "" {
-			f.Detail = fmt.Sprintf("the connection workflow %s is %s", s.Workflow.WorkflowID, s.Workflow.Status)
-			if !s.Workflow.CloseTime.IsZero() {
-				r.since(&f, s.Workflow.CloseTime)
-			}
-		}
-		r.restart(ctx, s, &f)
+	for _, f := range plan.findings {
 		r.add(f)
-		return
 	}
-	var view StatusView
-	if len(s.Status) == 0 || json.Unmarshal(s.Status, &view) != nil || view.Status == Connecting {
-		// No answer (a busy or a connecting workflow): the next run looks again.
-		r.logger.Info("connection not examined: no status yet", "connection", ref, "status", view.Status, "error", s.StatusError)
-		return
+	if p := plan.restart; p != nil {
+		r.restart(ctx, p)
+		r.add(p.finding)
 	}
-	r.examineRunning(ctx, s, ref, view)
-}
-
-// examineRunning checks a running connection's children and stuck work.
-func (r *reconciler) examineRunning(ctx workflow.Context, s activities.ConnectionSurvey, ref string, view StatusView) {
-	shares := map[string]activities.ShareSurvey{}
-	for _, sh := range s.Shares {
-		shares[sh.DataSpace] = sh
-	}
-	var missing []*Finding
-	listed := map[string]bool{}
-	for _, v := range view.DataSpaces {
-		listed[v.DataSpace] = true
-		exec := shares[v.DataSpace].Execution
-		if v.InitializationStatus != "" && v.Requested == "" && !exec.Running() {
-			f := &Finding{Kind: FindingShareWorkflowMissing, Connection: ref, DataSpace: v.DataSpace,
-				Detail: fmt.Sprintf("share %s is %s but its workflow %s", v.DataSpace, v.InitializationStatus, notRunning(exec)),
-				Action: "'starter doctor --repair' asks the connection to start it again; the copy or removal goes on from the companion's data"}
-			if !exec.CloseTime.IsZero() {
-				r.since(f, exec.CloseTime)
-			}
-			missing = append(missing, f)
-		}
-		subject := subjectShare(v.DataSpace)
-		switch v.InitializationStatus {
-		case ShareError:
-			if at, ok := since(view, subject, string(ShareError)); r.older(at, ok, r.in.ErrorAfter) {
-				f := Finding{Kind: FindingShareInError, Connection: ref, DataSpace: v.DataSpace, Detail: v.Error,
-					Action: fmt.Sprintf("fix the cause, then 'starter retry --connection %s --data-space %s', or unshare it", ref, v.DataSpace)}
-				r.since(&f, at)
-				r.add(f)
-			}
-		case RemovingSharing:
-			at, ok := since(view, subject, string(RemovingSharing))
-			if !ok {
-				at, ok = since(view, subject, RequestUnshare+" requested")
-			}
-			if r.older(at, ok, r.in.RemovalAfter) {
-				f := Finding{Kind: FindingRemovalPastDeadline, Connection: ref, DataSpace: v.DataSpace,
-					Detail: fmt.Sprintf("removal of %s: %d of %d records removed, past the %s deadline", v.DataSpace, v.RecordsRemoved, v.RecordsToRemove, r.in.RemovalAfter),
-					Action: "check that workers run and reach the org store; the removal goes on when its workflow runs (doctor --repair starts a gone one again)"}
-				r.since(&f, at)
-				r.add(f)
-			}
-		}
-	}
-	for _, sh := range s.Shares {
-		if !listed[sh.DataSpace] && sh.Copied > 0 && !sh.Execution.Running() && !view.Disconnecting {
-			r.add(Finding{Kind: FindingOrphanShareData, Connection: ref, DataSpace: sh.DataSpace,
-				Detail: fmt.Sprintf("the companion holds %d records of %s but the connection has no share of it", sh.Copied, sh.DataSpace),
-				Action: fmt.Sprintf("share it again ('starter share --connection %s --data-space %s') to own the data, then unshare it to remove it", ref, sh.DataSpace)})
-		}
-	}
-	m := view.MetadataSync
-	if m.Status != "" && !m.Stopped && !s.Metadata.Running() && !view.Disconnecting {
-		f := &Finding{Kind: FindingMetadataSyncMissing, Connection: ref,
-			Detail: fmt.Sprintf("the metadata sync is %s but its workflow %s", m.Status, notRunning(s.Metadata)),
-			Action: "'starter doctor --repair' asks the connection to start it again"}
-		if !s.Metadata.CloseTime.IsZero() {
-			r.since(f, s.Metadata.CloseTime)
-		}
-		missing = append(missing, f)
-	}
-	if m.Paused {
-		if at, ok := since(view, subjectMetadataSync, string(SyncError)); r.older(at, ok, r.in.PausedAfter) {
-			f := Finding{Kind: FindingMetadataSyncPaused, Connection: ref, Detail: m.Error,
-				Action: fmt.Sprintf("'starter error-log --connection %s', fix the cause, then 'starter resume --connection %s'", ref, ref)}
-			r.since(&f, at)
+	if p := plan.probe; p != nil {
+		r.probe(ctx, s.Connection, p)
+		for _, f := range p.findings {
 			r.add(f)
 		}
-	}
-	if view.Status == Inactive {
-		if at, ok := since(view, subjectConnection, string(Inactive)); r.older(at, ok, r.in.InactiveAfter) {
-			f := Finding{Kind: FindingConnectionInactive, Connection: ref, Detail: view.Reason,
-				Action: fmt.Sprintf("fix the reason, then 'starter recheck --connection %s'", ref)}
-			r.since(&f, at)
-			r.add(f)
-		}
-	}
-	if len(missing) > 0 {
-		r.probe(ctx, s.Connection, s.Shares, missing)
-	}
-	for _, f := range missing {
-		r.add(*f)
 	}
 }
 
 // restart starts a gone connection workflow again, adopting its children,
 // when repairs are on and the batch allows.
-func (r *reconciler) restart(ctx workflow.Context, s activities.ConnectionSurvey, f *Finding) {
+func (r *reconciler) restart(ctx workflow.Context, p *restartPlan) {
+	f := &p.finding
 	if !r.mayRepair(f) {
 		return
 	}
-	c := s.Connection
-	// The gone run's last state, when it still answers: its shares (even
-	// one whose workflow never started) and a disconnect it had accepted.
-	var last StatusView
-	if len(s.Status) > 0 {
-		_ = json.Unmarshal(s.Status, &last)
-	}
-	wanted := map[string]ShareView{}
-	for _, v := range last.DataSpaces {
-		wanted[v.DataSpace] = v
-	}
-	adopt := &AdoptState{Reason: f.Detail, DataSpaces: s.DataSpaces, Shares: []AdoptedShare{}, Disconnecting: last.Disconnecting}
-	for _, sh := range s.Shares {
-		status := InitializationStatus(sh.Execution.Attrs[AttrInitializationStatus.GetName()])
-		running := sh.Execution.Running()
-		v, listed := wanted[sh.DataSpace]
-		delete(wanted, sh.DataSpace)
-		if !running && !listed && sh.Copied == 0 && status != Activating {
-			continue // removed, or never copied: nothing to carry on
-		}
-		if listed && v.Requested == RequestUnshare {
-			status = RemovingSharing
-		}
-		adopt.Shares = append(adopt.Shares, AdoptedShare{DataSpace: sh.DataSpace, Running: running, Status: status, Checkpoint: sh.Checkpoint})
-	}
-	for _, ds := range workflow.DeterministicKeys(wanted) {
-		// Requested, but its workflow never ran: requested again.
-		status := Activating
-		if wanted[ds].Requested == RequestUnshare || wanted[ds].InitializationStatus == RemovingSharing {
-			status = RemovingSharing
-		}
-		adopt.Shares = append(adopt.Shares, AdoptedShare{DataSpace: ds, Status: status})
-	}
-	var settings Settings
-	if len(s.Settings) > 0 {
-		// The gone run's settings; unreadable ones leave the worker's defaults.
-		_ = json.Unmarshal(s.Settings, &settings)
-	}
-	input, err := json.Marshal(ConnectionInput{Home: c.Home, Companion: c.Companion, Settings: settings, Adopt: adopt, Protocol: StarterProtocol})
+	input, err := json.Marshal(p.input)
 	if err != nil {
 		f.Repair = "not restarted: " + err.Error()
 		return
 	}
+	c := p.input
 	var res activities.RestartResult
 	err = workflow.ExecuteActivity(r.activityCtx(ctx, "restart the connection workflow of "+f.Connection), fleet.RestartConnection,
 		activities.RestartInput{
-			Registered:   c,
+			Registered:   p.registered,
 			WorkflowID:   ConnectionWorkflowID(c.Home, c.Companion),
 			WorkflowType: ConnectionWorkflowName,
 			TaskQueue:    TaskQueue,
@@ -336,16 +205,11 @@ func (r *reconciler) restart(ctx workflow.Context, s activities.ConnectionSurvey
 		f.Repair = "restart failed: " + rootMessage(err)
 		r.logger.Error("repair failed", "kind", f.Kind, "connection", f.Connection, "error", err)
 	case res.Started:
-		running := 0
-		for _, sh := range adopt.Shares {
-			if sh.Running {
-				running++
-			}
-		}
+		running, again := p.adopted()
 		f.Outcome = OutcomeRepaired
 		f.Repair = fmt.Sprintf("restarted the connection workflow (run %s), adopting %d running share(s) and starting %d again",
-			res.RunID, running, len(adopt.Shares)-running)
-		if adopt.Disconnecting {
+			res.RunID, running, again)
+		if c.Adopt.Disconnecting {
 			f.Repair += "; its disconnect goes on"
 		}
 		r.repaired(ctx, f)
@@ -357,21 +221,17 @@ func (r *reconciler) restart(ctx workflow.Context, s activities.ConnectionSurvey
 }
 
 // probe asks a running connection to start its gone children again.
-func (r *reconciler) probe(ctx workflow.Context, c companionsync.Connection, shares []activities.ShareSurvey, findings []*Finding) {
-	if !r.mayRepair(findings[0]) {
-		for _, f := range findings[1:] {
-			f.Repair = findings[0].Repair
+func (r *reconciler) probe(ctx workflow.Context, c companionsync.Connection, p *probePlan) {
+	findings := p.findings
+	if !r.mayRepair(&findings[0]) {
+		for i := range findings[1:] {
+			findings[i+1].Repair = findings[0].Repair
 		}
 		return
 	}
-	req := ProbeRequest{Checkpoints: map[string]string{}}
-	for _, sh := range shares {
-		if sh.Checkpoint != "" && !sh.Execution.Running() {
-			req.Checkpoints[sh.DataSpace] = sh.Checkpoint
-		}
-	}
-	err := workflow.SignalExternalWorkflow(ctx, ConnectionWorkflowID(c.Home, c.Companion), "", SignalProbe, req).Get(ctx, nil)
-	for _, f := range findings {
+	err := workflow.SignalExternalWorkflow(ctx, ConnectionWorkflowID(c.Home, c.Companion), "", SignalProbe, p.request).Get(ctx, nil)
+	for i := range findings {
+		f := &findings[i]
 		if err != nil {
 			f.Repair = "probe failed: " + rootMessage(err)
 			continue
@@ -426,16 +286,7 @@ func (r *reconciler) scanOrphans(ctx workflow.Context) error {
 }
 
 func (r *reconciler) checkRegistered(ctx workflow.Context, execs []activities.Execution) error {
-	var candidates []activities.Execution
-	var companions []string
-	for _, e := range execs {
-		home, companion := e.Attrs[AttrHomeOrg.GetName()], e.Attrs[AttrCompanionOrg.GetName()]
-		if home == "" || companion == "" || e.Attrs[AttrConnectionStatus.GetName()] == string(Connecting) {
-			continue // still connecting: not registered yet
-		}
-		candidates = append(candidates, e)
-		companions = append(companions, companion)
-	}
+	candidates, companions := orphanCandidates(execs)
 	if len(candidates) == 0 {
 		return nil
 	}
@@ -443,32 +294,20 @@ func (r *reconciler) checkRegistered(ctx workflow.Context, execs []activities.Ex
 	if err := workflow.ExecuteActivity(r.activityCtx(ctx, "read registry rows"), fleet.RegistryRows, companions).Get(ctx, &rows); err != nil {
 		return fmt.Errorf("read registry rows: %w", err)
 	}
-	var orphans []activities.Execution
-	var ids []string
-	for i, e := range candidates {
-		if rows[i].Home != e.Attrs[AttrHomeOrg.GetName()] {
-			orphans = append(orphans, e)
-			ids = append(ids, e.WorkflowID)
-		}
-	}
+	orphans := unregistered(candidates, rows)
 	if len(orphans) == 0 {
 		return nil
+	}
+	ids := make([]string, 0, len(orphans))
+	for _, e := range orphans {
+		ids = append(ids, e.WorkflowID)
 	}
 	var now []activities.Execution
 	if err := workflow.ExecuteActivity(r.activityCtx(ctx, "confirm unregistered connection workflows"), fleet.DescribeExecutions, ids).
 		Get(ctx, &now); err != nil {
 		return fmt.Errorf("describe unregistered connection workflows: %w", err)
 	}
-	for i, e := range orphans {
-		if !now[i].Running() || now[i].RunID != e.RunID {
-			continue // closed meanwhile (a disconnect finishing)
-		}
-		ref := Reference(e.Attrs[AttrHomeOrg.GetName()], e.Attrs[AttrCompanionOrg.GetName()])
-		f := Finding{Kind: FindingOrphanConnectionWorkflow, Connection: ref,
-			Detail: fmt.Sprintf("the connection workflow %s runs (status %s) but the registry holds no row for %s",
-				e.WorkflowID, e.Attrs[AttrConnectionStatus.GetName()], ref),
-			Action: fmt.Sprintf("if the pair should be connected, restore its registry row; otherwise 'starter disconnect --connection %s' (the reconciler never stops it)", ref)}
-		r.since(&f, e.StartTime)
+	for _, f := range r.plan.orphanFindings(orphans, now) {
 		r.add(f)
 	}
 	return nil
@@ -481,45 +320,6 @@ func (r *reconciler) add(f Finding) {
 		r.logger.Warn("finding", "kind", f.Kind, "connection", f.Connection, "dataSpace", f.DataSpace,
 			"age", f.Age, "detail", f.Detail, "repair", f.Repair)
 	}
-}
-
-// since sets the finding's start and age.
-func (r *reconciler) since(f *Finding, at time.Time) {
-	if at.IsZero() {
-		return
-	}
-	t := at.UTC()
-	f.Since = &t
-	f.Age = max(r.now.Sub(at), 0).Round(time.Second).String()
-}
-
-// older reports whether a condition that started at (known when ok) has
-// lasted at least threshold. One whose start is unknown counts.
-func (r *reconciler) older(at time.Time, ok bool, threshold time.Duration) bool {
-	return !ok || r.now.Sub(at) >= threshold
-}
-
-// since finds when subject last entered status in the connection's
-// transitions. When the transitions kept no longer reach back that far, it
-// returns the oldest one kept: the condition is at least that old.
-func since(view StatusView, subject, status string) (time.Time, bool) {
-	for i := len(view.Transitions) - 1; i >= 0; i-- {
-		t := view.Transitions[i]
-		if t.Subject == subject && t.Status == status {
-			return t.At, true
-		}
-	}
-	if len(view.Transitions) > 0 {
-		return view.Transitions[0].At, true
-	}
-	return time.Time{}, false
-}
-
-func notRunning(e activities.Execution) string {
-	if e.Status == "" {
-		return "never ran"
-	}
-	return "is " + e.Status
 }
 
 // publish sets the current details (the findings as a table) and the

@@ -139,39 +139,19 @@ func (r *reconciler) checkProtocols(ctx workflow.Context) error {
 		return err
 	}
 	var token []byte
-	listed, unlisted, asked := 0, 0, 0
+	var pager protocolPager
+	asked := 0
 	for {
 		var page activities.RunProtocolsPage
 		if err := workflow.ExecuteActivity(r.activityCtx(ctx, "read the protocols of running workflows"), fleet.RunProtocols,
 			RunProtocolsInput(r.in.PageSize, token)).Get(ctx, &page); err != nil {
 			return fmt.Errorf("read the protocols of running workflows: %w", err)
 		}
-		plan := PlanUpgrade(page.Runs)
-		for _, run := range plan.Unsupported {
-			r.add(Finding{Kind: FindingUnsupportedProtocol, Connection: runConnection(run.WorkflowID),
-				Detail: fmt.Sprintf("%s runs protocol %d; this release runs protocols %d to %d", run.WorkflowID, run.Protocol, OldestProtocol, CurrentProtocol),
-				Action: "run a release that supports it until starter doctor reports none (docs/operations.md, Upgrades)"})
+		plan := r.plan.protocols(page.Runs, older, &pager)
+		for _, f := range plan.findings {
+			r.addProtocolFinding(f)
 		}
-		behind := append(plan.Move, plan.Unknown...)
-		var ids []string
-		for _, run := range behind {
-			if r.in.Repair && len(older) == 0 {
-				ids = append(ids, run.WorkflowID)
-			}
-			if listed == maxProtocolFindings {
-				unlisted++
-				continue
-			}
-			listed++
-			f := Finding{Kind: FindingOldProtocol, Connection: runConnection(run.WorkflowID),
-				Detail: fmt.Sprintf("%s runs protocol %d, not the current %d", run.WorkflowID, run.Protocol, CurrentProtocol),
-				Action: "starter doctor --repair asks it to move"}
-			if run.Unknown {
-				f.Detail = fmt.Sprintf("%s: its protocol could not be read (no search attribute, and its input does not decode)", run.WorkflowID)
-			}
-			r.protocolRepair(&f, older)
-			r.add(f)
-		}
+		ids := plan.signal
 		if len(ids) > 0 {
 			var res activities.SignalRunsResult
 			if err := workflow.ExecuteActivity(r.activityCtx(ctx, "ask older runs to move"), fleet.SignalRuns,
@@ -185,12 +165,8 @@ func (r *reconciler) checkProtocols(ctx workflow.Context) error {
 		}
 		token = page.NextPageToken
 	}
-	if unlisted > 0 {
-		f := Finding{Kind: FindingOldProtocol, Connection: "*",
-			Detail: fmt.Sprintf("%d more running workflows on an earlier protocol", unlisted),
-			Action: "starter doctor --repair asks them to move"}
-		r.protocolRepair(&f, older)
-		r.add(f)
+	for _, f := range r.plan.unlistedProtocols(pager, older) {
+		r.addProtocolFinding(f)
 	}
 	if asked > 0 {
 		r.logger.Info("asked older runs to move to the current protocol", "asked", asked)
@@ -212,24 +188,12 @@ func (r *reconciler) olderWorkers(ctx workflow.Context) ([]string, error) {
 	return OlderWorkers(pollers), nil
 }
 
-// protocolRepair says what this run does about an old-protocol finding.
-func (r *reconciler) protocolRepair(f *Finding, older []string) {
-	switch {
-	case !r.in.Repair:
-	case len(older) > 0:
-		f.Repair = fmt.Sprintf("not asked to move: %d worker(s) of an earlier release still poll (%s)", len(older), strings.Join(older, ", "))
-	default:
-		f.Outcome, f.Repair = OutcomeRepaired, "asked to move to the current protocol at its next safe point"
+// addProtocolFinding records an old- or unsupported-protocol finding and
+// counts it when the plan repairs it (the signal that repairs it is sent
+// per page).
+func (r *reconciler) addProtocolFinding(f Finding) {
+	if f.Outcome == OutcomeRepaired {
 		r.report.Repaired++
 	}
-}
-
-// runConnection is the connection reference ("HOME/COMPANION") of one of the
-// three workflows' IDs, or the ID itself.
-func runConnection(workflowID string) string {
-	parts := strings.Split(workflowID, ":")
-	if len(parts) >= 3 {
-		return Reference(parts[1], parts[2])
-	}
-	return workflowID
+	r.add(f)
 }
