@@ -36,7 +36,7 @@ func openStore(t *testing.T) *orgstore.Store {
 	s, err := orgstore.Open(ctx, filepath.Join(t.TempDir(), "orgs.db"))
 	require.NoError(t, err)
 	t.Cleanup(func() { s.Close() })
-	require.NoError(t, s.Seed(ctx, orgstore.SeedOptions{RecordsPerDataSpace: seedRecords}))
+	require.NoError(t, s.Demo().Seed(ctx, orgstore.SeedOptions{RecordsPerDataSpace: seedRecords}))
 	return s
 }
 
@@ -94,14 +94,14 @@ func syncAll(t *testing.T, acts *activities.Activities, home, companion, dataSpa
 func assertSameRecords(t *testing.T, s *orgstore.Store, home, companion, dataSpace string) {
 	t.Helper()
 	ctx := context.Background()
-	want, err := s.CountRecords(ctx, home, dataSpace)
+	want, err := s.Demo().CountRecords(ctx, home, dataSpace)
 	require.NoError(t, err)
-	got, err := s.CompanionRecordCount(ctx, home, companion, dataSpace)
+	got, err := s.Demo().CompanionRecordCount(ctx, home, companion, dataSpace)
 	require.NoError(t, err)
 	assert.Equal(t, want, got, "records of %s/%s in %s", home, dataSpace, companion)
-	wantSum, err := s.RecordChecksum(ctx, home, dataSpace)
+	wantSum, err := s.Demo().RecordChecksum(ctx, home, dataSpace)
 	require.NoError(t, err)
-	gotSum, err := s.CompanionChecksum(ctx, home, companion, dataSpace)
+	gotSum, err := s.Demo().CompanionChecksum(ctx, home, companion, dataSpace)
 	require.NoError(t, err)
 	assert.Equal(t, wantSum, gotSum, "checksum of %s/%s in %s", home, dataSpace, companion)
 }
@@ -208,13 +208,13 @@ func TestCheckHealth(t *testing.T) {
 			reason: []string{`the licence of home org "acme" expired`, "renew it"}},
 		{name: "companion inactive",
 			setup: func(t *testing.T, s *orgstore.Store) {
-				require.NoError(t, s.Deactivate(context.Background(), "acme-emea"))
+				require.NoError(t, s.Demo().Deactivate(context.Background(), "acme-emea"))
 			},
 			reason: []string{`companion org "acme-emea" is not active; reactivate it`}},
 		{name: "licence renewed after expiry",
 			setup: func(t *testing.T, s *orgstore.Store) {
-				require.NoError(t, s.ExpireLicence(context.Background(), "acme"))
-				require.NoError(t, s.RenewLicence(context.Background(), "acme"))
+				require.NoError(t, s.Demo().ExpireLicence(context.Background(), "acme"))
+				require.NoError(t, s.Demo().RenewLicence(context.Background(), "acme"))
 			},
 			healthy: true},
 	}
@@ -324,7 +324,7 @@ func TestInitialSyncResumesFromCheckpointAfterCancellation(t *testing.T) {
 	_, err := execute[activities.CopyProgress](t, env, acts.CopyRecords, in)
 	require.Error(t, err, "the cancelled attempt must fail")
 	assert.Len(t, first.afters, 12, "the attempt must stop at the first batch boundary after cancellation")
-	copied, err := s.CompanionRecordCount(context.Background(), "acme", "acme-emea", "default")
+	copied, err := s.Demo().CompanionRecordCount(context.Background(), "acme", "acme-emea", "default")
 	require.NoError(t, err)
 	require.Equal(t, 1200, copied)
 
@@ -349,10 +349,10 @@ func TestInitialSyncResumesFromCheckpointAfterCancellation(t *testing.T) {
 	assertSameRecords(t, s, "acme", "acme-emea", "default")
 
 	// The metadata snapshot and cursor were set when the last batch was done.
-	objects, err := s.CompanionMetadata(context.Background(), "acme", "acme-emea", "default")
+	objects, err := s.Demo().CompanionMetadata(context.Background(), "acme", "acme-emea", "default")
 	require.NoError(t, err)
 	assert.Len(t, objects, 5)
-	_, synced, err := s.MetadataCursor(context.Background(), "acme", "acme-emea", "default")
+	_, synced, err := s.Demo().MetadataCursor(context.Background(), "acme", "acme-emea", "default")
 	require.NoError(t, err)
 	assert.True(t, synced)
 }
@@ -420,7 +420,7 @@ func TestRemoveRecordsTouchesOnlyItsShare(t *testing.T) {
 	syncAll(t, acts, "acme", "acme-emea", "default")
 	syncAll(t, acts, "acme", "acme-emea", "marketing")
 	syncAll(t, acts, "acme", "acme-apac", "default")
-	require.NoError(t, s.InjectCopyFailures(ctx, "acme", "acme-emea", "default", 3))
+	require.NoError(t, s.Demo().InjectCopyFailures(ctx, "acme", "acme-emea", "default", 3))
 
 	var removed int
 	for i := 0; ; i++ {
@@ -436,13 +436,13 @@ func TestRemoveRecordsTouchesOnlyItsShare(t *testing.T) {
 	}
 	assert.Equal(t, seedRecords, removed)
 
-	n, err := s.CompanionRecordCount(ctx, "acme", "acme-emea", "default")
+	n, err := s.Demo().CompanionRecordCount(ctx, "acme", "acme-emea", "default")
 	require.NoError(t, err)
 	assert.Zero(t, n)
-	objects, err := s.CompanionMetadata(ctx, "acme", "acme-emea", "default")
+	objects, err := s.Demo().CompanionMetadata(ctx, "acme", "acme-emea", "default")
 	require.NoError(t, err)
 	assert.Empty(t, objects)
-	_, synced, err := s.MetadataCursor(ctx, "acme", "acme-emea", "default")
+	_, synced, err := s.Demo().MetadataCursor(ctx, "acme", "acme-emea", "default")
 	require.NoError(t, err)
 	assert.False(t, synced)
 	// The injected failures went with the share: a new sync succeeds at once.
@@ -452,7 +452,7 @@ func TestRemoveRecordsTouchesOnlyItsShare(t *testing.T) {
 	// Untouched: the other data space of the companion and the other companion.
 	assertSameRecords(t, s, "acme", "acme-emea", "marketing")
 	assertSameRecords(t, s, "acme", "acme-apac", "default")
-	objects, err = s.CompanionMetadata(ctx, "acme", "acme-apac", "default")
+	objects, err = s.Demo().CompanionMetadata(ctx, "acme", "acme-apac", "default")
 	require.NoError(t, err)
 	assert.Len(t, objects, 5)
 }
@@ -460,7 +460,7 @@ func TestRemoveRecordsTouchesOnlyItsShare(t *testing.T) {
 // versions returns the companion's synced version of each object.
 func versions(t *testing.T, s *orgstore.Store, home, companion, dataSpace string) map[string]int {
 	t.Helper()
-	objects, err := s.CompanionMetadata(context.Background(), home, companion, dataSpace)
+	objects, err := s.Demo().CompanionMetadata(context.Background(), home, companion, dataSpace)
 	require.NoError(t, err)
 	out := map[string]int{}
 	for _, o := range objects {
@@ -487,11 +487,11 @@ func TestApplyMetadataExactlyOnceAcrossRetriedRound(t *testing.T) {
 	assert.Equal(t, activities.PendingResult{}, pending(t, acts, "acme", "acme-emea", "default", "sales"),
 		"the snapshot of the initial sync leaves nothing pending")
 
-	_, err := s.ChangeMetadata(ctx, "acme", "default", 7) // every object +1, Account and Contact +2
+	_, err := s.Demo().ChangeMetadata(ctx, "acme", "default", 7) // every object +1, Account and Contact +2
 	require.NoError(t, err)
-	upTo, err := s.ChangeMetadata(ctx, "acme", "sales", 3)
+	upTo, err := s.Demo().ChangeMetadata(ctx, "acme", "sales", 3)
 	require.NoError(t, err)
-	_, err = s.ChangeMetadata(ctx, "acme", "marketing", 2) // not shared: never counted
+	_, err = s.Demo().ChangeMetadata(ctx, "acme", "marketing", 2) // not shared: never counted
 	require.NoError(t, err)
 	p := pending(t, acts, "acme", "acme-emea", "default", "sales")
 	assert.Equal(t, activities.PendingResult{Changes: 10, UpTo: upTo}, p)
@@ -527,17 +527,17 @@ func TestApplyMetadataStopsAtFailures(t *testing.T) {
 		syncAll(t, acts, "acme", "acme-emea", "default")
 		// Changes, in order: 1 HighValueCustomers (applies), 2 Account (local
 		// edit), 3 LifetimeValue (local object), 4 Order, 5 Account.
-		_, err := s.PublishMetadata(ctx, "acme", "default", "HighValueCustomers", companionsync.ObjectSegment, `{"rev":2}`)
+		_, err := s.Demo().PublishMetadata(ctx, "acme", "default", "HighValueCustomers", companionsync.ObjectSegment, `{"rev":2}`)
 		require.NoError(t, err)
-		object, err := s.MakeConflict(ctx, "acme", "acme-emea", "default")
+		object, err := s.Demo().MakeConflict(ctx, "acme", "acme-emea", "default")
 		require.NoError(t, err)
 		require.Equal(t, "Account", object)
-		require.NoError(t, s.CreateLocalObject(ctx, "acme", "acme-emea", "default", "LifetimeValue", companionsync.ObjectCalculatedInsight))
-		_, err = s.PublishMetadata(ctx, "acme", "default", "LifetimeValue", companionsync.ObjectCalculatedInsight, `{"rev":2}`)
+		require.NoError(t, s.Demo().CreateLocalObject(ctx, "acme", "acme-emea", "default", "LifetimeValue", companionsync.ObjectCalculatedInsight))
+		_, err = s.Demo().PublishMetadata(ctx, "acme", "default", "LifetimeValue", companionsync.ObjectCalculatedInsight, `{"rev":2}`)
 		require.NoError(t, err)
-		_, err = s.PublishMetadata(ctx, "acme", "default", "Order", companionsync.ObjectDMO, `{"rev":2}`)
+		_, err = s.Demo().PublishMetadata(ctx, "acme", "default", "Order", companionsync.ObjectDMO, `{"rev":2}`)
 		require.NoError(t, err)
-		_, err = s.PublishMetadata(ctx, "acme", "default", "Account", companionsync.ObjectDMO, `{"rev":4}`)
+		_, err = s.Demo().PublishMetadata(ctx, "acme", "default", "Account", companionsync.ObjectDMO, `{"rev":4}`)
 		require.NoError(t, err)
 		p := pending(t, acts, "acme", "acme-emea", "default")
 		require.Equal(t, 5, p.Changes)
@@ -568,7 +568,7 @@ func TestApplyMetadataStopsAtFailures(t *testing.T) {
 		assert.Equal(t, before, after)
 		assert.Equal(t, 4, pending(t, acts, "acme", "acme-emea", "default").Changes)
 
-		log, err := s.ErrorLog(ctx, "acme", "acme-emea")
+		log, err := s.Demo().ErrorLog(ctx, "acme", "acme-emea")
 		require.NoError(t, err)
 		require.Len(t, log, 3, "one entry per failed change, not repeated by the retried round")
 		for _, e := range log {
@@ -576,7 +576,7 @@ func TestApplyMetadataStopsAtFailures(t *testing.T) {
 			assert.Equal(t, "default", e.DataSpace)
 		}
 
-		resolved, err := s.ResolveConflicts(ctx, "acme", "acme-emea")
+		resolved, err := s.Demo().ResolveConflicts(ctx, "acme", "acme-emea")
 		require.NoError(t, err)
 		assert.Equal(t, 2, resolved)
 		in.Round = "round-8"
@@ -591,9 +591,9 @@ func TestApplyMetadataStopsAtFailures(t *testing.T) {
 		acts := &activities.Activities{Orgs: s}
 		connect(t, acts, "acme", "acme-emea")
 		syncAll(t, acts, "acme", "acme-emea", "sales")
-		_, err := s.PublishMetadata(ctx, "acme", "sales", "Forecast", companionsync.ObjectSegment, "")
+		_, err := s.Demo().PublishMetadata(ctx, "acme", "sales", "Forecast", companionsync.ObjectSegment, "")
 		require.NoError(t, err)
-		_, err = s.PublishMetadata(ctx, "acme", "sales", "Quota", "report", `{"rev":1}`)
+		_, err = s.Demo().PublishMetadata(ctx, "acme", "sales", "Quota", "report", `{"rev":1}`)
 		require.NoError(t, err)
 		p := pending(t, acts, "acme", "acme-emea", "sales")
 
@@ -621,7 +621,7 @@ func TestRecordSyncFailureIsIdempotentPerRound(t *testing.T) {
 		_, err := newEnv(t, acts).ExecuteActivity(acts.RecordSyncFailure, in)
 		require.NoError(t, err)
 	}
-	log, err := s.ErrorLog(context.Background(), "acme", "acme-emea")
+	log, err := s.Demo().ErrorLog(context.Background(), "acme", "acme-emea")
 	require.NoError(t, err)
 	require.Len(t, log, 1)
 	assert.Equal(t, activities.KindFailed, log[0].Kind)
@@ -673,7 +673,7 @@ func TestActivitiesOnDifferentConnectionsRunConcurrently(t *testing.T) {
 	})
 	for _, sh := range shares {
 		assertSameRecords(t, s, sh.Home, sh.Companion, sh.DataSpace)
-		_, err := s.ChangeMetadata(ctx, sh.Home, sh.DataSpace, 3)
+		_, err := s.Demo().ChangeMetadata(ctx, sh.Home, sh.DataSpace, 3)
 		require.NoError(t, err)
 	}
 

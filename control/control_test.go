@@ -120,9 +120,9 @@ func TestClientAgainstRealServer(t *testing.T) {
 	assert.Equal(t, contract.Active, v.Status, "Active as soon as a share is requested")
 	v = testenv.WaitStatus(t, c, ref, "default Active", func(v contract.StatusView) bool { return shareStatus(v, "default") == contract.ShareActive })
 	assert.Equal(t, v.DataSpaces[0].RecordsTotal, v.DataSpaces[0].RecordsCopied)
-	home, err := env.Store.RecordChecksum(ctx, "acme", "default")
+	home, err := env.Store.Demo().RecordChecksum(ctx, "acme", "default")
 	require.NoError(t, err)
-	companion, err := env.Store.CompanionChecksum(ctx, "acme", "acme-emea", "default")
+	companion, err := env.Store.Demo().CompanionChecksum(ctx, "acme", "acme-emea", "default")
 	require.NoError(t, err)
 	assert.Equal(t, home, companion, "companion holds exactly the home's records")
 
@@ -171,7 +171,7 @@ func TestClientAgainstRealServer(t *testing.T) {
 	})
 
 	t.Run("share while Inactive is refused", func(t *testing.T) {
-		require.NoError(t, env.Store.ExpireLicence(ctx, "acme"))
+		require.NoError(t, env.Store.Demo().ExpireLicence(ctx, "acme"))
 		_, err := c.Recheck(ctx, ref)
 		require.NoError(t, err)
 		testenv.WaitStatus(t, c, ref, "Inactive", func(v contract.StatusView) bool { return v.Status == contract.Inactive })
@@ -180,7 +180,7 @@ func TestClientAgainstRealServer(t *testing.T) {
 		require.ErrorAs(t, err, &refused)
 		assert.ErrorIs(t, err, control.ErrConnectionInactive)
 		assert.Contains(t, err.Error(), "Inactive")
-		require.NoError(t, env.Store.RenewLicence(ctx, "acme"))
+		require.NoError(t, env.Store.Demo().RenewLicence(ctx, "acme"))
 		_, err = c.Recheck(ctx, ref)
 		require.NoError(t, err)
 		v := testenv.WaitStatus(t, c, ref, "Active again", func(v contract.StatusView) bool { return v.Status == contract.Active })
@@ -189,7 +189,7 @@ func TestClientAgainstRealServer(t *testing.T) {
 
 	t.Run("conflict, error log, resume", func(t *testing.T) {
 		testenv.WaitStatus(t, c, ref, "metadata sync running", func(v contract.StatusView) bool { return v.MetadataSync.Status == contract.SyncSucceeded })
-		_, err := env.Store.MakeConflict(ctx, "acme", "acme-emea", "default")
+		_, err := env.Store.Demo().MakeConflict(ctx, "acme", "acme-emea", "default")
 		require.NoError(t, err)
 		v := testenv.WaitStatus(t, c, ref, "metadata Error", func(v contract.StatusView) bool { return v.MetadataSync.Status == contract.SyncError })
 		assert.Positive(t, v.MetadataSync.ErrorCount)
@@ -197,7 +197,7 @@ func TestClientAgainstRealServer(t *testing.T) {
 		require.NoError(t, err)
 		require.NotEmpty(t, entries)
 		assert.Equal(t, contract.KindConflict, entries[0].Kind)
-		_, err = env.Store.ResolveConflicts(ctx, "acme", "acme-emea")
+		_, err = env.Store.Demo().ResolveConflicts(ctx, "acme", "acme-emea")
 		require.NoError(t, err)
 		_, err = c.Resume(ctx, ref)
 		require.NoError(t, err)
@@ -232,7 +232,7 @@ func TestClientAgainstRealServer(t *testing.T) {
 	v, err = c.Disconnect(ctx, ref, true)
 	require.NoError(t, err)
 	assert.Equal(t, contract.Disconnected, v.Status)
-	n, err := env.Store.CompanionRecordCount(ctx, "acme", "acme-emea", "default")
+	n, err := env.Store.Demo().CompanionRecordCount(ctx, "acme", "acme-emea", "default")
 	require.NoError(t, err)
 	assert.Zero(t, n, "nothing left in the companion")
 	v, err = c.Status(ctx, ref)

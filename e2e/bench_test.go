@@ -78,11 +78,11 @@ func BenchmarkLifecycle(b *testing.B) {
 	homes := lifecycles + idle
 	for i := range homes {
 		home := fmt.Sprintf("bench-h%04d", i)
-		benchNoError(b, env.Store.AddOrg(ctx, companionsync.Org{ID: home, Role: companionsync.RoleHome,
+		benchNoError(b, env.Store.Demo().AddOrg(ctx, companionsync.Org{ID: home, Role: companionsync.RoleHome,
 			Kind: companionsync.KindProduction, LicenceExpiresAt: time.Now().AddDate(1, 0, 0), MaxCompanions: 1}))
-		benchNoError(b, env.Store.AddOrg(ctx, companionsync.Org{ID: home + "-c", Role: companionsync.RoleCompanion,
+		benchNoError(b, env.Store.Demo().AddOrg(ctx, companionsync.Org{ID: home + "-c", Role: companionsync.RoleCompanion,
 			Kind: companionsync.KindProduction, Active: true}))
-		benchNoError(b, env.Store.AddDataSpace(ctx, home, "small", 10))
+		benchNoError(b, env.Store.Demo().AddDataSpace(ctx, home, "small", 10))
 	}
 
 	profiles := os.Getenv(envBenchProfile)

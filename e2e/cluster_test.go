@@ -76,12 +76,12 @@ func TestCluster(t *testing.T) {
 	for i := range refs {
 		home := fmt.Sprintf("cluster-h%02d", i)
 		refs[i] = control.Ref{Home: home, Companion: home + "-c"}
-		require.NoError(t, store.AddOrg(ctx, companionsync.Org{ID: home, Role: companionsync.RoleHome,
+		require.NoError(t, store.Demo().AddOrg(ctx, companionsync.Org{ID: home, Role: companionsync.RoleHome,
 			Kind: companionsync.KindProduction, LicenceExpiresAt: time.Now().AddDate(1, 0, 0), MaxCompanions: 1}))
-		require.NoError(t, store.AddOrg(ctx, companionsync.Org{ID: refs[i].Companion, Role: companionsync.RoleCompanion,
+		require.NoError(t, store.Demo().AddOrg(ctx, companionsync.Org{ID: refs[i].Companion, Role: companionsync.RoleCompanion,
 			Kind: companionsync.KindProduction, Active: true}))
 		// "default" gets the seed's five metadata objects.
-		require.NoError(t, store.AddDataSpace(ctx, home, "default", recordsOf(i, records)))
+		require.NoError(t, store.Demo().AddDataSpace(ctx, home, "default", recordsOf(i, records)))
 	}
 	c := control.New(cl.Client).WithQueryTimeout(time.Minute)
 	each := func(what string, fn func(ref control.Ref) error) {
@@ -103,7 +103,7 @@ func TestCluster(t *testing.T) {
 	publish := func() {
 		t.Helper()
 		for _, ref := range refs {
-			_, err := store.ChangeMetadata(ctx, ref.Home, "default", 2)
+			_, err := store.Demo().ChangeMetadata(ctx, ref.Home, "default", 2)
 			require.NoError(t, err)
 		}
 	}
@@ -187,9 +187,9 @@ func TestCluster(t *testing.T) {
 		assert.Equal(t, recordsOf(i, records), want)
 		assert.Equal(t, want, got, "%s: records copied", ref)
 		moved += got
-		hs, err := store.RecordChecksum(ctx, ref.Home, "default")
+		hs, err := store.Demo().RecordChecksum(ctx, ref.Home, "default")
 		require.NoError(t, err)
-		cs, err := store.CompanionChecksum(ctx, ref.Home, ref.Companion, "default")
+		cs, err := store.Demo().CompanionChecksum(ctx, ref.Home, ref.Companion, "default")
 		require.NoError(t, err)
 		assert.Equal(t, hs, cs, "%s: checksum", ref)
 		v, err := c.Status(ctx, ref)
@@ -333,11 +333,11 @@ func TestApplyAuditSeesASecondApply(t *testing.T) {
 	store, err := orgstore.Open(ctx, url)
 	require.NoError(t, err)
 	defer store.Close()
-	require.NoError(t, store.Seed(ctx, orgstore.SeedOptions{RecordsPerDataSpace: 10}))
+	require.NoError(t, store.Demo().Seed(ctx, orgstore.SeedOptions{RecordsPerDataSpace: 10}))
 	audit := auditApplies(t, url)
 	sh := companionsync.Share{Home: "acme", Companion: "acme-emea", DataSpace: "sales"}
 	require.NoError(t, store.CompleteInitialSync(ctx, sh))
-	_, err = store.ChangeMetadata(ctx, "acme", "sales", 1)
+	_, err = store.Demo().ChangeMetadata(ctx, "acme", "sales", 1)
 	require.NoError(t, err)
 	conn := companionsync.Connection{Home: "acme", Companion: "acme-emea"}
 	changes, err := store.Changes(ctx, conn, []string{"sales"}, 1<<40)

@@ -50,11 +50,11 @@ func TestClusterRollingUpgrade(t *testing.T) {
 	for i := range all {
 		home := fmt.Sprintf("rolling-h%02d", i)
 		all[i] = control.Ref{Home: home, Companion: home + "-c"}
-		require.NoError(t, store.AddOrg(ctx, companionsync.Org{ID: home, Role: companionsync.RoleHome,
+		require.NoError(t, store.Demo().AddOrg(ctx, companionsync.Org{ID: home, Role: companionsync.RoleHome,
 			Kind: companionsync.KindProduction, LicenceExpiresAt: time.Now().AddDate(1, 0, 0), MaxCompanions: 1}))
-		require.NoError(t, store.AddOrg(ctx, companionsync.Org{ID: all[i].Companion, Role: companionsync.RoleCompanion,
+		require.NoError(t, store.Demo().AddOrg(ctx, companionsync.Org{ID: all[i].Companion, Role: companionsync.RoleCompanion,
 			Kind: companionsync.KindProduction, Active: true}))
-		require.NoError(t, store.AddDataSpace(ctx, home, "default", records))
+		require.NoError(t, store.Demo().AddDataSpace(ctx, home, "default", records))
 	}
 	old := []*WorkerProcess{cl.NewWorkerFrom(bins.old), cl.NewWorkerFrom(bins.old)}
 	for _, w := range old {
@@ -86,7 +86,7 @@ func TestClusterRollingUpgrade(t *testing.T) {
 			}
 			ref := refs[i%pairs]
 			requests.Add(1)
-			if _, err := store.ChangeMetadata(ctx, ref.Home, "default", 1); err != nil {
+			if _, err := store.Demo().ChangeMetadata(ctx, ref.Home, "default", 1); err != nil {
 				failures.Add(1)
 			}
 			if _, err := c.Recheck(ctx, ref); err != nil {
@@ -141,7 +141,7 @@ func TestClusterRollingUpgrade(t *testing.T) {
 			return v.Status == contract.Active && v.Protocol == contract.CurrentProtocol &&
 				v.MetadataSync.Status == contract.SyncSucceeded && v.MetadataSync.PendingChanges == 0
 		})
-		n, err := store.CompanionRecordCount(ctx, ref.Home, ref.Companion, "default")
+		n, err := store.Demo().CompanionRecordCount(ctx, ref.Home, ref.Companion, "default")
 		require.NoError(t, err)
 		assert.Equal(t, records, n, "%s records", ref)
 		_, err = c.Unshare(ctx, ref, "default")

@@ -106,7 +106,7 @@ func TestDoctorRestartsATerminatedConnection(t *testing.T) {
 		return v.Workflow == contract.RunRunning && v.Status == contract.Active &&
 			testenv.ShareIs("default", contract.ShareActive)(v) && running(t, env, contract.MetadataSyncWorkflowID(ref.Home, ref.Companion))
 	})
-	total, err := env.Store.CountRecords(ctx, ref.Home, "default")
+	total, err := env.Store.Demo().CountRecords(ctx, ref.Home, "default")
 	require.NoError(t, err)
 	testenv.WaitStatus(t, c, ref, "the adopted share reported its own view", func(v contract.StatusView) bool {
 		sh, _ := testenv.Share(v, "default")
@@ -115,7 +115,7 @@ func TestDoctorRestartsATerminatedConnection(t *testing.T) {
 	assert.Equal(t, shareRun, describeRun(t, env, shareID), "the running share was adopted, not started again")
 	requireCopied(t, env, ref.Home, ref.Companion, "default")
 
-	_, err = env.Store.ChangeMetadata(ctx, ref.Home, "default", 2)
+	_, err = env.Store.Demo().ChangeMetadata(ctx, ref.Home, "default", 2)
 	require.NoError(t, err)
 	testenv.Eventually(t, time.Minute, "the restarted metadata sync applies the changes", func() bool {
 		n, _, err := env.Store.PendingChanges(ctx, connectionOf(ref), []string{"default"})
@@ -249,7 +249,7 @@ func TestDoctorRestartsAShareTerminatedMidCopy(t *testing.T) {
 	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
 	shareID := contract.ShareWorkflowID(ref.Home, ref.Companion, "default")
 	connectAndShare(t, c, ref, "default")
-	total, err := env.Store.CountRecords(ctx, ref.Home, "default")
+	total, err := env.Store.Demo().CountRecords(ctx, ref.Home, "default")
 	require.NoError(t, err)
 	testenv.Eventually(t, time.Minute, "a copy step has finished", func() bool {
 		v, err := env.Client.QueryWorkflow(ctx, shareID, "", contract.QueryStatus)
@@ -482,7 +482,7 @@ func TestDoctorRestartsAGoneMetadataSync(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 0, report.Remaining(), "report %+v", report)
 	testenv.Eventually(t, time.Minute, "the metadata sync runs again", func() bool { return running(t, env, syncID) })
-	_, err = env.Store.ChangeMetadata(ctx, ref.Home, "marketing", 2)
+	_, err = env.Store.Demo().ChangeMetadata(ctx, ref.Home, "marketing", 2)
 	require.NoError(t, err)
 	testenv.Eventually(t, time.Minute, "the restarted metadata sync applies the changes", func() bool {
 		n, _, err := env.Store.PendingChanges(ctx, connectionOf(ref), []string{"marketing"})

@@ -46,7 +46,7 @@ func TestHistoryHoldsNoPlaintext(t *testing.T) {
 	ctx := context.Background()
 	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
 
-	require.NoError(t, env.Store.InjectCopyFailures(ctx, "acme", "acme-emea", "marketing", int(settings.InitialSyncRetry.MaximumAttempts)))
+	require.NoError(t, env.Store.Demo().InjectCopyFailures(ctx, "acme", "acme-emea", "marketing", int(settings.InitialSyncRetry.MaximumAttempts)))
 	connectAndShare(t, c, ref, "default", "marketing")
 	testenv.WaitStatus(t, c, ref, "marketing in Error", testenv.ShareIs("marketing", contract.ShareError))
 	testenv.WaitStatus(t, c, ref, "default Active", testenv.ShareIs("default", contract.ShareActive))
@@ -54,7 +54,7 @@ func TestHistoryHoldsNoPlaintext(t *testing.T) {
 	require.ErrorIs(t, err, control.ErrAlreadyShared, "a refusal's message crosses the client decoded")
 	assert.Contains(t, err.Error(), "default", "the refusal reads in full through the codec")
 	testenv.WaitStatus(t, c, ref, "metadata sync running", func(v contract.StatusView) bool { return v.MetadataSync.Status == contract.SyncSucceeded })
-	_, err = env.Store.MakeConflict(ctx, "acme", "acme-emea", "default")
+	_, err = env.Store.Demo().MakeConflict(ctx, "acme", "acme-emea", "default")
 	require.NoError(t, err)
 	v := testenv.WaitStatus(t, c, ref, "metadata Error", func(v contract.StatusView) bool { return v.MetadataSync.Status == contract.SyncError })
 	assert.Contains(t, v.MetadataSync.Error, "Account", "the conflict reads in full through the codec")

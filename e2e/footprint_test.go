@@ -26,7 +26,7 @@ func BenchmarkIdleConnections(b *testing.B) {
 		env := testenv.Start(b, testenv.Options{Settings: settings, SeedRecords: 100})
 		ctx := context.Background()
 		before := rssKiB(b)
-		if err := env.Store.AddOrg(ctx, companionsync.Org{ID: "bench", Role: companionsync.RoleHome, Kind: companionsync.KindProduction,
+		if err := env.Store.Demo().AddOrg(ctx, companionsync.Org{ID: "bench", Role: companionsync.RoleHome, Kind: companionsync.KindProduction,
 			LicenceExpiresAt: time.Now().AddDate(1, 0, 0), MaxCompanions: n}); err != nil {
 			b.Fatal(err)
 		}
@@ -34,7 +34,7 @@ func BenchmarkIdleConnections(b *testing.B) {
 		start := time.Now()
 		for i := range n {
 			id := fmt.Sprintf("bench-%03d", i)
-			if err := env.Store.AddOrg(ctx, companionsync.Org{ID: id, Role: companionsync.RoleCompanion, Kind: companionsync.KindProduction, Active: true}); err != nil {
+			if err := env.Store.Demo().AddOrg(ctx, companionsync.Org{ID: id, Role: companionsync.RoleCompanion, Kind: companionsync.KindProduction, Active: true}); err != nil {
 				b.Fatal(err)
 			}
 			if _, err := c.Connect(ctx, control.Ref{Home: "bench", Companion: id}, contract.Settings{}); err != nil {

@@ -212,21 +212,21 @@ func (s *stoppable) stop() { s.once.Do(s.w.Stop) }
 func requireCopied(t *testing.T, env *testenv.Env, home, companion, ds string) {
 	t.Helper()
 	ctx := context.Background()
-	want, err := env.Store.CountRecords(ctx, home, ds)
+	want, err := env.Store.Demo().CountRecords(ctx, home, ds)
 	require.NoError(t, err)
-	got, err := env.Store.CompanionRecordCount(ctx, home, companion, ds)
+	got, err := env.Store.Demo().CompanionRecordCount(ctx, home, companion, ds)
 	require.NoError(t, err)
 	require.Equal(t, want, got, "records of %s in %s", ds, companion)
-	hs, err := env.Store.RecordChecksum(ctx, home, ds)
+	hs, err := env.Store.Demo().RecordChecksum(ctx, home, ds)
 	require.NoError(t, err)
-	cs, err := env.Store.CompanionChecksum(ctx, home, companion, ds)
+	cs, err := env.Store.Demo().CompanionChecksum(ctx, home, companion, ds)
 	require.NoError(t, err)
 	require.Equal(t, hs, cs, "checksum of %s in %s", ds, companion)
 }
 
 func companionCount(t *testing.T, env *testenv.Env, home, companion, ds string) int {
 	t.Helper()
-	n, err := env.Store.CompanionRecordCount(context.Background(), home, companion, ds)
+	n, err := env.Store.Demo().CompanionRecordCount(context.Background(), home, companion, ds)
 	require.NoError(t, err)
 	return n
 }

@@ -34,7 +34,7 @@ func TestFullLifecycle(t *testing.T) {
 	testenv.WaitStatus(t, c, ref, "metadata sync Succeeded", func(v contract.StatusView) bool {
 		return v.MetadataSync.Status == contract.SyncSucceeded
 	})
-	_, err := env.Store.ChangeMetadata(ctx, "acme", "marketing", 3)
+	_, err := env.Store.Demo().ChangeMetadata(ctx, "acme", "marketing", 3)
 	require.NoError(t, err)
 	v = testenv.WaitStatus(t, c, ref, "Pending 3", func(v contract.StatusView) bool {
 		return v.MetadataSync.Status == contract.SyncPending
@@ -44,7 +44,7 @@ func TestFullLifecycle(t *testing.T) {
 		return v.MetadataSync.Status == contract.SyncSucceeded
 	})
 	require.NotNil(t, v.MetadataSync.LastSucceededAt)
-	objects, err := env.Store.CompanionMetadata(ctx, "acme", "acme-emea", "marketing")
+	objects, err := env.Store.Demo().CompanionMetadata(ctx, "acme", "acme-emea", "marketing")
 	require.NoError(t, err)
 	assert.NotEmpty(t, objects)
 
@@ -144,14 +144,14 @@ func TestServerRestart(t *testing.T) {
 		require.NoError(t, err)
 	}
 	// acme-apac: a share in Error (every attempt of the initial sync fails).
-	require.NoError(t, env.Store.InjectCopyFailures(ctx, "acme", "acme-apac", "sales", int(settings.InitialSyncRetry.MaximumAttempts)))
+	require.NoError(t, env.Store.Demo().InjectCopyFailures(ctx, "acme", "acme-apac", "sales", int(settings.InitialSyncRetry.MaximumAttempts)))
 	_, err := c.Share(ctx, apac, "sales")
 	require.NoError(t, err)
 	// acme-emea: metadata Pending on marketing, and default Activating.
 	_, err = c.Share(ctx, emea, "marketing")
 	require.NoError(t, err)
 	testenv.WaitStatus(t, c, emea, "metadata sync running", func(v contract.StatusView) bool { return v.MetadataSync.Status == contract.SyncSucceeded })
-	_, err = env.Store.ChangeMetadata(ctx, "acme", "marketing", 2)
+	_, err = env.Store.Demo().ChangeMetadata(ctx, "acme", "marketing", 2)
 	require.NoError(t, err)
 	testenv.WaitStatus(t, c, emea, "Pending", func(v contract.StatusView) bool { return v.MetadataSync.Status == contract.SyncPending })
 	_, err = c.Share(ctx, emea, "default")

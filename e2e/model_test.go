@@ -61,7 +61,7 @@ func runRealModelSequence(t *testing.T, env *testenv.Env, c *control.Client, see
 	dataSpaces, err := env.Store.DataSpaces(ctx, ref.Home)
 	require.NoError(t, err)
 	m := refmodel.New(dataSpaces)
-	require.NoError(t, env.Store.RenewLicence(ctx, ref.Home), "a healthy home, whatever an earlier sequence left")
+	require.NoError(t, env.Store.Demo().RenewLicence(ctx, ref.Home), "a healthy home, whatever an earlier sequence left")
 	_, err = c.Connect(ctx, ref, contract.Settings{})
 	require.NoError(t, err)
 
@@ -81,19 +81,19 @@ func runRealModelSequence(t *testing.T, env *testenv.Env, c *control.Client, see
 		case roll < 80:
 			op, call = contract.MessageRecheck, func() error { _, err := c.Recheck(ctx, ref); return err }
 		case roll < 86:
-			require.NoError(t, env.Store.InjectCopyFailures(ctx, ref.Home, ref.Companion, ds, 1+rng.IntN(4)))
+			require.NoError(t, env.Store.Demo().InjectCopyFailures(ctx, ref.Home, ref.Companion, ds, 1+rng.IntN(4)))
 			m.CopyFailed[ds] = true
 			continue
 		case roll < 90:
 			if m.LicenceExpired {
-				require.NoError(t, env.Store.RenewLicence(ctx, ref.Home))
+				require.NoError(t, env.Store.Demo().RenewLicence(ctx, ref.Home))
 			} else {
-				require.NoError(t, env.Store.ExpireLicence(ctx, ref.Home))
+				require.NoError(t, env.Store.Demo().ExpireLicence(ctx, ref.Home))
 			}
 			m.LicenceExpired = !m.LicenceExpired
 			continue
 		default:
-			_, err := env.Store.ChangeMetadata(ctx, ref.Home, ds, 1+rng.IntN(3))
+			_, err := env.Store.Demo().ChangeMetadata(ctx, ref.Home, ds, 1+rng.IntN(3))
 			require.NoError(t, err)
 			continue
 		}
@@ -111,12 +111,12 @@ func runRealModelSequence(t *testing.T, env *testenv.Env, c *control.Client, see
 
 	// Settle: a healthy licence, then wait until the status agrees.
 	if m.LicenceExpired {
-		require.NoError(t, env.Store.RenewLicence(ctx, ref.Home))
+		require.NoError(t, env.Store.Demo().RenewLicence(ctx, ref.Home))
 		m.LicenceExpired = false
 	}
 	copied := func(ds string) int { return companionCount(t, env, ref.Home, ref.Companion, ds) }
 	total := func(ds string) int {
-		n, err := env.Store.CountRecords(ctx, ref.Home, ds)
+		n, err := env.Store.Demo().CountRecords(ctx, ref.Home, ds)
 		require.NoError(t, err)
 		return n
 	}

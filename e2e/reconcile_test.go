@@ -102,7 +102,7 @@ func TestTerminatedConnection(t *testing.T) {
 
 	// A metadata change makes the sync report Pending: its report fails, so
 	// it stops and the change is never applied.
-	_, err = env.Store.ChangeMetadata(ctx, ref.Home, "default", 1)
+	_, err = env.Store.Demo().ChangeMetadata(ctx, ref.Home, "default", 1)
 	require.NoError(t, err)
 	syncID := contract.MetadataSyncWorkflowID(ref.Home, ref.Companion)
 	testenv.Eventually(t, time.Minute, "the metadata sync stops", func() bool {

@@ -42,7 +42,7 @@ func TestRecordHistories(t *testing.T) {
 	ctx := context.Background()
 	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
 
-	require.NoError(t, env.Store.InjectCopyFailures(ctx, "acme", "acme-emea", "marketing", int(settings.InitialSyncRetry.MaximumAttempts)))
+	require.NoError(t, env.Store.Demo().InjectCopyFailures(ctx, "acme", "acme-emea", "marketing", int(settings.InitialSyncRetry.MaximumAttempts)))
 	connectAndShare(t, c, ref, "default", "marketing")
 	testenv.WaitStatus(t, c, ref, "marketing in Error", testenv.ShareIs("marketing", contract.ShareError))
 	_, err := c.Retry(ctx, ref, "marketing")
@@ -51,16 +51,16 @@ func TestRecordHistories(t *testing.T) {
 		return testenv.ShareIs("default", contract.ShareActive)(v) && testenv.ShareIs("marketing", contract.ShareActive)(v)
 	})
 	testenv.WaitStatus(t, c, ref, "metadata sync running", func(v contract.StatusView) bool { return v.MetadataSync.Status == contract.SyncSucceeded })
-	_, err = env.Store.MakeConflict(ctx, "acme", "acme-emea", "default")
+	_, err = env.Store.Demo().MakeConflict(ctx, "acme", "acme-emea", "default")
 	require.NoError(t, err)
 	testenv.WaitStatus(t, c, ref, "metadata Error", func(v contract.StatusView) bool { return v.MetadataSync.Status == contract.SyncError })
-	_, err = env.Store.ResolveConflicts(ctx, "acme", "acme-emea")
+	_, err = env.Store.Demo().ResolveConflicts(ctx, "acme", "acme-emea")
 	require.NoError(t, err)
 	require.NoError(t, env.Client.SignalWorkflow(ctx, contract.ConnectionWorkflowID("acme", "acme-emea"), "", contract.MessageResume, nil))
 	testenv.WaitStatus(t, c, ref, "metadata Succeeded", func(v contract.StatusView) bool { return v.MetadataSync.Status == contract.SyncSucceeded })
-	require.NoError(t, env.Store.ExpireLicence(ctx, "acme"))
+	require.NoError(t, env.Store.Demo().ExpireLicence(ctx, "acme"))
 	testenv.WaitStatus(t, c, ref, "Inactive", func(v contract.StatusView) bool { return v.Status == contract.Inactive })
-	require.NoError(t, env.Store.RenewLicence(ctx, "acme"))
+	require.NoError(t, env.Store.Demo().RenewLicence(ctx, "acme"))
 	_, err = c.Recheck(ctx, ref)
 	require.NoError(t, err)
 	testenv.WaitStatus(t, c, ref, "Active again", func(v contract.StatusView) bool { return v.Status == contract.Active })
@@ -145,7 +145,7 @@ func TestMetadataRoundEventCost(t *testing.T) {
 	connectionID := contract.ConnectionWorkflowID("acme", "acme-emea")
 	connectionBefore, roundsBefore := historyLength(connectionID), syncView().Rounds
 	for range 10 {
-		_, err := env.Store.ChangeMetadata(ctx, "acme", "marketing", 1)
+		_, err := env.Store.Demo().ChangeMetadata(ctx, "acme", "marketing", 1)
 		require.NoError(t, err)
 		time.Sleep(150 * time.Millisecond) // spread the changes over rounds
 	}

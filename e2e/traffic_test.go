@@ -73,7 +73,7 @@ func TestContinueAsNewUnderTraffic(t *testing.T) {
 		for _, ds := range []string{"marketing", "sales"} {
 			require.NoError(t, env.Client.SignalWorkflow(ctx, id, "", contract.MessageShare, contract.DataSpaceRequest{DataSpace: ds}))
 		}
-		_, err := env.Store.ChangeMetadata(ctx, "acme", "default", 1)
+		_, err := env.Store.Demo().ChangeMetadata(ctx, "acme", "default", 1)
 		require.NoError(t, err)
 		testenv.WaitStatus(t, c, ref, fmt.Sprintf("round %d: both shares Active", r), func(v contract.StatusView) bool {
 			return testenv.ShareIs("marketing", contract.ShareActive)(v) && testenv.ShareIs("sales", contract.ShareActive)(v)

@@ -41,7 +41,7 @@ func TestAdoptionOfEachChildProtocol(t *testing.T) {
 			require.Len(t, missing, 1, "report %+v", report)
 			assert.Equal(t, contract.OutcomeRepaired, missing[0].Outcome, "repair: %s", missing[0].Repair)
 
-			total, err := env.Store.CountRecords(ctx, ref.Home, "default")
+			total, err := env.Store.Demo().CountRecords(ctx, ref.Home, "default")
 			require.NoError(t, err)
 			v := testenv.WaitStatus(t, c, ref, "adopted, with the share's progress", func(v contract.StatusView) bool {
 				sh, _ := testenv.Share(v, "default")
@@ -54,7 +54,7 @@ func TestAdoptionOfEachChildProtocol(t *testing.T) {
 			_, err = c.Unshare(ctx, ref, "default")
 			require.NoError(t, err, "the adopted share acknowledges the unshare")
 			testenv.WaitStatus(t, c, ref, "the removal's end applied", testenv.ShareGone("default"))
-			n, err := env.Store.CompanionRecordCount(ctx, ref.Home, ref.Companion, "default")
+			n, err := env.Store.Demo().CompanionRecordCount(ctx, ref.Home, ref.Companion, "default")
 			require.NoError(t, err)
 			assert.Zero(t, n, "records left in the companion")
 			_, err = c.Disconnect(ctx, ref, true)

@@ -31,14 +31,14 @@ func BenchmarkUpgradeMove(b *testing.B) {
 	for range b.N {
 		env := testenv.Start(b, testenv.Options{SeedRecords: 100})
 		ctx := context.Background()
-		benchNoError(b, env.Store.AddOrg(ctx, companionsync.Org{ID: "fleet", Role: companionsync.RoleHome, Kind: companionsync.KindProduction,
+		benchNoError(b, env.Store.Demo().AddOrg(ctx, companionsync.Org{ID: "fleet", Role: companionsync.RoleHome, Kind: companionsync.KindProduction,
 			LicenceExpiresAt: time.Now().AddDate(1, 0, 0), MaxCompanions: n}))
-		benchNoError(b, env.Store.AddDataSpace(ctx, "fleet", "default", 10))
+		benchNoError(b, env.Store.Demo().AddDataSpace(ctx, "fleet", "default", 10))
 		c := control.New(env.Client)
 		refs := make([]control.Ref, n)
 		for i := range refs {
 			refs[i] = control.Ref{Home: "fleet", Companion: fmt.Sprintf("fleet-%04d", i)}
-			benchNoError(b, env.Store.AddOrg(ctx, companionsync.Org{ID: refs[i].Companion, Role: companionsync.RoleCompanion, Kind: companionsync.KindProduction, Active: true}))
+			benchNoError(b, env.Store.Demo().AddOrg(ctx, companionsync.Org{ID: refs[i].Companion, Role: companionsync.RoleCompanion, Kind: companionsync.KindProduction, Active: true}))
 			benchNoError(b, startOnProtocol(ctx, env.Client, refs[i], contract.ProtocolProgressReport))
 		}
 		for _, ref := range refs {

@@ -218,9 +218,9 @@ func runUpgrade(t *testing.T, bins upgradeBinaries, broken bool) []string {
 			LicenceExpiresAt: time.Now().Add(365 * 24 * time.Hour)},
 		{ID: "initech-emea", Role: companionsync.RoleCompanion, Kind: companionsync.KindProduction, Active: true},
 	} {
-		require.NoError(t, store.AddOrg(ctx, o))
+		require.NoError(t, store.Demo().AddOrg(ctx, o))
 	}
-	require.NoError(t, store.AddDataSpace(ctx, "initech", "default", 100))
+	require.NoError(t, store.Demo().AddDataSpace(ctx, "initech", "default", 100))
 
 	// Before the stop: every scenario in place on the previous release.
 	for _, ref := range []control.Ref{upRemoval, upIdle, upPaused, upInactive} {
@@ -237,9 +237,9 @@ func runUpgrade(t *testing.T, bins upgradeBinaries, broken bool) []string {
 	share(upInactive, "default")
 	waitUpgrade(t, c, upRemoval, "the first copy of a million records", 5*time.Minute, testenv.ShareIs("default", contract.ShareActive))
 	waitUpgrade(t, c, upPaused, "globex default Active", time.Minute, testenv.ShareIs("default", contract.ShareActive))
-	_, err = store.MakeConflict(ctx, upPaused.Home, upPaused.Companion, "default")
+	_, err = store.Demo().MakeConflict(ctx, upPaused.Home, upPaused.Companion, "default")
 	require.NoError(t, err)
-	require.NoError(t, store.Deactivate(ctx, upInactive.Companion))
+	require.NoError(t, store.Demo().Deactivate(ctx, upInactive.Companion))
 	_, err = c.Connect(ctx, upCopy, contract.Settings{})
 	require.NoError(t, err)
 	_, err = c.Unshare(ctx, upRemoval, "default")
@@ -258,9 +258,9 @@ func runUpgrade(t *testing.T, bins upgradeBinaries, broken bool) []string {
 	})
 	before := protocols(t, tc)
 	old.stop(t)
-	copied, err := store.CompanionRecordCount(ctx, upCopy.Home, upCopy.Companion, "default")
+	copied, err := store.Demo().CompanionRecordCount(ctx, upCopy.Home, upCopy.Companion, "default")
 	require.NoError(t, err)
-	left, err := store.CompanionRecordCount(ctx, upRemoval.Home, upRemoval.Companion, "default")
+	left, err := store.Demo().CompanionRecordCount(ctx, upRemoval.Home, upRemoval.Companion, "default")
 	require.NoError(t, err)
 	t.Logf("stopped the previous release with %d of %d records copied and %d left to remove; %d running workflows", copied, upgradeRecords, left, len(before))
 	require.Less(t, copied, upgradeRecords, "the copy was still in flight")
@@ -345,15 +345,15 @@ func runUpgrade(t *testing.T, bins upgradeBinaries, broken bool) []string {
 		return ok && s.InitializationStatus == contract.ShareActive && s.RecordsCopied == upgradeRecords
 	}))
 	check("the companion holds the home org's records exactly", 10*time.Second, func() error {
-		home, err := store.RecordChecksum(ctx, upCopy.Home, "default")
+		home, err := store.Demo().RecordChecksum(ctx, upCopy.Home, "default")
 		if err != nil {
 			return err
 		}
-		comp, err := store.CompanionChecksum(ctx, upCopy.Home, upCopy.Companion, "default")
+		comp, err := store.Demo().CompanionChecksum(ctx, upCopy.Home, upCopy.Companion, "default")
 		if err != nil {
 			return err
 		}
-		n, err := store.CompanionRecordCount(ctx, upCopy.Home, upCopy.Companion, "default")
+		n, err := store.Demo().CompanionRecordCount(ctx, upCopy.Home, upCopy.Companion, "default")
 		if err != nil || n != upgradeRecords || home != comp {
 			return fmt.Errorf("%d records, checksum %x, want %d and %x (error %v)", n, comp, upgradeRecords, home, err)
 		}
@@ -361,20 +361,20 @@ func runUpgrade(t *testing.T, bins upgradeBinaries, broken bool) []string {
 	})
 	check("the removal finishes", 5*time.Minute, status(upRemoval, testenv.ShareGone("default")))
 	check("the removal left nothing", 10*time.Second, func() error {
-		n, err := store.CompanionRecordCount(ctx, upRemoval.Home, upRemoval.Companion, "default")
+		n, err := store.Demo().CompanionRecordCount(ctx, upRemoval.Home, upRemoval.Companion, "default")
 		if err != nil || n != 0 {
 			return fmt.Errorf("%d records left (error %v)", n, err)
 		}
 		return nil
 	})
-	if _, err := store.ResolveConflicts(ctx, upPaused.Home, upPaused.Companion); err != nil {
+	if _, err := store.Demo().ResolveConflicts(ctx, upPaused.Home, upPaused.Companion); err != nil {
 		fail("resolve conflicts: %v", err)
 	}
 	check("resume the paused sync", time.Minute, func() error { _, err := c.Resume(ctx, upPaused); return err })
 	check("the resumed sync succeeds", time.Minute, status(upPaused, func(v contract.StatusView) bool {
 		return v.MetadataSync.Status == contract.SyncSucceeded && !v.MetadataSync.Paused
 	}))
-	if err := store.Reactivate(ctx, upInactive.Companion); err != nil {
+	if err := store.Demo().Reactivate(ctx, upInactive.Companion); err != nil {
 		fail("reactivate: %v", err)
 	}
 	check("the Inactive connection comes back", time.Minute, status(upInactive, func(v contract.StatusView) bool { return v.Status == contract.Active }))

@@ -58,7 +58,7 @@ func testSplitMove(t *testing.T, p contract.Protocol, first string) {
 	require.NoError(t, err)
 	_, err = c.Unshare(ctx, ref, "default")
 	require.NoError(t, err)
-	_, err = env.Store.ChangeMetadata(ctx, ref.Home, "marketing", 1)
+	_, err = env.Store.Demo().ChangeMetadata(ctx, ref.Home, "marketing", 1)
 	require.NoError(t, err)
 	testenv.WaitStatus(t, c, ref, "marketing Active, default gone", func(v contract.StatusView) bool {
 		return testenv.ShareIs("marketing", contract.ShareActive)(v) && testenv.ShareGone("default")(v)
@@ -73,7 +73,7 @@ func testSplitMove(t *testing.T, p contract.Protocol, first string) {
 		require.NoError(t, err)
 		return n == 0
 	})
-	n, err := env.Store.CompanionRecordCount(ctx, ref.Home, ref.Companion, "default")
+	n, err := env.Store.Demo().CompanionRecordCount(ctx, ref.Home, ref.Companion, "default")
 	require.NoError(t, err)
 	assert.Zero(t, n, "default removed from the companion")
 	requireCopied(t, env, ref.Home, ref.Companion, "marketing")

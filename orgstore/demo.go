@@ -12,6 +12,19 @@ import (
 	"github.com/companionsync/companionsync"
 )
 
+// Demo is the demo and test side of an org store: demo seeding, the demo
+// operations the CLI offers (expire a licence, make a conflict, inject copy
+// failures, ...), and read helpers for tests and operators (record counts
+// and checksums, the error log, metadata copies and cursors). It works on
+// the database of the Store it wraps, whose methods it has too. Production
+// code holds a Store (the companionsync.Orgs port) and never a Demo.
+type Demo struct {
+	*Store
+}
+
+// Demo is the demo and test side of s.
+func (s *Store) Demo() *Demo { return &Demo{Store: s} }
+
 // DefaultSeedRecords is the number of records of acme's `default` data
 // space: enough that its initial sync takes a few seconds in the demo (see
 // BenchmarkInitialSync for the copy rate).
@@ -59,7 +72,7 @@ const SeededConnectionToken = "seed"
 // `default`, `marketing` and `sales` of acme and `default` of globex, each
 // with records and metadata objects. Seed does nothing when the store
 // already holds orgs, so it is safe to call on every start.
-func (s *Store) Seed(ctx context.Context, opt SeedOptions) error {
+func (s *Demo) Seed(ctx context.Context, opt SeedOptions) error {
 	if opt.RecordsPerDataSpace <= 0 {
 		opt.RecordsPerDataSpace = DefaultSeedRecords
 	}
@@ -171,7 +184,7 @@ func seedDataSpace(ctx context.Context, tx querier, home, name string, records i
 // AddDataSpace adds a data space with records records to a home org, for
 // load tests that need more homes than the seed. An existing name is
 // refused.
-func (s *Store) AddDataSpace(ctx context.Context, home, name string, records int) error {
+func (s *Demo) AddDataSpace(ctx context.Context, home, name string, records int) error {
 	err := s.inTx(ctx, func(tx querier) error {
 		if err := requireOrg(ctx, tx, home, companionsync.RoleHome); err != nil {
 			return err
@@ -210,16 +223,16 @@ func requireOrg(ctx context.Context, q querier, id string, role companionsync.Ro
 
 // ExpireLicence makes the home org's licence expire now, so the next health
 // check moves its connections to Inactive.
-func (s *Store) ExpireLicence(ctx context.Context, home string) error {
+func (s *Demo) ExpireLicence(ctx context.Context, home string) error {
 	return s.setLicence(ctx, home, time.Now().Add(-time.Second))
 }
 
 // RenewLicence makes the home org's licence valid for a year from now.
-func (s *Store) RenewLicence(ctx context.Context, home string) error {
+func (s *Demo) RenewLicence(ctx context.Context, home string) error {
 	return s.setLicence(ctx, home, time.Now().AddDate(1, 0, 0))
 }
 
-func (s *Store) setLicence(ctx context.Context, home string, at time.Time) error {
+func (s *Demo) setLicence(ctx context.Context, home string, at time.Time) error {
 	err := s.inTx(ctx, func(tx querier) error {
 		if err := requireOrg(ctx, tx, home, companionsync.RoleHome); err != nil {
 			return err
@@ -235,16 +248,16 @@ func (s *Store) setLicence(ctx context.Context, home string, at time.Time) error
 
 // Deactivate marks the companion org inactive, so the next health check
 // moves its connection to Inactive and new handshakes are refused.
-func (s *Store) Deactivate(ctx context.Context, companion string) error {
+func (s *Demo) Deactivate(ctx context.Context, companion string) error {
 	return s.setActive(ctx, companion, false)
 }
 
 // Reactivate marks the companion org active again.
-func (s *Store) Reactivate(ctx context.Context, companion string) error {
+func (s *Demo) Reactivate(ctx context.Context, companion string) error {
 	return s.setActive(ctx, companion, true)
 }
 
-func (s *Store) setActive(ctx context.Context, companion string, active bool) error {
+func (s *Demo) setActive(ctx context.Context, companion string, active bool) error {
 	err := s.inTx(ctx, func(tx querier) error {
 		if err := requireOrg(ctx, tx, companion, companionsync.RoleCompanion); err != nil {
 			return err
@@ -261,7 +274,7 @@ func (s *Store) setActive(ctx context.Context, companion string, active bool) er
 // ChangeMetadata publishes n new versions of the data space's existing
 // metadata objects (round-robin by name), each appended to the change log,
 // and returns the sequence of the last one.
-func (s *Store) ChangeMetadata(ctx context.Context, home, dataSpace string, n int) (int64, error) {
+func (s *Demo) ChangeMetadata(ctx context.Context, home, dataSpace string, n int) (int64, error) {
 	if n <= 0 {
 		return 0, fmt.Errorf("change metadata of %s/%s: the number of changes must be positive, got %d", home, dataSpace, n)
 	}
@@ -313,7 +326,7 @@ func (s *Store) ChangeMetadata(ctx context.Context, home, dataSpace string, n in
 // data space (version 1 when the object is new) with the given kind and
 // definition, without validating them, and returns its change sequence.
 // Tests and demos use it to publish invalid changes.
-func (s *Store) PublishMetadata(ctx context.Context, home, dataSpace, object, kind, def string) (int64, error) {
+func (s *Demo) PublishMetadata(ctx context.Context, home, dataSpace, object, kind, def string) (int64, error) {
 	var seq int64
 	err := s.inTx(ctx, func(tx querier) error {
 		ds, err := dataSpaceID(ctx, tx, home, dataSpace)
@@ -369,7 +382,7 @@ func publish(ctx context.Context, tx querier, d dialect, home string, ds int64, 
 // object in the home org, so the next metadata round stops with a conflict.
 // It returns the object's name, and fails when the data space is not synced
 // to the companion.
-func (s *Store) MakeConflict(ctx context.Context, home, companion, dataSpace string) (string, error) {
+func (s *Demo) MakeConflict(ctx context.Context, home, companion, dataSpace string) (string, error) {
 	var object string
 	err := s.inTx(ctx, func(tx querier) error {
 		ds, err := dataSpaceID(ctx, tx, home, dataSpace)
@@ -406,7 +419,7 @@ func (s *Store) MakeConflict(ctx context.Context, home, companion, dataSpace str
 // CreateLocalObject creates an object in the companion org (not from sync)
 // in the data space. When the home has an object of that name, the next
 // metadata change to it conflicts.
-func (s *Store) CreateLocalObject(ctx context.Context, home, companion, dataSpace, name, kind string) error {
+func (s *Demo) CreateLocalObject(ctx context.Context, home, companion, dataSpace, name, kind string) error {
 	err := s.inTx(ctx, func(tx querier) error {
 		if err := requireOrg(ctx, tx, companion, companionsync.RoleCompanion); err != nil {
 			return err
@@ -431,7 +444,7 @@ func (s *Store) CreateLocalObject(ctx context.Context, home, companion, dataSpac
 // deletes its local objects named like a metadata object of the home, in
 // every data space of the home. It returns how many it resolved; after it,
 // a resumed metadata sync applies the pending changes.
-func (s *Store) ResolveConflicts(ctx context.Context, home, companion string) (int, error) {
+func (s *Demo) ResolveConflicts(ctx context.Context, home, companion string) (int, error) {
 	var resolved int64
 	err := s.inTx(ctx, func(tx querier) error {
 		if err := requireOrg(ctx, tx, home, companionsync.RoleHome); err != nil {
@@ -471,7 +484,7 @@ func (s *Store) ResolveConflicts(ctx context.Context, home, companion string) (i
 // InjectCopyFailures makes the next n initial-sync steps of the share fail
 // with a retryable error (0 clears them). The failures take effect through
 // DemoFaults: each of its copy batches consumes one.
-func (s *Store) InjectCopyFailures(ctx context.Context, home, companion, dataSpace string, n int) error {
+func (s *Demo) InjectCopyFailures(ctx context.Context, home, companion, dataSpace string, n int) error {
 	if n < 0 {
 		return fmt.Errorf("inject copy failures into %s/%s/%s: n must not be negative, got %d", home, companion, dataSpace, n)
 	}
@@ -496,29 +509,20 @@ func (s *Store) InjectCopyFailures(ctx context.Context, home, companion, dataSpa
 }
 
 // CountRecords returns the number of records of the home's data space.
-func (s *Store) CountRecords(ctx context.Context, home, dataSpace string) (int, error) {
+func (s *Demo) CountRecords(ctx context.Context, home, dataSpace string) (int, error) {
 	return s.RecordCount(ctx, home, dataSpace)
 }
 
 // CompanionRecordCount returns the number of the data space's records copied
 // to the companion.
-func (s *Store) CompanionRecordCount(ctx context.Context, home, companion, dataSpace string) (int, error) {
-	ds, err := dataSpaceID(ctx, s.db, home, dataSpace)
-	if err != nil {
-		return 0, err
-	}
-	var n int
-	if err := s.db.QueryRowContext(ctx,
-		`SELECT COUNT(*) FROM companion_records WHERE companion = ? AND data_space_id = ?`, companion, ds).Scan(&n); err != nil {
-		return 0, fmt.Errorf("count records of %s/%s in %s: %w", home, dataSpace, companion, err)
-	}
-	return n, nil
+func (s *Demo) CompanionRecordCount(ctx context.Context, home, companion, dataSpace string) (int, error) {
+	return s.companionRecordCount(ctx, home, companion, dataSpace)
 }
 
 // RecordChecksum returns an order-independent checksum of the object, id and
 // payload of every record of the home's data space. It equals
 // CompanionChecksum when the companion holds exactly the same records.
-func (s *Store) RecordChecksum(ctx context.Context, home, dataSpace string) (uint64, error) {
+func (s *Demo) RecordChecksum(ctx context.Context, home, dataSpace string) (uint64, error) {
 	ds, err := dataSpaceID(ctx, s.db, home, dataSpace)
 	if err != nil {
 		return 0, err
@@ -528,7 +532,7 @@ func (s *Store) RecordChecksum(ctx context.Context, home, dataSpace string) (uin
 
 // CompanionChecksum returns the checksum of RecordChecksum over the
 // companion's copies of the data space's records.
-func (s *Store) CompanionChecksum(ctx context.Context, home, companion, dataSpace string) (uint64, error) {
+func (s *Demo) CompanionChecksum(ctx context.Context, home, companion, dataSpace string) (uint64, error) {
 	ds, err := dataSpaceID(ctx, s.db, home, dataSpace)
 	if err != nil {
 		return 0, err
@@ -562,7 +566,7 @@ func checksum(ctx context.Context, q querier, query string, args ...any) (uint64
 }
 
 // ErrorLog returns the connection's error-log entries, oldest first.
-func (s *Store) ErrorLog(ctx context.Context, home, companion string) ([]companionsync.ErrorLogEntry, error) {
+func (s *Demo) ErrorLog(ctx context.Context, home, companion string) ([]companionsync.ErrorLogEntry, error) {
 	rows, err := s.db.QueryContext(ctx, `
 		SELECT seq, data_space, object, kind, message, at FROM error_log
 		WHERE home = ? AND companion = ? ORDER BY at, round, seq`, home, companion)
@@ -600,7 +604,7 @@ type CompanionObject struct {
 
 // CompanionMetadata returns the companion's synced copies of the data
 // space's metadata objects, sorted by name.
-func (s *Store) CompanionMetadata(ctx context.Context, home, companion, dataSpace string) ([]CompanionObject, error) {
+func (s *Demo) CompanionMetadata(ctx context.Context, home, companion, dataSpace string) ([]CompanionObject, error) {
 	ds, err := dataSpaceID(ctx, s.db, home, dataSpace)
 	if err != nil {
 		return nil, err
@@ -629,7 +633,7 @@ func (s *Store) CompanionMetadata(ctx context.Context, home, companion, dataSpac
 // MetadataCursor returns the sequence of the last change applied to the
 // companion in the data space; ok is false when the data space is not
 // initially synced to it.
-func (s *Store) MetadataCursor(ctx context.Context, home, companion, dataSpace string) (seq int64, ok bool, err error) {
+func (s *Demo) MetadataCursor(ctx context.Context, home, companion, dataSpace string) (seq int64, ok bool, err error) {
 	ds, err := dataSpaceID(ctx, s.db, home, dataSpace)
 	if err != nil {
 		return 0, false, err
@@ -648,7 +652,7 @@ func (s *Store) MetadataCursor(ctx context.Context, home, companion, dataSpace s
 // AddOrg adds an org, for demos and load tests that need more orgs than the
 // seed. A home org's licence is taken from LicenceExpiresAt; an existing id
 // is refused.
-func (s *Store) AddOrg(ctx context.Context, o companionsync.Org) error {
+func (s *Demo) AddOrg(ctx context.Context, o companionsync.Org) error {
 	if o.ID == "" || (o.Role != companionsync.RoleHome && o.Role != companionsync.RoleCompanion) ||
 		(o.Kind != companionsync.KindProduction && o.Kind != companionsync.KindSandbox) {
 		return fmt.Errorf("add org %q: want an id, role home or companion, kind production or sandbox", o.ID)

@@ -25,46 +25,22 @@ func (s *Store) RecordCount(ctx context.Context, home, dataSpace string) (int, e
 // CopiedCount returns the number of the data space's records present in the
 // companion.
 func (s *Store) CopiedCount(ctx context.Context, sh companionsync.Share) (int, error) {
-	return s.CompanionRecordCount(ctx, sh.Home, sh.Companion, sh.DataSpace)
+	return s.companionRecordCount(ctx, sh.Home, sh.Companion, sh.DataSpace)
 }
 
-// TakeInjectedFailure consumes, in one transaction, one failure injected
-// into the share with InjectCopyFailures, if any: taken reports whether one
-// was consumed and left how many remain. It is not part of the
-// companionsync.Orgs port; DemoFaults calls it before each copy batch.
-func (s *Store) TakeInjectedFailure(ctx context.Context, sh companionsync.Share) (left int, taken bool, err error) {
-	// Most calls find nothing: look without taking the write lock first. A
-	// failure injected after this read is taken by the next call.
-	var pending bool
-	if err := s.db.QueryRowContext(ctx, `
-		SELECT EXISTS (SELECT 1 FROM injected_failures f JOIN data_spaces d ON d.id = f.data_space_id
-		               WHERE f.companion = ? AND d.home = ? AND d.name = ? AND f.remaining > 0)`,
-		sh.Companion, sh.Home, sh.DataSpace).Scan(&pending); err != nil {
-		return 0, false, fmt.Errorf("look for injected failures of %s in %s: %w", sh.DataSpace, sh.Companion, err)
+// companionRecordCount returns the number of the data space's records copied
+// to the companion.
+func (s *Store) companionRecordCount(ctx context.Context, home, companion, dataSpace string) (int, error) {
+	ds, err := dataSpaceID(ctx, s.db, home, dataSpace)
+	if err != nil {
+		return 0, err
 	}
-	if !pending {
-		return 0, false, nil
+	var n int
+	if err := s.db.QueryRowContext(ctx,
+		`SELECT COUNT(*) FROM companion_records WHERE companion = ? AND data_space_id = ?`, companion, ds).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count records of %s/%s in %s: %w", home, dataSpace, companion, err)
 	}
-	err = s.inTx(ctx, func(tx querier) error {
-		ds, err := dataSpaceID(ctx, tx, sh.Home, sh.DataSpace)
-		if err != nil {
-			return err
-		}
-		res, err := tx.ExecContext(ctx,
-			`UPDATE injected_failures SET remaining = remaining - 1
-			 WHERE companion = ? AND data_space_id = ? AND remaining > 0`, sh.Companion, ds)
-		if err != nil {
-			return fmt.Errorf("take injected failure: %w", err)
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return nil
-		}
-		taken = true
-		return tx.QueryRowContext(ctx,
-			`SELECT remaining FROM injected_failures WHERE companion = ? AND data_space_id = ?`,
-			sh.Companion, ds).Scan(&left)
-	})
-	return left, taken, err
+	return n, nil
 }
 
 // CopyBatch upserts the companion copies of up to limit records after the

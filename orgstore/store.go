@@ -14,12 +14,14 @@
 // PostgreSQL runs them at READ COMMITTED and locks the rows a decision
 // depends on (see dialect.forUpdate and the methods' comments).
 //
-// Besides the port, Store offers demo seeding (Seed), the demo operations the
-// CLI calls (ExpireLicence, MakeConflict, InjectCopyFailures, ...) and read
-// helpers for tests and operators (CountRecords, RecordChecksum, ErrorLog).
-// Copy failures injected with InjectCopyFailures take effect only through
-// DemoFaults (WithDemoFaults), the port as the demo worker wires it; Store
-// itself never fails a copy on purpose.
+// Store holds what production code calls: the port, Open, Close and the
+// schema version. Demo (Store.Demo) is the demo and test side: demo
+// seeding (Seed), the demo operations the CLI calls (ExpireLicence,
+// MakeConflict, InjectCopyFailures, ...) and read helpers for tests and
+// operators (CountRecords, RecordChecksum, ErrorLog, ...). Copy failures
+// injected with InjectCopyFailures take effect only through DemoFaults
+// (WithDemoFaults), the port as the demo worker wires it; Store itself never
+// fails a copy on purpose.
 package orgstore
 
 import (

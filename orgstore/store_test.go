@@ -17,7 +17,7 @@ func open(t testing.TB, records int) *Store {
 	require.NoError(t, err)
 	t.Cleanup(func() { s.Close() })
 	if records > 0 {
-		require.NoError(t, s.Seed(context.Background(), SeedOptions{RecordsPerDataSpace: records}))
+		require.NoError(t, s.Demo().Seed(context.Background(), SeedOptions{RecordsPerDataSpace: records}))
 	}
 	return s
 }
@@ -36,7 +36,7 @@ func TestOpen(t *testing.T) {
 	var fk int
 	require.NoError(t, s.db.QueryRowContext(ctx, `PRAGMA foreign_keys`).Scan(&fk))
 	assert.Equal(t, 1, fk)
-	require.NoError(t, s.Seed(ctx, SeedOptions{RecordsPerDataSpace: 10}))
+	require.NoError(t, s.Demo().Seed(ctx, SeedOptions{RecordsPerDataSpace: 10}))
 	require.NoError(t, s.Close())
 
 	s, err = Open(ctx, path)
@@ -45,7 +45,7 @@ func TestOpen(t *testing.T) {
 	var applied int
 	require.NoError(t, s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM schema_migrations`).Scan(&applied))
 	assert.Equal(t, len(sqliteMigrations), applied)
-	n, err := s.CountRecords(ctx, "acme", "default")
+	n, err := s.Demo().CountRecords(ctx, "acme", "default")
 	require.NoError(t, err)
 	assert.Equal(t, 10, n, "data survives a reopen")
 }

@@ -32,7 +32,7 @@ func demoFlags(inv *invocation, name, synopsis, summary string) (*flagSet, *stri
 
 // orgOp runs a demo operation on one org named by --org.
 func orgOp(ctx context.Context, inv *invocation, args []string, name, summary string,
-	op func(*orgstore.Store, context.Context, string) error, done string) error {
+	op func(*orgstore.Demo, context.Context, string) error, done string) error {
 	fs, path := demoFlags(inv, name, "--org ORG", summary)
 	org := fs.String("org", "", "the org (required)")
 	fs.require("org")
@@ -43,7 +43,7 @@ func orgOp(ctx context.Context, inv *invocation, args []string, name, summary st
 	if err != nil {
 		return err
 	}
-	if err := op(s, ctx, *org); err != nil {
+	if err := op(s.Demo(), ctx, *org); err != nil {
 		return err
 	}
 	fmt.Fprintf(inv.stdout, done+"\n", *org)
@@ -52,25 +52,25 @@ func orgOp(ctx context.Context, inv *invocation, args []string, name, summary st
 
 func runExpireLicence(ctx context.Context, inv *invocation, args []string) error {
 	return orgOp(ctx, inv, args, "expire-license", "Make the home org's licence expire now: its connections turn Inactive at the next health check.",
-		(*orgstore.Store).ExpireLicence,
+		(*orgstore.Demo).ExpireLicence,
 		"licence of %s expired: its connections turn Inactive at the next health check (or at once with 'starter recheck')")
 }
 
 func runRenewLicence(ctx context.Context, inv *invocation, args []string) error {
 	return orgOp(ctx, inv, args, "renew-license", "Renew the home org's licence for a year: its Inactive connections come back at the next health check.",
-		(*orgstore.Store).RenewLicence,
+		(*orgstore.Demo).RenewLicence,
 		"licence of %s renewed for a year: its connections come back at the next health check (or at once with 'starter recheck')")
 }
 
 func runDeactivate(ctx context.Context, inv *invocation, args []string) error {
 	return orgOp(ctx, inv, args, "deactivate", "Mark the companion org inactive: its connection turns Inactive at the next health check.",
-		(*orgstore.Store).Deactivate,
+		(*orgstore.Demo).Deactivate,
 		"companion %s deactivated: its connection turns Inactive at the next health check (or at once with 'starter recheck')")
 }
 
 func runReactivate(ctx context.Context, inv *invocation, args []string) error {
 	return orgOp(ctx, inv, args, "reactivate", "Mark the companion org active again: its connection comes back at the next health check.",
-		(*orgstore.Store).Reactivate,
+		(*orgstore.Demo).Reactivate,
 		"companion %s reactivated: its connection comes back at the next health check (or at once with 'starter recheck')")
 }
 
@@ -91,7 +91,7 @@ func runChangeMetadata(ctx context.Context, inv *invocation, args []string) erro
 	if err != nil {
 		return err
 	}
-	last, err := s.ChangeMetadata(ctx, *org, *ds, *count)
+	last, err := s.Demo().ChangeMetadata(ctx, *org, *ds, *count)
 	if err != nil {
 		return err
 	}
@@ -113,7 +113,7 @@ func runConflict(ctx context.Context, inv *invocation, args []string) error {
 	if err != nil {
 		return err
 	}
-	object, err := s.MakeConflict(ctx, ref.Home, ref.Companion, *ds)
+	object, err := s.Demo().MakeConflict(ctx, ref.Home, ref.Companion, *ds)
 	if err != nil {
 		return err
 	}
@@ -133,7 +133,7 @@ func runResolve(ctx context.Context, inv *invocation, args []string) error {
 	if err != nil {
 		return err
 	}
-	n, err := s.ResolveConflicts(ctx, ref.Home, ref.Companion)
+	n, err := s.Demo().ResolveConflicts(ctx, ref.Home, ref.Companion)
 	if err != nil {
 		return err
 	}
@@ -158,7 +158,7 @@ func runFailInitialSync(ctx context.Context, inv *invocation, args []string) err
 	if err != nil {
 		return err
 	}
-	if err := s.InjectCopyFailures(ctx, ref.Home, ref.Companion, *ds, *times); err != nil {
+	if err := s.Demo().InjectCopyFailures(ctx, ref.Home, ref.Companion, *ds, *times); err != nil {
 		return err
 	}
 	fmt.Fprintf(inv.stdout, "the next %d initial-sync %s of %s on %s will fail\n", *times, plural(*times, "step", "steps"), *ds, ref)

@@ -375,7 +375,7 @@ func TestCommandsAgainstRealServer(t *testing.T) {
 
 		assert.Contains(t, c.ok("unshare", "--connection", conn, "--data-space", "marketing"), "removing marketing from acme/acme-emea")
 		c.waitFor(ref, "marketing gone", func(v contract.StatusView) bool { _, ok := testenv.Share(v, "marketing"); return !ok })
-		n, err := c.env.Store.CompanionRecordCount(context.Background(), "acme", "acme-emea", "marketing")
+		n, err := c.env.Store.Demo().CompanionRecordCount(context.Background(), "acme", "acme-emea", "marketing")
 		require.NoError(t, err)
 		assert.Zero(t, n)
 	})

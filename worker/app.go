@@ -178,7 +178,7 @@ func (m *Main) openStore(ctx context.Context) error {
 	m.store = store
 	if m.cfg.SeedRecords > 0 {
 		start := time.Now()
-		if err := store.Seed(ctx, orgstore.SeedOptions{RecordsPerDataSpace: m.cfg.SeedRecords}); err != nil {
+		if err := store.Demo().Seed(ctx, orgstore.SeedOptions{RecordsPerDataSpace: m.cfg.SeedRecords}); err != nil {
 			return fmt.Errorf("seed the demo org store: %w", err)
 		}
 		m.logger.Debug("org store ready", "store", store.String(), "took", time.Since(start))

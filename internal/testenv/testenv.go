@@ -111,7 +111,7 @@ func Start(t testing.TB, opts Options) *Env {
 		t.Fatalf("open org store: %v", err)
 	}
 	t.Cleanup(func() { _ = store.Close() })
-	if err := store.Seed(ctx, orgstore.SeedOptions{RecordsPerDataSpace: opts.SeedRecords}); err != nil {
+	if err := store.Demo().Seed(ctx, orgstore.SeedOptions{RecordsPerDataSpace: opts.SeedRecords}); err != nil {
 		t.Fatalf("seed: %v", err)
 	}
 	e.Store = orgstore.WithDemoFaults(store)

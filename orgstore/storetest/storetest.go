@@ -120,7 +120,7 @@ func Open(t testing.TB, target Target, records int) *orgstore.Store {
 	require.NoError(t, err)
 	t.Cleanup(func() { s.Close() })
 	if records > 0 {
-		require.NoError(t, s.Seed(context.Background(), orgstore.SeedOptions{RecordsPerDataSpace: records}))
+		require.NoError(t, s.Demo().Seed(context.Background(), orgstore.SeedOptions{RecordsPerDataSpace: records}))
 	}
 	return s
 }
@@ -181,7 +181,7 @@ func testReopen(t *testing.T, target Target) {
 	v, err := s.SchemaVersion(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, 1, v)
-	require.NoError(t, s.Seed(ctx, orgstore.SeedOptions{RecordsPerDataSpace: 10}))
+	require.NoError(t, s.Demo().Seed(ctx, orgstore.SeedOptions{RecordsPerDataSpace: 10}))
 	require.NoError(t, s.Close())
 
 	s, err = orgstore.Open(ctx, where)
@@ -190,7 +190,7 @@ func testReopen(t *testing.T, target Target) {
 	v, err = s.SchemaVersion(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, 1, v)
-	n, err := s.CountRecords(ctx, "acme", "default")
+	n, err := s.Demo().CountRecords(ctx, "acme", "default")
 	require.NoError(t, err)
 	assert.Equal(t, 10, n, "data survives a reopen")
 }
@@ -198,7 +198,7 @@ func testReopen(t *testing.T, target Target) {
 func testSeed(t *testing.T, target Target) {
 	ctx := context.Background()
 	s := Open(t, target, 2500) // more than one multi-row insert
-	require.NoError(t, s.Seed(ctx, orgstore.SeedOptions{RecordsPerDataSpace: 999}), "seeding again is a no-op")
+	require.NoError(t, s.Demo().Seed(ctx, orgstore.SeedOptions{RecordsPerDataSpace: 999}), "seeding again is a no-op")
 
 	orgs := []struct {
 		id     string
@@ -258,7 +258,7 @@ func testSeedConcurrently(t *testing.T, target Target) {
 			return err
 		}
 		defer s.Close()
-		return s.Seed(ctx, orgstore.SeedOptions{RecordsPerDataSpace: 50})
+		return s.Demo().Seed(ctx, orgstore.SeedOptions{RecordsPerDataSpace: 50})
 	})
 	for _, err := range errs {
 		require.NoError(t, err)
@@ -412,9 +412,9 @@ func assertSameRecords(t *testing.T, s *orgstore.Store, sh companionsync.Share) 
 	got, err := s.CopiedCount(ctx, sh)
 	require.NoError(t, err)
 	assert.Equal(t, want, got, "copied records")
-	home, err := s.RecordChecksum(ctx, sh.Home, sh.DataSpace)
+	home, err := s.Demo().RecordChecksum(ctx, sh.Home, sh.DataSpace)
 	require.NoError(t, err)
-	comp, err := s.CompanionChecksum(ctx, sh.Home, sh.Companion, sh.DataSpace)
+	comp, err := s.Demo().CompanionChecksum(ctx, sh.Home, sh.Companion, sh.DataSpace)
 	require.NoError(t, err)
 	assert.Equal(t, home, comp, "checksums")
 }
@@ -507,15 +507,15 @@ func testRemoveBatch(t *testing.T, target Target) {
 
 	require.NoError(t, s.CompleteRemoval(ctx, sh))
 	require.NoError(t, s.CompleteRemoval(ctx, sh), "completing a removal is idempotent")
-	_, ok, err := s.MetadataCursor(ctx, "acme", "acme-emea", "marketing")
+	_, ok, err := s.Demo().MetadataCursor(ctx, "acme", "acme-emea", "marketing")
 	require.NoError(t, err)
 	assert.False(t, ok, "the cursor is gone")
-	objs, err := s.CompanionMetadata(ctx, "acme", "acme-emea", "marketing")
+	objs, err := s.Demo().CompanionMetadata(ctx, "acme", "acme-emea", "marketing")
 	require.NoError(t, err)
 	assert.Empty(t, objs, "the metadata copies are gone")
 	for _, x := range keep {
 		assertSameRecords(t, s, x)
-		_, ok, err := s.MetadataCursor(ctx, x.Home, x.Companion, x.DataSpace)
+		_, ok, err := s.Demo().MetadataCursor(ctx, x.Home, x.Companion, x.DataSpace)
 		require.NoError(t, err)
 		assert.True(t, ok, "%v keeps its cursor", x)
 	}
@@ -525,14 +525,14 @@ func testCompleteInitialSync(t *testing.T, target Target) {
 	ctx := context.Background()
 	s := Open(t, target, 10)
 	sh := companionsync.Share{Home: "acme", Companion: "acme-emea", DataSpace: "marketing"}
-	last, err := s.ChangeMetadata(ctx, "acme", "marketing", 2)
+	last, err := s.Demo().ChangeMetadata(ctx, "acme", "marketing", 2)
 	require.NoError(t, err)
 	require.NoError(t, s.CompleteInitialSync(ctx, sh))
-	seq, ok, err := s.MetadataCursor(ctx, "acme", "acme-emea", "marketing")
+	seq, ok, err := s.Demo().MetadataCursor(ctx, "acme", "acme-emea", "marketing")
 	require.NoError(t, err)
 	assert.True(t, ok)
 	assert.Equal(t, last, seq, "the cursor starts at the latest change")
-	objs, err := s.CompanionMetadata(ctx, "acme", "acme-emea", "marketing")
+	objs, err := s.Demo().CompanionMetadata(ctx, "acme", "acme-emea", "marketing")
 	require.NoError(t, err)
 	require.Len(t, objs, 3)
 	assert.Equal(t, "Campaign", objs[0].Name, "copies are sorted by name")
@@ -542,10 +542,10 @@ func testCompleteInitialSync(t *testing.T, target Target) {
 	require.NoError(t, err)
 	assert.Zero(t, n, "changes before the snapshot are not pending")
 
-	edited, err := s.MakeConflict(ctx, "acme", "acme-emea", "marketing")
+	edited, err := s.Demo().MakeConflict(ctx, "acme", "acme-emea", "marketing")
 	require.NoError(t, err)
 	require.NoError(t, s.CompleteInitialSync(ctx, sh), "completing again is idempotent")
-	objs, err = s.CompanionMetadata(ctx, "acme", "acme-emea", "marketing")
+	objs, err = s.Demo().CompanionMetadata(ctx, "acme", "acme-emea", "marketing")
 	require.NoError(t, err)
 	for _, o := range objs {
 		if o.Name == edited {
@@ -564,11 +564,11 @@ func testMetadata(t *testing.T, target Target) {
 	for _, ds := range []string{"marketing", "sales"} {
 		require.NoError(t, s.CompleteInitialSync(ctx, companionsync.Share{Home: "acme", Companion: "acme-emea", DataSpace: ds}))
 	}
-	_, err := s.ChangeMetadata(ctx, "acme", "marketing", 2)
+	_, err := s.Demo().ChangeMetadata(ctx, "acme", "marketing", 2)
 	require.NoError(t, err)
-	_, err = s.ChangeMetadata(ctx, "acme", "sales", 1)
+	_, err = s.Demo().ChangeMetadata(ctx, "acme", "sales", 1)
 	require.NoError(t, err)
-	upToDefault, err := s.ChangeMetadata(ctx, "acme", "default", 1) // not synced to acme-emea
+	upToDefault, err := s.Demo().ChangeMetadata(ctx, "acme", "default", 1) // not synced to acme-emea
 	require.NoError(t, err)
 
 	n, upTo, err := s.PendingChanges(ctx, conn, []string{"marketing", "sales", "default"})
@@ -595,18 +595,18 @@ func testMetadata(t *testing.T, target Target) {
 	assert.Len(t, some, 1, "changes stop at upTo")
 
 	// A local object named like the first change's object conflicts.
-	require.NoError(t, s.CreateLocalObject(ctx, "acme", "acme-emea", changes[0].DataSpace, changes[0].Object, changes[0].ObjectKind))
+	require.NoError(t, s.Demo().CreateLocalObject(ctx, "acme", "acme-emea", changes[0].DataSpace, changes[0].Object, changes[0].ObjectKind))
 	local, err := s.LocalObjects(ctx, conn, []string{"marketing", "sales"})
 	require.NoError(t, err)
 	assert.Equal(t, []companionsync.LocalObject{{DataSpace: changes[0].DataSpace, Name: changes[0].Object}}, local)
 	applied, err := s.ApplyChange(ctx, conn, changes[0])
 	assert.ErrorIs(t, err, companionsync.ErrConflict)
 	assert.False(t, applied)
-	seq, _, err := s.MetadataCursor(ctx, "acme", "acme-emea", changes[0].DataSpace)
+	seq, _, err := s.Demo().MetadataCursor(ctx, "acme", "acme-emea", changes[0].DataSpace)
 	require.NoError(t, err)
 	assert.Less(t, seq, changes[0].Sequence, "a conflict applies nothing")
 
-	_, err = s.ResolveConflicts(ctx, "acme", "acme-emea")
+	_, err = s.Demo().ResolveConflicts(ctx, "acme", "acme-emea")
 	require.NoError(t, err)
 	for _, ch := range changes {
 		applied, err := s.ApplyChange(ctx, conn, ch)
@@ -616,7 +616,7 @@ func testMetadata(t *testing.T, target Target) {
 		require.NoError(t, err)
 		assert.False(t, applied, "change %d applies once", ch.Sequence)
 	}
-	objs, err := s.CompanionMetadata(ctx, "acme", "acme-emea", changes[0].DataSpace)
+	objs, err := s.Demo().CompanionMetadata(ctx, "acme", "acme-emea", changes[0].DataSpace)
 	require.NoError(t, err)
 	found := false
 	for _, o := range objs {
@@ -634,7 +634,7 @@ func testMetadata(t *testing.T, target Target) {
 	// A change of a data space no longer synced applies nothing.
 	sh := companionsync.Share{Home: "acme", Companion: "acme-emea", DataSpace: "sales"}
 	require.NoError(t, s.CompleteRemoval(ctx, sh))
-	late, err := s.ChangeMetadata(ctx, "acme", "sales", 1)
+	late, err := s.Demo().ChangeMetadata(ctx, "acme", "sales", 1)
 	require.NoError(t, err)
 	applied, err = s.ApplyChange(ctx, conn, companionsync.Change{Sequence: late, DataSpace: "sales", Object: "Opportunity", ObjectKind: companionsync.ObjectDMO, Version: 9, Definition: "{}"})
 	require.NoError(t, err)
@@ -646,7 +646,7 @@ func testApplyChangeOnce(t *testing.T, target Target) {
 	s := Open(t, target, 10)
 	sh := companionsync.Share{Home: "acme", Companion: "acme-emea", DataSpace: "sales"}
 	require.NoError(t, s.CompleteInitialSync(ctx, sh))
-	_, err := s.ChangeMetadata(ctx, "acme", "sales", 1)
+	_, err := s.Demo().ChangeMetadata(ctx, "acme", "sales", 1)
 	require.NoError(t, err)
 	conn := companionsync.Connection{Home: "acme", Companion: "acme-emea"}
 	changes, err := s.Changes(ctx, conn, []string{"sales"}, 1<<40)
@@ -665,7 +665,7 @@ func testApplyChangeOnce(t *testing.T, target Target) {
 		assert.NoError(t, err)
 	}
 	assert.EqualValues(t, 1, applied.Load())
-	seq, ok, err := s.MetadataCursor(ctx, "acme", "acme-emea", "sales")
+	seq, ok, err := s.Demo().MetadataCursor(ctx, "acme", "acme-emea", "sales")
 	require.NoError(t, err)
 	assert.True(t, ok)
 	assert.Equal(t, changes[0].Sequence, seq)
@@ -710,7 +710,7 @@ func testSyncersAndPublishers(t *testing.T, target Target) {
 		if i < publishers {
 			defer publishing.Add(-1)
 			for range perPublisher {
-				if _, err := s.ChangeMetadata(ctx, "acme", spaces[i%len(spaces)], 1); err != nil {
+				if _, err := s.Demo().ChangeMetadata(ctx, "acme", spaces[i%len(spaces)], 1); err != nil {
 					return err
 				}
 			}
@@ -732,7 +732,7 @@ func testSyncersAndPublishers(t *testing.T, target Target) {
 	require.NoError(t, err)
 	assert.Zero(t, n)
 	for _, ds := range spaces {
-		objs, err := s.CompanionMetadata(ctx, "acme", "acme-emea", ds)
+		objs, err := s.Demo().CompanionMetadata(ctx, "acme", "acme-emea", ds)
 		require.NoError(t, err)
 		total := 0
 		for _, o := range objs {
@@ -754,11 +754,11 @@ func testLogErrors(t *testing.T, target Target) {
 	require.NoError(t, s.LogErrors(ctx, conn, "round-1", entries))
 	require.NoError(t, s.LogErrors(ctx, conn, "round-1", entries), "writing a round again is a no-op")
 	require.NoError(t, s.LogErrors(ctx, conn, "round-2", entries[:1]))
-	log, err := s.ErrorLog(ctx, "acme", "acme-emea")
+	log, err := s.Demo().ErrorLog(ctx, "acme", "acme-emea")
 	require.NoError(t, err)
 	require.Len(t, log, 3)
 	assert.Equal(t, entries[0], log[0])
-	other, err := s.ErrorLog(ctx, "acme", "acme-apac")
+	other, err := s.Demo().ErrorLog(ctx, "acme", "acme-apac")
 	require.NoError(t, err)
 	assert.Empty(t, other)
 }
@@ -771,22 +771,22 @@ func testDemoOperationsNameWhatIsWrong(t *testing.T, target Target) {
 		op   func() error
 		want string
 	}{
-		{"expire unknown org", func() error { return s.ExpireLicence(ctx, "initech") }, `org "initech" does not exist`},
-		{"expire a companion", func() error { return s.ExpireLicence(ctx, "acme-emea") }, `org "acme-emea" is a companion org, not a home org`},
-		{"deactivate a home", func() error { return s.Deactivate(ctx, "acme") }, `org "acme" is a home org, not a companion org`},
-		{"change unknown data space", func() error { _, err := s.ChangeMetadata(ctx, "acme", "finance", 1); return err },
+		{"expire unknown org", func() error { return s.Demo().ExpireLicence(ctx, "initech") }, `org "initech" does not exist`},
+		{"expire a companion", func() error { return s.Demo().ExpireLicence(ctx, "acme-emea") }, `org "acme-emea" is a companion org, not a home org`},
+		{"deactivate a home", func() error { return s.Demo().Deactivate(ctx, "acme") }, `org "acme" is a home org, not a companion org`},
+		{"change unknown data space", func() error { _, err := s.Demo().ChangeMetadata(ctx, "acme", "finance", 1); return err },
 			`data space "finance" of home org "acme": not found`},
-		{"change nothing", func() error { _, err := s.ChangeMetadata(ctx, "acme", "sales", 0); return err },
+		{"change nothing", func() error { _, err := s.Demo().ChangeMetadata(ctx, "acme", "sales", 0); return err },
 			"the number of changes must be positive"},
-		{"conflict in unsynced data space", func() error { _, err := s.MakeConflict(ctx, "acme", "acme-emea", "sales"); return err },
+		{"conflict in unsynced data space", func() error { _, err := s.Demo().MakeConflict(ctx, "acme", "acme-emea", "sales"); return err },
 			`data space "sales" is not synced to companion "acme-emea"`},
-		{"inject into unknown companion", func() error { return s.InjectCopyFailures(ctx, "acme", "initech", "sales", 1) },
+		{"inject into unknown companion", func() error { return s.Demo().InjectCopyFailures(ctx, "acme", "initech", "sales", 1) },
 			`org "initech" does not exist`},
-		{"inject into unknown data space", func() error { return s.InjectCopyFailures(ctx, "acme", "acme-emea", "finance", 1) },
+		{"inject into unknown data space", func() error { return s.Demo().InjectCopyFailures(ctx, "acme", "acme-emea", "finance", 1) },
 			`data space "finance" of home org "acme"`},
-		{"inject a negative count", func() error { return s.InjectCopyFailures(ctx, "acme", "acme-emea", "sales", -1) },
+		{"inject a negative count", func() error { return s.Demo().InjectCopyFailures(ctx, "acme", "acme-emea", "sales", -1) },
 			"n must not be negative"},
-		{"resolve for unknown home", func() error { _, err := s.ResolveConflicts(ctx, "initech", "acme-emea"); return err },
+		{"resolve for unknown home", func() error { _, err := s.Demo().ResolveConflicts(ctx, "initech", "acme-emea"); return err },
 			`org "initech" does not exist`},
 	}
 	for _, tt := range tests {
@@ -800,20 +800,20 @@ func testDemoOperationsChangeState(t *testing.T, target Target) {
 	ctx := context.Background()
 	s := Open(t, target, 10)
 
-	require.NoError(t, s.ExpireLicence(ctx, "acme"))
+	require.NoError(t, s.Demo().ExpireLicence(ctx, "acme"))
 	o, err := s.Org(ctx, "acme")
 	require.NoError(t, err)
 	assert.False(t, o.LicenceExpiresAt.After(time.Now()))
-	require.NoError(t, s.RenewLicence(ctx, "acme"))
+	require.NoError(t, s.Demo().RenewLicence(ctx, "acme"))
 	o, err = s.Org(ctx, "acme")
 	require.NoError(t, err)
 	assert.True(t, o.LicenceExpiresAt.After(time.Now().AddDate(0, 11, 0)))
 
-	require.NoError(t, s.Deactivate(ctx, "acme-emea"))
+	require.NoError(t, s.Demo().Deactivate(ctx, "acme-emea"))
 	o, err = s.Org(ctx, "acme-emea")
 	require.NoError(t, err)
 	assert.False(t, o.Active)
-	require.NoError(t, s.Reactivate(ctx, "acme-emea"))
+	require.NoError(t, s.Demo().Reactivate(ctx, "acme-emea"))
 	o, err = s.Org(ctx, "acme-emea")
 	require.NoError(t, err)
 	assert.True(t, o.Active)
@@ -821,14 +821,14 @@ func testDemoOperationsChangeState(t *testing.T, target Target) {
 	sh := companionsync.Share{Home: "acme", Companion: "acme-emea", DataSpace: "marketing"}
 	require.NoError(t, s.CompleteInitialSync(ctx, sh))
 	conn := companionsync.Connection{Home: "acme", Companion: "acme-emea"}
-	last, err := s.ChangeMetadata(ctx, "acme", "marketing", 4)
+	last, err := s.Demo().ChangeMetadata(ctx, "acme", "marketing", 4)
 	require.NoError(t, err)
 	n, upTo, err := s.PendingChanges(ctx, conn, []string{"marketing"})
 	require.NoError(t, err)
 	assert.Equal(t, 4, n)
 	assert.Equal(t, last, upTo)
 
-	object, err := s.MakeConflict(ctx, "acme", "acme-emea", "marketing")
+	object, err := s.Demo().MakeConflict(ctx, "acme", "acme-emea", "marketing")
 	require.NoError(t, err)
 	local, err := s.LocalObjects(ctx, conn, []string{"marketing"})
 	require.NoError(t, err)
@@ -837,14 +837,14 @@ func testDemoOperationsChangeState(t *testing.T, target Target) {
 	require.NoError(t, err)
 	assert.Equal(t, 5, n, "the conflict publishes a home change too")
 
-	resolved, err := s.ResolveConflicts(ctx, "acme", "acme-emea")
+	resolved, err := s.Demo().ResolveConflicts(ctx, "acme", "acme-emea")
 	require.NoError(t, err)
 	assert.Equal(t, 1, resolved)
 	local, err = s.LocalObjects(ctx, conn, []string{"marketing"})
 	require.NoError(t, err)
 	assert.Empty(t, local)
 
-	seq, err := s.PublishMetadata(ctx, "acme", "marketing", "Broken", "no-such-kind", "{")
+	seq, err := s.Demo().PublishMetadata(ctx, "acme", "marketing", "Broken", "no-such-kind", "{")
 	require.NoError(t, err)
 	assert.Greater(t, seq, last)
 }
@@ -857,7 +857,7 @@ func testInjectedFailures(t *testing.T, target Target) {
 	other := companionsync.Share{Home: "acme", Companion: "acme-emea", DataSpace: "sales"}
 
 	const n = 3
-	require.NoError(t, s.InjectCopyFailures(ctx, "acme", "acme-emea", "marketing", n))
+	require.NoError(t, s.Demo().InjectCopyFailures(ctx, "acme", "acme-emea", "marketing", n))
 	for i := range n {
 		_, err := d.CopyBatch(ctx, sh, "", 10)
 		require.Error(t, err, "batch %d", i)
@@ -876,22 +876,22 @@ func testInjectedFailures(t *testing.T, target Target) {
 	assert.Equal(t, 10, b.Copied)
 
 	// The bare store ignores injections.
-	require.NoError(t, s.InjectCopyFailures(ctx, "acme", "acme-emea", "marketing", 1))
+	require.NoError(t, s.Demo().InjectCopyFailures(ctx, "acme", "acme-emea", "marketing", 1))
 	b, err = s.CopyBatch(ctx, sh, b.Last, 10)
 	require.NoError(t, err)
 	assert.Equal(t, 10, b.Copied)
-	_, taken, err := s.TakeInjectedFailure(ctx, sh)
+	_, taken, err := s.Demo().TakeInjectedFailure(ctx, sh)
 	require.NoError(t, err)
 	assert.True(t, taken, "the bare store left the injected failure")
-	_, taken, err = s.TakeInjectedFailure(ctx, sh)
+	_, taken, err = s.Demo().TakeInjectedFailure(ctx, sh)
 	require.NoError(t, err)
 	assert.False(t, taken)
 
 	// Concurrent takers consume each injected failure once.
-	require.NoError(t, s.InjectCopyFailures(ctx, "acme", "acme-emea", "marketing", 5))
+	require.NoError(t, s.Demo().InjectCopyFailures(ctx, "acme", "acme-emea", "marketing", 5))
 	var took atomic.Int64
 	errs := concurrently(12, func(int) error {
-		_, ok, err := s.TakeInjectedFailure(ctx, sh)
+		_, ok, err := s.Demo().TakeInjectedFailure(ctx, sh)
 		if ok {
 			took.Add(1)
 		}
@@ -907,7 +907,7 @@ func testInjectedFailures(t *testing.T, target Target) {
 	assert.ErrorIs(t, err, companionsync.ErrNotFound)
 
 	// CompleteRemoval clears the share's injected failures.
-	require.NoError(t, s.InjectCopyFailures(ctx, "acme", "acme-emea", "marketing", 2))
+	require.NoError(t, s.Demo().InjectCopyFailures(ctx, "acme", "acme-emea", "marketing", 2))
 	require.NoError(t, d.CompleteRemoval(ctx, sh))
 	_, err = d.CopyBatch(ctx, sh, "", 10)
 	assert.NoError(t, err)
@@ -917,9 +917,9 @@ func testAddOrg(t *testing.T, target Target) {
 	s := Open(t, target, 10)
 	ctx := context.Background()
 	expires := time.Now().Add(time.Hour).Truncate(time.Millisecond)
-	require.NoError(t, s.AddOrg(ctx, companionsync.Org{ID: "initech", Role: companionsync.RoleHome, Kind: companionsync.KindSandbox, LicenceExpiresAt: expires, MaxCompanions: 7}))
-	require.NoError(t, s.AddOrg(ctx, companionsync.Org{ID: "initech-eu", Role: companionsync.RoleCompanion, Kind: companionsync.KindSandbox, Active: true}))
-	require.NoError(t, s.AddOrg(ctx, companionsync.Org{ID: "initech-old", Role: companionsync.RoleCompanion, Kind: companionsync.KindSandbox}))
+	require.NoError(t, s.Demo().AddOrg(ctx, companionsync.Org{ID: "initech", Role: companionsync.RoleHome, Kind: companionsync.KindSandbox, LicenceExpiresAt: expires, MaxCompanions: 7}))
+	require.NoError(t, s.Demo().AddOrg(ctx, companionsync.Org{ID: "initech-eu", Role: companionsync.RoleCompanion, Kind: companionsync.KindSandbox, Active: true}))
+	require.NoError(t, s.Demo().AddOrg(ctx, companionsync.Org{ID: "initech-old", Role: companionsync.RoleCompanion, Kind: companionsync.KindSandbox}))
 
 	home, err := s.Org(ctx, "initech")
 	require.NoError(t, err)
@@ -934,12 +934,12 @@ func testAddOrg(t *testing.T, target Target) {
 	require.NoError(t, err)
 	assert.False(t, old.Active)
 
-	require.NoError(t, s.AddDataSpace(ctx, "initech", "small", 7))
+	require.NoError(t, s.Demo().AddDataSpace(ctx, "initech", "small", 7))
 	n, err := s.RecordCount(ctx, "initech", "small")
 	require.NoError(t, err)
 	assert.Equal(t, 7, n)
-	assert.Error(t, s.AddDataSpace(ctx, "initech", "small", 7), "an existing data space is refused")
-	assert.ErrorContains(t, s.AddDataSpace(ctx, "initech-eu", "x", 1), "not a home org")
+	assert.Error(t, s.Demo().AddDataSpace(ctx, "initech", "small", 7), "an existing data space is refused")
+	assert.ErrorContains(t, s.Demo().AddDataSpace(ctx, "initech-eu", "x", 1), "not a home org")
 
 	for name, bad := range map[string]companionsync.Org{
 		"duplicate id": {ID: "acme", Role: companionsync.RoleHome, Kind: companionsync.KindProduction},
@@ -947,6 +947,6 @@ func testAddOrg(t *testing.T, target Target) {
 		"bad role":     {ID: "x", Role: "admin", Kind: companionsync.KindProduction},
 		"bad kind":     {ID: "x", Role: companionsync.RoleCompanion, Kind: "staging"},
 	} {
-		assert.Error(t, s.AddOrg(ctx, bad), name)
+		assert.Error(t, s.Demo().AddOrg(ctx, bad), name)
 	}
 }
