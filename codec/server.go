@@ -184,7 +184,11 @@ func normalizeOrigin(o string) string {
 	return strings.TrimSuffix(strings.ToLower(strings.TrimSpace(o)), "/")
 }
 
-// ServeHTTP implements http.Handler.
+// ServeHTTP implements http.Handler: it grants the origin, answers a CORS
+// preflight, admits the request (method, token, namespace), reads its
+// payloads, and answers with them encoded or decoded. Each step either
+// passes or refuses with the status and one line of text NewHandler
+// documents.
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hdr := w.Header()
 	hdr.Add("Vary", "Origin")
@@ -200,99 +204,130 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		hdr.Set("Access-Control-Allow-Origin", origin)
 		hdr.Set("Access-Control-Allow-Credentials", "true")
 	}
-
 	if r.Method == http.MethodOptions {
-		hdr.Set("Allow", "POST, OPTIONS")
-		if origin != "" {
-			hdr.Add("Vary", "Access-Control-Request-Method")
-			hdr.Add("Vary", "Access-Control-Request-Headers")
-			hdr.Set("Access-Control-Allow-Methods", "POST, OPTIONS")
-			hdr.Set("Access-Control-Allow-Headers", corsAllowHeaders)
-			hdr.Set("Access-Control-Max-Age", corsMaxAge)
-			if r.Header.Get("Access-Control-Request-Private-Network") == "true" {
-				hdr.Set("Access-Control-Allow-Private-Network", "true")
-			}
-		}
+		preflight(hdr, r, origin)
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	if r.Method != http.MethodPost {
-		hdr.Set("Allow", "POST, OPTIONS")
-		httpError(w, http.StatusMethodNotAllowed, "method not allowed: use POST")
-		return
+	codec, op, ref := h.admit(r)
+	var payloads []*commonpb.Payload
+	if ref == nil {
+		payloads, ref = h.readPayloads(w, r)
 	}
-
-	if h.authOn {
-		if msg, ok := h.authorize(r); !ok {
-			hdr.Set("WWW-Authenticate", msg)
-			httpError(w, http.StatusUnauthorized, "unauthorized: send Authorization: Bearer <codec server token>")
-			return
+	var resp []byte
+	if ref == nil {
+		resp, ref = convert(codec, op, payloads)
+	}
+	if ref != nil {
+		for k, v := range ref.header {
+			hdr.Set(k, v)
 		}
-	}
-
-	ns, op, ok := route(r)
-	if !ok {
-		httpError(w, http.StatusNotFound, "not found: use POST /{namespace}/encode or /{namespace}/decode")
-		return
-	}
-	codec, ok := h.codecs[ns]
-	if !ok {
-		httpError(w, http.StatusNotFound, fmt.Sprintf("namespace %q is not served by this codec server", ns))
-		return
-	}
-
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
-			httpError(w, http.StatusUnsupportedMediaType, "unsupported content type: send application/json")
-			return
-		}
-	}
-	if r.ContentLength > h.maxBody {
-		httpError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", h.maxBody))
-		return
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBody))
-	if err != nil {
-		if _, tooBig := errors.AsType[*http.MaxBytesError](err); tooBig {
-			httpError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", h.maxBody))
-			return
-		}
-		httpError(w, http.StatusBadRequest, "read request body: "+err.Error())
-		return
-	}
-
-	var in commonpb.Payloads
-	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(body, &in); err != nil {
-		httpError(w, http.StatusBadRequest, "malformed request: want {\"payloads\":[...]} with payloads in protobuf JSON form: "+err.Error())
-		return
-	}
-	for i, p := range in.Payloads {
-		if p == nil {
-			httpError(w, http.StatusBadRequest, fmt.Sprintf("malformed request: payload %d is null", i))
-			return
-		}
-	}
-
-	var out []*commonpb.Payload
-	switch op {
-	case "encode":
-		out, err = codec.Encode(in.Payloads)
-	case "decode":
-		out, err = codec.Decode(in.Payloads)
-	}
-	if err != nil {
-		httpError(w, http.StatusUnprocessableEntity, op+": "+err.Error())
-		return
-	}
-
-	resp, err := marshalPayloads(out)
-	if err != nil {
-		httpError(w, http.StatusInternalServerError, op+": marshal answer: "+err.Error())
+		httpError(w, ref.code, ref.msg)
 		return
 	}
 	hdr.Set("Content-Type", "application/json")
 	hdr.Set("Cache-Control", "no-store")
 	_, _ = w.Write(resp)
+}
+
+// refusal is a request the handler answers with an error: its status, its
+// one line of text and the headers that go with it.
+type refusal struct {
+	code   int
+	msg    string
+	header map[string]string
+}
+
+func refuse(code int, msg string) *refusal { return &refusal{code: code, msg: msg} }
+
+// preflight answers a CORS preflight; the origin is already granted.
+func preflight(hdr http.Header, r *http.Request, origin string) {
+	hdr.Set("Allow", "POST, OPTIONS")
+	if origin == "" {
+		return
+	}
+	hdr.Add("Vary", "Access-Control-Request-Method")
+	hdr.Add("Vary", "Access-Control-Request-Headers")
+	hdr.Set("Access-Control-Allow-Methods", "POST, OPTIONS")
+	hdr.Set("Access-Control-Allow-Headers", corsAllowHeaders)
+	hdr.Set("Access-Control-Max-Age", corsMaxAge)
+	if r.Header.Get("Access-Control-Request-Private-Network") == "true" {
+		hdr.Set("Access-Control-Allow-Private-Network", "true")
+	}
+}
+
+// admit checks the method, the token and the path, and returns the codec of
+// the namespace and the operation asked for.
+func (h *handler) admit(r *http.Request) (converter.PayloadCodec, string, *refusal) {
+	if r.Method != http.MethodPost {
+		return nil, "", &refusal{code: http.StatusMethodNotAllowed, msg: "method not allowed: use POST",
+			header: map[string]string{"Allow": "POST, OPTIONS"}}
+	}
+	if h.authOn {
+		if challenge, ok := h.authorize(r); !ok {
+			return nil, "", &refusal{code: http.StatusUnauthorized, msg: "unauthorized: send Authorization: Bearer <codec server token>",
+				header: map[string]string{"WWW-Authenticate": challenge}}
+		}
+	}
+	ns, op, ok := route(r)
+	if !ok {
+		return nil, "", refuse(http.StatusNotFound, "not found: use POST /{namespace}/encode or /{namespace}/decode")
+	}
+	codec, ok := h.codecs[ns]
+	if !ok {
+		return nil, "", refuse(http.StatusNotFound, fmt.Sprintf("namespace %q is not served by this codec server", ns))
+	}
+	return codec, op, nil
+}
+
+// readPayloads reads the JSON body, at most maxBody bytes, as payloads.
+func (h *handler) readPayloads(w http.ResponseWriter, r *http.Request) ([]*commonpb.Payload, *refusal) {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+			return nil, refuse(http.StatusUnsupportedMediaType, "unsupported content type: send application/json")
+		}
+	}
+	tooBig := refuse(http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", h.maxBody))
+	if r.ContentLength > h.maxBody {
+		return nil, tooBig
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBody))
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return nil, tooBig
+		}
+		return nil, refuse(http.StatusBadRequest, "read request body: "+err.Error())
+	}
+	var in commonpb.Payloads
+	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(body, &in); err != nil {
+		return nil, refuse(http.StatusBadRequest, "malformed request: want {\"payloads\":[...]} with payloads in protobuf JSON form: "+err.Error())
+	}
+	for i, p := range in.Payloads {
+		if p == nil {
+			return nil, refuse(http.StatusBadRequest, fmt.Sprintf("malformed request: payload %d is null", i))
+		}
+	}
+	return in.Payloads, nil
+}
+
+// convert encodes or decodes the payloads and renders the answer.
+func convert(codec converter.PayloadCodec, op string, payloads []*commonpb.Payload) ([]byte, *refusal) {
+	var out []*commonpb.Payload
+	var err error
+	switch op {
+	case "encode":
+		out, err = codec.Encode(payloads)
+	case "decode":
+		out, err = codec.Decode(payloads)
+	}
+	if err != nil {
+		return nil, refuse(http.StatusUnprocessableEntity, op+": "+err.Error())
+	}
+	resp, err := marshalPayloads(out)
+	if err != nil {
+		return nil, refuse(http.StatusInternalServerError, op+": marshal answer: "+err.Error())
+	}
+	return resp, nil
 }
 
 // authorize checks the bearer token in constant time. When it fails it

@@ -106,72 +106,119 @@ const devReconcileInterval = time.Minute
 
 // parseConfig builds the configuration from env (a getenv function) and
 // command-line args. Bad values are refused with the name of the setting.
+// It reads in three steps: the environment over the defaults, the flags over
+// the environment, then the values that depend on others (the codec
+// server's address and origins, the connections' default settings, the org
+// store's path) once both are read.
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
-	cfg := Config{
-		Namespace:   "default",
-		DataDir:     ".data",
-		SeedRecords: orgstore.DefaultSeedRecords,
-		DevFrontend: "127.0.0.1:7233",
-		DevUI:       "127.0.0.1:8233",
-		MetricsAddr: "127.0.0.1:9464",
-		LogLevel:    "info",
+	cfg := defaultConfig()
+	var in inputs
+	if err := cfg.readEnv(getenv, &in); err != nil {
+		return Config{}, err
 	}
-	env := func(name string, dst *string) {
+	if err := cfg.readFlags(args, stderr, &in); err != nil {
+		return Config{}, err
+	}
+	cfg.resolveCodec(in)
+	cfg.resolveSettings(in)
+	if cfg.MetricsAddr == "off" {
+		// An empty variable reads as unset, so the variable disables with off.
+		cfg.MetricsAddr = ""
+	}
+	if cfg.OrgStore == "" {
+		cfg.OrgStore = filepath.Join(cfg.DataDir, "orgs.db")
+	}
+	return cfg, cfg.validate()
+}
+
+// inputs are the settings read from the environment and the flags whose
+// value in Config depends on other settings.
+type inputs struct {
+	codecAddr    string
+	codecAddrSet bool
+	origins      string
+	health       durationFlag
+	metadata     durationFlag
+	removal      durationFlag
+	reconcile    durationFlag
+}
+
+// defaultConfig is the configuration before the environment and flags.
+func defaultConfig() Config {
+	return Config{
+		Namespace:     "default",
+		DataDir:       ".data",
+		SeedRecords:   orgstore.DefaultSeedRecords,
+		DevFrontend:   "127.0.0.1:7233",
+		DevUI:         "127.0.0.1:8233",
+		MetricsAddr:   "127.0.0.1:9464",
+		LogLevel:      "info",
+		WorkflowCache: defaultWorkflowCache,
+	}
+}
+
+// readEnv reads the environment over the defaults; an empty variable is
+// unset.
+func (cfg *Config) readEnv(getenv func(string) string, in *inputs) error {
+	for name, dst := range map[string]*string{
+		"TEMPORAL_ADDRESS":           &cfg.TemporalAddress,
+		"TEMPORAL_NAMESPACE":         &cfg.Namespace,
+		"TEMPORAL_API_KEY":           &cfg.APIKey,
+		"TEMPORAL_TLS_CERT":          &cfg.TLSCert,
+		"TEMPORAL_TLS_KEY":           &cfg.TLSKey,
+		"TEMPORAL_TLS_CA":            &cfg.TLSCA,
+		"COMPANIONSYNC_DATA_DIR":     &cfg.DataDir,
+		"COMPANIONSYNC_ORG_STORE":    &cfg.OrgStore,
+		"COMPANIONSYNC_METRICS_ADDR": &cfg.MetricsAddr,
+		"COMPANIONSYNC_LOG_LEVEL":    &cfg.LogLevel,
+		codec.KeysEnv:                &cfg.Keys,
+		codec.KeyFileEnv:             &cfg.KeyFile,
+		"COMPANIONSYNC_CODEC_TOKEN":  &cfg.CodecToken,
+	} {
 		if v := getenv(name); v != "" {
 			*dst = v
 		}
 	}
-	env("TEMPORAL_ADDRESS", &cfg.TemporalAddress)
-	env("TEMPORAL_NAMESPACE", &cfg.Namespace)
-	env("TEMPORAL_API_KEY", &cfg.APIKey)
-	env("TEMPORAL_TLS_CERT", &cfg.TLSCert)
-	env("TEMPORAL_TLS_KEY", &cfg.TLSKey)
-	env("TEMPORAL_TLS_CA", &cfg.TLSCA)
-	env("COMPANIONSYNC_DATA_DIR", &cfg.DataDir)
-	env("COMPANIONSYNC_ORG_STORE", &cfg.OrgStore)
-	env("COMPANIONSYNC_METRICS_ADDR", &cfg.MetricsAddr)
-	env("COMPANIONSYNC_LOG_LEVEL", &cfg.LogLevel)
-	env(codec.KeysEnv, &cfg.Keys)
-	env(codec.KeyFileEnv, &cfg.KeyFile)
-	env("COMPANIONSYNC_CODEC_TOKEN", &cfg.CodecToken)
-	codecAddr, origins := getenv("COMPANIONSYNC_CODEC_ADDR"), getenv("COMPANIONSYNC_CODEC_ORIGINS")
-	codecAddrSet := codecAddr != ""
-	if codecAddr == "off" {
-		codecAddr = ""
+	in.codecAddr, in.origins = getenv("COMPANIONSYNC_CODEC_ADDR"), getenv("COMPANIONSYNC_CODEC_ORIGINS")
+	in.codecAddrSet = in.codecAddr != ""
+	if in.codecAddr == "off" {
+		in.codecAddr = ""
 	}
-
-	var health, metadata, removal, reconcile durationFlag
 	for _, d := range []struct {
 		env string
 		dst *durationFlag
 	}{
-		{"COMPANIONSYNC_HEALTH_CHECK_INTERVAL", &health},
-		{"COMPANIONSYNC_METADATA_SYNC_INTERVAL", &metadata},
-		{"COMPANIONSYNC_REMOVAL_DEADLINE", &removal},
-		{"COMPANIONSYNC_RECONCILE_INTERVAL", &reconcile},
+		{"COMPANIONSYNC_HEALTH_CHECK_INTERVAL", &in.health},
+		{"COMPANIONSYNC_METADATA_SYNC_INTERVAL", &in.metadata},
+		{"COMPANIONSYNC_REMOVAL_DEADLINE", &in.removal},
+		{"COMPANIONSYNC_RECONCILE_INTERVAL", &in.reconcile},
 	} {
 		if v := getenv(d.env); v != "" {
 			if err := d.dst.Set(v); err != nil {
-				return Config{}, fmt.Errorf("%s=%q: %w", d.env, v, err)
+				return fmt.Errorf("%s=%q: %w", d.env, v, err)
 			}
 		}
 	}
-	cfg.WorkflowCache = defaultWorkflowCache
-	if v := getenv("COMPANIONSYNC_WORKFLOW_CACHE"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			return Config{}, fmt.Errorf("COMPANIONSYNC_WORKFLOW_CACHE=%q: want a whole number", v)
+	for _, n := range []struct {
+		env string
+		dst *int
+	}{
+		{"COMPANIONSYNC_WORKFLOW_CACHE", &cfg.WorkflowCache},
+		{"COMPANIONSYNC_SEED_RECORDS", &cfg.SeedRecords},
+	} {
+		if v := getenv(n.env); v != "" {
+			i, err := strconv.Atoi(v)
+			if err != nil {
+				return fmt.Errorf("%s=%q: want a whole number", n.env, v)
+			}
+			*n.dst = i
 		}
-		cfg.WorkflowCache = n
 	}
-	if v := getenv("COMPANIONSYNC_SEED_RECORDS"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil {
-			return Config{}, fmt.Errorf("COMPANIONSYNC_SEED_RECORDS=%q: want a whole number", v)
-		}
-		cfg.SeedRecords = n
-	}
+	return nil
+}
 
+// readFlags reads the command line over the environment.
+func (cfg *Config) readFlags(args []string, stderr io.Writer, in *inputs) error {
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.TemporalAddress, "temporal-address", cfg.TemporalAddress, "Temporal frontend host:port (env TEMPORAL_ADDRESS); empty runs the in-process dev server")
@@ -188,32 +235,34 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	fs.StringVar(&cfg.DevUI, "dev-ui", cfg.DevUI, "dev server Web UI host:port; empty disables the UI")
 	fs.StringVar(&cfg.KeyFile, "key-file", cfg.KeyFile, "payload key file, mode 0600: lines of id:base64key, the first active (env COMPANIONSYNC_KEY_FILE; keys inline: env COMPANIONSYNC_KEYS)")
 	fs.Func("codec-addr", "codec server host:port for the Web UI; empty disables (default 127.0.0.1:8234 on the dev server; env COMPANIONSYNC_CODEC_ADDR, off disables)", func(v string) error {
-		codecAddr, codecAddrSet = v, true
+		in.codecAddr, in.codecAddrSet = v, true
 		return nil
 	})
-	fs.StringVar(&origins, "codec-origins", origins, "comma-separated Web UI origins the codec server allows (default the dev UI's; env COMPANIONSYNC_CODEC_ORIGINS)")
+	fs.StringVar(&in.origins, "codec-origins", in.origins, "comma-separated Web UI origins the codec server allows (default the dev UI's; env COMPANIONSYNC_CODEC_ORIGINS)")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "Prometheus /metrics host:port; empty or off disables (env COMPANIONSYNC_METRICS_ADDR, off disables)")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error (env COMPANIONSYNC_LOG_LEVEL)")
-	fs.Var(&health, "health-check-interval", "health check period of new connections (default 30s on the dev server, 5m otherwise; env COMPANIONSYNC_HEALTH_CHECK_INTERVAL)")
-	fs.Var(&metadata, "metadata-sync-interval", "metadata sync period of new connections (default 30s on the dev server, 15m otherwise; env COMPANIONSYNC_METADATA_SYNC_INTERVAL)")
-	fs.Var(&removal, "removal-deadline", "deadline of a data space removal (default 30m; env COMPANIONSYNC_REMOVAL_DEADLINE)")
-	fs.Var(&reconcile, "reconcile-interval", "period of the reconciler's schedule; 0 leaves the schedule alone (default 1m on the dev server, 10m otherwise; env COMPANIONSYNC_RECONCILE_INTERVAL)")
+	fs.Var(&in.health, "health-check-interval", "health check period of new connections (default 30s on the dev server, 5m otherwise; env COMPANIONSYNC_HEALTH_CHECK_INTERVAL)")
+	fs.Var(&in.metadata, "metadata-sync-interval", "metadata sync period of new connections (default 30s on the dev server, 15m otherwise; env COMPANIONSYNC_METADATA_SYNC_INTERVAL)")
+	fs.Var(&in.removal, "removal-deadline", "deadline of a data space removal (default 30m; env COMPANIONSYNC_REMOVAL_DEADLINE)")
+	fs.Var(&in.reconcile, "reconcile-interval", "period of the reconciler's schedule; 0 leaves the schedule alone (default 1m on the dev server, 10m otherwise; env COMPANIONSYNC_RECONCILE_INTERVAL)")
 	if err := fs.Parse(args); err != nil {
-		return Config{}, err
+		return err
 	}
 	if fs.NArg() > 0 {
-		return Config{}, fmt.Errorf("unexpected arguments %q", fs.Args())
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
+	return nil
+}
 
-	if cfg.MetricsAddr == "off" {
-		// An empty variable reads as unset, so the variable disables with off.
-		cfg.MetricsAddr = ""
-	}
-	cfg.CodecAddr = codecAddr
-	if !codecAddrSet && cfg.TemporalAddress == "" {
+// resolveCodec sets the codec server's address and origins: on the
+// embedded default, unless set, the codec server runs beside the dev UI and
+// grants it CORS.
+func (cfg *Config) resolveCodec(in inputs) {
+	cfg.CodecAddr = in.codecAddr
+	if !in.codecAddrSet && cfg.TemporalAddress == "" {
 		cfg.CodecAddr = defaultDevCodecAddr
 	}
-	for _, o := range strings.Split(origins, ",") {
+	for _, o := range strings.Split(in.origins, ",") {
 		if o = strings.TrimSpace(o); o != "" {
 			cfg.CodecOrigins = append(cfg.CodecOrigins, o)
 		}
@@ -221,31 +270,32 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	if len(cfg.CodecOrigins) == 0 && cfg.TemporalAddress == "" && cfg.DevUI != "" {
 		cfg.CodecOrigins = devUIOrigins(cfg.DevUI)
 	}
+}
 
+// resolveSettings sets the connections' default settings and the
+// reconciler's period: shorter on the embedded default, so they can be
+// watched, unless set.
+func (cfg *Config) resolveSettings(in inputs) {
 	cfg.Defaults = contract.DefaultSettings()
+	cfg.ReconcileInterval = 10 * time.Minute
 	if cfg.TemporalAddress == "" {
 		cfg.Defaults.HealthCheckInterval = devInterval
 		cfg.Defaults.MetadataSyncInterval = devInterval
+		cfg.ReconcileInterval = devReconcileInterval
 	}
 	for _, d := range []struct {
 		v   durationFlag
 		dst *time.Duration
-	}{{health, &cfg.Defaults.HealthCheckInterval}, {metadata, &cfg.Defaults.MetadataSyncInterval}, {removal, &cfg.Defaults.RemovalDeadline}} {
+	}{
+		{in.health, &cfg.Defaults.HealthCheckInterval},
+		{in.metadata, &cfg.Defaults.MetadataSyncInterval},
+		{in.removal, &cfg.Defaults.RemovalDeadline},
+		{in.reconcile, &cfg.ReconcileInterval},
+	} {
 		if d.v.set {
 			*d.dst = d.v.d
 		}
 	}
-	cfg.ReconcileInterval = 10 * time.Minute
-	if cfg.TemporalAddress == "" {
-		cfg.ReconcileInterval = devReconcileInterval
-	}
-	if reconcile.set {
-		cfg.ReconcileInterval = reconcile.d
-	}
-	if cfg.OrgStore == "" {
-		cfg.OrgStore = filepath.Join(cfg.DataDir, "orgs.db")
-	}
-	return cfg, cfg.validate()
 }
 
 func (c Config) validate() error {
