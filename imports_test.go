@@ -103,3 +103,26 @@ func layoutRules(t *testing.T) map[string]layoutRule {
 	}
 	return rules
 }
+
+// TestContractIsALeaf: the contract imports the domain package, the
+// standard library and the two Temporal packages its keys and statuses are
+// typed with; nothing else, so any package may depend on it.
+func TestContractIsALeaf(t *testing.T) {
+	allowed := map[string]bool{
+		modulePath:                    true,
+		"go.temporal.io/sdk/temporal": true,
+		"go.temporal.io/api/enums/v1": true,
+	}
+	pkg, err := build.Default.ImportDir("contract", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pkg.Imports) == 0 {
+		t.Fatal("read no imports of contract/")
+	}
+	for _, imp := range pkg.Imports {
+		if strings.Contains(imp, ".") && !allowed[imp] {
+			t.Errorf("contract/ imports %s; it may import only the domain package, the standard library, the SDK's temporal package and the API's enums", imp)
+		}
+	}
+}

@@ -105,27 +105,59 @@ func (p planner) connection(s activities.ConnectionSurvey) connectionPlan {
 	return p.running(s, ref, view)
 }
 
-// running plans a running connection: its gone children and stuck work.
+// running plans a running connection: its gone children (repaired by one
+// probe) and its stuck work (reported).
 func (p planner) running(s activities.ConnectionSurvey, ref string, view StatusView) connectionPlan {
 	var plan connectionPlan
-	shares := map[string]activities.ShareSurvey{}
+	missing := p.goneShares(s, ref, view)
+	plan.findings = append(plan.findings, p.stuckShares(ref, view)...)
+	plan.findings = append(plan.findings, orphanData(s, ref, view)...)
+	m := view.MetadataSync
+	if m.Status != "" && !m.Stopped && !s.Metadata.Running() && !view.Disconnecting {
+		f := Finding{Kind: FindingMetadataSyncMissing, Connection: ref,
+			Detail: fmt.Sprintf("the metadata sync is %s but its workflow %s", m.Status, notRunning(s.Metadata)),
+			Action: "'starter doctor --repair' asks the connection to start it again"}
+		if !s.Metadata.CloseTime.IsZero() {
+			p.since(&f, s.Metadata.CloseTime)
+		}
+		missing = append(missing, f)
+	}
+	plan.findings = append(plan.findings, p.stuckConnection(ref, view)...)
+	if len(missing) > 0 {
+		plan.probe = &probePlan{findings: missing, request: probeRequest(s.Shares)}
+	}
+	return plan
+}
+
+// goneShares are the shares the connection lists, acknowledged, whose
+// workflow does not run.
+func (p planner) goneShares(s activities.ConnectionSurvey, ref string, view StatusView) []Finding {
+	execs := map[string]activities.Execution{}
 	for _, sh := range s.Shares {
-		shares[sh.DataSpace] = sh
+		execs[sh.DataSpace] = sh.Execution
 	}
 	var missing []Finding
-	listed := map[string]bool{}
 	for _, v := range view.DataSpaces {
-		listed[v.DataSpace] = true
-		exec := shares[v.DataSpace].Execution
-		if v.InitializationStatus != "" && v.Requested == "" && !exec.Running() {
-			f := Finding{Kind: FindingShareWorkflowMissing, Connection: ref, DataSpace: v.DataSpace,
-				Detail: fmt.Sprintf("share %s is %s but its workflow %s", v.DataSpace, v.InitializationStatus, notRunning(exec)),
-				Action: "'starter doctor --repair' asks the connection to start it again; the copy or removal goes on from the companion's data"}
-			if !exec.CloseTime.IsZero() {
-				p.since(&f, exec.CloseTime)
-			}
-			missing = append(missing, f)
+		exec := execs[v.DataSpace]
+		if v.InitializationStatus == "" || v.Requested != "" || exec.Running() {
+			continue
 		}
+		f := Finding{Kind: FindingShareWorkflowMissing, Connection: ref, DataSpace: v.DataSpace,
+			Detail: fmt.Sprintf("share %s is %s but its workflow %s", v.DataSpace, v.InitializationStatus, notRunning(exec)),
+			Action: "'starter doctor --repair' asks the connection to start it again; the copy or removal goes on from the companion's data"}
+		if !exec.CloseTime.IsZero() {
+			p.since(&f, exec.CloseTime)
+		}
+		missing = append(missing, f)
+	}
+	return missing
+}
+
+// stuckShares are the shares in Error, or removing, for longer than their
+// thresholds.
+func (p planner) stuckShares(ref string, view StatusView) []Finding {
+	var findings []Finding
+	for _, v := range view.DataSpaces {
 		subject := subjectShare(v.DataSpace)
 		switch v.InitializationStatus {
 		case ShareError:
@@ -133,7 +165,7 @@ func (p planner) running(s activities.ConnectionSurvey, ref string, view StatusV
 				f := Finding{Kind: FindingShareInError, Connection: ref, DataSpace: v.DataSpace, Detail: v.Error,
 					Action: fmt.Sprintf("fix the cause, then 'starter retry --connection %s --data-space %s', or unshare it", ref, v.DataSpace)}
 				p.since(&f, at)
-				plan.findings = append(plan.findings, f)
+				findings = append(findings, f)
 			}
 		case RemovingSharing:
 			at, ok := since(view, subject, string(RemovingSharing))
@@ -145,33 +177,41 @@ func (p planner) running(s activities.ConnectionSurvey, ref string, view StatusV
 					Detail: fmt.Sprintf("removal of %s: %d of %d records removed, past the %s deadline", v.DataSpace, v.RecordsRemoved, v.RecordsToRemove, p.in.RemovalAfter),
 					Action: "check that workers run and reach the org store; the removal goes on when its workflow runs (doctor --repair starts a gone one again)"}
 				p.since(&f, at)
-				plan.findings = append(plan.findings, f)
+				findings = append(findings, f)
 			}
 		}
 	}
+	return findings
+}
+
+// orphanData are the data spaces whose records the companion holds though
+// the connection has no share of them (and is not disconnecting).
+func orphanData(s activities.ConnectionSurvey, ref string, view StatusView) []Finding {
+	listed := map[string]bool{}
+	for _, v := range view.DataSpaces {
+		listed[v.DataSpace] = true
+	}
+	var findings []Finding
 	for _, sh := range s.Shares {
 		if !listed[sh.DataSpace] && sh.Copied > 0 && !sh.Execution.Running() && !view.Disconnecting {
-			plan.findings = append(plan.findings, Finding{Kind: FindingOrphanShareData, Connection: ref, DataSpace: sh.DataSpace,
+			findings = append(findings, Finding{Kind: FindingOrphanShareData, Connection: ref, DataSpace: sh.DataSpace,
 				Detail: fmt.Sprintf("the companion holds %d records of %s but the connection has no share of it", sh.Copied, sh.DataSpace),
 				Action: fmt.Sprintf("share it again ('starter share --connection %s --data-space %s') to own the data, then unshare it to remove it", ref, sh.DataSpace)})
 		}
 	}
-	m := view.MetadataSync
-	if m.Status != "" && !m.Stopped && !s.Metadata.Running() && !view.Disconnecting {
-		f := Finding{Kind: FindingMetadataSyncMissing, Connection: ref,
-			Detail: fmt.Sprintf("the metadata sync is %s but its workflow %s", m.Status, notRunning(s.Metadata)),
-			Action: "'starter doctor --repair' asks the connection to start it again"}
-		if !s.Metadata.CloseTime.IsZero() {
-			p.since(&f, s.Metadata.CloseTime)
-		}
-		missing = append(missing, f)
-	}
-	if m.Paused {
+	return findings
+}
+
+// stuckConnection reports a metadata sync paused, or a connection
+// Inactive, for longer than its threshold.
+func (p planner) stuckConnection(ref string, view StatusView) []Finding {
+	var findings []Finding
+	if m := view.MetadataSync; m.Paused {
 		if at, ok := since(view, subjectMetadataSync, string(SyncError)); p.older(at, ok, p.in.PausedAfter) {
 			f := Finding{Kind: FindingMetadataSyncPaused, Connection: ref, Detail: m.Error,
 				Action: fmt.Sprintf("'starter error-log --connection %s', fix the cause, then 'starter resume --connection %s'", ref, ref)}
 			p.since(&f, at)
-			plan.findings = append(plan.findings, f)
+			findings = append(findings, f)
 		}
 	}
 	if view.Status == Inactive {
@@ -179,13 +219,10 @@ func (p planner) running(s activities.ConnectionSurvey, ref string, view StatusV
 			f := Finding{Kind: FindingConnectionInactive, Connection: ref, Detail: view.Reason,
 				Action: fmt.Sprintf("fix the reason, then 'starter recheck --connection %s'", ref)}
 			p.since(&f, at)
-			plan.findings = append(plan.findings, f)
+			findings = append(findings, f)
 		}
 	}
-	if len(missing) > 0 {
-		plan.probe = &probePlan{findings: missing, request: probeRequest(s.Shares)}
-	}
-	return plan
+	return findings
 }
 
 // probeRequest carries the checkpoints of the gone shares, which their
