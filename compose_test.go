@@ -151,7 +151,7 @@ func moduleVersions(t *testing.T, paths ...string) map[string]string {
 // calls in the non-test files of workflows/.
 func contractSearchAttributes(t *testing.T) map[string]string {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join("workflows", "*.go"))
+	files, err := filepath.Glob(filepath.Join("contract", "*.go"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +192,7 @@ func contractSearchAttributes(t *testing.T) map[string]string {
 		})
 	}
 	if len(out) == 0 {
-		t.Fatal("no NewSearchAttributeKey* calls found in workflows/")
+		t.Fatal("no NewSearchAttributeKey* calls found in contract/")
 	}
 	return out
 }
