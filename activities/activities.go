@@ -27,6 +27,16 @@ type Activities struct {
 	// Now is the clock used for licence checks, log timestamps and work
 	// budgets. Nil means time.Now.
 	Now func() time.Time
+	// Unavailable classifies an error of Orgs as the store being
+	// unreachable (orgstore.Unavailable): copies and removals then wait for
+	// it, and short steps fail at once. Nil treats no error so.
+	Unavailable func(error) bool
+	// OutageLimit is how long copies and removals wait for an unreachable
+	// store before their steps fail; zero means DefaultOutageLimit.
+	OutageLimit time.Duration
+	// OutageWait bounds how long one step waits for the store before it
+	// returns its progress with the outage; zero means DefaultOutageWait.
+	OutageWait time.Duration
 }
 
 func (a *Activities) now() time.Time {
@@ -144,13 +154,16 @@ func expired(home companionsync.Org, now time.Time) bool {
 // is valid at Activities.Now and the companion is active. It also returns the
 // home's current data spaces. An unknown org is a non-retryable ErrUnknownOrg.
 func (a *Activities) CheckHealth(ctx context.Context, in HealthInput) (HealthResult, error) {
+	doing := fmt.Sprintf("check health of %s/%s", in.Home, in.Companion)
+	ctx, cancel := context.WithTimeout(ctx, 2*shortStepStoreTimeout)
+	defer cancel()
 	home, err := a.org(ctx, in.Home)
 	if err != nil {
-		return HealthResult{}, fmt.Errorf("check health of %s/%s: %w", in.Home, in.Companion, err)
+		return HealthResult{}, a.shortStepError(ctx, err, doing)
 	}
 	companion, err := a.org(ctx, in.Companion)
 	if err != nil {
-		return HealthResult{}, fmt.Errorf("check health of %s/%s: %w", in.Home, in.Companion, err)
+		return HealthResult{}, a.shortStepError(ctx, err, doing)
 	}
 	var problems []string
 	if expired(home, a.now()) {
@@ -162,13 +175,22 @@ func (a *Activities) CheckHealth(ctx context.Context, in HealthInput) (HealthRes
 	}
 	spaces, err := a.Orgs.DataSpaces(ctx, in.Home)
 	if err != nil {
-		return HealthResult{}, fmt.Errorf("check health of %s/%s: list data spaces: %w", in.Home, in.Companion, err)
+		return HealthResult{}, a.shortStepError(ctx, err, doing+": list data spaces")
 	}
 	res := HealthResult{Healthy: len(problems) == 0, DataSpaces: spaces}
 	if !res.Healthy {
 		res.Reason = strings.Join(problems, "; ") + " (the next health check or a re-check restores the connection)"
 	}
 	return res, nil
+}
+
+// shortStepError is the error of a short step's store call: an unreachable
+// store fails it at once (storeDown), anything else as before.
+func (a *Activities) shortStepError(ctx context.Context, err error, doing string) error {
+	if a.unavailable(ctx, err) {
+		return storeDown(err, doing)
+	}
+	return fmt.Errorf("%s: %w", doing, err)
 }
 
 // org reads an org, turning a missing one into a non-retryable ErrUnknownOrg.
@@ -208,20 +230,34 @@ func unknownDataSpace(err error, doing string) error {
 func (a *Activities) CopyRecords(ctx context.Context, in CopyInput) (CopyProgress, error) {
 	share := companionsync.Share{Home: in.Home, Companion: in.Companion, DataSpace: in.DataSpace}
 	doing := fmt.Sprintf("copy %s to %s", in.DataSpace, in.Companion)
-	total, err := a.Orgs.RecordCount(ctx, in.Home, in.DataSpace)
-	if err != nil {
-		return CopyProgress{}, unknownDataSpace(err, doing)
-	}
-	present, err := a.Orgs.CopiedCount(ctx, share)
-	if err != nil {
-		return CopyProgress{}, unknownDataSpace(err, doing)
-	}
-	progress := CopyProgress{After: in.After, Copied: present, Total: total}
+	progress := CopyProgress{After: in.After}
 	if activity.HasHeartbeatDetails(ctx) {
 		var checkpoint CopyProgress
 		if err := activity.GetHeartbeatDetails(ctx, &checkpoint); err == nil && checkpoint.After > progress.After {
 			progress.After = checkpoint.After
 		}
+	}
+	// down ends the step waiting for an unreachable store.
+	down := func(err error) (CopyProgress, error) {
+		o, oerr := a.outage(in.UnavailableSince, err, doing)
+		if oerr != nil {
+			return progress, oerr
+		}
+		progress.Outage = o
+		return progress, nil
+	}
+	counted := false
+	count := func(ctx context.Context) error {
+		total, err := a.Orgs.RecordCount(ctx, in.Home, in.DataSpace)
+		if err != nil {
+			return err
+		}
+		present, err := a.Orgs.CopiedCount(ctx, share)
+		if err != nil {
+			return err
+		}
+		progress.Copied, progress.Total, counted = present, total, true
+		return nil
 	}
 	size := batchSize(in.BatchSize)
 	start := a.now()
@@ -229,7 +265,20 @@ func (a *Activities) CopyRecords(ctx context.Context, in CopyInput) (CopyProgres
 		if err := ctx.Err(); err != nil {
 			return progress, err
 		}
-		batch, err := a.Orgs.CopyBatch(ctx, share, progress.After, size)
+		var err error
+		if !counted {
+			err = count(ctx)
+		}
+		var batch companionsync.CopiedBatch
+		if err == nil {
+			batch, err = a.Orgs.CopyBatch(ctx, share, progress.After, size)
+		}
+		if a.unavailable(ctx, err) {
+			if a.awaitStore(ctx, progress, count) {
+				continue
+			}
+			return down(err)
+		}
 		if err != nil {
 			return progress, unknownDataSpace(err, doing)
 		}
@@ -243,7 +292,14 @@ func (a *Activities) CopyRecords(ctx context.Context, in CopyInput) (CopyProgres
 			return progress, nil
 		}
 	}
-	if err := a.Orgs.CompleteInitialSync(ctx, share); err != nil {
+	// Completing is idempotent: once the store is back, the wait's probe
+	// completes it.
+	complete := func(ctx context.Context) error { return a.Orgs.CompleteInitialSync(ctx, share) }
+	if err := complete(ctx); a.unavailable(ctx, err) {
+		if !a.awaitStore(ctx, progress, complete) {
+			return down(err)
+		}
+	} else if err != nil {
 		return progress, unknownDataSpace(err, doing+": complete")
 	}
 	progress.Done = true
@@ -267,18 +323,44 @@ func batchSize(n int) int {
 func (a *Activities) RemoveRecords(ctx context.Context, in RemoveInput) (RemoveProgress, error) {
 	share := companionsync.Share{Home: in.Home, Companion: in.Companion, DataSpace: in.DataSpace}
 	doing := fmt.Sprintf("remove %s from %s", in.DataSpace, in.Companion)
-	present, err := a.Orgs.CopiedCount(ctx, share)
-	if err != nil {
-		return RemoveProgress{}, unknownDataSpace(err, doing)
+	var progress RemoveProgress
+	down := func(err error) (RemoveProgress, error) {
+		o, oerr := a.outage(in.UnavailableSince, err, doing)
+		if oerr != nil {
+			return progress, oerr
+		}
+		progress.Outage = o
+		return progress, nil
+	}
+	counted := false
+	count := func(ctx context.Context) error {
+		present, err := a.Orgs.CopiedCount(ctx, share)
+		if err == nil {
+			progress.Remaining, counted = max(present, 0), true
+		}
+		return err
 	}
 	size := batchSize(in.BatchSize)
 	start := a.now()
-	progress := RemoveProgress{Remaining: present}
 	for {
 		if err := ctx.Err(); err != nil {
 			return progress, err
 		}
-		removed, more, err := a.Orgs.RemoveBatch(ctx, share, size)
+		var err error
+		if !counted {
+			err = count(ctx)
+		}
+		var removed int
+		more := true
+		if err == nil {
+			removed, more, err = a.Orgs.RemoveBatch(ctx, share, size)
+		}
+		if a.unavailable(ctx, err) {
+			if a.awaitStore(ctx, progress, count) {
+				continue
+			}
+			return down(err)
+		}
 		if err != nil {
 			return progress, unknownDataSpace(err, doing)
 		}
@@ -293,7 +375,12 @@ func (a *Activities) RemoveRecords(ctx context.Context, in RemoveInput) (RemoveP
 			return progress, nil
 		}
 	}
-	if err := a.Orgs.CompleteRemoval(ctx, share); err != nil {
+	complete := func(ctx context.Context) error { return a.Orgs.CompleteRemoval(ctx, share) }
+	if err := complete(ctx); a.unavailable(ctx, err) {
+		if !a.awaitStore(ctx, progress, complete) {
+			return down(err)
+		}
+	} else if err != nil {
 		return progress, unknownDataSpace(err, doing+": complete")
 	}
 	progress.Done = true
@@ -305,10 +392,15 @@ func (a *Activities) RemoveRecords(ctx context.Context, in RemoveInput) (RemoveP
 // the highest sequence among them, which bounds the next round.
 func (a *Activities) CountPendingMetadata(ctx context.Context, in PendingInput) (PendingResult, error) {
 	conn := companionsync.Connection{Home: in.Home, Companion: in.Companion}
+	doing := fmt.Sprintf("count pending metadata of %s/%s", in.Home, in.Companion)
+	ctx, cancel := context.WithTimeout(ctx, shortStepStoreTimeout)
+	defer cancel()
 	n, upTo, err := a.Orgs.PendingChanges(ctx, conn, in.DataSpaces)
+	if a.unavailable(ctx, err) {
+		return PendingResult{}, storeDown(err, doing)
+	}
 	if err != nil {
-		return PendingResult{}, unknownDataSpace(err,
-			fmt.Sprintf("count pending metadata of %s/%s", in.Home, in.Companion))
+		return PendingResult{}, unknownDataSpace(err, doing)
 	}
 	return PendingResult{Changes: n, UpTo: upTo}, nil
 }

@@ -27,6 +27,7 @@ const (
 	ErrUnknownDataSpace = contract.ErrUnknownDataSpace
 	ErrMetadataConflict = contract.ErrMetadataConflict
 	ErrMetadataInvalid  = contract.ErrMetadataInvalid
+	ErrStoreUnavailable = contract.ErrStoreUnavailable
 
 	RuleCompanionExists       = contract.RuleCompanionExists
 	RuleCompanionActive       = contract.RuleCompanionActive
@@ -91,6 +92,9 @@ type CopyInput struct {
 	After     string        `json:"after"`
 	BatchSize int           `json:"batchSize"`
 	Budget    time.Duration `json:"budget"`
+	// UnavailableSince is when the org store became unreachable, as the
+	// previous step reported it; zero when it was reachable.
+	UnavailableSince time.Time `json:"unavailableSince,omitzero"`
 }
 
 // CopyProgress is the checkpoint and progress of an initial sync.
@@ -101,6 +105,10 @@ type CopyProgress struct {
 	Copied int    `json:"copied"`
 	Total  int    `json:"total"`
 	Done   bool   `json:"done"`
+	// Outage is set when the step ended waiting for an unreachable org
+	// store; the next step waits on (and fails once the outage is longer
+	// than the worker's outage limit).
+	Outage *Outage `json:"outage,omitempty"`
 }
 
 // RemoveInput asks for one chunk of the removal of a data space's data from
@@ -113,6 +121,8 @@ type RemoveInput struct {
 	DataSpace string        `json:"dataSpace"`
 	BatchSize int           `json:"batchSize"`
 	Budget    time.Duration `json:"budget"`
+	// UnavailableSince is as in CopyInput.
+	UnavailableSince time.Time `json:"unavailableSince,omitzero"`
 }
 
 // RemoveProgress reports what a removal chunk did. Remaining is what is left
@@ -121,6 +131,8 @@ type RemoveProgress struct {
 	Removed   int  `json:"removed"`
 	Remaining int  `json:"remaining"`
 	Done      bool `json:"done"`
+	// Outage is as in CopyProgress; Remaining is then unknown (0).
+	Outage *Outage `json:"outage,omitempty"`
 }
 
 // PendingInput names the data spaces whose metadata changes are counted.

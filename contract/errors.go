@@ -20,6 +20,10 @@ const (
 	// ErrMetadataInvalid: a metadata round stopped at an invalid change.
 	// Details hold the activity's ApplyResult.
 	ErrMetadataInvalid = "MetadataInvalid"
+	// ErrStoreUnavailable: the org store could not be reached. A short step
+	// (a health check, a count) fails with it at once, non-retryable, so
+	// that it holds no workflow task; the workflow keeps what it knew.
+	ErrStoreUnavailable = "StoreUnavailable"
 )
 
 // Eligibility rules, as named in errors and in the Ineligibility details.

@@ -113,6 +113,10 @@ type ShareView struct {
 	// Orphaned says why the share's workflow stopped working without being
 	// asked to (its connection workflow is gone); empty otherwise.
 	Orphaned string `json:"orphaned,omitempty"`
+	// Waiting says why the copy or removal is not moving although nothing
+	// failed, for example the org store unreachable since a time and how
+	// long that is waited for; empty otherwise.
+	Waiting string `json:"waiting,omitempty"`
 }
 
 // MetadataSyncView is the state of a connection's metadata sync.

@@ -77,6 +77,9 @@ func statusText(v contract.StatusView, bars bool) string {
 		if s.Error != "" {
 			cells = append(cells, s.Error)
 		}
+		if s.Waiting != "" {
+			cells = append(cells, "waiting: "+s.Waiting)
+		}
 		fmt.Fprintln(tw, strings.Join(cells, "\t"))
 	}
 	tw.Flush()

@@ -121,7 +121,7 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Main, err e
 	m.worker = worker.New(m.client, contract.TaskQueue, worker.Options{WorkerStopTimeout: 10 * time.Second})
 	// The demo commands of the CLI inject copy failures into the store;
 	// DemoFaults makes them fail this worker's initial-sync steps.
-	workflows.Register(m.worker, &activities.Activities{Orgs: orgstore.WithDemoFaults(m.store)}, cfg.Defaults)
+	workflows.Register(m.worker, &activities.Activities{Orgs: orgstore.WithDemoFaults(m.store), Unavailable: orgstore.Unavailable}, cfg.Defaults)
 	fleet := &activities.Fleet{Orgs: m.store, Client: m.client, Converter: m.converter()}
 	workflows.RegisterFleet(m.worker, fleet)
 	if err := m.worker.Start(); err != nil {

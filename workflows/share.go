@@ -96,6 +96,9 @@ type share struct {
 	checkpoint string
 	// removalDeadline is when the running removal must be done.
 	removalDeadline time.Time
+	// unavailableSince is when the last step found the org store
+	// unreachable; zero while it is reachable.
+	unavailableSince time.Time
 
 	// published is the status last written to the search attribute.
 	published InitializationStatus
@@ -218,6 +221,7 @@ func (s *share) copyData(ctx workflow.Context) error {
 		step := workflow.ExecuteActivity(actx, acts.CopyRecords, activities.CopyInput{
 			Home: s.in.Home, Companion: s.in.Companion, DataSpace: s.in.DataSpace,
 			After: s.checkpoint, BatchSize: s.settings.BatchSize, Budget: s.settings.StepBudget,
+			UnavailableSince: s.unavailableSince,
 		})
 		for !step.IsReady() && s.view.InitializationStatus == Activating {
 			s.wait(ctx, step)
@@ -237,7 +241,10 @@ func (s *share) copyData(ctx workflow.Context) error {
 			return err
 		}
 		s.checkpoint = p.After
-		s.view.RecordsCopied, s.view.RecordsTotal = p.Copied, p.Total
+		if p.Outage == nil || p.Total > 0 {
+			s.view.RecordsCopied, s.view.RecordsTotal = p.Copied, p.Total
+		}
+		s.waiting(p.Outage)
 		s.details(ctx)
 		if p.Done {
 			s.setStatus(ctx, ShareActive)
@@ -276,6 +283,7 @@ func (s *share) removeData(ctx workflow.Context) error {
 		step := workflow.ExecuteActivity(actx, acts.RemoveRecords, activities.RemoveInput{
 			Home: s.in.Home, Companion: s.in.Companion, DataSpace: s.in.DataSpace,
 			BatchSize: s.settings.BatchSize, Budget: s.settings.StepBudget,
+			UnavailableSince: s.unavailableSince,
 		})
 		for !step.IsReady() && !timer.IsReady() {
 			sel := workflow.NewSelector(ctx)
@@ -299,7 +307,10 @@ func (s *share) removeData(ctx workflow.Context) error {
 			return err
 		}
 		s.view.RecordsRemoved += p.Removed
-		s.view.RecordsToRemove = s.view.RecordsRemoved + p.Remaining
+		if p.Outage == nil || p.Removed > 0 || p.Remaining > 0 {
+			s.view.RecordsToRemove = s.view.RecordsRemoved + p.Remaining
+		}
+		s.waiting(p.Outage)
 		s.details(ctx)
 		if p.Done {
 			s.removalDeadline = time.Time{}
@@ -312,6 +323,16 @@ func (s *share) removeData(ctx workflow.Context) error {
 			return errInterrupted
 		}
 	}
+}
+
+// waiting shows an outage of the org store that a step ended on, and keeps
+// its start for the next step; a step without one clears both.
+func (s *share) waiting(o *activities.Outage) {
+	if o == nil {
+		s.unavailableSince, s.view.Waiting = time.Time{}, ""
+		return
+	}
+	s.unavailableSince, s.view.Waiting = o.Since, o.String()
 }
 
 // stepOptions are the options of a copy or removal step: bounded by the step
@@ -329,6 +350,7 @@ func (s *share) stepOptions(ctx workflow.Context, retry RetrySettings, summary s
 
 // fail puts the share in Error with the reason; a new generation leaves it.
 func (s *share) fail(ctx workflow.Context, err error) {
+	s.waiting(nil)
 	s.view.Error = rootMessage(err)
 	var appErr *temporal.ApplicationError
 	if errors.As(err, &appErr) && appErr.Type() == activities.ErrUnknownDataSpace {
@@ -368,7 +390,7 @@ func (s *share) report(ctx workflow.Context) error {
 	// progressOnly: only the counts changed, and the next report carries
 	// newer ones.
 	progressOnly := !s.answer && r.Generation == s.reported.Generation && r.View.InitializationStatus == s.reported.View.InitializationStatus &&
-		r.View.Error == s.reported.View.Error && !r.View.Removed
+		r.View.Error == s.reported.View.Error && r.View.Waiting == s.reported.View.Waiting && !r.View.Removed
 	if progressOnly && (sameProgress(r.View, s.reported.View)) {
 		return nil
 	}

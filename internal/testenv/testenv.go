@@ -39,6 +39,12 @@ type Options struct {
 	// Plaintext runs without payload encryption; by default the client and
 	// the workers encrypt with Keys(), as the worker binary does.
 	Plaintext bool
+	// OrgStore is the org store's target (a postgres:// URL or a SQLite
+	// file); "" is a SQLite file in Dir.
+	OrgStore string
+	// OutageLimit is how long copies and removals wait for an unreachable
+	// org store; zero is the activities' default.
+	OutageLimit time.Duration
 }
 
 // KeySpec is the key ring of test environments, in COMPANIONSYNC_KEYS form.
@@ -68,6 +74,8 @@ type Env struct {
 	Client   client.Client
 	Worker   worker.Worker
 	Settings contract.Settings
+	// OutageLimit is the workers' (Options.OutageLimit).
+	OutageLimit time.Duration
 	// Keys encrypt the payloads of Client and its workers; nil with
 	// Options.Plaintext.
 	Keys *codec.KeyRing
@@ -106,7 +114,12 @@ func Start(t testing.TB, opts Options) *Env {
 	defer cancel()
 
 	e.StartServer(t)
-	store, err := orgstore.Open(ctx, filepath.Join(e.Dir, "orgs.db"))
+	e.OutageLimit = opts.OutageLimit
+	target := opts.OrgStore
+	if target == "" {
+		target = filepath.Join(e.Dir, "orgs.db")
+	}
+	store, err := orgstore.Open(ctx, target)
 	if err != nil {
 		t.Fatalf("open org store: %v", err)
 	}
@@ -165,7 +178,7 @@ func (e *Env) Dial(t testing.TB) {
 func (e *Env) NewWorker(t testing.TB) worker.Worker {
 	t.Helper()
 	w := worker.New(e.Client, contract.TaskQueue, worker.Options{})
-	workflows.Register(w, &activities.Activities{Orgs: e.Store}, e.Settings)
+	workflows.Register(w, &activities.Activities{Orgs: e.Store, Unavailable: orgstore.Unavailable, OutageLimit: e.OutageLimit}, e.Settings)
 	fleet := &activities.Fleet{Orgs: e.Store, Client: e.Client}
 	if e.Keys != nil {
 		fleet.Converter = codec.NewDataConverter(e.Keys)

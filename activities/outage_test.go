@@ -1,0 +1,215 @@
+package activities_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/companionsync/companionsync"
+	"github.com/companionsync/companionsync/activities"
+	"github.com/companionsync/companionsync/orgstore"
+)
+
+// downOrgs is a store that can be made unreachable: every call then fails
+// as a refused connection does.
+type downOrgs struct {
+	companionsync.Orgs
+	down  atomic.Bool
+	calls atomic.Int64
+}
+
+var errRefused = &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+
+func (d *downOrgs) fail() error {
+	d.calls.Add(1)
+	if d.down.Load() {
+		return fmt.Errorf("store: %w", errRefused)
+	}
+	return nil
+}
+
+func (d *downOrgs) Org(ctx context.Context, id string) (companionsync.Org, error) {
+	if err := d.fail(); err != nil {
+		return companionsync.Org{}, err
+	}
+	return d.Orgs.Org(ctx, id)
+}
+
+func (d *downOrgs) DataSpaces(ctx context.Context, home string) ([]string, error) {
+	if err := d.fail(); err != nil {
+		return nil, err
+	}
+	return d.Orgs.DataSpaces(ctx, home)
+}
+
+func (d *downOrgs) RecordCount(ctx context.Context, home, ds string) (int, error) {
+	if err := d.fail(); err != nil {
+		return 0, err
+	}
+	return d.Orgs.RecordCount(ctx, home, ds)
+}
+
+func (d *downOrgs) CopiedCount(ctx context.Context, s companionsync.Share) (int, error) {
+	if err := d.fail(); err != nil {
+		return 0, err
+	}
+	return d.Orgs.CopiedCount(ctx, s)
+}
+
+func (d *downOrgs) CopyBatch(ctx context.Context, s companionsync.Share, after string, limit int) (companionsync.CopiedBatch, error) {
+	if err := d.fail(); err != nil {
+		return companionsync.CopiedBatch{}, err
+	}
+	return d.Orgs.CopyBatch(ctx, s, after, limit)
+}
+
+func (d *downOrgs) RemoveBatch(ctx context.Context, s companionsync.Share, limit int) (int, bool, error) {
+	if err := d.fail(); err != nil {
+		return 0, false, err
+	}
+	return d.Orgs.RemoveBatch(ctx, s, limit)
+}
+
+func (d *downOrgs) PendingChanges(ctx context.Context, c companionsync.Connection, ds []string) (int, int64, error) {
+	if err := d.fail(); err != nil {
+		return 0, 0, err
+	}
+	return d.Orgs.PendingChanges(ctx, c, ds)
+}
+
+// upAfter brings the store back after d.
+func upAfter(orgs *downOrgs, d time.Duration) {
+	time.AfterFunc(d, func() { orgs.down.Store(false) })
+}
+
+func TestCopyWaitsForTheStore(t *testing.T) {
+	s := openStore(t)
+	orgs := &downOrgs{Orgs: s}
+	acts := &activities.Activities{Orgs: orgs, Unavailable: orgstore.Unavailable, OutageWait: 20 * time.Second}
+	orgs.down.Store(true)
+	upAfter(orgs, 1500*time.Millisecond)
+	p, err := execute[activities.CopyProgress](t, newEnv(t, acts), acts.CopyRecords,
+		activities.CopyInput{Home: "acme", Companion: "acme-emea", DataSpace: "sales", BatchSize: 50})
+	require.NoError(t, err, "an outage shorter than the step's wait is waited out")
+	assert.True(t, p.Done)
+	assert.Nil(t, p.Outage)
+	assertSameRecords(t, s, "acme", "acme-emea", "sales")
+}
+
+func TestCopyReportsAnOutageAndFailsPastTheLimit(t *testing.T) {
+	s := openStore(t)
+	orgs := &downOrgs{Orgs: s}
+	acts := &activities.Activities{Orgs: orgs, Unavailable: orgstore.Unavailable,
+		OutageWait: 1500 * time.Millisecond, OutageLimit: time.Hour}
+	in := activities.CopyInput{Home: "acme", Companion: "acme-emea", DataSpace: "sales", BatchSize: 50}
+
+	// Half copied, then the store goes.
+	in.Budget = time.Nanosecond
+	p, err := execute[activities.CopyProgress](t, newEnv(t, acts), acts.CopyRecords, in)
+	require.NoError(t, err)
+	require.False(t, p.Done)
+	orgs.down.Store(true)
+
+	in.After, in.Budget = p.After, 0
+	start := time.Now()
+	p, err = execute[activities.CopyProgress](t, newEnv(t, acts), acts.CopyRecords, in)
+	require.NoError(t, err, "an outage is not a failed attempt")
+	require.NotNil(t, p.Outage, "the step returns with the outage")
+	assert.False(t, p.Done)
+	assert.Equal(t, in.After, p.After, "the checkpoint stays")
+	assert.WithinDuration(t, start, p.Outage.Since, 5*time.Second)
+	assert.Equal(t, p.Outage.Since.Add(time.Hour), p.Outage.Until)
+	assert.Contains(t, p.Outage.String(), "the org store is unreachable since")
+	assert.Contains(t, p.Outage.Error, "connection refused")
+
+	// The next step keeps the outage's start; past the limit it fails, as a
+	// retryable error that the retry policy counts.
+	in.UnavailableSince = time.Now().Add(-2 * time.Hour)
+	_, err = execute[activities.CopyProgress](t, newEnv(t, acts), acts.CopyRecords, in)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "longer than the outage limit of 1h0m0s")
+	if appErr := applicationError(t, err); appErr != nil {
+		assert.False(t, appErr.NonRetryable())
+	}
+
+	// Back: the copy goes on from the checkpoint, exactly.
+	orgs.down.Store(false)
+	in.UnavailableSince = p.Outage.Since
+	p, err = execute[activities.CopyProgress](t, newEnv(t, acts), acts.CopyRecords, in)
+	require.NoError(t, err)
+	assert.True(t, p.Done)
+	assert.Nil(t, p.Outage)
+	assertSameRecords(t, s, "acme", "acme-emea", "sales")
+}
+
+func TestRemoveWaitsForTheStore(t *testing.T) {
+	s := openStore(t)
+	orgs := &downOrgs{Orgs: s}
+	acts := &activities.Activities{Orgs: orgs, Unavailable: orgstore.Unavailable, OutageWait: 1500 * time.Millisecond}
+	copyIn := activities.CopyInput{Home: "acme", Companion: "acme-emea", DataSpace: "sales"}
+	_, err := execute[activities.CopyProgress](t, newEnv(t, acts), acts.CopyRecords, copyIn)
+	require.NoError(t, err)
+
+	in := activities.RemoveInput{Home: "acme", Companion: "acme-emea", DataSpace: "sales", BatchSize: 50}
+	orgs.down.Store(true)
+	p, err := execute[activities.RemoveProgress](t, newEnv(t, acts), acts.RemoveRecords, in)
+	require.NoError(t, err)
+	require.NotNil(t, p.Outage)
+	assert.False(t, p.Done)
+
+	orgs.down.Store(true)
+	upAfter(orgs, time.Second)
+	in.UnavailableSince = p.Outage.Since
+	acts.OutageWait = 20 * time.Second
+	p, err = execute[activities.RemoveProgress](t, newEnv(t, acts), acts.RemoveRecords, in)
+	require.NoError(t, err)
+	assert.True(t, p.Done)
+	n, err := s.Demo().CompanionRecordCount(context.Background(), "acme", "acme-emea", "sales")
+	require.NoError(t, err)
+	assert.Zero(t, n, "nothing is left")
+}
+
+func TestShortStepsFailAtOnceWhenTheStoreIsDown(t *testing.T) {
+	s := openStore(t)
+	orgs := &downOrgs{Orgs: s}
+	acts := &activities.Activities{Orgs: orgs, Unavailable: orgstore.Unavailable}
+	orgs.down.Store(true)
+	checks := 0
+	for name, run := range map[string]func() error{
+		"health check": func() error {
+			_, err := execute[activities.HealthResult](t, newEnv(t, acts), acts.CheckHealth,
+				activities.HealthInput{Home: "acme", Companion: "acme-emea"})
+			return err
+		},
+		"count": func() error {
+			_, err := execute[activities.PendingResult](t, newEnv(t, acts), acts.CountPendingMetadata,
+				activities.PendingInput{Home: "acme", Companion: "acme-emea", DataSpaces: []string{"default"}})
+			return err
+		},
+	} {
+		start := time.Now()
+		err := run()
+		appErr := applicationError(t, err)
+		assert.Equal(t, activities.ErrStoreUnavailable, appErr.Type(), name)
+		assert.True(t, appErr.NonRetryable(), name)
+		assert.Less(t, time.Since(start), 2*time.Second, "%s holds no workflow task", name)
+		checks++
+	}
+	assert.Equal(t, 2, checks)
+
+	// Without the classifier, an error of the store is retried as before.
+	plain := &activities.Activities{Orgs: orgs}
+	_, err := execute[activities.HealthResult](t, newEnv(t, plain), plain.CheckHealth,
+		activities.HealthInput{Home: "acme", Companion: "acme-emea"})
+	var appErr *temporal.ApplicationError
+	require.ErrorAs(t, err, &appErr)
+	assert.False(t, appErr.NonRetryable())
+}

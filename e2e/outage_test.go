@@ -1,0 +1,155 @@
+package e2e
+
+import (
+	"context"
+	"net/url"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
+
+	"github.com/companionsync/companionsync/contract"
+	"github.com/companionsync/companionsync/control"
+	"github.com/companionsync/companionsync/internal/faultproxy"
+	"github.com/companionsync/companionsync/internal/testenv"
+	"github.com/companionsync/companionsync/orgstore/storetest"
+	"github.com/companionsync/companionsync/workflows"
+)
+
+// outageLengths are the store outages TestStoreOutage injects:
+// COMPANIONSYNC_OUTAGES (for example "60s,5m") overrides the default run's
+// 30 seconds.
+func outageLengths(t *testing.T) []time.Duration {
+	spec := os.Getenv("COMPANIONSYNC_OUTAGES")
+	if spec == "" {
+		return []time.Duration{30 * time.Second}
+	}
+	var out []time.Duration
+	for _, s := range strings.Split(spec, ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(s))
+		require.NoError(t, err, "COMPANIONSYNC_OUTAGES")
+		out = append(out, d)
+	}
+	return out
+}
+
+// TestStoreOutage makes the PostgreSQL org store unreachable, through a
+// proxy of the test's own, in the middle of a copy and then of a removal,
+// while health checks and metadata rounds run every second. The copy and
+// the removal wait for the store, the status says so while it lasts, and
+// afterwards the counts are exact: nothing is reported Inactive or Error
+// for an outage of ours, and no workflow task waits on the store.
+func TestStoreOutage(t *testing.T) {
+	for _, outage := range outageLengths(t) {
+		t.Run(outage.String(), func(t *testing.T) { testStoreOutage(t, outage) })
+	}
+}
+
+func testStoreOutage(t *testing.T, outage time.Duration) {
+	target, err := url.Parse(storetest.NewPostgresDatabase(t, "e2e_outage"))
+	require.NoError(t, err)
+	proxy, err := faultproxy.Start(target.Host)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = proxy.Close() })
+	target.Host = proxy.Addr()
+
+	settings := testenv.FastSettings()
+	settings.BatchSize = 20
+	// The removal's deadline counts the outage too: longer than both.
+	settings.RemovalDeadline = 10*time.Minute + 2*outage
+	env := testenv.Start(t, testenv.Options{OrgStore: target.String(), SeedRecords: 4000, Settings: settings})
+	c := control.New(env.Client)
+	ctx := context.Background()
+	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
+	connectAndShare(t, c, ref, "default")
+
+	checks := 0
+	// cut takes the store away for the outage once the work has started,
+	// checks what the status says meanwhile, and brings it back.
+	cut := func(what string, started func(contract.ShareView) bool) {
+		testenv.WaitStatus(t, c, ref, what+" under way", func(v contract.StatusView) bool {
+			s, ok := testenv.Share(v, "default")
+			return ok && started(s)
+		})
+		proxy.Down()
+		downAt := time.Now()
+		v := testenv.WaitStatus(t, c, ref, what+" waiting for the store", func(v contract.StatusView) bool {
+			s, _ := testenv.Share(v, "default")
+			return strings.Contains(s.Waiting, "the org store is unreachable since")
+		})
+		assert.Equal(t, contract.Active, v.Status, "an outage of the store is not the companion going inactive")
+		time.Sleep(time.Until(downAt.Add(outage)))
+		v, err := c.Status(ctx, ref)
+		require.NoError(t, err)
+		assert.Equal(t, contract.Active, v.Status)
+		s, _ := testenv.Share(v, "default")
+		assert.NotEqual(t, contract.ShareError, s.InitializationStatus, "%s: no Error for an outage", what)
+		proxy.Up()
+		checks++
+	}
+
+	cut("copy", func(s contract.ShareView) bool { return s.RecordsCopied > 0 })
+	v := testenv.WaitStatus(t, c, ref, "copied", testenv.ShareIs("default", contract.ShareActive))
+	s, _ := testenv.Share(v, "default")
+	assert.Equal(t, 4000, s.RecordsCopied)
+	assert.Empty(t, s.Waiting, "the outage is no longer shown")
+	requireCopied(t, env, "acme", "acme-emea", "default")
+
+	_, err = c.Unshare(ctx, ref, "default")
+	require.NoError(t, err)
+	cut("removal", func(s contract.ShareView) bool {
+		return s.InitializationStatus == contract.RemovingSharing && s.RecordsRemoved > 0
+	})
+	v = testenv.WaitStatus(t, c, ref, "removed", testenv.ShareGone("default"))
+	n, err := env.Store.Demo().CompanionRecordCount(ctx, "acme", "acme-emea", "default")
+	require.NoError(t, err)
+	assert.Zero(t, n, "the removal leaves nothing")
+	assert.Equal(t, 2, checks)
+
+	// Nothing was reported Inactive or Error, and no workflow task of the
+	// connection or the share waited on the store.
+	for _, tr := range v.Transitions {
+		assert.NotEqual(t, string(contract.Inactive), tr.Status, "transition %+v", tr)
+		assert.NotEqual(t, string(contract.ShareError), tr.Status, "transition %+v", tr)
+	}
+	for _, id := range []string{workflows.ConnectionWorkflowID("acme", "acme-emea"), workflows.ShareWorkflowID("acme", "acme-emea", "default")} {
+		assertShortWorkflowTasks(t, env, id, 5*time.Second)
+	}
+}
+
+// assertShortWorkflowTasks fails when a workflow task of any run of id took
+// longer than limit from start to completion.
+func assertShortWorkflowTasks(t *testing.T, env *testenv.Env, id string, limit time.Duration) {
+	t.Helper()
+	ctx := context.Background()
+	runs := []string{""}
+	tasks := 0
+	for len(runs) > 0 {
+		run := runs[0]
+		runs = runs[1:]
+		started := map[int64]time.Time{}
+		iter := env.Client.GetWorkflowHistory(ctx, id, run, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+		for iter.HasNext() {
+			ev, err := iter.Next()
+			require.NoError(t, err)
+			switch ev.GetEventType() {
+			case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
+				if prev := ev.GetWorkflowExecutionStartedEventAttributes().GetContinuedExecutionRunId(); prev != "" {
+					runs = append(runs, prev)
+				}
+			case enumspb.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+				started[ev.GetEventId()] = ev.GetEventTime().AsTime()
+			case enumspb.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+				a := ev.GetWorkflowTaskCompletedEventAttributes()
+				took := ev.GetEventTime().AsTime().Sub(started[a.GetStartedEventId()])
+				assert.Less(t, took, limit, "%s: workflow task completed at event %d took %s", id, ev.GetEventId(), took)
+				tasks++
+			}
+		}
+	}
+	assert.NotZero(t, tasks, "%s: read no workflow task", id)
+}
