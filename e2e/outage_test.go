@@ -153,3 +153,53 @@ func assertShortWorkflowTasks(t *testing.T, env *testenv.Env, id string, limit t
 	}
 	assert.NotZero(t, tasks, "%s: read no workflow task", id)
 }
+
+// TestFrontendCut cuts every connection between the worker and the
+// Temporal frontend for a minute in the middle of a copy: the worker
+// reconnects by itself, the copy goes on (a step cut off is retried from
+// its last heartbeat), and the records are exact, no share in Error.
+// COMPANIONSYNC_FRONTEND_CUT shortens or lengthens the cut.
+func TestFrontendCut(t *testing.T) {
+	cutFor := time.Minute
+	if v := os.Getenv("COMPANIONSYNC_FRONTEND_CUT"); v != "" {
+		d, err := time.ParseDuration(v)
+		require.NoError(t, err, "COMPANIONSYNC_FRONTEND_CUT")
+		cutFor = d
+	}
+	settings := testenv.FastSettings()
+	// Small steps, so that the copy is still running when the cut comes.
+	settings.BatchSize, settings.StepBudget = 2, 20*time.Millisecond
+	env := testenv.Start(t, testenv.Options{NoWorker: true, SeedRecords: 4000, Settings: settings})
+	proxy, err := faultproxy.Start(env.Server.FrontendAddr())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = proxy.Close() })
+	env.Worker = env.NewWorkerWith(t, env.DialAt(t, proxy.Addr()))
+
+	c := control.New(env.Client) // the test's own client is not cut
+	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
+	connectAndShare(t, c, ref, "default")
+	testenv.WaitStatus(t, c, ref, "copy under way", func(v contract.StatusView) bool {
+		s, _ := testenv.Share(v, "default")
+		return s.RecordsCopied > 0
+	})
+	proxy.Down()
+	before := companionCount(t, env, "acme", "acme-emea", "default")
+	require.Less(t, before, 4000, "the cut comes in the middle of the copy")
+	time.Sleep(cutFor)
+	v, err := c.Status(context.Background(), ref)
+	require.NoError(t, err, "the server answers without the worker (a stale view)")
+	s, _ := testenv.Share(v, "default")
+	assert.Equal(t, contract.Activating, s.InitializationStatus)
+	proxy.Up()
+
+	v = testenv.WaitStatus(t, c, ref, "copied", testenv.ShareIs("default", contract.ShareActive))
+	s, _ = testenv.Share(v, "default")
+	assert.Equal(t, 4000, s.RecordsCopied)
+	requireCopied(t, env, "acme", "acme-emea", "default")
+	for _, tr := range v.Transitions {
+		assert.NotEqual(t, string(contract.ShareError), tr.Status, "transition %+v", tr)
+	}
+	accepted, refused := proxy.Counts()
+	assert.NotZero(t, refused, "the worker tried to reconnect during the cut")
+	assert.Greater(t, accepted, 1, "the worker reconnected after the cut")
+}

@@ -25,6 +25,9 @@ type cli struct {
 	t   *testing.T
 	env *testenv.Env
 	c   *control.Client
+	// frontend, when set, is the address the CLI dials instead of the
+	// server's (a proxy of the test's).
+	frontend string
 }
 
 func newCLI(t *testing.T) *cli {
@@ -35,6 +38,9 @@ func newCLI(t *testing.T) *cli {
 func (c *cli) getenv(name string) string {
 	switch name {
 	case "TEMPORAL_ADDRESS":
+		if c.frontend != "" {
+			return c.frontend
+		}
 		return c.env.Server.FrontendAddr()
 	case "TEMPORAL_NAMESPACE":
 		return c.env.Server.Namespace()

@@ -158,9 +158,16 @@ func (e *Env) StartServer(t testing.TB) {
 // Dial connects e.Client to the server; it closes with the test.
 func (e *Env) Dial(t testing.TB) {
 	t.Helper()
-	// The options the worker and the CLI dial with.
+	e.Client = e.DialAt(t, e.Server.FrontendAddr())
+}
+
+// DialAt dials the server's namespace at addr (the frontend, or a proxy in
+// front of it) with the options the worker and the CLI use; the client
+// closes with the test.
+func (e *Env) DialAt(t testing.TB, addr string) client.Client {
+	t.Helper()
 	opts, err := control.DialOptions{
-		Address: e.Server.FrontendAddr(), Namespace: e.Server.Namespace(), Logger: logger(), Keys: e.Keys,
+		Address: addr, Namespace: e.Server.Namespace(), Logger: logger(), Keys: e.Keys,
 	}.ClientOptions()
 	if err != nil {
 		t.Fatalf("dial options: %v", err)
@@ -169,17 +176,24 @@ func (e *Env) Dial(t testing.TB) {
 	if err != nil {
 		t.Fatalf("dial: %v", err)
 	}
-	e.Client = c
 	t.Cleanup(c.Close)
+	return c
 }
 
 // NewWorker starts a worker with the real registration over e.Store (with
 // demo faults, like the worker binary); it stops with the test.
 func (e *Env) NewWorker(t testing.TB) worker.Worker {
 	t.Helper()
-	w := worker.New(e.Client, contract.TaskQueue, worker.Options{})
+	return e.NewWorkerWith(t, e.Client)
+}
+
+// NewWorkerWith is NewWorker on a client of the caller's, for example one
+// dialed through a proxy.
+func (e *Env) NewWorkerWith(t testing.TB, c client.Client) worker.Worker {
+	t.Helper()
+	w := worker.New(c, contract.TaskQueue, worker.Options{})
 	workflows.Register(w, &activities.Activities{Orgs: e.Store, Unavailable: orgstore.Unavailable, OutageLimit: e.OutageLimit}, e.Settings)
-	fleet := &activities.Fleet{Orgs: e.Store, Client: e.Client}
+	fleet := &activities.Fleet{Orgs: e.Store, Client: c}
 	if e.Keys != nil {
 		fleet.Converter = codec.NewDataConverter(e.Keys)
 	}
