@@ -237,6 +237,8 @@ func (a *Activities) CopyRecords(ctx context.Context, in CopyInput) (CopyProgres
 			progress.After = checkpoint.After
 		}
 	}
+	alive := startKeepAlive(ctx, progress)
+	defer alive.close()
 	// down ends the step waiting for an unreachable store.
 	down := func(err error) (CopyProgress, error) {
 		o, oerr := a.outage(in.UnavailableSince, err, doing)
@@ -284,6 +286,7 @@ func (a *Activities) CopyRecords(ctx context.Context, in CopyInput) (CopyProgres
 		}
 		progress.After = batch.Last
 		progress.Copied += batch.Added
+		alive.set(progress)
 		if !batch.More {
 			break
 		}
@@ -324,6 +327,8 @@ func (a *Activities) RemoveRecords(ctx context.Context, in RemoveInput) (RemoveP
 	share := companionsync.Share{Home: in.Home, Companion: in.Companion, DataSpace: in.DataSpace}
 	doing := fmt.Sprintf("remove %s from %s", in.DataSpace, in.Companion)
 	var progress RemoveProgress
+	alive := startKeepAlive(ctx, progress)
+	defer alive.close()
 	down := func(err error) (RemoveProgress, error) {
 		o, oerr := a.outage(in.UnavailableSince, err, doing)
 		if oerr != nil {
@@ -366,6 +371,7 @@ func (a *Activities) RemoveRecords(ctx context.Context, in RemoveInput) (RemoveP
 		}
 		progress.Removed += removed
 		progress.Remaining = max(progress.Remaining-removed, 0)
+		alive.set(progress)
 		if !more {
 			progress.Remaining = 0
 			break

@@ -107,3 +107,55 @@ func storeDown(err error, doing string) error {
 	return temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s: the org store is unreachable: %v", doing, err),
 		ErrStoreUnavailable, nil)
 }
+
+// keepAliveEvery is how often a copy or removal heartbeats while a store
+// call is in flight: well inside the steps' heartbeat timeout, so a slow
+// store (seconds per statement) never times an attempt out for silence.
+const keepAliveEvery = 2 * time.Second
+
+// keepAlive heartbeats the latest details set on it, from a goroutine of
+// its own, until stop: the activity's heartbeats go on while one store call
+// takes longer than the heartbeat timeout.
+type keepAlive struct {
+	mu      chan struct{} // a one-slot lock usable in select
+	details any
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+func startKeepAlive(ctx context.Context, details any) *keepAlive {
+	k := &keepAlive{mu: make(chan struct{}, 1), details: details, stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(k.done)
+		t := time.NewTicker(keepAliveEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-k.stop:
+				return
+			case <-t.C:
+				k.mu <- struct{}{}
+				d := k.details
+				<-k.mu
+				activity.RecordHeartbeat(ctx, d)
+			}
+		}
+	}()
+	return k
+}
+
+// set replaces the details heartbeated from now on (a copy of the
+// progress, never a pointer the activity goes on changing).
+func (k *keepAlive) set(details any) {
+	k.mu <- struct{}{}
+	k.details = details
+	<-k.mu
+}
+
+// close stops the heartbeats and waits for the goroutine.
+func (k *keepAlive) close() {
+	close(k.stop)
+	<-k.done
+}

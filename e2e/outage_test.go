@@ -203,3 +203,107 @@ func TestFrontendCut(t *testing.T) {
 	assert.NotZero(t, refused, "the worker tried to reconnect during the cut")
 	assert.Greater(t, accepted, 1, "the worker reconnected after the cut")
 }
+
+// TestSlowStore delays every round trip to the PostgreSQL org store by
+// COMPANIONSYNC_STORE_DELAY (for example 500ms) for a whole copy and
+// removal, and checks that nothing times out into a retry (every step's
+// first attempt is its last), that the share never reaches Error and the
+// connection stays Active, and that the counts are exact; it logs how long
+// each took. It runs only when the variable is set: at 2 s per round trip
+// status reads still go stale (see docs/testing.md, "Faults").
+func TestSlowStore(t *testing.T) {
+	spec := os.Getenv("COMPANIONSYNC_STORE_DELAY")
+	if spec == "" {
+		t.Skip("set COMPANIONSYNC_STORE_DELAY (for example 500ms) to run it")
+	}
+	delay, err := time.ParseDuration(spec)
+	require.NoError(t, err, "COMPANIONSYNC_STORE_DELAY")
+	target, err := url.Parse(storetest.NewPostgresDatabase(t, "e2e_slow"))
+	require.NoError(t, err)
+	proxy, err := faultproxy.Start(target.Host)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = proxy.Close() })
+	target.Host = proxy.Addr()
+
+	settings := testenv.FastSettings()
+	settings.BatchSize = 100
+	// A health check on a slow store holds its workflow task for its
+	// round trips (up to 10 s, then it gives up and keeps the status):
+	// checks every minute leave the connection free to answer reads.
+	settings.HealthCheckInterval = time.Minute
+	settings.MetadataSyncInterval = time.Minute
+	env := testenv.Start(t, testenv.Options{OrgStore: target.String(), SeedRecords: 100, Settings: settings})
+	c := control.New(env.Client)
+	ctx := context.Background()
+	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
+
+	// The handshake (a one-off of some fifteen round trips) runs before the
+	// store slows down; the copy, the removal, the health checks and the
+	// metadata counts run on the slow store.
+	_, err = c.Connect(ctx, ref, contract.Settings{})
+	require.NoError(t, err)
+	proxy.Delay(delay)
+	start := time.Now()
+	_, err = c.Share(ctx, ref, "default")
+	require.NoError(t, err)
+	v := waitLong(t, c, ref, "copied", testenv.ShareIs("default", contract.ShareActive))
+	t.Logf("copy of 100 records in one batch with %s per round trip: %s", delay, time.Since(start).Round(time.Second))
+	assert.Equal(t, contract.Active, v.Status)
+	_, err = c.Unshare(ctx, ref, "default")
+	require.NoError(t, err)
+	start = time.Now()
+	v = waitLong(t, c, ref, "removed", testenv.ShareGone("default"))
+	t.Logf("removal: %s", time.Since(start).Round(time.Second))
+	proxy.Delay(0)
+	assert.Zero(t, companionCount(t, env, "acme", "acme-emea", "default"))
+	for _, tr := range v.Transitions {
+		assert.NotEqual(t, string(contract.ShareError), tr.Status, "transition %+v", tr)
+		assert.NotEqual(t, string(contract.Inactive), tr.Status, "transition %+v", tr)
+	}
+	steps := firstAttemptsOnly(t, env, workflows.ShareWorkflowID("acme", "acme-emea", "default"))
+	assert.NotZero(t, steps)
+	t.Logf("%d copy and removal steps, each done on its first attempt", steps)
+}
+
+// waitLong is testenv.WaitStatus with room for a slow store: 8 minutes.
+func waitLong(t *testing.T, c *control.Client, ref control.Ref, what string, cond func(contract.StatusView) bool) contract.StatusView {
+	t.Helper()
+	deadline := time.Now().Add(8 * time.Minute)
+	for {
+		v, err := c.Status(context.Background(), ref)
+		if err == nil && !v.Stale && cond(v) {
+			return v
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s; last status %+v, error %v", what, v, err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// firstAttemptsOnly fails when an activity of any run of id needed a second
+// attempt, and returns how many activities ran.
+func firstAttemptsOnly(t *testing.T, env *testenv.Env, id string) int {
+	t.Helper()
+	runs, n := []string{""}, 0
+	for len(runs) > 0 {
+		run := runs[0]
+		runs = runs[1:]
+		iter := env.Client.GetWorkflowHistory(context.Background(), id, run, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+		for iter.HasNext() {
+			ev, err := iter.Next()
+			require.NoError(t, err)
+			switch ev.GetEventType() {
+			case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
+				if prev := ev.GetWorkflowExecutionStartedEventAttributes().GetContinuedExecutionRunId(); prev != "" {
+					runs = append(runs, prev)
+				}
+			case enumspb.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+				a := ev.GetActivityTaskStartedEventAttributes()
+				assert.Equal(t, int32(1), a.GetAttempt(), "%s: activity at event %d ran attempt %d (%s)", id, ev.GetEventId(), a.GetAttempt(), a.GetLastFailure().GetMessage())
+				n++
+			}
+		}
+	}
+	return n
+}

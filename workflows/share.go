@@ -17,6 +17,9 @@ import (
 // retried elsewhere.
 const heartbeatTimeout = 10 * time.Second
 
+// stepSlack is how long a copy or removal step may run past its budget.
+const stepSlack = 10 * time.Minute
+
 // DataSpaceShareWorkflow runs one share. It carries out the desired state
 // its connection sends (share-desired signals, or its input): with intent
 // shared it copies the data space (Activating, then Active or Error); with
@@ -340,7 +343,10 @@ func (s *share) waiting(o *activities.Outage) {
 // removal never overlap.
 func (s *share) stepOptions(ctx workflow.Context, retry RetrySettings, summary string) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: s.settings.StepBudget + time.Minute,
+		// A step ends after its budget, at the end of a batch; on a slow
+		// store (seconds per statement) a batch can take minutes. The
+		// heartbeat timeout, not this one, catches a worker that is gone.
+		StartToCloseTimeout: s.settings.StepBudget + stepSlack,
 		HeartbeatTimeout:    heartbeatTimeout,
 		RetryPolicy:         retry.Policy(),
 		WaitForCancellation: true,
