@@ -3,6 +3,7 @@ package activities
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -117,14 +118,14 @@ const keepAliveEvery = 2 * time.Second
 // its own, until stop: the activity's heartbeats go on while one store call
 // takes longer than the heartbeat timeout.
 type keepAlive struct {
-	mu      chan struct{} // a one-slot lock usable in select
+	mu      sync.Mutex
 	details any
 	stop    chan struct{}
 	done    chan struct{}
 }
 
 func startKeepAlive(ctx context.Context, details any) *keepAlive {
-	k := &keepAlive{mu: make(chan struct{}, 1), details: details, stop: make(chan struct{}), done: make(chan struct{})}
+	k := &keepAlive{details: details, stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(k.done)
 		t := time.NewTicker(keepAliveEvery)
@@ -136,9 +137,9 @@ func startKeepAlive(ctx context.Context, details any) *keepAlive {
 			case <-k.stop:
 				return
 			case <-t.C:
-				k.mu <- struct{}{}
+				k.mu.Lock()
 				d := k.details
-				<-k.mu
+				k.mu.Unlock()
 				activity.RecordHeartbeat(ctx, d)
 			}
 		}
@@ -149,9 +150,9 @@ func startKeepAlive(ctx context.Context, details any) *keepAlive {
 // set replaces the details heartbeated from now on (a copy of the
 // progress, never a pointer the activity goes on changing).
 func (k *keepAlive) set(details any) {
-	k.mu <- struct{}{}
+	k.mu.Lock()
 	k.details = details
-	<-k.mu
+	k.mu.Unlock()
 }
 
 // close stops the heartbeats and waits for the goroutine.
