@@ -99,6 +99,32 @@ func testStoreOutage(t *testing.T, outage time.Duration) {
 	assert.Empty(t, s.Waiting, "the outage is no longer shown")
 	requireCopied(t, env, "acme", "acme-emea", "default")
 
+	// A metadata round through the outage: changes published just before
+	// the store goes away are applied once it is back, each exactly once,
+	// and the sync never pauses for it.
+	testenv.WaitStatus(t, c, ref, "metadata in sync", func(v contract.StatusView) bool {
+		return v.MetadataSync.Status == contract.SyncSucceeded
+	})
+	last, err := env.Store.Demo().ChangeMetadata(ctx, "acme", "default", 5)
+	require.NoError(t, err)
+	proxy.Down()
+	time.Sleep(outage)
+	v, err = c.Status(ctx, ref)
+	require.NoError(t, err)
+	assert.Equal(t, contract.Active, v.Status)
+	assert.False(t, v.MetadataSync.Paused, "an outage does not pause the metadata sync")
+	proxy.Up()
+	testenv.Eventually(t, 2*time.Minute, "every change applied", func() bool {
+		cursor, synced, err := env.Store.Demo().MetadataCursor(ctx, "acme", "acme-emea", "default")
+		return err == nil && synced && cursor == last
+	})
+	v = testenv.WaitStatus(t, c, ref, "the metadata sync Succeeded", func(v contract.StatusView) bool {
+		return v.MetadataSync.Status == contract.SyncSucceeded && v.MetadataSync.PendingChanges == 0
+	})
+	assert.Zero(t, v.MetadataSync.ErrorCount, "no change failed")
+	assert.False(t, v.MetadataSync.Paused)
+	checks++
+
 	_, err = c.Unshare(ctx, ref, "default")
 	require.NoError(t, err)
 	cut("removal", func(s contract.ShareView) bool {
@@ -108,7 +134,7 @@ func testStoreOutage(t *testing.T, outage time.Duration) {
 	n, err := env.Store.Demo().CompanionRecordCount(ctx, "acme", "acme-emea", "default")
 	require.NoError(t, err)
 	assert.Zero(t, n, "the removal leaves nothing")
-	assert.Equal(t, 2, checks)
+	assert.Equal(t, 3, checks)
 
 	// Nothing was reported Inactive or Error, and no workflow task of the
 	// connection or the share waited on the store.
