@@ -20,6 +20,19 @@ import (
 	"github.com/companionsync/companionsync/workflows"
 )
 
+// postgresBehindProxy creates a PostgreSQL database of the test's own and
+// returns its URL through a proxy of the test's, which can take it away.
+func postgresBehindProxy(t *testing.T, prefix string) (string, *faultproxy.Proxy) {
+	t.Helper()
+	target, err := url.Parse(storetest.NewPostgresDatabase(t, prefix))
+	require.NoError(t, err)
+	proxy, err := faultproxy.Start(target.Host)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = proxy.Close() })
+	target.Host = proxy.Addr()
+	return target.String(), proxy
+}
+
 // outageLengths are the store outages TestStoreOutage injects:
 // COMPANIONSYNC_OUTAGES (for example "60s,5m") overrides the default run's
 // 30 seconds.
@@ -50,18 +63,13 @@ func TestStoreOutage(t *testing.T) {
 }
 
 func testStoreOutage(t *testing.T, outage time.Duration) {
-	target, err := url.Parse(storetest.NewPostgresDatabase(t, "e2e_outage"))
-	require.NoError(t, err)
-	proxy, err := faultproxy.Start(target.Host)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = proxy.Close() })
-	target.Host = proxy.Addr()
+	store, proxy := postgresBehindProxy(t, "e2e_outage")
 
 	settings := testenv.FastSettings()
 	settings.BatchSize = 20
 	// The removal's deadline counts the outage too: longer than both.
 	settings.RemovalDeadline = 10*time.Minute + 2*outage
-	env := testenv.Start(t, testenv.Options{OrgStore: target.String(), SeedRecords: 4000, Settings: settings})
+	env := testenv.Start(t, testenv.Options{OrgStore: store, SeedRecords: 4000, Settings: settings})
 	c := control.New(env.Client)
 	ctx := context.Background()
 	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
@@ -244,12 +252,7 @@ func TestSlowStore(t *testing.T) {
 	}
 	delay, err := time.ParseDuration(spec)
 	require.NoError(t, err, "COMPANIONSYNC_STORE_DELAY")
-	target, err := url.Parse(storetest.NewPostgresDatabase(t, "e2e_slow"))
-	require.NoError(t, err)
-	proxy, err := faultproxy.Start(target.Host)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = proxy.Close() })
-	target.Host = proxy.Addr()
+	store, proxy := postgresBehindProxy(t, "e2e_slow")
 
 	settings := testenv.FastSettings()
 	settings.BatchSize = 100
@@ -258,7 +261,7 @@ func TestSlowStore(t *testing.T) {
 	// checks every minute leave the connection free to answer reads.
 	settings.HealthCheckInterval = time.Minute
 	settings.MetadataSyncInterval = time.Minute
-	env := testenv.Start(t, testenv.Options{OrgStore: target.String(), SeedRecords: 100, Settings: settings})
+	env := testenv.Start(t, testenv.Options{OrgStore: store, SeedRecords: 100, Settings: settings})
 	c := control.New(env.Client)
 	ctx := context.Background()
 	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
