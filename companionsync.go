@@ -121,6 +121,9 @@ var (
 	ErrCompanionLimit = errors.New("companion limit reached")
 	// ErrConflict: applying a change would overwrite a companion-side edit.
 	ErrConflict = errors.New("conflicts with a companion-side edit")
+	// ErrFenced: a later step of the share holds a greater fencing token
+	// (Share.Fence); the write was refused.
+	ErrFenced = errors.New("fenced off by a later step of the share")
 )
 
 // Role is what an org is in companion connections.
@@ -172,6 +175,14 @@ type Share struct {
 	Home      string
 	Companion string
 	DataSpace string
+	// Fence, when not zero, is the fencing token of the step that writes
+	// the share's copies: CopyBatch, CompleteInitialSync, RemoveBatch and
+	// CompleteRemoval record the greatest token they have seen for the
+	// share and refuse, with ErrFenced and without writing, a token smaller
+	// than it. A later step (a removal after a copy, a new share's copy
+	// after a removal) thus shuts out an attempt of an earlier one that
+	// still runs somewhere. Zero writes unfenced.
+	Fence int64
 }
 
 // CopiedBatch is what one CopyBatch did.

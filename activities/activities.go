@@ -208,12 +208,16 @@ func (a *Activities) org(ctx context.Context, id string) (companionsync.Org, err
 
 // unknownDataSpace turns a missing data space (err wraps
 // companionsync.ErrNotFound and names it) into a non-retryable
-// ErrUnknownDataSpace, and wraps other errors with context.
+// ErrUnknownDataSpace, a fenced write into a non-retryable ErrFenced, and
+// wraps other errors with context.
 func unknownDataSpace(err error, doing string) error {
 	if errors.Is(err, companionsync.ErrNotFound) {
 		return temporal.NewNonRetryableApplicationError(
 			fmt.Sprintf("%s: %v; check the name against the home org's data spaces", doing, err),
 			ErrUnknownDataSpace, nil)
+	}
+	if errors.Is(err, companionsync.ErrFenced) {
+		return temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s: %v", doing, err), ErrFenced, nil)
 	}
 	return fmt.Errorf("%s: %w", doing, err)
 }
@@ -228,7 +232,7 @@ func unknownDataSpace(err error, doing string) error {
 // When the last batch is copied it also copies the metadata snapshot and sets
 // the metadata cursor, and returns Done.
 func (a *Activities) CopyRecords(ctx context.Context, in CopyInput) (CopyProgress, error) {
-	share := companionsync.Share{Home: in.Home, Companion: in.Companion, DataSpace: in.DataSpace}
+	share := companionsync.Share{Home: in.Home, Companion: in.Companion, DataSpace: in.DataSpace, Fence: fenceToken(ctx)}
 	doing := fmt.Sprintf("copy %s to %s", in.DataSpace, in.Companion)
 	progress := CopyProgress{After: in.After}
 	if activity.HasHeartbeatDetails(ctx) {
@@ -310,6 +314,19 @@ func (a *Activities) CopyRecords(ctx context.Context, in CopyInput) (CopyProgres
 	return progress, nil
 }
 
+// fenceToken is a copy or removal step's fencing token (see
+// companionsync.Share.Fence): the time its workflow scheduled it, as the
+// history records it, so every attempt of the step holds the same token and
+// a step the workflow schedules later (the removal after it gave up on a
+// copy, a new share's copy after a removal) holds a greater one.
+func fenceToken(ctx context.Context) int64 {
+	scheduled := activity.GetInfo(ctx).ScheduledTime
+	if scheduled.IsZero() {
+		return 0
+	}
+	return scheduled.UnixNano()
+}
+
 func batchSize(n int) int {
 	if n <= 0 {
 		return DefaultBatchSize
@@ -324,7 +341,7 @@ func batchSize(n int) int {
 // metadata copies, cursor and injected failures, and returns Done. It never
 // touches another data space or another companion, and is idempotent.
 func (a *Activities) RemoveRecords(ctx context.Context, in RemoveInput) (RemoveProgress, error) {
-	share := companionsync.Share{Home: in.Home, Companion: in.Companion, DataSpace: in.DataSpace}
+	share := companionsync.Share{Home: in.Home, Companion: in.Companion, DataSpace: in.DataSpace, Fence: fenceToken(ctx)}
 	doing := fmt.Sprintf("remove %s from %s", in.DataSpace, in.Companion)
 	var progress RemoveProgress
 	alive := startKeepAlive(ctx, progress)

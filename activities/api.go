@@ -28,6 +28,7 @@ const (
 	ErrMetadataConflict = contract.ErrMetadataConflict
 	ErrMetadataInvalid  = contract.ErrMetadataInvalid
 	ErrStoreUnavailable = contract.ErrStoreUnavailable
+	ErrFenced           = contract.ErrFenced
 
 	RuleCompanionExists       = contract.RuleCompanionExists
 	RuleCompanionActive       = contract.RuleCompanionActive

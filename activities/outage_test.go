@@ -2,6 +2,7 @@ package activities_test
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"net"
 	"sync/atomic"
@@ -212,4 +213,74 @@ func TestShortStepsFailAtOnceWhenTheStoreIsDown(t *testing.T) {
 	var appErr *temporal.ApplicationError
 	require.ErrorAs(t, err, &appErr)
 	assert.False(t, appErr.NonRetryable())
+}
+
+// busyOrgs counts the copy batches that failed (an SQLite lock turned them
+// away).
+type busyOrgs struct {
+	companionsync.Orgs
+	busy atomic.Int64
+}
+
+func (b *busyOrgs) CopyBatch(ctx context.Context, s companionsync.Share, after string, limit int) (companionsync.CopiedBatch, error) {
+	batch, err := b.Orgs.CopyBatch(ctx, s, after, limit)
+	if err != nil {
+		b.busy.Add(1)
+	}
+	return batch, err
+}
+
+// TestCopyWaitsOutALockedSQLiteFile: another process holding the SQLite
+// file's write lock for longer than the busy timeout is an outage of the
+// store, not a failed copy: the copy waits and finishes with exact counts.
+func TestCopyWaitsOutALockedSQLiteFile(t *testing.T) {
+	if testing.Short() {
+		t.Skip("holds an SQLite lock past the busy timeout")
+	}
+	s := openStore(t)
+	orgs := &busyOrgs{Orgs: s}
+	acts := &activities.Activities{Orgs: orgs, Unavailable: orgstore.Unavailable, OutageWait: time.Minute}
+
+	ctx := context.Background()
+	db, err := sql.Open("sqlite", s.String())
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	conn, err := db.Conn(ctx)
+	require.NoError(t, err)
+	_, err = conn.ExecContext(ctx, "BEGIN EXCLUSIVE")
+	require.NoError(t, err)
+	released := make(chan struct{})
+	go func() {
+		defer close(released)
+		// Held until the copy has been turned away once, past the busy
+		// timeout.
+		for orgs.busy.Load() == 0 {
+			time.Sleep(50 * time.Millisecond)
+		}
+		_, _ = conn.ExecContext(ctx, "COMMIT")
+		_ = conn.Close()
+	}()
+
+	p, err := execute[activities.CopyProgress](t, newEnv(t, acts), acts.CopyRecords,
+		activities.CopyInput{Home: "acme", Companion: "acme-emea", DataSpace: "sales", BatchSize: 500})
+	<-released
+	require.NoError(t, err, "a locked file is waited out")
+	assert.True(t, p.Done)
+	assert.Nil(t, p.Outage)
+	assert.Positive(t, orgs.busy.Load(), "the lock turned a batch away")
+	assertSameRecords(t, s, "acme", "acme-emea", "sales")
+}
+
+// TestReadOnlySQLiteIsAnOutage: a database file that cannot be written (a
+// file system remounted read-only, a disk full) is ours to fix, not a
+// failure of the work: the copy and removal wait as for any outage.
+func TestReadOnlySQLiteIsAnOutage(t *testing.T) {
+	s := openStore(t)
+	ctx := context.Background()
+	db, err := sql.Open("sqlite", "file:"+s.String()+"?mode=ro")
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close() })
+	_, err = db.ExecContext(ctx, `DELETE FROM companion_records`)
+	require.Error(t, err)
+	assert.True(t, orgstore.Unavailable(err), "%v", err)
 }

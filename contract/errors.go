@@ -24,6 +24,10 @@ const (
 	// (a health check, a count) fails with it at once, non-retryable, so
 	// that it holds no workflow task; the workflow keeps what it knew.
 	ErrStoreUnavailable = "StoreUnavailable"
+	// ErrFenced: a copy or removal step was shut out of the share by a
+	// later step (a removal after the copy, a new share's copy after the
+	// removal). Only an attempt the workflow has given up on meets it.
+	ErrFenced = "Fenced"
 )
 
 // Eligibility rules, as named in errors and in the Ineligibility details.

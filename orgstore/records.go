@@ -55,6 +55,9 @@ func (s *Store) CopyBatch(ctx context.Context, sh companionsync.Share, after str
 		if err != nil {
 			return err
 		}
+		if err := s.fence(ctx, tx, sh, ds); err != nil {
+			return err
+		}
 		// The batch is (after, upper]; upper is the limit-th id after the
 		// checkpoint, or the last id when fewer remain.
 		var upper sql.NullString
@@ -109,6 +112,9 @@ func (s *Store) CompleteInitialSync(ctx context.Context, sh companionsync.Share)
 		if err != nil {
 			return err
 		}
+		if err := s.fence(ctx, tx, sh, ds); err != nil {
+			return err
+		}
 		// The snapshot and the cursor must describe the same moment: keep
 		// publishers of the data space out until commit (on PostgreSQL,
 		// where each statement sees its own snapshot).
@@ -155,6 +161,9 @@ func (s *Store) RemoveBatch(ctx context.Context, sh companionsync.Share, limit i
 		if err != nil {
 			return err
 		}
+		if err := s.fence(ctx, tx, sh, ds); err != nil {
+			return err
+		}
 		res, err := tx.ExecContext(ctx,
 			`DELETE FROM companion_records WHERE companion = ? AND data_space_id = ? AND record_id IN (
 			   SELECT record_id FROM companion_records WHERE companion = ? AND data_space_id = ? LIMIT ?)`,
@@ -182,6 +191,9 @@ func (s *Store) CompleteRemoval(ctx context.Context, sh companionsync.Share) err
 		if err != nil {
 			return err
 		}
+		if err := s.fence(ctx, tx, sh, ds); err != nil {
+			return err
+		}
 		for _, table := range []string{"companion_metadata", "metadata_cursors", "injected_failures"} {
 			if _, err := tx.ExecContext(ctx,
 				`DELETE FROM `+table+` WHERE companion = ? AND data_space_id = ?`, sh.Companion, ds); err != nil {
@@ -192,6 +204,35 @@ func (s *Store) CompleteRemoval(ctx context.Context, sh companionsync.Share) err
 	})
 	if err != nil {
 		return fmt.Errorf("complete removal of %s from %s: %w", sh.DataSpace, sh.Companion, err)
+	}
+	return nil
+}
+
+// fence records sh.Fence as the share's fencing token when it is the
+// greatest seen, and refuses a smaller one with ErrFenced; the token row
+// stays locked until the transaction ends, so a step with a greater token
+// waits for a batch in flight and then shuts out the ones after it (on
+// SQLite the write transaction holds the database's write lock). A zero
+// token writes unfenced.
+func (s *Store) fence(ctx context.Context, tx querier, sh companionsync.Share, ds int64) error {
+	if sh.Fence == 0 {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx,
+		`INSERT INTO share_fences (companion, data_space_id, token) VALUES (?, ?, ?)
+		 ON CONFLICT (companion, data_space_id) DO UPDATE SET token = excluded.token
+		 WHERE share_fences.token < excluded.token`,
+		sh.Companion, ds, sh.Fence); err != nil {
+		return fmt.Errorf("record fencing token: %w", err)
+	}
+	var token int64
+	if err := tx.QueryRowContext(ctx,
+		`SELECT token FROM share_fences WHERE companion = ? AND data_space_id = ?`+s.dialect.forUpdate(),
+		sh.Companion, ds).Scan(&token); err != nil {
+		return fmt.Errorf("read fencing token: %w", err)
+	}
+	if token > sh.Fence {
+		return fmt.Errorf("token %d, the share's is %d: %w", sh.Fence, token, companionsync.ErrFenced)
 	}
 	return nil
 }

@@ -227,3 +227,20 @@ var postgresMigrations = [][]string{
 		)`,
 	},
 }
+
+// additiveSchema is schema that earlier releases never read, in both
+// databases. It is created on open, idempotently and outside the versioned
+// migrations: an earlier release refuses a database whose version is newer
+// than it knows, and must still open the store while a rolling deploy
+// replaces it.
+var additiveSchema = []string{
+	// The greatest fencing token seen per share (companionsync.Share.Fence).
+	// A row outlives the share: a new share of the same data space must
+	// still shut out an attempt of the old one.
+	`CREATE TABLE IF NOT EXISTS share_fences (
+		companion     TEXT NOT NULL,
+		data_space_id BIGINT NOT NULL,
+		token         BIGINT NOT NULL,
+		PRIMARY KEY (companion, data_space_id)
+	)`,
+}

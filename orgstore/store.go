@@ -224,6 +224,11 @@ func (s *Store) migrate(ctx context.Context) error {
 				return fmt.Errorf("record migration %d: %w", version, err)
 			}
 		}
+		for _, stmt := range additiveSchema {
+			if _, err := tx.ExecContext(ctx, stmt); err != nil {
+				return fmt.Errorf("apply additive schema: %w in %q", err, firstLine(stmt))
+			}
+		}
 		return nil
 	})
 }

@@ -16,7 +16,8 @@ import (
 // Unavailable reports whether err, returned by a Store method, says that
 // the database could not be reached or could not take the statement now
 // (connection refused, cut or timed out; PostgreSQL shutting down or
-// refusing connections; SQLite locked or busy) rather than that the
+// refusing connections; SQLite locked or busy, or its file read-only, full
+// or failing to read or write) rather than that the
 // statement is wrong for the data. Retrying it later can succeed without
 // anyone fixing anything: an outage of the store, not a failure of the
 // work. A context cancelled by the caller is not an outage.
@@ -36,6 +37,8 @@ func Unavailable(err error) bool {
 	if errors.As(err, &liteErr) {
 		switch liteErr.Code() & 0xff {
 		case 5, 6: // SQLITE_BUSY, SQLITE_LOCKED
+			return true
+		case 8, 10, 13: // SQLITE_READONLY, SQLITE_IOERR, SQLITE_FULL
 			return true
 		}
 		return false

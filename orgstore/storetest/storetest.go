@@ -140,6 +140,8 @@ func Run(t *testing.T, target Target) {
 		{"CopyBatch", testCopyBatch},
 		{"CopyBatchConcurrently", testCopyBatchConcurrently},
 		{"RemoveBatch", testRemoveBatch},
+		{"Fencing", testFencing},
+		{"FencingConcurrently", testFencingConcurrently},
 		{"CompleteInitialSync", testCompleteInitialSync},
 		{"Metadata", testMetadata},
 		{"ApplyChangeOnceUnderConcurrency", testApplyChangeOnce},
@@ -519,6 +521,112 @@ func testRemoveBatch(t *testing.T, target Target) {
 		require.NoError(t, err)
 		assert.True(t, ok, "%v keeps its cursor", x)
 	}
+}
+
+// testFencing: a copy step that still runs after the removal that followed
+// it (an attempt its workflow gave up on) writes nothing, and neither does a
+// removal's attempt after a new share's copy; unfenced calls and the step
+// holding the greatest token go on.
+func testFencing(t *testing.T, target Target) {
+	ctx := context.Background()
+	s := Open(t, target, 100)
+	share := companionsync.Share{Home: "acme", Companion: "acme-emea", DataSpace: "marketing"}
+	at := func(token int64) companionsync.Share { x := share; x.Fence = token; return x }
+	copied := func() int {
+		t.Helper()
+		n, err := s.CopiedCount(ctx, share)
+		require.NoError(t, err)
+		return n
+	}
+
+	// A copy (token 100) copies half, then the removal (200) removes it all.
+	b, err := s.CopyBatch(ctx, at(100), "", 5)
+	require.NoError(t, err)
+	removed, more, err := s.RemoveBatch(ctx, at(200), 100)
+	require.NoError(t, err)
+	assert.Equal(t, 5, removed)
+	assert.False(t, more)
+	require.NoError(t, s.CompleteRemoval(ctx, at(200)))
+
+	// The copy's attempt goes on: every write of it is refused.
+	_, err = s.CopyBatch(ctx, at(100), b.Last, 5)
+	assert.ErrorIs(t, err, companionsync.ErrFenced)
+	assert.ErrorIs(t, s.CompleteInitialSync(ctx, at(100)), companionsync.ErrFenced)
+	assert.Zero(t, copied(), "the fenced copy wrote nothing")
+	_, ok, err := s.Demo().MetadataCursor(ctx, "acme", "acme-emea", "marketing")
+	require.NoError(t, err)
+	assert.False(t, ok, "the fenced completion set no cursor")
+
+	// Every attempt of the removal holds its token and goes on.
+	_, _, err = s.RemoveBatch(ctx, at(200), 100)
+	require.NoError(t, err)
+
+	// A new share's copy (300) shuts the removal out in turn.
+	copyAll(t, s, at(300), 4)
+	require.NoError(t, s.CompleteInitialSync(ctx, at(300)))
+	_, _, err = s.RemoveBatch(ctx, at(200), 100)
+	assert.ErrorIs(t, err, companionsync.ErrFenced)
+	assert.ErrorIs(t, s.CompleteRemoval(ctx, at(200)), companionsync.ErrFenced)
+	assertSameRecords(t, s, share)
+
+	// Another share of the same data space has a fence of its own.
+	other := companionsync.Share{Home: "acme", Companion: "acme-apac", DataSpace: "marketing", Fence: 1}
+	copyAll(t, s, other, 100)
+	// Unfenced calls (the demo's, the tests') neither check nor move it.
+	_, _, err = s.RemoveBatch(ctx, share, 100)
+	require.NoError(t, err)
+	_, err = s.CopyBatch(ctx, at(300), "", 100)
+	require.NoError(t, err, "an unfenced call left the fence where it was")
+}
+
+// testFencingConcurrently: a copy attempt that keeps writing while the
+// removal after it runs leaves nothing behind once the removal is done.
+func testFencingConcurrently(t *testing.T, target Target) {
+	ctx := context.Background()
+	s := Open(t, target, 3000)
+	share := companionsync.Share{Home: "acme", Companion: "acme-emea", DataSpace: "sales"}
+	copyStep, removal := share, share
+	copyStep.Fence, removal.Fence = 100, 200
+	first, err := s.CopyBatch(ctx, copyStep, "", 20)
+	require.NoError(t, err)
+
+	started := make(chan struct{})
+	fenced := make(chan error, 1)
+	go func() {
+		after := first.Last
+		close(started)
+		for {
+			b, err := s.CopyBatch(ctx, copyStep, after, 20)
+			if err != nil {
+				fenced <- err
+				return
+			}
+			if after = b.Last; !b.More {
+				fenced <- nil
+				return
+			}
+		}
+	}()
+	<-started
+	for {
+		_, more, err := s.RemoveBatch(ctx, removal, 50)
+		require.NoError(t, err)
+		if !more {
+			break
+		}
+	}
+	require.NoError(t, s.CompleteRemoval(ctx, removal))
+	err = <-fenced
+	n, cerr := s.CopiedCount(ctx, share)
+	require.NoError(t, cerr)
+	if err == nil {
+		// The copy finished before the removal's first batch: the removal
+		// removed it all.
+		assert.Zero(t, n)
+		return
+	}
+	assert.ErrorIs(t, err, companionsync.ErrFenced)
+	assert.Zero(t, n, "the copy wrote after the removal")
 }
 
 func testCompleteInitialSync(t *testing.T, target Target) {
