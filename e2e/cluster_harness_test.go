@@ -61,6 +61,7 @@ import (
 
 	"github.com/companionsync/companionsync/codec"
 	"github.com/companionsync/companionsync/contract"
+	"github.com/companionsync/companionsync/internal/faultproxy"
 	"github.com/companionsync/companionsync/internal/testenv"
 	"github.com/companionsync/companionsync/orgstore"
 )
@@ -122,6 +123,15 @@ type ClusterOptions struct {
 	// ReadyTimeout bounds each wait for the server to become healthy and for
 	// a worker's ready line; 0 means 2 minutes.
 	ReadyTimeout time.Duration
+	// Postgres is the admin URL of the PostgreSQL server to use (a
+	// superuser, the maintenance database); "" means COMPANIONSYNC_E2E_POSTGRES
+	// or the machine's server. A test that restarts PostgreSQL brings its own.
+	Postgres string
+	// FrontendProxy puts a fault proxy (Cluster.Frontend) between the
+	// workers and the server's frontend; StoreProxy one (Cluster.StoreProxy)
+	// between the workers and the org store's PostgreSQL. The server, Client
+	// and the test's own store connections go direct.
+	FrontendProxy, StoreProxy bool
 }
 
 // ClusterDatabases are the PostgreSQL databases of one cluster.
@@ -149,8 +159,11 @@ type Cluster struct {
 	// Keys is the payload key ring of the workers and Client; nil with
 	// ClusterOptions.Plaintext.
 	Keys *codec.KeyRing
-	// OrgStoreURL is COMPANIONSYNC_ORG_STORE of the workers.
+	// OrgStoreURL is the org store's database, direct.
 	OrgStoreURL string
+	// Frontend and StoreProxy are the fault proxies of
+	// ClusterOptions.FrontendProxy and StoreProxy; nil without them.
+	Frontend, StoreProxy *faultproxy.Proxy
 	Databases   ClusterDatabases
 	// Dir holds the config files and the logs of every process.
 	Dir     string
@@ -179,7 +192,7 @@ func StartCluster(t testing.TB, opts ClusterOptions) *Cluster {
 	if opts.ReadyTimeout == 0 {
 		opts.ReadyTimeout = 2 * time.Minute
 	}
-	pg := requirePostgres(t)
+	pg := requirePostgresAt(t, opts.Postgres)
 
 	dir, err := os.MkdirTemp("", "companionsync-e2e-")
 	if err != nil {
@@ -207,6 +220,12 @@ func StartCluster(t testing.TB, opts ClusterOptions) *Cluster {
 	t.Cleanup(c.stopAll)
 	c.Server.Start(t)
 	c.Timings.ServerStart = time.Since(start)
+	if opts.FrontendProxy {
+		c.Frontend = startProxy(t, c.Server.Address())
+	}
+	if opts.StoreProxy {
+		c.StoreProxy = startProxy(t, pg.addr())
+	}
 
 	start = time.Now()
 	c.registerNamespace(t)
@@ -286,10 +305,17 @@ func (c *Cluster) NewWorkerFrom(binary string) *WorkerProcess {
 	if err := os.MkdirAll(wdir, 0o755); err != nil {
 		c.t.Fatalf("%s dir: %v", name, err)
 	}
+	frontend, store := c.Server.Address(), c.OrgStoreURL
+	if c.Frontend != nil {
+		frontend = c.Frontend.Addr()
+	}
+	if c.StoreProxy != nil {
+		store = strings.Replace(store, c.pg.addr(), c.StoreProxy.Addr(), 1)
+	}
 	env := append(cleanEnv("TEMPORAL_", "COMPANIONSYNC_"),
-		"TEMPORAL_ADDRESS="+c.Server.Address(),
+		"TEMPORAL_ADDRESS="+frontend,
 		"TEMPORAL_NAMESPACE="+c.Namespace,
-		"COMPANIONSYNC_ORG_STORE="+c.OrgStoreURL,
+		"COMPANIONSYNC_ORG_STORE="+store,
 		"COMPANIONSYNC_SEED_RECORDS="+strconv.Itoa(c.opts.SeedRecords),
 		codec.KeysEnv+"="+keys,
 		// Not used with TEMPORAL_ADDRESS and COMPANIONSYNC_ORG_STORE; set
@@ -672,6 +698,13 @@ func (w *WorkerProcess) Start(t testing.TB) {
 	}
 }
 
+// SetEnv sets KEY=value in the worker's environment from its next start
+// on (a new key ring for a rotation, say).
+func (w *WorkerProcess) SetEnv(key, value string) {
+	env := slices.DeleteFunc(slices.Clone(w.proc.env), func(kv string) bool { return strings.HasPrefix(kv, key+"=") })
+	w.proc.env = append(env, key+"="+value)
+}
+
 // Launch starts the worker process without waiting; see WaitReady.
 func (w *WorkerProcess) Launch() error {
 	if w.proc.running() {
@@ -1048,12 +1081,15 @@ func (p pgTarget) url(db string) string {
 	return u.String()
 }
 
-// requirePostgres checks that PostgreSQL answers, skipping the test when it
+// requirePostgresAt checks that the PostgreSQL server of the admin URL
+// ("": COMPANIONSYNC_E2E_POSTGRES or the machine's) answers, skipping the test when it
 // does not (failing it under CI=true), and drops databases that earlier runs
 // killed before their cleanup left behind.
-func requirePostgres(t testing.TB) pgTarget {
+func requirePostgresAt(t testing.TB, admin string) pgTarget {
 	t.Helper()
-	admin := os.Getenv(envPostgres)
+	if admin == "" {
+		admin = os.Getenv(envPostgres)
+	}
 	if admin == "" {
 		admin = defaultPostgres
 	}
@@ -1373,6 +1409,17 @@ func writeDynamicConfig(path string, extra map[string]any) error {
 // call, below 32768: the server stores membership ports in a SMALLINT
 // column (cluster_membership.rpc_port), and ports under Linux's ephemeral
 // range are not handed out to other processes' outgoing connections.
+// startProxy starts a fault proxy to target, closed when the test ends.
+func startProxy(t testing.TB, target string) *faultproxy.Proxy {
+	t.Helper()
+	p, err := faultproxy.Start(target)
+	if err != nil {
+		t.Fatalf("proxy to %s: %v", target, err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	return p
+}
+
 func freePorts(n int) ([]int, error) {
 	const lo, hi = 10000, 32767
 	ports := make([]int, 0, n)
