@@ -226,3 +226,94 @@ func workerWithKeys(t *testing.T, env *testenv.Env, ring *codec.KeyRing) *stoppa
 	t.Cleanup(s.stop)
 	return s
 }
+
+// TestTamperedPayloadFailsOnlyItsWorkflow sends one connection a signal
+// whose encrypted payload was altered after encryption. Its workflow task
+// fails, visibly, with the reason (the payload does not authenticate),
+// and is retried rather than read as empty; the worker stays up and
+// another connection on it shares and copies meanwhile. Resetting the
+// connection to the task before the signal, without reapplying it, brings
+// it back.
+func TestTamperedPayloadFailsOnlyItsWorkflow(t *testing.T) {
+	env := testenv.Start(t, testenv.Options{SeedRecords: 500})
+	c := control.New(env.Client).WithQueryTimeout(30 * time.Second)
+	ctx := context.Background()
+	victim := control.Ref{Home: "acme", Companion: "acme-emea"}
+	other := control.Ref{Home: "acme", Companion: "acme-apac"}
+	for _, ref := range []control.Ref{victim, other} {
+		_, err := c.Connect(ctx, ref, contract.Settings{})
+		require.NoError(t, err)
+	}
+	id := contract.ConnectionWorkflowID(victim.Home, victim.Companion)
+	// The last completed workflow task before the signal: where the reset
+	// goes back to.
+	resetTo := lastEventOf(t, env.Client, id, enumspb.EVENT_TYPE_WORKFLOW_TASK_COMPLETED)
+
+	dc, fc := codec.NewConverters(env.Keys)
+	payload, err := dc.ToPayload(nil)
+	require.NoError(t, err)
+	payload.Data[len(payload.Data)-1] ^= 0xff // the authentication tag
+	_, err = env.Client.WorkflowService().SignalWorkflowExecution(ctx, &workflowservice.SignalWorkflowExecutionRequest{
+		Namespace:         env.Server.Namespace(),
+		WorkflowExecution: &commonpb.WorkflowExecution{WorkflowId: id},
+		SignalName:        contract.MessageRecheck,
+		Input:             &commonpb.Payloads{Payloads: []*commonpb.Payload{payload}},
+		Identity:          "tamperer",
+	})
+	require.NoError(t, err)
+
+	var reason string
+	testenv.Eventually(t, time.Minute, "the victim's workflow task failing with the reason", func() bool {
+		it := env.Client.GetWorkflowHistory(ctx, id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+		for it.HasNext() {
+			ev, err := it.Next()
+			if err != nil {
+				return false
+			}
+			if f := ev.GetWorkflowTaskFailedEventAttributes().GetFailure(); f != nil {
+				reason = fc.FailureToError(f).Error()
+			}
+		}
+		d, err := env.Client.DescribeWorkflowExecution(ctx, id, "")
+		return reason != "" && err == nil && d.GetPendingWorkflowTask().GetAttempt() >= 2
+	})
+	assert.Contains(t, reason, "authentication failed", "the failure says why")
+	t.Logf("the victim's workflow task fails with: %s", reason)
+
+	// Meanwhile the same worker serves the other connection.
+	_, err = c.Share(ctx, other, "default")
+	require.NoError(t, err)
+	testenv.WaitStatus(t, c, other, "the other connection's share Active", testenv.ShareIs("default", contract.ShareActive))
+	requireCopied(t, env, other.Home, other.Companion, "default")
+
+	// The way back: reset the victim to before the signal, dropping it.
+	_, err = env.Client.ResetWorkflowExecution(ctx, &workflowservice.ResetWorkflowExecutionRequest{
+		Namespace:                 env.Server.Namespace(),
+		WorkflowExecution:         &commonpb.WorkflowExecution{WorkflowId: id},
+		Reason:                    "drop a tampered signal",
+		WorkflowTaskFinishEventId: resetTo,
+		RequestId:                 "reset-tampered",
+		ResetReapplyType:          enumspb.RESET_REAPPLY_TYPE_NONE,
+	})
+	require.NoError(t, err)
+	_, err = c.Share(ctx, victim, "marketing")
+	require.NoError(t, err, "the reset connection takes requests again")
+	testenv.WaitStatus(t, c, victim, "the victim's share Active", testenv.ShareIs("marketing", contract.ShareActive))
+}
+
+// lastEventOf is the ID of the last event of type typ in the workflow's
+// current run.
+func lastEventOf(t *testing.T, c client.Client, id string, typ enumspb.EventType) int64 {
+	t.Helper()
+	var last int64
+	it := c.GetWorkflowHistory(context.Background(), id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		ev, err := it.Next()
+		require.NoError(t, err)
+		if ev.GetEventType() == typ {
+			last = ev.GetEventId()
+		}
+	}
+	require.NotZero(t, last, "no %s event in %s", typ, id)
+	return last
+}
