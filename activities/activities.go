@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -153,17 +154,28 @@ func expired(home companionsync.Org, now time.Time) bool {
 // CheckHealth reports whether the connection can function: the home licence
 // is valid at Activities.Now and the companion is active. It also returns the
 // home's current data spaces. An unknown org is a non-retryable ErrUnknownOrg.
+// It runs inside the connection's workflow task, so its three reads run at
+// once and the whole check is bounded by shortStepStoreTimeout: a slow store
+// holds the task for one round of reads, and never longer than the bound.
 func (a *Activities) CheckHealth(ctx context.Context, in HealthInput) (HealthResult, error) {
 	doing := fmt.Sprintf("check health of %s/%s", in.Home, in.Companion)
-	ctx, cancel := context.WithTimeout(ctx, 2*shortStepStoreTimeout)
+	ctx, cancel := context.WithTimeout(ctx, shortStepStoreTimeout)
 	defer cancel()
-	home, err := a.org(ctx, in.Home)
-	if err != nil {
-		return HealthResult{}, a.shortStepError(ctx, err, doing)
+	var (
+		home, companion        companionsync.Org
+		spaces                 []string
+		homeErr, compErr, dErr error
+		wg                     sync.WaitGroup
+	)
+	wg.Go(func() { home, homeErr = a.org(ctx, in.Home) })
+	wg.Go(func() { companion, compErr = a.org(ctx, in.Companion) })
+	wg.Go(func() { spaces, dErr = a.Orgs.DataSpaces(ctx, in.Home) })
+	wg.Wait()
+	if homeErr != nil {
+		return HealthResult{}, a.shortStepError(ctx, homeErr, doing)
 	}
-	companion, err := a.org(ctx, in.Companion)
-	if err != nil {
-		return HealthResult{}, a.shortStepError(ctx, err, doing)
+	if compErr != nil {
+		return HealthResult{}, a.shortStepError(ctx, compErr, doing)
 	}
 	var problems []string
 	if expired(home, a.now()) {
@@ -173,9 +185,8 @@ func (a *Activities) CheckHealth(ctx context.Context, in HealthInput) (HealthRes
 	if !companion.Active {
 		problems = append(problems, fmt.Sprintf("companion org %q is not active; reactivate it", in.Companion))
 	}
-	spaces, err := a.Orgs.DataSpaces(ctx, in.Home)
-	if err != nil {
-		return HealthResult{}, a.shortStepError(ctx, err, doing+": list data spaces")
+	if dErr != nil {
+		return HealthResult{}, a.shortStepError(ctx, dErr, doing+": list data spaces")
 	}
 	res := HealthResult{Healthy: len(problems) == 0, DataSpaces: spaces}
 	if !res.Healthy {
@@ -187,7 +198,7 @@ func (a *Activities) CheckHealth(ctx context.Context, in HealthInput) (HealthRes
 // shortStepError is the error of a short step's store call: an unreachable
 // store fails it at once (storeDown), anything else as before.
 func (a *Activities) shortStepError(ctx context.Context, err error, doing string) error {
-	if a.unavailable(ctx, err) {
+	if a.shortStepOutage(ctx, err) {
 		return storeDown(err, doing)
 	}
 	return fmt.Errorf("%s: %w", doing, err)
@@ -419,7 +430,7 @@ func (a *Activities) CountPendingMetadata(ctx context.Context, in PendingInput) 
 	ctx, cancel := context.WithTimeout(ctx, shortStepStoreTimeout)
 	defer cancel()
 	n, upTo, err := a.Orgs.PendingChanges(ctx, conn, in.DataSpaces)
-	if a.unavailable(ctx, err) {
+	if a.shortStepOutage(ctx, err) {
 		return PendingResult{}, storeDown(err, doing)
 	}
 	if err != nil {

@@ -2,6 +2,7 @@ package activities
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -54,10 +55,36 @@ func (a *Activities) outageLimit() time.Duration {
 	return DefaultOutageLimit
 }
 
+// StoreUnavailableMetric counts the store calls of activities that found
+// the org store unreachable; the SDK tags it with the activity and workflow
+// types and the task queue (on /metrics: ..._total). It rises for as long
+// as an outage lasts: a copy or removal in progress counts about one a
+// second, a health check or count one per attempt.
+const StoreUnavailableMetric = "companionsync_org_store_unavailable"
+
 // unavailable reports whether err is the store being unreachable (and not
-// the activity being cancelled).
+// the activity being cancelled), and counts it.
 func (a *Activities) unavailable(ctx context.Context, err error) bool {
-	return err != nil && ctx.Err() == nil && a.Unavailable != nil && a.Unavailable(err)
+	if err == nil || ctx.Err() != nil || a.Unavailable == nil || !a.Unavailable(err) {
+		return false
+	}
+	activity.GetMetricsHandler(ctx).Counter(StoreUnavailableMetric).Inc(1)
+	return true
+}
+
+// shortStepOutage reports whether err of a short step's store call (under
+// its shortStepStoreTimeout bound, ctx) is an outage: the store unreachable,
+// or too slow to answer within the bound. Either way the step gives up at
+// once and holds its workflow task no longer. It counts the outage.
+func (a *Activities) shortStepOutage(ctx context.Context, err error) bool {
+	if a.unavailable(ctx, err) {
+		return true
+	}
+	if err == nil || a.Unavailable == nil || !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return false
+	}
+	activity.GetMetricsHandler(ctx).Counter(StoreUnavailableMetric).Inc(1)
+	return true
 }
 
 // awaitStore waits, heartbeating details, until probe succeeds (true) or the
@@ -84,6 +111,7 @@ func (a *Activities) awaitStore(ctx context.Context, details any, probe func(con
 		if err == nil {
 			return true
 		}
+		activity.GetMetricsHandler(ctx).Counter(StoreUnavailableMetric).Inc(1)
 	}
 	return false
 }

@@ -3,6 +3,7 @@ package activities_test
 import (
 	"context"
 	"database/sql"
+	"sync"
 	"fmt"
 	"net"
 	"sync/atomic"
@@ -12,7 +13,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
 
 	"github.com/companionsync/companionsync"
 	"github.com/companionsync/companionsync/activities"
@@ -183,6 +186,15 @@ func TestShortStepsFailAtOnceWhenTheStoreIsDown(t *testing.T) {
 	orgs := &downOrgs{Orgs: s}
 	acts := &activities.Activities{Orgs: orgs, Unavailable: orgstore.Unavailable}
 	orgs.down.Store(true)
+	metrics := &countingMetrics{counts: map[string]int64{}}
+	newEnv := func(t *testing.T, acts *activities.Activities) *testsuite.TestActivityEnvironment {
+		var suite testsuite.WorkflowTestSuite
+		suite.SetLogger(quiet)
+		suite.SetMetricsHandler(metrics)
+		env := suite.NewTestActivityEnvironment()
+		env.RegisterActivity(acts)
+		return env
+	}
 	checks := 0
 	for name, run := range map[string]func() error{
 		"health check": func() error {
@@ -205,6 +217,7 @@ func TestShortStepsFailAtOnceWhenTheStoreIsDown(t *testing.T) {
 		checks++
 	}
 	assert.Equal(t, 2, checks)
+	assert.Equal(t, int64(2), metrics.count(activities.StoreUnavailableMetric), "each outage is counted")
 
 	// Without the classifier, an error of the store is retried as before.
 	plain := &activities.Activities{Orgs: orgs}
@@ -283,4 +296,70 @@ func TestReadOnlySQLiteIsAnOutage(t *testing.T) {
 	_, err = db.ExecContext(ctx, `DELETE FROM companion_records`)
 	require.Error(t, err)
 	assert.True(t, orgstore.Unavailable(err), "%v", err)
+}
+
+// countingMetrics is a metrics handler that counts counter increments by
+// name.
+type countingMetrics struct {
+	mu     sync.Mutex
+	counts map[string]int64
+}
+
+func (m *countingMetrics) WithTags(map[string]string) client.MetricsHandler { return m }
+func (m *countingMetrics) Counter(name string) client.MetricsCounter {
+	return counterFunc(func(n int64) { m.mu.Lock(); m.counts[name] += n; m.mu.Unlock() })
+}
+func (m *countingMetrics) Gauge(string) client.MetricsGauge { return client.MetricsNopHandler.Gauge("") }
+func (m *countingMetrics) Timer(string) client.MetricsTimer { return client.MetricsNopHandler.Timer("") }
+
+func (m *countingMetrics) count(name string) int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.counts[name]
+}
+
+type counterFunc func(int64)
+
+func (f counterFunc) Inc(n int64) { f(n) }
+
+// slowOrgs answers each read only after delay (or when the caller gives
+// up), as a store that takes seconds per statement does.
+type slowOrgs struct {
+	companionsync.Orgs
+	delay time.Duration
+}
+
+func (s *slowOrgs) Org(ctx context.Context, id string) (companionsync.Org, error) {
+	select {
+	case <-time.After(s.delay):
+		return s.Orgs.Org(ctx, id)
+	case <-ctx.Done():
+		return companionsync.Org{}, fmt.Errorf("read org %q: %w", id, ctx.Err())
+	}
+}
+
+// TestHealthCheckGivesUpOnASlowStore: a health check runs inside the
+// connection's workflow task, so a store too slow to answer within its
+// bound is an outage, at once and non-retryable, not a failure retried for
+// minutes while the task waits. Its reads run at once: a store a little
+// slower than usual costs one round, not three.
+func TestHealthCheckGivesUpOnASlowStore(t *testing.T) {
+	s := openStore(t)
+	in := activities.HealthInput{Home: "acme", Companion: "acme-emea"}
+
+	slow := &activities.Activities{Orgs: &slowOrgs{Orgs: s, delay: time.Minute}, Unavailable: orgstore.Unavailable}
+	start := time.Now()
+	_, err := execute[activities.HealthResult](t, newEnv(t, slow), slow.CheckHealth, in)
+	appErr := applicationError(t, err)
+	assert.Equal(t, activities.ErrStoreUnavailable, appErr.Type())
+	assert.True(t, appErr.NonRetryable())
+	assert.Less(t, time.Since(start), 7*time.Second, "the check gives up at its bound")
+
+	// Two seconds per read: both org reads at once fit the bound.
+	slowish := &activities.Activities{Orgs: &slowOrgs{Orgs: s, delay: 2 * time.Second}, Unavailable: orgstore.Unavailable}
+	start = time.Now()
+	res, err := execute[activities.HealthResult](t, newEnv(t, slowish), slowish.CheckHealth, in)
+	require.NoError(t, err)
+	assert.True(t, res.Healthy)
+	assert.Less(t, time.Since(start), 4*time.Second, "the reads ran at once")
 }
