@@ -3,9 +3,9 @@ package activities_test
 import (
 	"context"
 	"database/sql"
-	"sync"
 	"fmt"
 	"net"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -309,8 +309,12 @@ func (m *countingMetrics) WithTags(map[string]string) client.MetricsHandler { re
 func (m *countingMetrics) Counter(name string) client.MetricsCounter {
 	return counterFunc(func(n int64) { m.mu.Lock(); m.counts[name] += n; m.mu.Unlock() })
 }
-func (m *countingMetrics) Gauge(string) client.MetricsGauge { return client.MetricsNopHandler.Gauge("") }
-func (m *countingMetrics) Timer(string) client.MetricsTimer { return client.MetricsNopHandler.Timer("") }
+func (m *countingMetrics) Gauge(string) client.MetricsGauge {
+	return client.MetricsNopHandler.Gauge("")
+}
+func (m *countingMetrics) Timer(string) client.MetricsTimer {
+	return client.MetricsNopHandler.Timer("")
+}
 
 func (m *countingMetrics) count(name string) int64 {
 	m.mu.Lock()

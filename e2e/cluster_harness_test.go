@@ -164,7 +164,7 @@ type Cluster struct {
 	// Frontend and StoreProxy are the fault proxies of
 	// ClusterOptions.FrontendProxy and StoreProxy; nil without them.
 	Frontend, StoreProxy *faultproxy.Proxy
-	Databases   ClusterDatabases
+	Databases            ClusterDatabases
 	// Dir holds the config files and the logs of every process.
 	Dir     string
 	Timings ClusterTimings

@@ -19,14 +19,14 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
-	enumspb "go.temporal.io/api/enums/v1"
 	commonpb "go.temporal.io/api/common/v1"
+	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
 	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/companionsync/companionsync"
 	"github.com/companionsync/companionsync/codec"
@@ -47,8 +47,8 @@ const (
 	// interval; by default one second per 10 connections and at least 3 s,
 	// so that the checks' load stays near 20 workflow tasks a second.
 	envSoakInterval = "COMPANIONSYNC_SOAK_INTERVAL"
-	soakClients        = 4
-	soakRecords        = 1500
+	soakClients     = 4
+	soakRecords     = 1500
 )
 
 // soakDataSpaces are the data spaces of every soak home.
