@@ -22,9 +22,9 @@ import (
 
 // registerHandlers installs queries, updates and signal listeners.
 func (c *connection) registerHandlers(ctx workflow.Context) error {
-	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (StatusView, error) {
+	if err := workflow.SetQueryHandlerWithOptions(ctx, QueryStatus, func() (StatusView, error) {
 		return c.view(), nil
-	}); err != nil {
+	}, queryOptions(describeConnectionStatus)); err != nil {
 		return fmt.Errorf("register status query: %w", err)
 	}
 	c.wake = workflow.NewBufferedChannel(ctx, 1)
@@ -38,7 +38,8 @@ func (c *connection) registerHandlers(ctx workflow.Context) error {
 			return err
 		}
 	}
-	if err := workflow.SetUpdateHandler(ctx, UpdateAwaitConnected, c.awaitConnected); err != nil {
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateAwaitConnected, c.awaitConnected,
+		workflow.UpdateHandlerOptions{Description: describeAwaitConnected}); err != nil {
 		return fmt.Errorf("register %s update: %w", UpdateAwaitConnected, err)
 	}
 	c.signals.listen(ctx, SignalShareReport, func(ctx workflow.Context, raw json.RawMessage) {
@@ -132,7 +133,7 @@ func (c *connection) registerDataSpaceMessage(ctx workflow.Context, m dataSpaceM
 				return err
 			}
 			return c.validateAfterEnds(m.validate(req.DataSpace))
-		}},
+		}, Description: messageDescriptions[m.name]},
 	)
 	if err != nil {
 		return fmt.Errorf("register %s update: %w", m.name, err)
@@ -162,7 +163,10 @@ func (c *connection) registerPlainMessage(ctx workflow.Context, m plainMessage) 
 			}
 			return c.accept(ctx, m.apply(ctx))
 		},
-		workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context) error { return c.validateAfterEnds(m.validate()) }},
+		workflow.UpdateHandlerOptions{
+			Validator:   func(ctx workflow.Context) error { return c.validateAfterEnds(m.validate()) },
+			Description: messageDescriptions[m.name],
+		},
 	)
 	if err != nil {
 		return fmt.Errorf("register %s update: %w", m.name, err)

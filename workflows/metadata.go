@@ -97,12 +97,13 @@ type metadataSync struct {
 }
 
 func (m *metadataSync) registerHandlers(ctx workflow.Context) error {
-	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (MetadataSyncView, error) { return m.view, nil }); err != nil {
+	if err := workflow.SetQueryHandlerWithOptions(ctx, QueryStatus, func() (MetadataSyncView, error) { return m.view, nil },
+		queryOptions(describeMetadataStatus)); err != nil {
 		return fmt.Errorf("register status query: %w", err)
 	}
-	if err := workflow.SetQueryHandler(ctx, QueryErrorLog, func() ([]activities.ErrorLogEntry, error) {
+	if err := workflow.SetQueryHandlerWithOptions(ctx, QueryErrorLog, func() ([]activities.ErrorLogEntry, error) {
 		return slices.Clone(m.errorLog), nil
-	}); err != nil {
+	}, queryOptions(describeErrorLog)); err != nil {
 		return fmt.Errorf("register error-log query: %w", err)
 	}
 	m.signals.listen(ctx, SignalMetadataDesired, func(ctx workflow.Context, raw json.RawMessage) {

@@ -33,7 +33,8 @@ func ReconcilerWorkflow(ctx workflow.Context, in ReconcilerInput) (ReconcileRepo
 	}
 	r.plan = planner{in: r.in, now: r.now}
 	r.report = ReconcileReport{StartedAt: r.now, Repair: r.in.Repair, Findings: []Finding{}}
-	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (ReconcileReport, error) { return r.report, nil }); err != nil {
+	if err := workflow.SetQueryHandlerWithOptions(ctx, QueryStatus, func() (ReconcileReport, error) { return r.report, nil },
+		queryOptions(describeReconcilerReport)); err != nil {
 		return ReconcileReport{}, fmt.Errorf("register status query: %w", err)
 	}
 	workflow.SetCurrentDetails(ctx, "surveying the registry")

@@ -35,7 +35,9 @@ func newInbox() *inbox {
 // listen routes the signal name to handle. Payloads are received raw, so a
 // malformed one reaches handle instead of being dropped by the SDK.
 func (in *inbox) listen(ctx workflow.Context, name string, handle func(workflow.Context, json.RawMessage)) {
-	in.channels[name] = workflow.GetSignalChannel(ctx, name)
+	// The first registration of a signal name sets its description for
+	// the Web UI: this is the only place that opens signal channels.
+	in.channels[name] = workflow.GetSignalChannelWithOptions(ctx, name, workflow.SignalChannelOptions{Description: describeSignal(name)})
 	in.handlers[name] = handle
 	in.names = append(in.names, name)
 }

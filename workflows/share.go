@@ -57,7 +57,8 @@ func DataSpaceShareWorkflow(ctx workflow.Context, in ShareInput) (ShareView, err
 	if st, ok := workflow.GetTypedSearchAttributes(ctx).GetKeyword(AttrInitializationStatus); ok {
 		s.published = InitializationStatus(st)
 	}
-	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (ShareView, error) { return s.view, nil }); err != nil {
+	if err := workflow.SetQueryHandlerWithOptions(ctx, QueryStatus, func() (ShareView, error) { return s.view, nil },
+		queryOptions(describeShareStatus)); err != nil {
 		return ShareView{}, fmt.Errorf("register status query: %w", err)
 	}
 	s.signals.listen(ctx, SignalShareDesired, func(ctx workflow.Context, raw json.RawMessage) {
