@@ -31,6 +31,9 @@ type Orgs interface {
 
 // Registry reads orgs and keeps the registry of connections.
 type Registry interface {
+	// CompanionCount returns how many companions the home org is connected
+	// to (its taken companion slots).
+	CompanionCount(ctx context.Context, home string) (int, error)
 	// Org returns the org with the given id, or an error wrapping ErrNotFound.
 	Org(ctx context.Context, id string) (Org, error)
 	// DataSpaces returns the names of the home org's data spaces, sorted.

@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/companionsync/companionsync"
+	"github.com/companionsync/companionsync/contract"
 )
 
 // DefaultBatchSize is the batch size of copies and removals when the input
@@ -114,7 +115,12 @@ func (a *Activities) Handshake(ctx context.Context, in HandshakeInput) (Handshak
 	if err != nil {
 		return HandshakeResult{}, fmt.Errorf("handshake %s/%s: list data spaces: %w", in.Home, in.Companion, err)
 	}
-	return HandshakeResult{DataSpaces: spaces}, nil
+	used, err := a.Orgs.CompanionCount(ctx, in.Home)
+	if err != nil {
+		return HandshakeResult{}, fmt.Errorf("handshake %s/%s: count companions: %w", in.Home, in.Companion, err)
+	}
+	return HandshakeResult{DataSpaces: spaces,
+		Licence: contract.Licence{ExpiresAt: home.LicenceExpiresAt, CompanionsUsed: used, CompanionsMax: home.MaxCompanions}}, nil
 }
 
 // refuseTaken returns the RuleCompanionUnconnected refusal when the companion
@@ -162,14 +168,16 @@ func (a *Activities) CheckHealth(ctx context.Context, in HealthInput) (HealthRes
 	ctx, cancel := context.WithTimeout(ctx, shortStepStoreTimeout)
 	defer cancel()
 	var (
-		home, companion        companionsync.Org
-		spaces                 []string
-		homeErr, compErr, dErr error
-		wg                     sync.WaitGroup
+		home, companion              companionsync.Org
+		spaces                       []string
+		used                         int
+		homeErr, compErr, dErr, uErr error
+		wg                           sync.WaitGroup
 	)
 	wg.Go(func() { home, homeErr = a.org(ctx, in.Home) })
 	wg.Go(func() { companion, compErr = a.org(ctx, in.Companion) })
 	wg.Go(func() { spaces, dErr = a.Orgs.DataSpaces(ctx, in.Home) })
+	wg.Go(func() { used, uErr = a.Orgs.CompanionCount(ctx, in.Home) })
 	wg.Wait()
 	if homeErr != nil {
 		return HealthResult{}, a.shortStepError(ctx, homeErr, doing)
@@ -188,7 +196,11 @@ func (a *Activities) CheckHealth(ctx context.Context, in HealthInput) (HealthRes
 	if dErr != nil {
 		return HealthResult{}, a.shortStepError(ctx, dErr, doing+": list data spaces")
 	}
-	res := HealthResult{Healthy: len(problems) == 0, DataSpaces: spaces}
+	if uErr != nil {
+		return HealthResult{}, a.shortStepError(ctx, uErr, doing+": count companions")
+	}
+	res := HealthResult{Healthy: len(problems) == 0, DataSpaces: spaces,
+		Licence: contract.Licence{ExpiresAt: home.LicenceExpiresAt, CompanionsUsed: used, CompanionsMax: home.MaxCompanions}}
 	if !res.Healthy {
 		res.Reason = strings.Join(problems, "; ") + " (the next health check or a re-check restores the connection)"
 	}

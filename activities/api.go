@@ -64,6 +64,8 @@ type HandshakeInput struct {
 type HandshakeResult struct {
 	// DataSpaces are the home org's data spaces, sorted by name.
 	DataSpaces []string `json:"dataSpaces"`
+	// Licence is the home's licence and companion slots (CheckedAt unset).
+	Licence contract.Licence `json:"licence"`
 }
 
 // HealthInput names the connection to check.
@@ -78,6 +80,8 @@ type HealthResult struct {
 	Healthy    bool     `json:"healthy"`
 	Reason     string   `json:"reason"`
 	DataSpaces []string `json:"dataSpaces"`
+	// Licence is the home's licence and companion slots (CheckedAt unset).
+	Licence contract.Licence `json:"licence"`
 }
 
 // CopyInput asks for one chunk of the initial sync of a data space. The

@@ -116,6 +116,10 @@ type ShareState struct {
 	// RemovalDeadline is when the running removal must be done; zero when
 	// no removal is running.
 	RemovalDeadline time.Time `json:"removalDeadline"`
+	// CopyStartedAt and CopiedAtStart are when the running first sync was
+	// first seen moving and how many records were copied then: its rate.
+	CopyStartedAt time.Time `json:"copyStartedAt,omitzero"`
+	CopiedAtStart int       `json:"copiedAtStart,omitempty"`
 }
 
 // MetadataDesired is the connection's desired state of its metadata sync.

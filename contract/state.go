@@ -28,6 +28,8 @@ type ConnectionState struct {
 	Disconnecting   bool         `json:"disconnecting"`
 	LastRejected    string       `json:"lastRejected"`
 	Transitions     []Transition `json:"transitions"`
+	// Licence is what the last health check read of the home's licence.
+	Licence *Licence `json:"licence,omitempty"`
 }
 
 // ShareRecord is the connection's record of one share.

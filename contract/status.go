@@ -117,6 +117,28 @@ type ShareView struct {
 	// failed, for example the org store unreachable since a time and how
 	// long that is waited for; empty otherwise.
 	Waiting string `json:"waiting,omitempty"`
+	// CopyRate is the first sync's rate in records a second since its
+	// start, and EstimatedCompletion when it will be done at that rate:
+	// an absolute time, so it does not age between reports. Both are set
+	// while Activating, once a step has copied records.
+	CopyRate            float64    `json:"copyRate,omitempty"`
+	EstimatedCompletion *time.Time `json:"estimatedCompletion,omitempty"`
+	// RemovalDeadline is when a removal in progress must be done; past it
+	// the share goes to Error.
+	RemovalDeadline *time.Time `json:"removalDeadline,omitempty"`
+}
+
+// Licence is the home org's licence and companion slots as the last health
+// check (or the handshake) read them.
+type Licence struct {
+	// ExpiresAt is when the home org's licence expires.
+	ExpiresAt time.Time `json:"expiresAt"`
+	// CompanionsUsed of CompanionsMax companion slots of the home org are
+	// taken, by every connection of the home, this one included.
+	CompanionsUsed int `json:"companionsUsed"`
+	CompanionsMax  int `json:"companionsMax"`
+	// CheckedAt is when they were read.
+	CheckedAt time.Time `json:"checkedAt"`
 }
 
 // MetadataSyncView is the state of a connection's metadata sync.
@@ -174,4 +196,8 @@ type StatusView struct {
 	// ProtocolProgressReport on, the view holds its children's progress
 	// and a status read needs no other query.
 	Protocol Protocol `json:"protocol,omitempty"`
+	// Licence is the home org's licence expiry and companion slots, from
+	// the last health check; nil before the first one of a release that
+	// reads them.
+	Licence *Licence `json:"licence,omitempty"`
 }

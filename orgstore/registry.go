@@ -109,6 +109,16 @@ func (s *Store) Deregister(ctx context.Context, home, companion string) error {
 	return nil
 }
 
+// CompanionCount returns the number of companions registered with the
+// home; see companionsync.Registry.CompanionCount.
+func (s *Store) CompanionCount(ctx context.Context, home string) (int, error) {
+	var n int
+	if err := s.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM connections WHERE home = ?`, home).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count companions of %s: %w", home, err)
+	}
+	return n, nil
+}
+
 // Connections returns a page of the registry in companion order; see
 // companionsync.Registry.Connections.
 func (s *Store) Connections(ctx context.Context, after string, limit int) ([]companionsync.Connection, error) {

@@ -37,6 +37,11 @@ func statusText(v contract.StatusView, bars bool) string {
 		fmt.Fprintf(tw, "Reason\t%s\n", v.Reason)
 	}
 	fmt.Fprintf(tw, "Metadata sync\t%s\n", metadataText(v.MetadataSync))
+	if l := v.Licence; l != nil {
+		fmt.Fprintf(tw, "Home licence\texpires %s (%s); companions %d of %d used, %d free\n",
+			l.ExpiresAt.UTC().Format(time.RFC3339), relative(l.ExpiresAt), l.CompanionsUsed, l.CompanionsMax,
+			max(l.CompanionsMax-l.CompanionsUsed, 0))
+	}
 	if v.LastRejected != "" {
 		fmt.Fprintf(tw, "Last rejected\t%s\n", v.LastRejected)
 	}
@@ -80,6 +85,13 @@ func statusText(v contract.StatusView, bars bool) string {
 		if s.Waiting != "" {
 			cells = append(cells, "waiting: "+s.Waiting)
 		}
+		if s.EstimatedCompletion != nil && s.InitializationStatus == contract.Activating {
+			cells = append(cells, fmt.Sprintf("%.0f records/s, done about %s (%s)", s.CopyRate,
+				s.EstimatedCompletion.Local().Format("15:04:05"), relative(*s.EstimatedCompletion)))
+		}
+		if s.RemovalDeadline != nil && s.InitializationStatus == contract.RemovingSharing {
+			cells = append(cells, fmt.Sprintf("deadline %s (%s)", s.RemovalDeadline.Local().Format("15:04:05"), relative(*s.RemovalDeadline)))
+		}
 		fmt.Fprintln(tw, strings.Join(cells, "\t"))
 	}
 	tw.Flush()
@@ -111,6 +123,23 @@ func requestedStatus(request string) string {
 		return string(contract.RemovingSharing)
 	}
 	return request
+}
+
+// relative reads a time as "in 4m", "2h ago" or "now", for a reader: the
+// absolute time beside it is what scripts use.
+func relative(at time.Time) string {
+	d := time.Until(at).Round(time.Second)
+	switch {
+	case d > 48*time.Hour:
+		return fmt.Sprintf("in %dd", int(d.Hours()/24))
+	case d > 0:
+		return "in " + d.String()
+	case d < -48*time.Hour:
+		return fmt.Sprintf("%dd ago", int(-d.Hours()/24))
+	case d < 0:
+		return (-d).String() + " ago"
+	}
+	return "now"
 }
 
 // progress reads "1200/50000 (2%)".

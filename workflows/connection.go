@@ -190,6 +190,7 @@ func (c *connection) handshake(ctx workflow.Context) error {
 	}
 	c.Handshaken = true
 	c.DataSpaces = res.DataSpaces
+	c.readLicence(ctx, res.Licence)
 	c.Reason = ""
 	c.NextHealthCheck = workflow.Now(ctx).Add(c.settings.HealthCheckInterval)
 	c.setStatus(ctx, Incomplete, "handshake passed; share a data space to activate")

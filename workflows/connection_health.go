@@ -32,6 +32,7 @@ func (c *connection) checkHealth(ctx workflow.Context) {
 	if len(res.DataSpaces) > 0 {
 		c.DataSpaces = res.DataSpaces
 	}
+	c.readLicence(ctx, res.Licence)
 	switch {
 	case !res.Healthy:
 		if c.Status != Inactive || c.Reason != res.Reason {
@@ -83,4 +84,15 @@ func (c *connection) healthCheckTimer(ctx workflow.Context) workflow.Future {
 	c.healthTimer = workflow.NewTimerWithOptions(timerCtx, max(c.NextHealthCheck.Sub(workflow.Now(ctx)), time.Millisecond),
 		workflow.TimerOptions{Summary: "next health check"})
 	return c.healthTimer
+}
+
+// readLicence keeps what a health check or the handshake read of the home's
+// licence and companion slots, for the status. A result of a worker of an
+// earlier release, which reads none, leaves the last one.
+func (c *connection) readLicence(ctx workflow.Context, l Licence) {
+	if l.ExpiresAt.IsZero() && l.CompanionsMax == 0 {
+		return
+	}
+	l.CheckedAt = workflow.Now(ctx)
+	c.Licence = &l
 }

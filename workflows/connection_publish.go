@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
@@ -53,6 +54,7 @@ func (c *connection) view() StatusView {
 		LastRejected:  c.LastRejected,
 		Transitions:   slices.Clone(c.Transitions),
 		Protocol:      c.protocol,
+		Licence:       c.Licence,
 	}
 	for _, ds := range workflow.DeterministicKeys(c.Shares) {
 		v.DataSpaces = append(v.DataSpaces, c.shareView(ds))
@@ -157,6 +159,10 @@ func (c *connection) details() string {
 		}
 		fmt.Fprintf(&b, "| Metadata sync | %s | %s |\n", status, mdCell(metadataDetail(m)))
 	}
+	if l := c.Licence; l != nil {
+		fmt.Fprintf(&b, "\nHome licence expires %s; companions %d of %d used (checked %s)\n",
+			l.ExpiresAt.UTC().Format(time.RFC3339), l.CompanionsUsed, l.CompanionsMax, l.CheckedAt.UTC().Format(time.RFC3339))
+	}
 	if c.LastRejected != "" {
 		fmt.Fprintf(&b, "\nLast rejected message: %s\n", mdCell(c.LastRejected))
 	}
@@ -177,9 +183,17 @@ func (c *connection) connectionDetail() string {
 func shareDetail(v ShareView) string {
 	switch v.InitializationStatus {
 	case Activating:
-		return fmt.Sprintf("%d of %d records copied", v.RecordsCopied, v.RecordsTotal)
+		s := fmt.Sprintf("%d of %d records copied", v.RecordsCopied, v.RecordsTotal)
+		if v.EstimatedCompletion != nil {
+			s += fmt.Sprintf(", %.0f records/s, done about %s", v.CopyRate, v.EstimatedCompletion.UTC().Format(time.RFC3339))
+		}
+		return s
 	case RemovingSharing:
-		return fmt.Sprintf("%d of %d records removed", v.RecordsRemoved, v.RecordsToRemove)
+		s := fmt.Sprintf("%d of %d records removed", v.RecordsRemoved, v.RecordsToRemove)
+		if v.RemovalDeadline != nil {
+			s += ", deadline " + v.RemovalDeadline.UTC().Format(time.RFC3339)
+		}
+		return s
 	case ShareError:
 		return v.Error
 	}

@@ -48,6 +48,7 @@ type (
 	ShareReport          = contract.ShareReport
 	ShareState           = contract.ShareState
 	ShareView            = contract.ShareView
+	Licence              = contract.Licence
 	StatusView           = contract.StatusView
 	Transition           = contract.Transition
 	UpgradeRequest       = contract.UpgradeRequest

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"go.temporal.io/sdk/log"
@@ -43,6 +44,7 @@ func DataSpaceShareWorkflow(ctx workflow.Context, in ShareInput) (ShareView, err
 	s.budget.listenUpgrade(ctx, s.signals, in.Protocol)
 	if st := in.State; st != nil {
 		s.acked, s.view, s.checkpoint, s.removalDeadline = st.Acked, st.View, st.Checkpoint, st.RemovalDeadline
+		s.copyStartedAt, s.copiedAtStart = st.CopyStartedAt, st.CopiedAtStart
 		s.view.DataSpace, s.view.Requested = in.DataSpace, ""
 	}
 	if in.Desired.Generation > s.acked {
@@ -100,6 +102,10 @@ type share struct {
 	checkpoint string
 	// removalDeadline is when the running removal must be done.
 	removalDeadline time.Time
+	// copyStartedAt and copiedAtStart are when the running first sync
+	// started and how many records it had then: its rate.
+	copyStartedAt time.Time
+	copiedAtStart int
 	// unavailableSince is when the last step found the org store
 	// unreachable; zero while it is reachable.
 	unavailableSince time.Time
@@ -161,7 +167,8 @@ func (s *share) run(ctx workflow.Context) (ShareView, error) {
 				next := s.in
 				next.Protocol = s.budget.protocolAfter(ctx, s.in.Protocol)
 				next.Desired = s.desired
-				next.State = &ShareState{Acked: s.acked, View: s.view, Checkpoint: s.checkpoint, RemovalDeadline: s.removalDeadline}
+				next.State = &ShareState{Acked: s.acked, View: s.view, Checkpoint: s.checkpoint, RemovalDeadline: s.removalDeadline,
+					CopyStartedAt: s.copyStartedAt, CopiedAtStart: s.copiedAtStart}
 				return next
 			})
 		}
@@ -220,6 +227,9 @@ func (s *share) wait(ctx workflow.Context, step workflow.Future) {
 func (s *share) copyData(ctx workflow.Context) error {
 	ctx, cancel := workflow.WithCancel(ctx)
 	defer cancel()
+	if s.copyStartedAt.IsZero() {
+		s.copyStartedAt, s.copiedAtStart = workflow.Now(ctx), s.view.RecordsCopied
+	}
 	actx := s.stepOptions(ctx, s.settings.InitialSyncRetry, fmt.Sprintf("copy records of %s to %s", s.in.DataSpace, s.in.Companion))
 	for {
 		step := workflow.ExecuteActivity(actx, acts.CopyRecords, activities.CopyInput{
@@ -248,6 +258,7 @@ func (s *share) copyData(ctx workflow.Context) error {
 		if p.Outage == nil || p.Total > 0 {
 			s.view.RecordsCopied, s.view.RecordsTotal = p.Copied, p.Total
 		}
+		s.estimate(ctx)
 		s.waiting(p.Outage)
 		s.details(ctx)
 		if p.Done {
@@ -271,6 +282,9 @@ func (s *share) removeData(ctx workflow.Context) error {
 	if s.removalDeadline.IsZero() {
 		s.removalDeadline = workflow.Now(ctx).Add(deadline)
 	}
+	shown := s.removalDeadline
+	s.view.RemovalDeadline = &shown
+	defer func() { s.view.RemovalDeadline = nil }()
 	ctx, cancel := workflow.WithCancel(ctx)
 	done := false
 	defer func() {
@@ -329,6 +343,21 @@ func (s *share) removeData(ctx workflow.Context) error {
 	}
 }
 
+// estimate sets the first sync's rate since it started and when it will be
+// done at that rate, once it has copied records. The completion is an
+// absolute time, so it does not age between reports.
+func (s *share) estimate(ctx workflow.Context) {
+	now := workflow.Now(ctx)
+	moved, elapsed := s.view.RecordsCopied-s.copiedAtStart, now.Sub(s.copyStartedAt)
+	if moved <= 0 || elapsed <= 0 {
+		return
+	}
+	rate := float64(moved) / elapsed.Seconds()
+	left := max(s.view.RecordsTotal-s.view.RecordsCopied, 0)
+	eta := now.Add(time.Duration(float64(left) / rate * float64(time.Second))).Truncate(time.Second)
+	s.view.CopyRate, s.view.EstimatedCompletion = math.Round(rate*10)/10, &eta
+}
+
 // waiting shows an outage of the org store that a step ended on, and keeps
 // its start for the next step; a step without one clears both.
 func (s *share) waiting(o *activities.Outage) {
@@ -379,6 +408,10 @@ func (s *share) orphan(ctx workflow.Context) (ShareView, error) {
 
 func (s *share) setStatus(ctx workflow.Context, st InitializationStatus) {
 	s.view.InitializationStatus = st
+	if st != Activating {
+		s.copyStartedAt, s.copiedAtStart = time.Time{}, 0
+		s.view.CopyRate, s.view.EstimatedCompletion = 0, nil
+	}
 	s.details(ctx)
 }
 
