@@ -122,6 +122,8 @@ func (r Ref) workflowID() string { return contract.ConnectionWorkflowID(r.Home, 
 type Client struct {
 	temporal     client.Client
 	queryTimeout time.Duration
+	// failures reads failure messages of histories (WithKeys).
+	failures converter.FailureConverter
 }
 
 // DefaultQueryTimeout is how long Status waits for a worker to answer its

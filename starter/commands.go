@@ -283,3 +283,55 @@ func parse(fs *flagSet, d *dialer, args []string) error {
 	}
 	return d.check()
 }
+
+func runSupportBundle(ctx context.Context, inv *invocation, args []string) error {
+	fs := inv.flags("support-bundle", "--connection H/C [--output F]",
+		"Write one JSON file to attach to a support ticket: the connection's status and recent\n"+
+			"transitions, what to do about each problem, the metadata error log, and the failure messages\n"+
+			"of every run of its workflows. It holds no record contents and no secrets (keys, tokens,\n"+
+			"passwords).")
+	ref := fs.connection()
+	out := fs.String("output", "", "the file to write (default companionsync-support-HOME-COMPANION-TIME.json; - for standard output)")
+	fs.StringVar(out, "o", "", "shorthand for --output")
+	d := fs.dialer()
+	if err := parse(fs, d, args); err != nil {
+		return err
+	}
+	c, err := d.client(ctx)
+	if err != nil {
+		return err
+	}
+	b, err := c.SupportBundle(ctx, *ref)
+	if err != nil {
+		return err
+	}
+	if *out == "-" {
+		return printJSON(inv.stdout, b)
+	}
+	path := *out
+	if path == "" {
+		path = fmt.Sprintf("companionsync-support-%s-%s-%s.json", ref.Home, ref.Companion, b.GeneratedAt.Format("20060102T150405Z"))
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("support bundle: %w", err)
+	}
+	if err := printJSON(f, b); err != nil {
+		f.Close()
+		return fmt.Errorf("support bundle: write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("support bundle: write %s: %w", path, err)
+	}
+	failures := 0
+	for _, r := range b.Runs {
+		failures += len(r.Failures) + r.FailuresLeftOut
+	}
+	fmt.Fprintf(inv.stdout, "wrote %s: status %s, %d advice, %d error-log entries, %d runs, %d failures", path, b.Status.Status,
+		len(b.Advice), len(b.ErrorLog), len(b.Runs), failures)
+	if len(b.Unread) > 0 {
+		fmt.Fprintf(inv.stdout, "; not read: %s", strings.Join(b.Unread, "; "))
+	}
+	fmt.Fprintln(inv.stdout)
+	return nil
+}

@@ -28,7 +28,9 @@ type invocation struct {
 	stdout, stderr io.Writer
 
 	temporal client.Client
-	store    *orgstore.Store
+	// keys is the key ring temporal was dialled with (nil: plaintext).
+	keys  *codec.KeyRing
+	store *orgstore.Store
 }
 
 func (inv *invocation) close() {
@@ -190,9 +192,9 @@ func (d *dialer) client(ctx context.Context) (*control.Client, error) {
 		if err != nil {
 			return nil, err
 		}
-		d.inv.temporal = c
+		d.inv.temporal, d.inv.keys = c, ring
 	}
-	return control.New(d.inv.temporal).WithQueryTimeout(d.queryTimeout), nil
+	return control.New(d.inv.temporal).WithQueryTimeout(d.queryTimeout).WithKeys(d.inv.keys), nil
 }
 
 // orgStore adds the --org-store flag: the worker's org store, by default

@@ -203,7 +203,8 @@ func nextStep(v contract.StatusView) string {
 	}
 	for _, s := range v.DataSpaces {
 		if s.InitializationStatus == contract.ShareError {
-			return fmt.Sprintf("'starter retry --connection %s --data-space %s' (or unshare it)", ref, s.DataSpace)
+			return fmt.Sprintf("'starter retry --connection %s --data-space %s' (or unshare it); if it fails again, create a support ticket and attach 'starter support-bundle --connection %s'",
+				ref, s.DataSpace, ref)
 		}
 	}
 	if v.Status == contract.Incomplete {

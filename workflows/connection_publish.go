@@ -195,7 +195,7 @@ func shareDetail(v ShareView) string {
 		}
 		return s
 	case ShareError:
-		return v.Error
+		return v.Error + " · retry it once the cause is fixed; if it fails again, create a support ticket (starter support-bundle)"
 	}
 	return fmt.Sprintf("%d records", v.RecordsTotal)
 }
