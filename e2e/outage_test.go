@@ -256,9 +256,10 @@ func TestSlowStore(t *testing.T) {
 
 	settings := testenv.FastSettings()
 	settings.BatchSize = 100
-	// A health check on a slow store holds its workflow task for its
-	// round trips (up to 10 s, then it gives up and keeps the status):
-	// checks every minute leave the connection free to answer reads.
+	// A health check runs inside the connection's workflow task: on a slow
+	// store its reads run at once and it gives up after 5 s, keeping the
+	// status. Checks every minute leave the connection free to answer
+	// reads and take the removal's reports.
 	settings.HealthCheckInterval = time.Minute
 	settings.MetadataSyncInterval = time.Minute
 	env := testenv.Start(t, testenv.Options{OrgStore: store, SeedRecords: 100, Settings: settings})
@@ -289,6 +290,9 @@ func TestSlowStore(t *testing.T) {
 		assert.NotEqual(t, string(contract.ShareError), tr.Status, "transition %+v", tr)
 		assert.NotEqual(t, string(contract.Inactive), tr.Status, "transition %+v", tr)
 	}
+	// No workflow task of the connection waited on the store for longer
+	// than a health check's bound (and a task's round trip).
+	assertShortWorkflowTasks(t, env, workflows.ConnectionWorkflowID("acme", "acme-emea"), 8*time.Second)
 	steps := firstAttemptsOnly(t, env, workflows.ShareWorkflowID("acme", "acme-emea", "default"))
 	assert.NotZero(t, steps)
 	t.Logf("%d copy and removal steps, each done on its first attempt", steps)
