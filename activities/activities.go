@@ -55,8 +55,26 @@ func (a *Activities) now() time.Time {
 // companions. The last two are enforced again atomically when the connection
 // is registered. A refusal is a non-retryable ErrIneligible error whose
 // details are an Ineligibility naming the rule. Handshake is idempotent for
-// the same Token.
+// the same Token. It runs inside the connection's first workflow task: an
+// org store unreachable or too slow to answer within handshakeStoreTimeout
+// fails it at once with the non-retryable ErrStoreUnavailable, and the
+// workflow tries again later.
 func (a *Activities) Handshake(ctx context.Context, in HandshakeInput) (HandshakeResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, handshakeStoreTimeout)
+	defer cancel()
+	res, err := a.handshake(ctx, in)
+	var app *temporal.ApplicationError
+	if err != nil && !errors.As(err, &app) && a.shortStepOutage(ctx, err) {
+		return HandshakeResult{}, storeDown(err, fmt.Sprintf("handshake %s/%s", in.Home, in.Companion))
+	}
+	return res, err
+}
+
+// handshakeStoreTimeout bounds the handshake's store calls: about a dozen
+// round trips.
+const handshakeStoreTimeout = 2 * shortStepStoreTimeout
+
+func (a *Activities) handshake(ctx context.Context, in HandshakeInput) (HandshakeResult, error) {
 	home, err := a.Orgs.Org(ctx, in.Home)
 	if errors.Is(err, companionsync.ErrNotFound) {
 		return HandshakeResult{}, ineligible(RuleHomeExists,

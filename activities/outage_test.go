@@ -202,6 +202,11 @@ func TestShortStepsFailAtOnceWhenTheStoreIsDown(t *testing.T) {
 				activities.HealthInput{Home: "acme", Companion: "acme-emea"})
 			return err
 		},
+		"handshake": func() error {
+			_, err := execute[activities.HandshakeResult](t, newEnv(t, acts), acts.Handshake,
+				activities.HandshakeInput{Home: "acme", Companion: "acme-emea", Token: "t"})
+			return err
+		},
 		"count": func() error {
 			_, err := execute[activities.PendingResult](t, newEnv(t, acts), acts.CountPendingMetadata,
 				activities.PendingInput{Home: "acme", Companion: "acme-emea", DataSpaces: []string{"default"}})
@@ -216,8 +221,8 @@ func TestShortStepsFailAtOnceWhenTheStoreIsDown(t *testing.T) {
 		assert.Less(t, time.Since(start), 2*time.Second, "%s holds no workflow task", name)
 		checks++
 	}
-	assert.Equal(t, 2, checks)
-	assert.Equal(t, int64(2), metrics.count(activities.StoreUnavailableMetric), "each outage is counted")
+	assert.Equal(t, 3, checks)
+	assert.Equal(t, int64(3), metrics.count(activities.StoreUnavailableMetric), "each outage is counted")
 
 	// Without the classifier, an error of the store is retried as before.
 	plain := &activities.Activities{Orgs: orgs}

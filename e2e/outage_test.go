@@ -340,3 +340,41 @@ func firstAttemptsOnly(t *testing.T, env *testenv.Env, id string) int {
 	}
 	return n
 }
+
+// TestConnectWaitsForTheStore connects while the org store is unreachable:
+// the connection stays Connecting and says it waits for the store, and the
+// connect completes, Incomplete, once the store is back; no workflow task
+// waits on the store meanwhile.
+func TestConnectWaitsForTheStore(t *testing.T) {
+	store, proxy := postgresBehindProxy(t, "e2e_connect")
+	env := testenv.Start(t, testenv.Options{OrgStore: store, SeedRecords: 100})
+	c := control.New(env.Client)
+	ctx := context.Background()
+	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
+
+	proxy.Down()
+	down := time.Now()
+	connected := make(chan error, 1)
+	go func() {
+		_, err := c.Connect(ctx, ref, contract.Settings{})
+		connected <- err
+	}()
+	var v contract.StatusView
+	testenv.Eventually(t, time.Minute, "Connecting, waiting for the store", func() bool {
+		var err error
+		v, err = c.Status(ctx, ref)
+		return err == nil && !v.Stale && v.Status == contract.Connecting && strings.Contains(v.Reason, "waiting for the org store")
+	})
+	t.Logf("while the store is down: %s: %s", v.Status, v.Reason)
+	select {
+	case err := <-connected:
+		t.Fatalf("connect returned while the store was down: %v", err)
+	default:
+	}
+	testenv.Eventually(t, time.Minute, "the outage lasting 20 s", func() bool { return time.Since(down) > 20*time.Second })
+	proxy.Up()
+	require.NoError(t, <-connected, "connect completes once the store is back")
+	v = testenv.WaitStatus(t, c, ref, "Incomplete", func(v contract.StatusView) bool { return v.Status == contract.Incomplete })
+	assert.Empty(t, v.Reason)
+	assertShortWorkflowTasks(t, env, workflows.ConnectionWorkflowID(ref.Home, ref.Companion), 12*time.Second)
+}

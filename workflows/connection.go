@@ -1,10 +1,12 @@
 package workflows
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
 	"go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/companionsync/companionsync/activities"
@@ -174,13 +176,34 @@ func (c *connection) run(ctx workflow.Context) (StatusView, error) {
 }
 
 // handshake runs the eligibility check and registration. An ineligible pair
-// ends the workflow with the activity's non-retryable error.
+// ends the workflow with the activity's non-retryable error. An org store
+// that cannot be reached is waited for, Connecting, with the reason shown,
+// for up to handshakeOutageLimit.
 func (c *connection) handshake(ctx workflow.Context) error {
 	var res activities.HandshakeResult
 	info := workflow.GetInfo(ctx)
-	err := c.shortStep(ctx, "handshake and eligibility check", 0, acts.Handshake,
-		activities.HandshakeInput{Home: c.home, Companion: c.companion, Token: info.WorkflowExecution.ID + "/" + info.OriginalRunID},
-	).Get(ctx, &res)
+	var since time.Time
+	var err error
+	for {
+		err = c.shortStep(ctx, "handshake and eligibility check", 0, acts.Handshake,
+			activities.HandshakeInput{Home: c.home, Companion: c.companion, Token: info.WorkflowExecution.ID + "/" + info.OriginalRunID},
+		).Get(ctx, &res)
+		var app *temporal.ApplicationError
+		if !errors.As(err, &app) || app.Type() != activities.ErrStoreUnavailable {
+			break
+		}
+		now := workflow.Now(ctx)
+		if since.IsZero() {
+			since = now
+		}
+		if now.Sub(since) >= handshakeOutageLimit {
+			break
+		}
+		c.Reason = fmt.Sprintf("waiting for the org store since %s: %s; the handshake is tried again every %s",
+			since.UTC().Format(time.RFC3339), rootMessage(err), handshakeRetry)
+		c.publish(ctx)
+		_ = workflow.NewTimerWithOptions(ctx, handshakeRetry, workflow.TimerOptions{Summary: "handshake: waiting for the org store"}).Get(ctx, nil)
+	}
 	if err != nil {
 		c.refused = err
 		c.Reason = "refused: " + rootMessage(err)
@@ -196,6 +219,14 @@ func (c *connection) handshake(ctx workflow.Context) error {
 	c.setStatus(ctx, Incomplete, "handshake passed; share a data space to activate")
 	return nil
 }
+
+// handshakeRetry is how often a handshake that found the org store
+// unreachable is tried again, and handshakeOutageLimit how long it is tried:
+// past it the connection fails as refused, with the store's error.
+const (
+	handshakeRetry       = 10 * time.Second
+	handshakeOutageLimit = 10 * time.Minute
+)
 
 // nextGeneration hands out a new generation.
 func (c *connection) nextGeneration() int64 {

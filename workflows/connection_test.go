@@ -281,6 +281,41 @@ func TestIneligibleCompanionEndsTheWorkflow(t *testing.T) {
 	assert.False(t, h.orgs.registered)
 }
 
+// TestHandshakeWaitsForTheStore: a handshake that finds the org store
+// unreachable keeps the connection Connecting, says why, and is tried again
+// until the store answers; past the outage limit the connection ends with
+// the store's error.
+func TestHandshakeWaitsForTheStore(t *testing.T) {
+	h := newHarness(t)
+	h.orgs.storeDown = 3
+	h.at(5*time.Second, func() {
+		v := h.status()
+		assert.Equal(t, Connecting, v.Status)
+		assert.Contains(t, v.Reason, "waiting for the org store")
+	})
+	h.at(time.Minute, func() {
+		v := h.status()
+		assert.Equal(t, Incomplete, v.Status, "the handshake passed once the store answered")
+		assert.Empty(t, v.Reason)
+		h.env.SignalWorkflow(MessageDisconnect, nil)
+	})
+	h.run(testSettings())
+	require.NoError(t, h.env.GetWorkflowError())
+	assert.Equal(t, 1, h.orgs.deregistrations, "registered once, deregistered by the disconnect")
+	assert.Zero(t, h.orgs.storeDown, "every failing handshake was tried")
+	assert.Equal(t, Disconnected, h.final().Status)
+
+	long := newHarness(t)
+	long.orgs.storeDown = 1000
+	long.env.SetTestTimeout(time.Minute)
+	long.run(testSettings())
+	var appErr *temporal.ApplicationError
+	require.ErrorAs(t, long.env.GetWorkflowError(), &appErr)
+	assert.Equal(t, activities.ErrStoreUnavailable, appErr.Type(), "past the limit the connection ends with the store's error")
+	assert.False(t, long.orgs.registered)
+	assert.InDelta(t, int(handshakeOutageLimit/handshakeRetry)+1, 1000-long.orgs.storeDown, 1, "tried every %s for %s", handshakeRetry, handshakeOutageLimit)
+}
+
 func TestShareBecomesActiveAndDisconnectRemovesIt(t *testing.T) {
 	h := newHarness(t)
 	h.at(time.Second, func() {

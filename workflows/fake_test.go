@@ -21,7 +21,9 @@ import (
 type fakeOrgs struct {
 	mu sync.Mutex
 
-	ineligible        *activities.Ineligibility
+	ineligible *activities.Ineligibility
+	// storeDown is how many handshakes still find the store unreachable.
+	storeDown         int
 	dataSpaces        map[string]int // data space -> records at home
 	licenceExpired    bool
 	companionInactive bool
@@ -101,6 +103,11 @@ func (f *fakeOrgs) Handshake(_ context.Context, in activities.HandshakeInput) (a
 	if f.ineligible != nil {
 		return activities.HandshakeResult{}, temporal.NewNonRetryableApplicationError(
 			f.ineligible.Message, activities.ErrIneligible, nil, *f.ineligible)
+	}
+	if f.storeDown > 0 {
+		f.storeDown--
+		return activities.HandshakeResult{}, temporal.NewNonRetryableApplicationError(
+			"handshake: the org store is unreachable: connection refused", activities.ErrStoreUnavailable, nil)
 	}
 	f.registered = true
 	return activities.HandshakeResult{DataSpaces: f.names()}, nil
