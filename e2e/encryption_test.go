@@ -293,9 +293,12 @@ func TestTamperedPayloadFailsOnlyItsWorkflow(t *testing.T) {
 		Reason:                    "drop a tampered signal",
 		WorkflowTaskFinishEventId: resetTo,
 		RequestId:                 "reset-tampered",
-		ResetReapplyType:          enumspb.RESET_REAPPLY_TYPE_NONE,
+		ResetReapplyExcludeTypes:  []enumspb.ResetReapplyExcludeType{enumspb.RESET_REAPPLY_EXCLUDE_TYPE_SIGNAL, enumspb.RESET_REAPPLY_EXCLUDE_TYPE_UPDATE},
 	})
 	require.NoError(t, err)
+	// The reset runs the workflow task it went back to again: the
+	// connection is back once that task is done.
+	testenv.WaitStatus(t, c, victim, "the victim answering again", func(v contract.StatusView) bool { return v.Status == contract.Incomplete })
 	_, err = c.Share(ctx, victim, "marketing")
 	require.NoError(t, err, "the reset connection takes requests again")
 	testenv.WaitStatus(t, c, victim, "the victim's share Active", testenv.ShareIs("marketing", contract.ShareActive))
