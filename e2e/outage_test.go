@@ -262,6 +262,9 @@ func TestSlowStore(t *testing.T) {
 	// reads and take the removal's reports.
 	settings.HealthCheckInterval = time.Minute
 	settings.MetadataSyncInterval = time.Minute
+	// The production removal deadline: at 2 s per round trip one removal
+	// step takes over a minute, FastSettings' deadline.
+	settings.RemovalDeadline = 30 * time.Minute
 	env := testenv.Start(t, testenv.Options{OrgStore: store, SeedRecords: 100, Settings: settings})
 	c := control.New(env.Client)
 	ctx := context.Background()
