@@ -8,14 +8,11 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.temporal.io/sdk/worker"
 
 	"github.com/companionsync/companionsync"
-	"github.com/companionsync/companionsync/activities"
 	"github.com/companionsync/companionsync/contract"
 	"github.com/companionsync/companionsync/control"
 	"github.com/companionsync/companionsync/internal/testenv"
-	"github.com/companionsync/companionsync/workflows"
 )
 
 // heldRegistry holds every registration until released: a handshake that
@@ -43,10 +40,7 @@ func (h *heldRegistry) Register(ctx context.Context, c companionsync.Connection,
 func TestConnectingIsSeenWhileTheHandshakeIsHeld(t *testing.T) {
 	env := testenv.Start(t, testenv.Options{NoWorker: true})
 	orgs := &heldRegistry{Orgs: env.Store, release: make(chan struct{})}
-	w := worker.New(env.Client, contract.TaskQueue, worker.Options{})
-	workflows.Register(w, &activities.Activities{Orgs: orgs}, env.Settings)
-	require.NoError(t, w.Start())
-	t.Cleanup(w.Stop)
+	newWorkerOn(t, env, orgs)
 
 	// The handshake runs inside the connection's workflow task: while it
 	// waits, a status read gets the published state (Connecting) after the

@@ -22,6 +22,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 
+	"github.com/companionsync/companionsync"
 	"github.com/companionsync/companionsync/activities"
 	"github.com/companionsync/companionsync/codec"
 	"github.com/companionsync/companionsync/contract"
@@ -197,8 +198,15 @@ type stoppable struct {
 
 func newWorker(t *testing.T, env *testenv.Env) *stoppable {
 	t.Helper()
+	return newWorkerOn(t, env, env.Store)
+}
+
+// newWorkerOn is newWorker whose activities use orgs: a wrapper of the
+// environment's store that the test controls.
+func newWorkerOn(t *testing.T, env *testenv.Env, orgs companionsync.Orgs) *stoppable {
+	t.Helper()
 	w := worker.New(env.Client, contract.TaskQueue, worker.Options{})
-	workflows.Register(w, &activities.Activities{Orgs: env.Store}, env.Settings)
+	workflows.Register(w, &activities.Activities{Orgs: orgs}, env.Settings)
 	require.NoError(t, w.Start())
 	s := &stoppable{w: w}
 	t.Cleanup(s.stop)

@@ -13,15 +13,12 @@ import (
 	updatepb "go.temporal.io/api/update/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/worker"
 
 	"github.com/companionsync/companionsync"
-	"github.com/companionsync/companionsync/activities"
 	"github.com/companionsync/companionsync/contract"
 	"github.com/companionsync/companionsync/control"
 	"github.com/companionsync/companionsync/internal/testenv"
 	"github.com/companionsync/companionsync/orgstore"
-	"github.com/companionsync/companionsync/workflows"
 )
 
 // gate holds calls until it is opened; entered is closed once a call waits.
@@ -138,10 +135,7 @@ func shareAfterRemovalEnded(t *testing.T, send func(ctx context.Context, env *te
 	settings.MetadataSyncInterval = time.Hour
 	env := testenv.Start(t, testenv.Options{NoWorker: true, Settings: settings})
 	orgs := &gatedOrgs{Store: env.Store.Store}
-	w := worker.New(env.Client, contract.TaskQueue, worker.Options{})
-	workflows.Register(w, &activities.Activities{Orgs: orgs}, env.Settings)
-	require.NoError(t, w.Start())
-	t.Cleanup(w.Stop)
+	newWorkerOn(t, env, orgs)
 
 	c := control.New(env.Client)
 	ctx := context.Background()

@@ -256,7 +256,7 @@ func (s *soak) run() {
 	for time.Now().Add(gap).Before(deadline) {
 		sleepUntil(time.Now().Add(gap/2 + rand.N(gap)))
 		if len(rotate) > 0 && time.Now().After(rotate[0]) {
-			s.rotateKey(2 - len(rotate) + 1)
+			s.rotateKey(3 - len(rotate)) // step 1, then step 2
 			rotate = rotate[1:]
 			continue
 		}
@@ -269,7 +269,7 @@ func (s *soak) run() {
 		s.inject(fault, rng)
 	}
 	for len(rotate) > 0 {
-		s.rotateKey(2 - len(rotate) + 1)
+		s.rotateKey(3 - len(rotate)) // step 1, then step 2
 		rotate = rotate[1:]
 	}
 	sleepUntil(deadline)
