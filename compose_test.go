@@ -36,6 +36,7 @@ type composeService struct {
 	Entrypoint  any            `yaml:"entrypoint"`
 	Command     any            `yaml:"command"`
 	Ports       []any          `yaml:"ports"`
+	Volumes     []string       `yaml:"volumes"`
 }
 
 func (s composeService) env() map[string]string {
@@ -402,4 +403,43 @@ func TestComposePins(t *testing.T) {
 func firstLine(b []byte) string {
 	s, _, _ := strings.Cut(string(b), "\n")
 	return s
+}
+
+// TestComposeMonitoring: Prometheus and Grafana are provisioned with the
+// project's alert rules, scrape configuration and dashboard, and every
+// file they mount exists.
+func TestComposeMonitoring(t *testing.T) {
+	data, err := os.ReadFile("docker-compose.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cf composeFile
+	if err := yaml.Unmarshal(data, &cf); err != nil {
+		t.Fatalf("docker-compose.yml: %v", err)
+	}
+	mounted := map[string]bool{}
+	for _, name := range []string{"prometheus", "grafana"} {
+		svc, ok := cf.Services[name]
+		if !ok {
+			t.Fatalf("no %s service", name)
+		}
+		if !strings.Contains(svc.Image, ":") || strings.HasSuffix(svc.Image, ":latest") {
+			t.Errorf("%s: image %q is not pinned", name, svc.Image)
+		}
+		for _, v := range svc.Volumes {
+			src := strings.SplitN(v, ":", 2)[0]
+			if !strings.HasPrefix(src, "./") {
+				continue // a named volume
+			}
+			if _, err := os.Stat(src); err != nil {
+				t.Errorf("%s mounts %s: %v", name, src, err)
+			}
+			mounted[filepath.Clean(src)] = true
+		}
+	}
+	for _, want := range []string{"deploy/prometheus/alerts.yml", "deploy/prometheus/prometheus.yml", "deploy/grafana/provisioning", "deploy/grafana/dashboards"} {
+		if !mounted[want] {
+			t.Errorf("%s is not mounted", want)
+		}
+	}
 }

@@ -39,6 +39,10 @@ type Activities struct {
 	// OutageWait bounds how long one step waits for the store before it
 	// returns its progress with the outage; zero means DefaultOutageWait.
 	OutageWait time.Duration
+	// Audit keeps the audit trail; nil uses Orgs when it keeps one.
+	Audit AuditLog
+	// Notifier delivers the connections' notifications; nil logs them only.
+	Notifier *Notifier
 }
 
 func (a *Activities) now() time.Time {
@@ -137,8 +141,14 @@ func (a *Activities) handshake(ctx context.Context, in HandshakeInput) (Handshak
 	if err != nil {
 		return HandshakeResult{}, fmt.Errorf("handshake %s/%s: count companions: %w", in.Home, in.Companion, err)
 	}
-	return HandshakeResult{DataSpaces: spaces,
-		Licence: contract.Licence{ExpiresAt: home.LicenceExpiresAt, CompanionsUsed: used, CompanionsMax: home.MaxCompanions}}, nil
+	res := HandshakeResult{DataSpaces: spaces,
+		Licence: contract.Licence{ExpiresAt: home.LicenceExpiresAt, CompanionsUsed: used, CompanionsMax: home.MaxCompanions}}
+	if in.Watch {
+		if err := a.watch(ctx, conn, healthOf(home, companion, spaces, used, a.now())); err != nil {
+			return HandshakeResult{}, fmt.Errorf("handshake %s/%s: record what it saw for the fleet watcher: %w", in.Home, in.Companion, err)
+		}
+	}
+	return res, nil
 }
 
 // refuseTaken returns the RuleCompanionUnconnected refusal when the companion
@@ -203,26 +213,39 @@ func (a *Activities) CheckHealth(ctx context.Context, in HealthInput) (HealthRes
 	if compErr != nil {
 		return HealthResult{}, a.shortStepError(ctx, compErr, doing)
 	}
-	var problems []string
-	if expired(home, a.now()) {
-		problems = append(problems, fmt.Sprintf("the licence of home org %q expired at %s; renew it",
-			in.Home, home.LicenceExpiresAt.UTC().Format(time.RFC3339)))
-	}
-	if !companion.Active {
-		problems = append(problems, fmt.Sprintf("companion org %q is not active; reactivate it", in.Companion))
-	}
 	if dErr != nil {
 		return HealthResult{}, a.shortStepError(ctx, dErr, doing+": list data spaces")
 	}
 	if uErr != nil {
 		return HealthResult{}, a.shortStepError(ctx, uErr, doing+": count companions")
 	}
+	res := healthOf(home, companion, spaces, used, a.now())
+	if in.Watch {
+		if err := a.watch(ctx, companionsync.Connection{Home: in.Home, Companion: in.Companion}, res); err != nil {
+			return HealthResult{}, a.shortStepError(ctx, err, doing+": record what it saw for the fleet watcher")
+		}
+	}
+	return res, nil
+}
+
+// healthOf is the health of the connection of home and companion at now,
+// with the home's data spaces and its number of companions: what a health
+// check and a sweep of the fleet watcher both report.
+func healthOf(home, companion companionsync.Org, spaces []string, used int, now time.Time) HealthResult {
+	var problems []string
+	if expired(home, now) {
+		problems = append(problems, fmt.Sprintf("the licence of home org %q expired at %s; renew it",
+			home.ID, home.LicenceExpiresAt.UTC().Format(time.RFC3339)))
+	}
+	if !companion.Active {
+		problems = append(problems, fmt.Sprintf("companion org %q is not active; reactivate it", companion.ID))
+	}
 	res := HealthResult{Healthy: len(problems) == 0, DataSpaces: spaces,
 		Licence: contract.Licence{ExpiresAt: home.LicenceExpiresAt, CompanionsUsed: used, CompanionsMax: home.MaxCompanions}}
 	if !res.Healthy {
 		res.Reason = strings.Join(problems, "; ") + " (the next health check or a re-check restores the connection)"
 	}
-	return res, nil
+	return res
 }
 
 // shortStepError is the error of a short step's store call: an unreachable
@@ -306,7 +329,7 @@ func (a *Activities) CopyRecords(ctx context.Context, in CopyInput) (CopyProgres
 		progress.Copied, progress.Total, counted = present, total, true
 		return nil
 	}
-	size := batchSize(in.BatchSize)
+	size := newBatchSizer(in.BatchSize, in.MaxBatchSize, in.Budget)
 	start := a.now()
 	for {
 		if err := ctx.Err(); err != nil {
@@ -318,7 +341,9 @@ func (a *Activities) CopyRecords(ctx context.Context, in CopyInput) (CopyProgres
 		}
 		var batch companionsync.CopiedBatch
 		if err == nil {
-			batch, err = a.Orgs.CopyBatch(ctx, share, progress.After, size)
+			began := a.now()
+			batch, err = a.Orgs.CopyBatch(ctx, share, progress.After, size.n)
+			size.took(a.now().Sub(began), err)
 		}
 		if a.unavailable(ctx, err) {
 			if a.awaitStore(ctx, progress, count) {
@@ -375,6 +400,48 @@ func batchSize(n int) int {
 	return n
 }
 
+// batchSizer sizes the batches of one copy or removal step. It starts at
+// the connection's batch size, which is also the smallest batch, and
+// doubles while a batch takes less than its target (an eighth of the step
+// budget, 250 ms at most), up to maxBatchGrowth times the first; it halves
+// when a batch takes more than twice the target. Each batch is one
+// transaction: per-transaction costs (a commit, the fence, the batch's
+// bounds) are then paid a few times a step, not thousands, and no
+// transaction holds its locks longer than about twice the target.
+type batchSizer struct {
+	n, min, max int
+	target      time.Duration
+}
+
+// maxBatchGrowth bounds how far a batch grows over the first.
+const maxBatchGrowth = 128
+
+func newBatchSizer(first, most int, budget time.Duration) *batchSizer {
+	first = batchSize(first)
+	switch {
+	case most < 0:
+		most = first // fixed batches
+	case most == 0:
+		most = first * maxBatchGrowth
+	}
+	target := 250 * time.Millisecond
+	if budget > 0 {
+		target = min(budget/8, target)
+	}
+	return &batchSizer{n: first, min: first, max: max(most, first), target: target}
+}
+
+// took adjusts the next batch after one that took d (err: it failed, and
+// the next one is no bigger).
+func (b *batchSizer) took(d time.Duration, err error) {
+	switch {
+	case err != nil || d > 2*b.target:
+		b.n = max(b.n/2, b.min)
+	case d < b.target:
+		b.n = min(b.n*2, b.max)
+	}
+}
+
 // RemoveRecords runs one chunk of the removal of a data space from the
 // companion, as described on RemoveInput: batches of deletions, heartbeating
 // a RemoveProgress after each, until nothing is left or In.Budget (if
@@ -403,7 +470,7 @@ func (a *Activities) RemoveRecords(ctx context.Context, in RemoveInput) (RemoveP
 		}
 		return err
 	}
-	size := batchSize(in.BatchSize)
+	size := newBatchSizer(in.BatchSize, in.MaxBatchSize, in.Budget)
 	start := a.now()
 	for {
 		if err := ctx.Err(); err != nil {
@@ -416,7 +483,9 @@ func (a *Activities) RemoveRecords(ctx context.Context, in RemoveInput) (RemoveP
 		var removed int
 		more := true
 		if err == nil {
-			removed, more, err = a.Orgs.RemoveBatch(ctx, share, size)
+			began := a.now()
+			removed, more, err = a.Orgs.RemoveBatch(ctx, share, size.n)
+			size.took(a.now().Sub(began), err)
 		}
 		if a.unavailable(ctx, err) {
 			if a.awaitStore(ctx, progress, count) {
@@ -465,6 +534,15 @@ func (a *Activities) CountPendingMetadata(ctx context.Context, in PendingInput) 
 	}
 	if err != nil {
 		return PendingResult{}, unknownDataSpace(err, doing)
+	}
+	if w := a.watches(); in.Watch && w != nil {
+		err := w.WatchMetadata(ctx, conn, in.DataSpaces, n == 0)
+		if a.shortStepOutage(ctx, err) {
+			return PendingResult{}, storeDown(err, doing)
+		}
+		if err != nil {
+			return PendingResult{}, fmt.Errorf("%s: record for the fleet watcher: %w", doing, err)
+		}
 	}
 	return PendingResult{Changes: n, UpTo: upTo}, nil
 }
@@ -629,6 +707,11 @@ func (a *Activities) RecordSyncFailure(ctx context.Context, in RecordFailureInpu
 func (a *Activities) Disconnect(ctx context.Context, in DisconnectInput) error {
 	if err := a.Orgs.Deregister(ctx, in.Home, in.Companion); err != nil {
 		return fmt.Errorf("disconnect %s/%s: %w", in.Home, in.Companion, err)
+	}
+	if w := a.watches(); w != nil {
+		if err := w.Unwatch(ctx, companionsync.Connection{Home: in.Home, Companion: in.Companion}); err != nil {
+			return fmt.Errorf("disconnect %s/%s: %w", in.Home, in.Companion, err)
+		}
 	}
 	return nil
 }

@@ -247,8 +247,10 @@ func TestCheckHealth(t *testing.T) {
 type recordingOrgs struct {
 	companionsync.Orgs
 	mu sync.Mutex
-	// afters are the checkpoints CopyBatch was called with.
+	// afters are the checkpoints CopyBatch was called with, and limits
+	// the batch sizes.
 	afters []string
+	limits []int
 	// cancelAfter cancels cancel after that many CopyBatch calls (0: never).
 	cancelAfter int
 	cancel      context.CancelFunc
@@ -274,6 +276,7 @@ func (r *recordingOrgs) CopyBatch(ctx context.Context, s companionsync.Share, af
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.afters = append(r.afters, after)
+	r.limits = append(r.limits, limit)
 	if r.cancelAfter > 0 && len(r.afters) == r.cancelAfter {
 		r.cancel()
 	}
@@ -302,10 +305,11 @@ func TestInitialSyncResumesFromCheckpointAfterCancellation(t *testing.T) {
 	connect(t, &activities.Activities{Orgs: s}, "acme", "acme-emea")
 	in := activities.CopyInput{Home: "acme", Companion: "acme-emea", DataSpace: "default", BatchSize: 100}
 
-	// First attempt: cancelled (a worker shutting down) after 12 batches.
+	// First attempt: cancelled (a worker shutting down) after 3 batches
+	// (they grow: 100, then 200 and 400 while they are quick).
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	first := &recordingOrgs{Orgs: s, cancelAfter: 12, cancel: cancel}
+	first := &recordingOrgs{Orgs: s, cancelAfter: 3, cancel: cancel}
 	acts := &activities.Activities{Orgs: first}
 	env := newEnv(t, acts)
 	env.SetWorkerOptions(worker.Options{BackgroundActivityContext: ctx})
@@ -323,10 +327,15 @@ func TestInitialSyncResumesFromCheckpointAfterCancellation(t *testing.T) {
 	})
 	_, err := execute[activities.CopyProgress](t, env, acts.CopyRecords, in)
 	require.Error(t, err, "the cancelled attempt must fail")
-	assert.Len(t, first.afters, 12, "the attempt must stop at the first batch boundary after cancellation")
+	assert.Len(t, first.afters, 3, "the attempt must stop at the first batch boundary after cancellation")
 	copied, err := s.Demo().CompanionRecordCount(context.Background(), "acme", "acme-emea", "default")
 	require.NoError(t, err)
-	require.Equal(t, 1200, copied)
+	sum := 0
+	for _, n := range first.limits {
+		sum += n
+	}
+	require.Equal(t, sum, copied, "the batches of %v, and nothing after them", first.limits)
+	require.Less(t, copied, seedRecords)
 
 	mu.Lock()
 	require.NotEmpty(t, checkpoint.After, "the first attempt must have heartbeated a checkpoint")
@@ -687,4 +696,28 @@ func TestActivitiesOnDifferentConnectionsRunConcurrently(t *testing.T) {
 	for _, sh := range shares {
 		assert.Zero(t, pending(t, acts, sh.Home, sh.Companion, sh.DataSpace).Changes)
 	}
+}
+
+// TestBatchesGrowWhileQuick: a step's batches start at the batch size,
+// double while each is quick, and never exceed the bound; a slow batch
+// halves the next, never below the first.
+func TestBatchesGrowWhileQuick(t *testing.T) {
+	s := openStore(t)
+	connect(t, &activities.Activities{Orgs: s}, "acme", "acme-emea")
+	rec := &recordingOrgs{Orgs: s}
+	acts := &activities.Activities{Orgs: rec}
+	p, err := execute[activities.CopyProgress](t, newEnv(t, acts), acts.CopyRecords,
+		activities.CopyInput{Home: "acme", Companion: "acme-emea", DataSpace: "default", BatchSize: 50})
+	require.NoError(t, err)
+	require.True(t, p.Done)
+	require.GreaterOrEqual(t, len(rec.limits), 3)
+	assert.Equal(t, 50, rec.limits[0], "the first batch is the batch size")
+	grew := false
+	for i, n := range rec.limits {
+		assert.GreaterOrEqual(t, n, 50, "batch %d", i)
+		assert.LessOrEqual(t, n, 50*128, "batch %d", i)
+		grew = grew || n > 50
+	}
+	assert.True(t, grew, "quick batches grow: %v", rec.limits)
+	assertSameRecords(t, s, "acme", "acme-emea", "default")
 }

@@ -58,6 +58,8 @@ type HandshakeInput struct {
 	Home      string `json:"home"`
 	Companion string `json:"companion"`
 	Token     string `json:"token"`
+	// Watch records what the handshake saw for the fleet watcher.
+	Watch bool `json:"watch,omitempty"`
 }
 
 // HandshakeResult is what the connection needs to validate later requests.
@@ -72,17 +74,15 @@ type HandshakeResult struct {
 type HealthInput struct {
 	Home      string `json:"home"`
 	Companion string `json:"companion"`
+	// Watch records what the check saw for the fleet watcher, which wakes
+	// the connection when the store moves on (the protocol "watched").
+	Watch bool `json:"watch,omitempty"`
 }
 
 // HealthResult reports whether the connection can function. Reason is empty
-// when Healthy, and otherwise says what is wrong and how to fix it.
-type HealthResult struct {
-	Healthy    bool     `json:"healthy"`
-	Reason     string   `json:"reason"`
-	DataSpaces []string `json:"dataSpaces"`
-	// Licence is the home's licence and companion slots (CheckedAt unset).
-	Licence contract.Licence `json:"licence"`
-}
+// when Healthy, and otherwise says what is wrong and how to fix it. The fleet
+// watcher sends the same to a connection whose health changed.
+type HealthResult = contract.Health
 
 // CopyInput asks for one chunk of the initial sync of a data space. The
 // activity copies batches of BatchSize records with ids greater than After,
@@ -91,12 +91,16 @@ type HealthResult struct {
 // attempt resumes from the heartbeat checkpoint when it is further along than
 // After.
 type CopyInput struct {
-	Home      string        `json:"home"`
-	Companion string        `json:"companion"`
-	DataSpace string        `json:"dataSpace"`
-	After     string        `json:"after"`
-	BatchSize int           `json:"batchSize"`
-	Budget    time.Duration `json:"budget"`
+	Home      string `json:"home"`
+	Companion string `json:"companion"`
+	DataSpace string `json:"dataSpace"`
+	After     string `json:"after"`
+	BatchSize int    `json:"batchSize"`
+	// MaxBatchSize bounds the batches, which grow from BatchSize while
+	// quick; zero means maxBatchGrowth times BatchSize, a negative value
+	// keeps them at BatchSize.
+	MaxBatchSize int           `json:"maxBatchSize,omitzero"`
+	Budget       time.Duration `json:"budget"`
 	// UnavailableSince is when the org store became unreachable, as the
 	// previous step reported it; zero when it was reachable.
 	UnavailableSince time.Time `json:"unavailableSince,omitzero"`
@@ -121,11 +125,13 @@ type CopyProgress struct {
 // elapsed. When nothing is left the companion's metadata copies, cursors and
 // fault injections for the data space are removed too.
 type RemoveInput struct {
-	Home      string        `json:"home"`
-	Companion string        `json:"companion"`
-	DataSpace string        `json:"dataSpace"`
-	BatchSize int           `json:"batchSize"`
-	Budget    time.Duration `json:"budget"`
+	Home      string `json:"home"`
+	Companion string `json:"companion"`
+	DataSpace string `json:"dataSpace"`
+	BatchSize int    `json:"batchSize"`
+	// MaxBatchSize is as in CopyInput.
+	MaxBatchSize int           `json:"maxBatchSize,omitzero"`
+	Budget       time.Duration `json:"budget"`
 	// UnavailableSince is as in CopyInput.
 	UnavailableSince time.Time `json:"unavailableSince,omitzero"`
 }
@@ -145,6 +151,10 @@ type PendingInput struct {
 	Home       string   `json:"home"`
 	Companion  string   `json:"companion"`
 	DataSpaces []string `json:"dataSpaces"`
+	// Watch records, when nothing is pending, that the sync waits for
+	// changes without a timer, and otherwise that it does not: the fleet
+	// watcher wakes a waiting sync when changes arrive.
+	Watch bool `json:"watch,omitempty"`
 }
 
 // PendingResult is the count of unapplied changes in the given data spaces

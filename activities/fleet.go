@@ -27,8 +27,8 @@ import (
 // makes no decision: the reconciler workflow compares what Fleet reads and
 // decides what to report and what to repair.
 //
-// Fleet never names a workflow itself: IDs, types and query names come in
-// the inputs, from the workflows' contract.
+// Fleet names workflows only through the contract package (TargetOf); types,
+// query and search attribute names come in the inputs.
 type Fleet struct {
 	// Orgs is the system of record. Required.
 	Orgs companionsync.Orgs
@@ -37,6 +37,9 @@ type Fleet struct {
 	// Converter decodes payloads read from histories: the workers' data
 	// converter (with their codec). Nil means the SDK's default.
 	Converter converter.DataConverter
+	// Notifier delivers the reconciler's notifications (vanished and stuck
+	// workflows); nil sends none.
+	Notifier *Notifier
 }
 
 // statusQueryTimeout bounds the wait for a connection's status; a closed
@@ -86,6 +89,11 @@ type SurveyTarget struct {
 	// InitializationStatusAttr is the search attribute holding a share's
 	// Initialization Status.
 	InitializationStatusAttr string `json:"initializationStatusAttr"`
+	// QueryUnsettledOnly skips the status query of a connection whose
+	// published state and children's executions show it settled (see
+	// ConnectionSurvey.Settled): a query is a billable action, and a fleet
+	// of settled connections then costs the survey none.
+	QueryUnsettledOnly bool `json:"queryUnsettledOnly,omitempty"`
 }
 
 // SurveyInput lists the connections to survey.
@@ -142,6 +150,14 @@ type ConnectionSurvey struct {
 	// DataSpaces are the home org's data spaces.
 	DataSpaces []string      `json:"dataSpaces"`
 	Shares     []ShareSurvey `json:"shares"`
+	// Settled is set, instead of Status, when the survey did not query the
+	// connection because everything the server and the store show of it is
+	// settled: its run is running on ProtocolPublished or later and
+	// publishes Active or Incomplete, its metadata sync runs (or it has
+	// none) without an error, and every share workflow runs Active or
+	// completed with no data left in the companion. Nothing of what the
+	// reconciler looks for can then be found.
+	Settled bool `json:"settled,omitempty"`
 }
 
 // SurveyConnections reads, for each target, the orgs, the latest run of the
@@ -178,36 +194,96 @@ func (f *Fleet) survey(ctx context.Context, t SurveyTarget) (ConnectionSurvey, e
 			return s, err
 		}
 	}
-	if s.Workflow.Status != "" {
-		qctx, cancel := context.WithTimeout(ctx, statusQueryTimeout)
-		if v, qerr := f.Client.QueryWorkflow(qctx, t.ConnectionID, s.Workflow.RunID, t.StatusQuery); qerr != nil {
-			s.StatusError = qerr.Error()
-		} else if gerr := v.Get(&s.Status); gerr != nil {
-			s.StatusError = gerr.Error()
-		}
-		cancel()
-	}
 	if s.Metadata, err = f.describe(ctx, t.MetadataID); err != nil {
 		return s, err
 	}
-	if !s.HomeKnown {
+	if s.HomeKnown {
+		if err := f.surveyShares(ctx, t, &s); err != nil {
+			return s, err
+		}
+	}
+	if s.Workflow.Status == "" {
 		return s, nil
 	}
+	if t.QueryUnsettledOnly && settled(s) {
+		s.Settled = true
+		return s, nil
+	}
+	qctx, cancel := context.WithTimeout(ctx, statusQueryTimeout)
+	defer cancel()
+	if v, qerr := f.Client.QueryWorkflow(qctx, t.ConnectionID, s.Workflow.RunID, t.StatusQuery); qerr != nil {
+		s.StatusError = qerr.Error()
+	} else if gerr := v.Get(&s.Status); gerr != nil {
+		s.StatusError = gerr.Error()
+	}
+	if s.HomeKnown && t.QueryUnsettledOnly {
+		// The children are read after the status, as the planner expects:
+		// a share the status lists started before it was read.
+		s.Shares = []ShareSurvey{}
+		if err := f.surveyShares(ctx, t, &s); err != nil {
+			return s, err
+		}
+	}
+	return s, nil
+}
+
+// settled reports whether a surveyed connection is settled by what the
+// server and the store show (see ConnectionSurvey.Settled).
+func settled(s ConnectionSurvey) bool {
+	w := s.Workflow
+	if !w.Running() || !s.HomeKnown || !s.CompanionKnown {
+		return false
+	}
+	if p, ok := contract.ProtocolOf(w.Attrs[contract.AttrProtocol.GetName()]); !ok || p < contract.ProtocolPublished {
+		return false
+	}
+	switch contract.ConnectionStatus(w.Attrs[contract.AttrConnectionStatus.GetName()]) {
+	case contract.Active, contract.Incomplete:
+	default:
+		return false
+	}
+	switch contract.MetadataSyncStatus(w.Attrs[contract.AttrMetadataSyncStatus.GetName()]) {
+	case "":
+		if s.Metadata.Running() {
+			return false
+		}
+	case contract.SyncSucceeded, contract.SyncPending:
+		if !s.Metadata.Running() {
+			return false
+		}
+	default:
+		return false
+	}
+	for _, sh := range s.Shares {
+		switch {
+		case sh.Execution.Running() && sh.Execution.Attrs[contract.AttrInitializationStatus.GetName()] == string(contract.ShareActive):
+		case sh.Execution.Status == string(contract.RunCompleted) && sh.Copied == 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// surveyShares adds the home's data spaces and, for each with a share
+// workflow or data in the companion, its latest run and record count.
+func (f *Fleet) surveyShares(ctx context.Context, t SurveyTarget, s *ConnectionSurvey) error {
+	c := t.Connection
 	spaces, err := f.Orgs.DataSpaces(ctx, c.Home)
 	if err != nil {
-		return s, fmt.Errorf("survey %s/%s: list data spaces: %w", c.Home, c.Companion, err)
+		return fmt.Errorf("survey %s/%s: list data spaces: %w", c.Home, c.Companion, err)
 	}
 	s.DataSpaces = spaces
 	for _, ds := range spaces {
 		exec, err := f.describe(ctx, t.ShareIDPrefix+ds)
 		if err != nil {
-			return s, err
+			return err
 		}
 		copied := 0
 		if s.CompanionKnown {
 			copied, err = f.Orgs.CopiedCount(ctx, companionsync.Share{Home: c.Home, Companion: c.Companion, DataSpace: ds})
 			if err != nil {
-				return s, fmt.Errorf("survey %s/%s: records of %s in the companion: %w", c.Home, c.Companion, ds, err)
+				return fmt.Errorf("survey %s/%s: records of %s in the companion: %w", c.Home, c.Companion, ds, err)
 			}
 		}
 		if exec.Status == "" && copied == 0 {
@@ -217,12 +293,12 @@ func (f *Fleet) survey(ctx context.Context, t SurveyTarget) (ConnectionSurvey, e
 		switch exec.Status {
 		case string(contract.RunTerminated), string(contract.RunFailed), string(contract.RunTimedOut), string(contract.RunCanceled):
 			if sh.Checkpoint, err = f.copyCheckpoint(ctx, exec); err != nil {
-				return s, err
+				return err
 			}
 		}
 		s.Shares = append(s.Shares, sh)
 	}
-	return s, nil
+	return nil
 }
 
 // inputField returns one top-level field of the JSON input of run e.

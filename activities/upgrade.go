@@ -28,6 +28,11 @@ type RunProtocolsInput struct {
 	ListInput
 	Attr       string `json:"attr"`
 	InputField string `json:"inputField"`
+	// Skip, when set, leaves out the runs whose attribute says they run
+	// protocol Skip (the current one): they are counted in Skipped, and the
+	// call reads on until it lists PageSize runs or the query's pages end,
+	// so a fleet that is all current costs one call.
+	Skip int `json:"skip,omitempty"`
 }
 
 // RunProtocol is a running workflow and the protocol it executes.
@@ -50,10 +55,35 @@ type RunProtocol struct {
 type RunProtocolsPage struct {
 	Runs          []RunProtocol `json:"runs"`
 	NextPageToken []byte        `json:"nextPageToken,omitempty"`
+	// Skipped counts the runs on the input's Skip protocol left out.
+	Skipped int `json:"skipped,omitempty"`
 }
 
-// RunProtocols lists a page of workflows and the protocol of each.
+// RunProtocols lists a page of workflows and the protocol of each; with
+// Skip, the runs not on protocol Skip, reading on past pages of runs that
+// are (within scanBudget).
 func (f *Fleet) RunProtocols(ctx context.Context, in RunProtocolsInput) (RunProtocolsPage, error) {
+	if in.Skip == 0 {
+		return f.runProtocols(ctx, in)
+	}
+	start := time.Now()
+	out := RunProtocolsPage{Runs: []RunProtocol{}}
+	for {
+		page, err := f.runProtocols(ctx, in)
+		if err != nil {
+			return RunProtocolsPage{}, err
+		}
+		out.Runs = append(out.Runs, page.Runs...)
+		out.Skipped += page.Skipped
+		out.NextPageToken = page.NextPageToken
+		if len(page.NextPageToken) == 0 || len(out.Runs) >= in.PageSize || time.Since(start) >= scanBudget {
+			return out, nil
+		}
+		in.PageToken = page.NextPageToken
+	}
+}
+
+func (f *Fleet) runProtocols(ctx context.Context, in RunProtocolsInput) (RunProtocolsPage, error) {
 	page, err := f.ListExecutions(ctx, in.ListInput)
 	if err != nil {
 		return RunProtocolsPage{}, err
@@ -62,6 +92,10 @@ func (f *Fleet) RunProtocols(ctx context.Context, in RunProtocolsInput) (RunProt
 	for _, e := range page.Executions {
 		r := RunProtocol{WorkflowID: e.WorkflowID, RunID: e.RunID, Type: e.Type}
 		if n, err := strconv.Atoi(e.Attrs[in.Attr]); err == nil && e.Attrs[in.Attr] != "" {
+			if in.Skip != 0 && n == in.Skip {
+				out.Skipped++
+				continue
+			}
 			r.Protocol = n
 		} else {
 			r.FromInput = true

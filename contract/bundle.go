@@ -22,6 +22,9 @@ type SupportBundle struct {
 	Advice []string `json:"advice"`
 	// ErrorLog is the metadata sync's error log of its last failed round.
 	ErrorLog []ErrorLogEntry `json:"errorLog"`
+	// Audit is the connection's audit trail, its newest BundleAuditEntries
+	// entries (who asked for what, and what came of it).
+	Audit []AuditEntry `json:"audit,omitempty"`
 	// Runs are the runs of the connection's workflows, newest first.
 	Runs []BundleRun `json:"runs"`
 	// Omitted says what the bundle leaves out, and why.
@@ -59,3 +62,6 @@ type BundleFailure struct {
 	Activity string `json:"activity,omitempty"`
 	Message  string `json:"message"`
 }
+
+// BundleAuditEntries bounds the audit entries a support bundle holds.
+const BundleAuditEntries = 500

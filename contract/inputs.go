@@ -82,7 +82,14 @@ type ShareDesired struct {
 	// share's workflow and reads its result: the end of a removal is then
 	// reported by completing, not by a signal (ProtocolDeliveryAck).
 	Complete bool `json:"complete,omitempty"`
+	// Suspended holds a first sync after its current step while the
+	// connection is Inactive (ProtocolAccountable); the copy goes on from
+	// its checkpoint once a later generation clears it. A removal ignores it.
+	Suspended bool `json:"suspended,omitempty"`
 }
+
+// SuspendedWaiting is a share's Waiting while its first sync is suspended.
+const SuspendedWaiting = "suspended while the connection is Inactive; the first sync goes on from its checkpoint when a health check passes again"
 
 // ShareReport is a share's report to its connection: the generation it has
 // acknowledged and its own view. Reports are sent on acknowledgements and
@@ -172,4 +179,8 @@ type MetadataSyncState struct {
 	ErrorLog []ErrorLogEntry `json:"errorLog,omitempty"`
 	// ResumePending carries a resume acknowledged but not yet carried out.
 	ResumePending bool `json:"resumePending,omitempty"`
+	// Waiting is set while the sync waits for the fleet watcher's wake
+	// without a round timer, its last count having found nothing pending
+	// (ProtocolWatched).
+	Waiting bool `json:"waiting,omitempty"`
 }

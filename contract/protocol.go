@@ -31,6 +31,8 @@ const (
 	// event where a signal sent by the workflow costs two events and a
 	// workflow task of the child's own.
 	ProtocolLocalReport Protocol = 2
+	// Protocol 3 is retired too: LastReleaseOfRetired runs it.
+	//
 	// ProtocolProgressReport is ProtocolLocalReport with children reporting
 	// their progress too: a share after each copy or removal step that did
 	// not finish, the metadata sync after each round. The connection then
@@ -44,22 +46,45 @@ const (
 	// so a worker of the release before, which reads it as
 	// ProtocolProgressReport, loses nothing of it.
 	ProtocolPublished Protocol = 4
+	// ProtocolAccountable is ProtocolPublished with a connection that
+	// records every request in the org store's audit trail, notifies the
+	// conditions an operator must hear of (a share in Error, a paused
+	// metadata sync, Inactive, an overdue removal, a licence about to
+	// expire), and suspends its first syncs while it is Inactive. Its
+	// children run as on ProtocolPublished, except that a share takes the
+	// suspension from its desired state. It carries the state of
+	// ProtocolPublished plus fields the earlier code ignores.
+	ProtocolAccountable Protocol = 5
+	// ProtocolWatched is ProtocolAccountable with a connection that, while
+	// nothing is in flight (no request unacknowledged, no removal, no
+	// share waiting to start), sets no health-check timer: the fleet
+	// watcher reads every connection's health in one sweep and signals
+	// (SignalWatch) only the connections whose health changed, and the
+	// connection checks on its own once per ResyncInterval and at its
+	// licence's warning and expiry times. Its metadata sync, once nothing
+	// is pending, waits without a round timer until the watcher signals
+	// that changes arrived (SignalMetadataWake). Both record what they saw
+	// in the org store for the watcher. It carries the state of
+	// ProtocolAccountable plus fields the earlier code ignores.
+	ProtocolWatched Protocol = 6
 	// CurrentProtocol is the protocol of connections started now, and the
 	// one every running workflow moves to at its next continue-as-new.
-	CurrentProtocol = ProtocolPublished
-	// StarterProtocol is what starters put in a new connection's input:
-	// the protocol a worker of the release before ProtocolPublished runs it
-	// on, should one take it during a rolling deploy. Workers of this
-	// release ignore it and choose CurrentProtocol.
-	StarterProtocol = ProtocolProgressReport
+	CurrentProtocol = ProtocolWatched
+	// StarterProtocol is what starters put in a new connection's input.
+	// Workers since ProtocolPublished ignore it and choose their current
+	// protocol (recorded by a version marker); it is the oldest protocol
+	// this code runs.
+	StarterProtocol = ProtocolPublished
 	// OldestProtocol is the oldest protocol this code replays. A worker
 	// that finds a running workflow on an older one runs no workflows (see
 	// docs/operations.md, "Upgrades").
-	OldestProtocol = ProtocolProgressReport
-	// LastReleaseOfRetired is the last release (commit) that runs the
-	// protocols before OldestProtocol and moves their runs onto the
-	// current one: a fleet with runs on them upgrades through it first.
-	LastReleaseOfRetired = "2434af3"
+	OldestProtocol = ProtocolPublished
+	// LastReleaseOfRetired is the last release (commit) that runs
+	// ProtocolProgressReport, the last protocol retired, and moves its runs
+	// onto a protocol this code runs: a fleet with runs on it upgrades
+	// through it first (and one with runs on protocols 0 to 2 through
+	// 2434af3 before that).
+	LastReleaseOfRetired = "a6bc62f"
 )
 
 // ProtocolOf reads the protocol of a run from its CompanionProtocol search

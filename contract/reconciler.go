@@ -116,13 +116,17 @@ type ReconcilerInput struct {
 	// BatchSize bounds the repairs of one run; the rest wait for the next.
 	BatchSize int `json:"batchSize"`
 	// PageSize is the number of registry rows, or visibility entries, read
-	// per activity.
+	// at a time, and the most a scan returns per activity: each scan pages
+	// inside its activity and returns only what the run must look at.
 	PageSize int `json:"pageSize"`
 	// Thresholds after which stuck work is reported.
 	ErrorAfter    time.Duration `json:"errorAfter"`
 	PausedAfter   time.Duration `json:"pausedAfter"`
 	InactiveAfter time.Duration `json:"inactiveAfter"`
 	RemovalAfter  time.Duration `json:"removalAfter"`
+	// Actor is who asked for the run, for the audit trail of its repairs:
+	// starter doctor's actor; empty (a scheduled run) is ActorReconciler.
+	Actor string `json:"actor,omitempty"`
 }
 
 // DefaultReconcilerInput is what a scheduled run uses: repairs on, 20 per
@@ -132,7 +136,7 @@ func DefaultReconcilerInput() ReconcilerInput {
 	return ReconcilerInput{
 		Repair:        true,
 		BatchSize:     20,
-		PageSize:      50,
+		PageSize:      1000,
 		ErrorAfter:    time.Hour,
 		PausedAfter:   time.Hour,
 		InactiveAfter: 24 * time.Hour,
@@ -170,8 +174,11 @@ type ReconcileReport struct {
 	StartedAt time.Time `json:"startedAt"`
 	// Repair says whether the run was allowed to repair.
 	Repair bool `json:"repair"`
-	// Connections counts the registry rows surveyed.
+	// Connections counts the registry rows surveyed; Queried those whose
+	// status it asked for (a connection settled by what the server shows
+	// is not asked).
 	Connections int       `json:"connections"`
+	Queried     int       `json:"queried,omitempty"`
 	Findings    []Finding `json:"findings"`
 	// Repaired counts the repairs this run carried out; Deferred the ones
 	// left to the next run by the batch size.

@@ -38,8 +38,13 @@ type Settings struct {
 	InitialSyncRetry RetrySettings `json:"initialSyncRetry,omitzero"`
 	// ActivityRetry is the retry policy of the other activities.
 	ActivityRetry RetrySettings `json:"activityRetry,omitzero"`
-	// BatchSize is the number of records copied or removed per batch.
+	// BatchSize is the number of records copied or removed by the first
+	// batch of a step, and the fewest a batch takes.
 	BatchSize int `json:"batchSize,omitzero"`
+	// MaxBatchSize bounds a batch: batches double while each is quick (an
+	// eighth of the step budget), up to it. Zero means 128 times
+	// BatchSize; a negative value keeps every batch at BatchSize.
+	MaxBatchSize int `json:"maxBatchSize,omitzero"`
 	// StepBudget is how long one copy or removal activity works before it
 	// reports progress back to the workflow.
 	StepBudget time.Duration `json:"stepBudget,omitzero"`
@@ -52,6 +57,13 @@ type Settings struct {
 	// connection continue as new with SetContinueAsNewSuggested.) Zero, as
 	// in production, disables it.
 	TestPassesPerRun int `json:"testPassesPerRun,omitzero"`
+	// LicenceWarning is how long before the home org's licence expires
+	// the connection notifies it (ProtocolAccountable).
+	LicenceWarning time.Duration `json:"licenceWarning,omitzero"`
+	// ResyncInterval is how often a connection that waits for the fleet
+	// watcher checks its health on its own, whatever the watcher says: the
+	// most a missed wake can cost (ProtocolWatched).
+	ResyncInterval time.Duration `json:"resyncInterval,omitzero"`
 }
 
 // DefaultSettings are the production defaults.
@@ -66,9 +78,11 @@ func DefaultSettings() Settings {
 		ActivityRetry: RetrySettings{
 			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute, MaximumAttempts: 0,
 		},
-		BatchSize:   500,
-		StepBudget:  2 * time.Second,
-		EventBudget: 2000,
+		BatchSize:      500,
+		StepBudget:     2 * time.Second,
+		EventBudget:    2000,
+		LicenceWarning: 14 * 24 * time.Hour,
+		ResyncInterval: 24 * time.Hour,
 	}
 }
 
@@ -92,11 +106,20 @@ func (s Settings) FillFrom(d Settings) Settings {
 	if s.BatchSize <= 0 {
 		s.BatchSize = d.BatchSize
 	}
+	if s.MaxBatchSize == 0 {
+		s.MaxBatchSize = d.MaxBatchSize
+	}
 	if s.StepBudget <= 0 {
 		s.StepBudget = d.StepBudget
 	}
 	if s.EventBudget <= 0 {
 		s.EventBudget = d.EventBudget
+	}
+	if s.LicenceWarning <= 0 {
+		s.LicenceWarning = d.LicenceWarning
+	}
+	if s.ResyncInterval <= 0 {
+		s.ResyncInterval = d.ResyncInterval
 	}
 	return s
 }

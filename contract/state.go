@@ -30,6 +30,27 @@ type ConnectionState struct {
 	Transitions     []Transition `json:"transitions"`
 	// Licence is what the last health check read of the home's licence.
 	Licence *Licence `json:"licence,omitempty"`
+
+	// PendingAudit are audit entries not written to the org store yet
+	// (ProtocolAccountable); AuditSeq numbers the entries of signals, and
+	// AuditDropped counts those dropped while the store was unreachable.
+	PendingAudit []AuditEntry `json:"pendingAudit,omitempty"`
+	AuditSeq     int64        `json:"auditSeq,omitempty"`
+	AuditDropped int          `json:"auditDropped,omitempty"`
+	// Incidents are the alert conditions open now, by Incident.Key, and
+	// Notices the notifications of their opening or clearing not delivered
+	// yet, oldest first (ProtocolAccountable).
+	Incidents map[string]Incident `json:"incidents,omitempty"`
+	Notices   []Notice            `json:"notices,omitempty"`
+	// Watched is set once the connection recorded what it saw for the
+	// fleet watcher (ProtocolWatched): from then on it waits without a
+	// health-check timer while nothing is in flight. LastCheck is when it
+	// last learnt its health, by its own check or from the watcher.
+	Watched   bool      `json:"watched,omitempty"`
+	LastCheck time.Time `json:"lastCheck,omitzero"`
+	// Recheck asks for a health check at once (a re-check request), settled
+	// or not (ProtocolWatched).
+	Recheck bool `json:"recheck,omitempty"`
 }
 
 // ShareRecord is the connection's record of one share.

@@ -200,4 +200,9 @@ type StatusView struct {
 	// the last health check; nil before the first one of a release that
 	// reads them.
 	Licence *Licence `json:"licence,omitempty"`
+	// Watched is set when the connection waits for the fleet watcher while
+	// nothing is in flight (ProtocolWatched): its health is then read by
+	// the watcher's sweeps, and Licence.CheckedAt is the watcher's last
+	// sweep, filled in by control on a status read.
+	Watched bool `json:"watched,omitempty"`
 }

@@ -59,6 +59,14 @@ func (c *Client) SupportBundle(ctx context.Context, ref Ref) (contract.SupportBu
 	} else {
 		b.ErrorLog = entries
 	}
+	if audit, err := c.Audit(ctx, ref, time.Time{}); err != nil {
+		b.Unread = append(b.Unread, fmt.Sprintf("audit trail: %v", err))
+	} else {
+		if n := len(audit); n > contract.BundleAuditEntries {
+			audit = audit[n-contract.BundleAuditEntries:]
+		}
+		b.Audit = audit
+	}
 	runs, err := c.bundleRuns(ctx, ref)
 	if err != nil {
 		b.Unread = append(b.Unread, fmt.Sprintf("runs: %v", err))

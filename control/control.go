@@ -124,6 +124,8 @@ type Client struct {
 	queryTimeout time.Duration
 	// failures reads failure messages of histories (WithKeys).
 	failures converter.FailureConverter
+	// audit reads the audit trail (WithAudit).
+	audit AuditReader
 }
 
 // DefaultQueryTimeout is how long Status waits for a worker to answer its
@@ -362,8 +364,12 @@ func unanswered(err error) bool {
 	// The server refuses a query it could not answer in time while a new
 	// run's first workflow task is still to come (continue-as-new).
 	var notReady *serviceerror.WorkflowNotReady
+	// The server refuses at once a query of a task queue no worker has
+	// polled for a while.
+	var precondition *serviceerror.FailedPrecondition
+	noPoller := errors.As(err, &precondition) && strings.Contains(precondition.Error(), "no poller seen")
 	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &deadline) || errors.As(err, &canceled) ||
-		errors.As(err, &notReady) || status.Code(err) == codes.DeadlineExceeded
+		errors.As(err, &notReady) || noPoller || status.Code(err) == codes.DeadlineExceeded
 }
 
 // published is the connection's last published state: its search

@@ -13,6 +13,7 @@ import (
 
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/companionsync/companionsync/codec"
 )
@@ -44,6 +45,12 @@ type DialOptions struct {
 	// CompressionGzip, CompressionNone, or "" for none on a loopback
 	// address and gzip elsewhere.
 	Compression string
+	// Actor is who the requests of this client come from, for the audit
+	// trail (see WithActor for one call); "" means the client's identity.
+	Actor string
+	// Identity is the client identity the server records on each request;
+	// "" means the SDK's, PID@HOST.
+	Identity string
 }
 
 // Values of DialOptions.Compression.
@@ -95,7 +102,13 @@ func (o DialOptions) ClientOptions() (client.Options, error) {
 		HostPort:  o.Address,
 		Namespace: o.Namespace,
 		Logger:    sdklog.NewStructuredLogger(logger),
+		Identity:  o.Identity,
 	}
+	actor := o.Actor
+	if actor == "" {
+		actor = or(o.Identity, clientIdentity())
+	}
+	opts.ContextPropagators = []workflow.ContextPropagator{ActorPropagator(actor)}
 	tlsCfg, err := o.tlsConfig()
 	if err != nil {
 		return client.Options{}, err

@@ -195,6 +195,8 @@ func TestCluster(t *testing.T) {
 		v, err := c.Status(ctx, ref)
 		require.NoError(t, err)
 		assert.Equal(t, contract.Active, v.Status, "%s", ref)
+		assert.True(t, audited(t, store, ref, contract.RequestConnect), "%s: the connect in the audit trail", ref)
+		assert.True(t, audited(t, store, ref, contract.MessageShare), "%s: the share in the audit trail", ref)
 		checks++
 	}
 	for _, ref := range drop {
@@ -206,6 +208,7 @@ func TestCluster(t *testing.T) {
 		v, err := c.Status(ctx, ref)
 		require.NoError(t, err)
 		assert.Equal(t, contract.Disconnected, v.Status, "%s", ref)
+		assert.True(t, audited(t, store, ref, contract.MessageDisconnect), "%s: the disconnect in the audit trail", ref)
 		checks++
 	}
 	require.Equal(t, clusterPairs, checks, "every connection checked")
@@ -367,4 +370,18 @@ func TestApplyAuditSeesASecondApply(t *testing.T) {
 	require.NoError(t, err)
 	n, _ = twice()
 	assert.Equal(t, 1, n, "the detector sees the change applied twice")
+}
+
+// audited reports whether the connection's audit trail, in the org store
+// the workers share, holds an accepted request.
+func audited(t *testing.T, store *orgstore.Store, ref control.Ref, request string) bool {
+	t.Helper()
+	trail, err := store.Audit(context.Background(), ref.String(), time.Time{})
+	require.NoError(t, err)
+	for _, e := range trail {
+		if e.Request == request && e.Outcome == contract.AuditAccepted && e.Actor != "" {
+			return true
+		}
+	}
+	return false
 }

@@ -40,20 +40,24 @@ func TestEveryHandlerIsDescribed(t *testing.T) {
 	operator := []string{contract.MessageShare, contract.MessageUnshare, contract.MessageRetry,
 		contract.MessageResume, contract.MessageRecheck, contract.MessageDisconnect}
 	internal := map[string]bool{contract.SignalShareDesired: true, contract.SignalShareReport: true,
-		contract.SignalMetadataDesired: true, contract.SignalMetadataReport: true}
+		contract.SignalMetadataDesired: true, contract.SignalMetadataReport: true,
+		contract.SignalWatch: true, contract.SignalMetadataWake: true}
 	cases := []struct {
 		workflowID                string
 		queries, signals, updates []string
 	}{
 		{contract.ConnectionWorkflowID(ref.Home, ref.Companion),
 			[]string{contract.QueryStatus},
-			append([]string{contract.SignalShareReport, contract.SignalMetadataReport, contract.SignalProbe, contract.SignalUpgrade}, operator...),
+			append([]string{contract.SignalShareReport, contract.SignalMetadataReport, contract.SignalProbe, contract.SignalUpgrade,
+				contract.SignalWatch}, operator...),
 			append([]string{contract.UpdateAwaitConnected}, operator...)},
 		{contract.ShareWorkflowID(ref.Home, ref.Companion, "default"),
 			[]string{contract.QueryStatus}, []string{contract.SignalShareDesired, contract.SignalUpgrade}, nil},
 		{contract.MetadataSyncWorkflowID(ref.Home, ref.Companion),
-			[]string{contract.QueryStatus, contract.QueryErrorLog}, []string{contract.SignalMetadataDesired, contract.SignalUpgrade}, nil},
+			[]string{contract.QueryStatus, contract.QueryErrorLog}, []string{contract.SignalMetadataDesired, contract.SignalUpgrade,
+				contract.SignalMetadataWake}, nil},
 		{doctor, []string{contract.QueryStatus}, nil, nil},
+		{contract.WatcherWorkflowID, []string{contract.QueryStatus}, []string{contract.SignalWatcherSettings}, nil},
 	}
 	checked := 0
 	for _, tc := range cases {
@@ -87,7 +91,7 @@ func TestEveryHandlerIsDescribed(t *testing.T) {
 			}
 		}
 	}
-	assert.Equal(t, 1+10+7+1+2+2+2+1, checked, "handlers checked")
+	assert.Equal(t, 1+11+7+1+2+2+3+1+1+1, checked, "handlers checked")
 }
 
 // latestRun is the ID of the most recent workflow whose ID starts with

@@ -507,3 +507,61 @@ func reconcilerDetails(t *testing.T, env *testenv.Env) string {
 	require.NoError(t, v.Get(&md))
 	return md.GetCurrentDetails()
 }
+
+// TestDoctorScansAQuietFleetInOneActivityEach: three connections, two of
+// them settled and one terminated by hand, surveyed with pages of one. Each
+// scan of the run reads its pages inside one activity and returns only what
+// the run must look at: the registry scan returns once with the terminated
+// connection and once more to finish, the scans of running workflows and of
+// protocols once each over several visibility pages. The run finds the
+// terminated connection and counts all three.
+func TestDoctorScansAQuietFleetInOneActivityEach(t *testing.T) {
+	env, c := startFleet(t)
+	ctx := context.Background()
+	refs := []control.Ref{{Home: "acme", Companion: "acme-apac"}, {Home: "acme", Companion: "acme-emea"}, {Home: "globex", Companion: "globex-emea"}}
+	for _, ref := range refs {
+		connectAndShare(t, c, ref, "default")
+	}
+	for _, ref := range refs {
+		testenv.WaitStatus(t, c, ref, "default Active, metadata synced", func(v contract.StatusView) bool {
+			return testenv.ShareIs("default", contract.ShareActive)(v) && v.MetadataSync.Status == contract.SyncSucceeded
+		})
+	}
+	gone := refs[0]
+	require.NoError(t, env.Client.TerminateWorkflow(ctx, contract.ConnectionWorkflowID(gone.Home, gone.Companion), "", "test: lost connection workflow"))
+
+	// The live ones are settled once their children's search attributes
+	// show it: until then a run queries them.
+	var id string
+	var report contract.ReconcileReport
+	runs := 0
+	testenv.Eventually(t, time.Minute, "a run that queries only the terminated connection", func() bool {
+		runs++
+		id = fmt.Sprintf("test-reconciler-%d", runs)
+		run, err := env.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: contract.TaskQueue},
+			contract.ReconcilerWorkflowName, contract.ReconcilerInput{PageSize: 1})
+		require.NoError(t, err)
+		require.NoError(t, run.Get(ctx, &report))
+		return report.Queried == 1
+	})
+	assert.Equal(t, 3, report.Connections)
+	missing := findings(report, contract.FindingConnectionWorkflowMissing, gone.String())
+	require.Len(t, missing, 1, "report %+v", report)
+
+	calls := map[string]int{}
+	iter := env.Client.GetWorkflowHistory(ctx, id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for iter.HasNext() {
+		ev, err := iter.Next()
+		require.NoError(t, err)
+		if a := ev.GetActivityTaskScheduledEventAttributes(); a != nil {
+			calls[a.GetActivityType().GetName()]++
+		}
+	}
+	t.Logf("activities of the run: %v (after %d run(s))", calls, runs)
+	assert.Equal(t, 2, calls["ScanRegistry"], "one call per page of unsettled connections, and one to finish")
+	assert.Equal(t, 1, calls["UnregisteredExecutions"], "two running connection workflows, pages of one, in one call")
+	assert.Equal(t, 1, calls["RunProtocols"], "every run on the current protocol, in one call")
+	for _, old := range []string{"RegisteredConnections", "SurveyConnections", "ListExecutions", "RegistryRows"} {
+		assert.Zero(t, calls[old], old)
+	}
+}

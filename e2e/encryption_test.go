@@ -68,7 +68,7 @@ func TestHistoryHoldsNoPlaintext(t *testing.T) {
 	require.NoError(t, err)
 	require.GreaterOrEqual(t, len(resp.GetExecutions()), 4, "connection, two shares and the metadata sync")
 
-	var payloads, failures, events int
+	var payloads, failures, events, actors int
 	for _, e := range resp.GetExecutions() {
 		it := raw.GetWorkflowHistory(ctx, e.GetExecution().GetWorkflowId(), e.GetExecution().GetRunId(), false, 0)
 		for it.HasNext() {
@@ -80,6 +80,20 @@ func TestHistoryHoldsNoPlaintext(t *testing.T) {
 				switch x := m.Interface().(type) {
 				case *commonpb.SearchAttributes:
 					return false // readable by design: they are what the UI filters on
+				case *commonpb.Header:
+					// The actor of a request is readable by design, like the
+					// client identity the server records beside it; any
+					// other header is a payload like the rest.
+					for k, p := range x.GetFields() {
+						if k == contract.ActorHeader {
+							actors++
+							assertNoSecret(t, where+" actor header", string(p.GetData()))
+							continue
+						}
+						payloads++
+						assert.Equal(t, codec.MetadataEncodingEncrypted, string(p.GetMetadata()[codec.MetadataEncoding]), "%s: header %s not encrypted", where, k)
+					}
+					return false
 				case *commonpb.Payload:
 					payloads++
 					assert.Equal(t, codec.MetadataEncodingEncrypted, string(x.GetMetadata()[codec.MetadataEncoding]), "%s: payload not encrypted", where)
@@ -99,6 +113,7 @@ func TestHistoryHoldsNoPlaintext(t *testing.T) {
 	t.Logf("checked %d payloads and %d failures in %d events of %d runs", payloads, failures, events, len(resp.GetExecutions()))
 	assert.Greater(t, payloads, 50, "payloads checked")
 	assert.Greater(t, failures, 3, "failures checked: copy failures, the refusal, the conflict")
+	assert.Positive(t, actors, "actor headers seen")
 
 	// A client without the keys cannot read them: it fails, it never sees
 	// empty values.

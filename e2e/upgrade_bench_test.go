@@ -39,7 +39,7 @@ func BenchmarkUpgradeMove(b *testing.B) {
 		for i := range refs {
 			refs[i] = control.Ref{Home: "fleet", Companion: fmt.Sprintf("fleet-%04d", i)}
 			benchNoError(b, env.Store.Demo().AddOrg(ctx, companionsync.Org{ID: refs[i].Companion, Role: companionsync.RoleCompanion, Kind: companionsync.KindProduction, Active: true}))
-			benchNoError(b, startOnProtocol(ctx, env.Client, refs[i], contract.ProtocolProgressReport))
+			benchNoError(b, startOnProtocol(ctx, env.Client, refs[i], contract.OldestProtocol))
 		}
 		for _, ref := range refs {
 			testenv.WaitStatus(b, c, ref, "Incomplete", func(v contract.StatusView) bool { return v.Status == contract.Incomplete })

@@ -20,6 +20,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 
 	"github.com/companionsync/companionsync"
 	"github.com/companionsync/companionsync/activities"
@@ -224,7 +225,15 @@ func runUpgrade(t *testing.T, bins upgradeBinaries, broken bool) []string {
 
 	// Before the stop: every scenario in place on the previous release.
 	for _, ref := range []control.Ref{upRemoval, upIdle, upPaused, upInactive} {
-		_, err := c.Connect(ctx, ref, contract.Settings{})
+		var s contract.Settings
+		if ref == upRemoval {
+			// Small steps: a removal of a million records at full speed
+			// takes a few seconds, less than the old worker takes to stop,
+			// and would be over before the upgrade. (The previous release
+			// keeps every batch at BatchSize; this one grows them.)
+			s.BatchSize, s.StepBudget = 100, 250*time.Millisecond
+		}
+		_, err := c.Connect(ctx, ref, s)
 		require.NoError(t, err, "connect %s", ref)
 	}
 	share := func(ref control.Ref, ds string) {
@@ -240,7 +249,9 @@ func runUpgrade(t *testing.T, bins upgradeBinaries, broken bool) []string {
 	_, err = store.Demo().MakeConflict(ctx, upPaused.Home, upPaused.Companion, "default")
 	require.NoError(t, err)
 	require.NoError(t, store.Demo().Deactivate(ctx, upInactive.Companion))
-	_, err = c.Connect(ctx, upCopy, contract.Settings{})
+	// The copy takes small steps too: at the default batch size the
+	// previous release copies a million records before it has stopped.
+	_, err = c.Connect(ctx, upCopy, contract.Settings{BatchSize: 100, StepBudget: 250 * time.Millisecond})
 	require.NoError(t, err)
 	_, err = c.Unshare(ctx, upRemoval, "default")
 	require.NoError(t, err)
@@ -485,7 +496,7 @@ func continuedAsNew(ctx context.Context, tc client.Client, id string) bool {
 // to complete because new events (a signal) arrived while it ran (cause
 // UnhandledCommand: the SDK runs it again with them) is no failure of the
 // code; it is logged and counted with the timeouts.
-func taskFailures(ctx context.Context, t *testing.T, tc client.Client) (failed []string, timedOut int) {
+func taskFailures(ctx context.Context, t *testing.T, tc client.Client, fc ...converter.FailureConverter) (failed []string, timedOut int) {
 	t.Helper()
 	var token []byte
 	for {
@@ -504,7 +515,12 @@ func taskFailures(ctx context.Context, t *testing.T, tc client.Client) (failed [
 						timedOut++
 						continue
 					}
-					failed = append(failed, fmt.Sprintf("%s run %s: %s", id, run, ev.GetWorkflowTaskFailedEventAttributes().GetFailure().GetMessage()))
+					msg := ev.GetWorkflowTaskFailedEventAttributes().GetFailure().GetMessage()
+					if len(fc) > 0 {
+						// Failure messages are encrypted: read them with the keys.
+						msg = fc[0].FailureToError(ev.GetWorkflowTaskFailedEventAttributes().GetFailure()).Error()
+					}
+					failed = append(failed, fmt.Sprintf("%s run %s: %s", id, run, msg))
 				case enumspb.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT:
 					timedOut++
 				}

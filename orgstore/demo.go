@@ -232,6 +232,11 @@ func (s *Demo) RenewLicence(ctx context.Context, home string) error {
 	return s.setLicence(ctx, home, time.Now().AddDate(1, 0, 0))
 }
 
+// SetLicenceExpiry sets when the home org's licence expires.
+func (s *Demo) SetLicenceExpiry(ctx context.Context, home string, at time.Time) error {
+	return s.setLicence(ctx, home, at)
+}
+
 func (s *Demo) setLicence(ctx context.Context, home string, at time.Time) error {
 	err := s.inTx(ctx, func(tx querier) error {
 		if err := requireOrg(ctx, tx, home, companionsync.RoleHome); err != nil {

@@ -164,21 +164,82 @@ func (s *Store) RemoveBatch(ctx context.Context, sh companionsync.Share, limit i
 		if err := s.fence(ctx, tx, sh, ds); err != nil {
 			return err
 		}
-		res, err := tx.ExecContext(ctx,
-			`DELETE FROM companion_records WHERE companion = ? AND data_space_id = ? AND record_id IN (
-			   SELECT record_id FROM companion_records WHERE companion = ? AND data_space_id = ? LIMIT ?)`,
-			sh.Companion, ds, sh.Companion, ds, limit)
-		if err != nil {
-			return fmt.Errorf("delete records: %w", err)
-		}
-		n, _ := res.RowsAffected()
-		removed = int(n)
-		return tx.QueryRowContext(ctx,
-			`SELECT EXISTS (SELECT 1 FROM companion_records WHERE companion = ? AND data_space_id = ?)`,
-			sh.Companion, ds).Scan(&more)
+		removed, more, err = removeRange(ctx, tx, sh.Companion, ds, limit, s.dialect == dialectPostgres)
+		return err
 	})
 	if err != nil {
 		return 0, false, fmt.Errorf("remove batch of %s from %s: %w", sh.DataSpace, sh.Companion, err)
+	}
+	return removed, more, nil
+}
+
+// removeRange deletes the next batch of a removal: a range of the primary
+// key, like a plain DELETE of the data space, of the first limit copies
+// after the share's removal cursor (where the last batch ended), up to and
+// including the limit-th; fewer left, all of them. The cursor saves each
+// batch a scan from the first key over the copies the batches before it
+// deleted. It is a hint: once nothing is left after it, a check from the
+// first key decides whether the removal is over. The cursor pays on
+// PostgreSQL, whose deleted rows stay in the index as dead entries until
+// vacuum; SQLite removes them from the b-tree at once, so there the
+// cursor's reads and writes would only cost (cursor false).
+func removeRange(ctx context.Context, tx querier, companion string, ds int64, limit int, cursor bool) (removed int, more bool, err error) {
+	share := `companion = ? AND data_space_id = ?`
+	from, args := share, []any{companion, ds}
+	if cursor {
+		var rid, obj string
+		err = tx.QueryRowContext(ctx, `SELECT record_id, object FROM removal_cursors WHERE `+share, companion, ds).Scan(&rid, &obj)
+		switch {
+		case err == nil:
+			from, args = share+` AND (record_id, object) > (?, ?)`, []any{companion, ds, rid, obj}
+		case !errors.Is(err, sql.ErrNoRows):
+			return 0, false, fmt.Errorf("read the removal cursor: %w", err)
+		}
+	}
+	var endRID, endObj string
+	err = tx.QueryRowContext(ctx, `SELECT record_id, object FROM companion_records WHERE `+from+
+		` ORDER BY record_id, object LIMIT 1 OFFSET ?`, append(args, limit-1)...).Scan(&endRID, &endObj)
+	var res sql.Result
+	found := err == nil
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		res, err = tx.ExecContext(ctx, `DELETE FROM companion_records WHERE `+from, args...)
+	case found:
+		res, err = tx.ExecContext(ctx, `DELETE FROM companion_records WHERE `+from+` AND (record_id, object) <= (?, ?)`,
+			append(args, endRID, endObj)...)
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("delete records: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	removed = int(n)
+	if found {
+		if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM companion_records WHERE `+share+
+			` AND (record_id, object) > (?, ?))`, companion, ds, endRID, endObj).Scan(&more); err != nil {
+			return 0, false, fmt.Errorf("look past the batch: %w", err)
+		}
+		if more && !cursor {
+			return removed, true, nil
+		}
+		if more {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO removal_cursors (companion, data_space_id, record_id, object)
+				VALUES (?, ?, ?, ?) ON CONFLICT (companion, data_space_id) DO UPDATE
+				SET record_id = excluded.record_id, object = excluded.object`, companion, ds, endRID, endObj); err != nil {
+				return 0, false, fmt.Errorf("move the removal cursor: %w", err)
+			}
+			return removed, true, nil
+		}
+	}
+	// Nothing after the cursor: the check from the first key decides, and
+	// a removal that goes on (copies before the cursor) starts from it.
+	if cursor {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM removal_cursors WHERE `+share, companion, ds); err != nil {
+			return 0, false, fmt.Errorf("drop the removal cursor: %w", err)
+		}
+	}
+	if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM companion_records WHERE `+share+`)`,
+		companion, ds).Scan(&more); err != nil {
+		return 0, false, fmt.Errorf("look for records left: %w", err)
 	}
 	return removed, more, nil
 }
@@ -194,7 +255,7 @@ func (s *Store) CompleteRemoval(ctx context.Context, sh companionsync.Share) err
 		if err := s.fence(ctx, tx, sh, ds); err != nil {
 			return err
 		}
-		for _, table := range []string{"companion_metadata", "metadata_cursors", "injected_failures"} {
+		for _, table := range []string{"companion_metadata", "metadata_cursors", "injected_failures", "removal_cursors"} {
 			if _, err := tx.ExecContext(ctx,
 				`DELETE FROM `+table+` WHERE companion = ? AND data_space_id = ?`, sh.Companion, ds); err != nil {
 				return fmt.Errorf("delete from %s: %w", table, err)

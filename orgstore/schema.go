@@ -243,4 +243,61 @@ var additiveSchema = []string{
 		token         BIGINT NOT NULL,
 		PRIMARY KEY (companion, data_space_id)
 	)`,
+	// Where a removal's last batch ended, per share: the next batch starts
+	// after it instead of scanning again, from the first key, over the
+	// copies just deleted (on PostgreSQL dead index entries until vacuum).
+	// Only a hint: a removal still ends with a check from the first key.
+	`CREATE TABLE IF NOT EXISTS removal_cursors (
+		companion     TEXT NOT NULL,
+		data_space_id BIGINT NOT NULL,
+		record_id     TEXT NOT NULL,
+		object        TEXT NOT NULL,
+		PRIMARY KEY (companion, data_space_id)
+	)`,
+	// The audit trail: one row per request to a connection, kept after the
+	// connection disconnects (AuditLog). at is Unix nanoseconds.
+	`CREATE TABLE IF NOT EXISTS audit_log (
+		connection TEXT NOT NULL,
+		id         TEXT NOT NULL,
+		at         BIGINT NOT NULL,
+		actor      TEXT NOT NULL,
+		request    TEXT NOT NULL,
+		subject    TEXT NOT NULL,
+		via        TEXT NOT NULL,
+		outcome    TEXT NOT NULL,
+		reason     TEXT NOT NULL,
+		PRIMARY KEY (connection, id)
+	)`,
+	`CREATE INDEX IF NOT EXISTS audit_log_at ON audit_log (connection, at)`,
+	// Notifications delivered, by event ID: a retried or repeated delivery
+	// of the same event is sent once (Notices).
+	`CREATE TABLE IF NOT EXISTS notices_sent (
+		id      TEXT PRIMARY KEY,
+		sent_at BIGINT NOT NULL
+	)`,
+	// Incidents the reconciler has open (vanished or stuck workflows), so
+	// that each is notified once when found and once when it clears.
+	// Leases: a named role one worker holds at a time (the export of the
+	// fleet's gauges), until expires_at (Unix nanoseconds) unless renewed.
+	`CREATE TABLE IF NOT EXISTS leases (
+		name       TEXT PRIMARY KEY,
+		owner      TEXT NOT NULL,
+		expires_at BIGINT NOT NULL
+	)`,
+	// Connections that wait without timers (the fleet watcher's baseline):
+	// the digest of the health each last saw, and whether its metadata sync
+	// waits for changes in metadata_spaces (a JSON list).
+	`CREATE TABLE IF NOT EXISTS watches (
+		home             TEXT NOT NULL,
+		companion        TEXT NOT NULL,
+		health           TEXT NOT NULL,
+		metadata_spaces  TEXT NOT NULL,
+		metadata_waiting INTEGER NOT NULL,
+		PRIMARY KEY (home, companion)
+	)`,
+	`CREATE TABLE IF NOT EXISTS incidents (
+		incident_key TEXT PRIMARY KEY,
+		body         TEXT NOT NULL,
+		since        BIGINT NOT NULL
+	)`,
 }

@@ -56,6 +56,8 @@ func TestSupportBundle(t *testing.T) {
 	require.NotEmpty(t, b.Advice)
 	assert.Contains(t, strings.Join(b.Advice, "\n"), "create a support ticket")
 	assert.NotEmpty(t, b.Status.Transitions, "recent transitions")
+	require.NotEmpty(t, b.Audit, "the audit trail")
+	assert.Equal(t, contract.RequestConnect, b.Audit[0].Request)
 
 	types := map[string]bool{}
 	copyFailures := 0

@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/companionsync/companionsync/contract"
@@ -131,6 +133,7 @@ func runStatus(ctx context.Context, inv *invocation, args []string) error {
 	if err != nil {
 		return err
 	}
+	c.LastSwept(ctx, &v)
 	if *asJSON {
 		return printJSON(inv.stdout, v)
 	}
@@ -293,6 +296,7 @@ func runSupportBundle(ctx context.Context, inv *invocation, args []string) error
 	ref := fs.connection()
 	out := fs.String("output", "", "the file to write (default companionsync-support-HOME-COMPANION-TIME.json; - for standard output)")
 	fs.StringVar(out, "o", "", "shorthand for --output")
+	storePath := fs.orgStore()
 	d := fs.dialer()
 	if err := parse(fs, d, args); err != nil {
 		return err
@@ -300,6 +304,12 @@ func runSupportBundle(ctx context.Context, inv *invocation, args []string) error
 	c, err := d.client(ctx)
 	if err != nil {
 		return err
+	}
+	// The audit trail is in the org store; without it the bundle says so.
+	if store, err := inv.openStore(ctx, *storePath); err == nil {
+		c = c.WithAudit(store)
+	} else {
+		c = c.WithAudit(unreadableAudit{err})
 	}
 	b, err := c.SupportBundle(ctx, *ref)
 	if err != nil {
@@ -334,4 +344,78 @@ func runSupportBundle(ctx context.Context, inv *invocation, args []string) error
 	}
 	fmt.Fprintln(inv.stdout)
 	return nil
+}
+
+// unreadableAudit stands for an org store that could not be opened.
+type unreadableAudit struct{ err error }
+
+func (u unreadableAudit) Audit(context.Context, string, time.Time) ([]contract.AuditEntry, error) {
+	return nil, u.err
+}
+
+func runAudit(ctx context.Context, inv *invocation, args []string) error {
+	fs := inv.flags("audit", "--connection H/C [--since D|TIME] [--json]",
+		"Print the audit trail of a connection, oldest first: every request (connect, share, unshare, retry,\n"+
+			"resume, recheck, disconnect) and every repair, who asked (--as of starter, the actor a code caller\n"+
+			"set, reconciler, or unattributed for the Web UI and the temporal CLI), when, and whether it was\n"+
+			"accepted or refused and why. It reads the org store, and works after the connection disconnected.")
+	ref := fs.connection()
+	since := fs.String("since", "", "only entries from this time on: a duration back from now (24h) or an RFC 3339 time")
+	asJSON := fs.Bool("json", false, "print the entries as JSON")
+	storePath := fs.orgStore()
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	from, err := parseSince(*since, time.Now())
+	if err != nil {
+		return usageError{err: fmt.Errorf("starter audit: --since %q: %w; run 'starter audit -h' for usage", *since, err)}
+	}
+	store, err := inv.openStore(ctx, *storePath)
+	if err != nil {
+		return err
+	}
+	entries, err := control.New(nil).WithAudit(store).Audit(ctx, *ref, from)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(inv.stdout, entries)
+	}
+	if len(entries) == 0 {
+		fmt.Fprintf(inv.stdout, "no requests recorded for %s%s\n", ref, sinceNote(from))
+		return nil
+	}
+	tw := tabwriter.NewWriter(inv.stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "AT\tACTOR\tREQUEST\tSUBJECT\tVIA\tOUTCOME\tREASON")
+	for _, e := range entries {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.At.UTC().Format(time.RFC3339), e.Actor, e.Request,
+			or(e.Subject, "-"), e.Via, e.Outcome, e.Reason)
+	}
+	return tw.Flush()
+}
+
+// parseSince reads --since: empty (everything), a duration back from now,
+// or an RFC 3339 time.
+func parseSince(s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil {
+		if d <= 0 {
+			return time.Time{}, errors.New("want a positive duration")
+		}
+		return now.Add(-d), nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}, errors.New("want a duration such as 24h or a time such as 2026-12-01T00:00:00Z")
+	}
+	return t, nil
+}
+
+func sinceNote(from time.Time) string {
+	if from.IsZero() {
+		return ""
+	}
+	return " since " + from.UTC().Format(time.RFC3339)
 }

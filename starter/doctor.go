@@ -48,6 +48,7 @@ func runDoctor(ctx context.Context, inv *invocation, args []string) error {
 	if in.BatchSize <= 0 {
 		return usageError{err: fmt.Errorf("starter doctor: --batch-size %d: want 1 or more; run 'starter doctor -h' for usage", in.BatchSize)}
 	}
+	in.Actor = dial.opts.Actor
 	c, err := dial.client(ctx)
 	if err != nil {
 		return err

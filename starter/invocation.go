@@ -135,6 +135,7 @@ func (fs *flagSet) dialer() *dialer {
 	fs.StringVar(&d.opts.TLSCA, "tls-ca", env("TEMPORAL_TLS_CA"), "CA certificate file of the server (env TEMPORAL_TLS_CA)")
 	fs.StringVar(&d.keys.KeyFile, "key-file", env(codec.KeyFileEnv), "payload key file of the workers (env COMPANIONSYNC_KEY_FILE; keys inline: env COMPANIONSYNC_KEYS; default DATA_DIR/codec.keys of the embedded default)")
 	d.keys.Keys = env(codec.KeysEnv)
+	fs.StringVar(&d.opts.Actor, "as", or(env("COMPANIONSYNC_ACTOR"), control.DefaultActor()), "who is asking, for the audit trail (env COMPANIONSYNC_ACTOR; default USER@HOST)")
 	d.queryTimeout = control.DefaultQueryTimeout
 	if v := env("COMPANIONSYNC_QUERY_TIMEOUT"); v != "" {
 		t, err := time.ParseDuration(v)

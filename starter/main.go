@@ -60,6 +60,7 @@ var commands = []command{
 	{"watch", "--connection H/C", "live view with progress bars; Ctrl-C ends it", runWatch},
 	{"error-log", "--connection H/C [--format csv|json] [-o FILE]", "the failed changes of the last metadata round", runErrorLog},
 	{"doctor", "[--repair] [--json] [--error-after D] ...", "find what went wrong across connections, and repair what is safe", runDoctor},
+	{"audit", "--connection H/C [--since D|TIME] [--json]", "who asked for what on a connection, when, and the outcome", runAudit},
 	{"support-bundle", "--connection H/C [--output F]", "write one file for a support ticket: status, error log, failures", runSupportBundle},
 	{"demo", "SUBCOMMAND ...", "change the demo org store (run 'starter demo' for the list)", runDemo},
 }

@@ -41,6 +41,13 @@ func statusText(v contract.StatusView, bars bool) string {
 		fmt.Fprintf(tw, "Home licence\texpires %s (%s); companions %d of %d used, %d free\n",
 			l.ExpiresAt.UTC().Format(time.RFC3339), relative(l.ExpiresAt), l.CompanionsUsed, l.CompanionsMax,
 			max(l.CompanionsMax-l.CompanionsUsed, 0))
+		how := "by the connection"
+		if v.Watched {
+			how = "quiet: the fleet watcher reads it every sweep and wakes the connection on a change"
+		}
+		if !l.CheckedAt.IsZero() {
+			fmt.Fprintf(tw, "Checked\t%s (%s)\n", l.CheckedAt.UTC().Format(time.RFC3339), how)
+		}
 	}
 	if v.LastRejected != "" {
 		fmt.Fprintf(tw, "Last rejected\t%s\n", v.LastRejected)

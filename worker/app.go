@@ -22,6 +22,7 @@ import (
 	"go.temporal.io/sdk/client"
 	temporalotel "go.temporal.io/sdk/contrib/opentelemetry"
 	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/worker"
 
 	"github.com/companionsync/companionsync/activities"
@@ -45,6 +46,14 @@ type Main struct {
 	metrics *http.Server
 	keys    *codec.KeyRing
 	codec   *codecServer
+	// registry is the Prometheus registry of /metrics (nil: metrics off);
+	// fleet exports the fleet's gauges from it while it holds the lease.
+	registry *prometheus.Registry
+	fleet    *fleetGauges
+	// identity is the worker's client identity.
+	identity string
+	// refusals writes the updates refused by validators to the audit trail.
+	refusals *activities.RefusalWriter
 	// moving is closed when the move of older runs at start is over.
 	moving     chan struct{}
 	stopMoving context.CancelFunc
@@ -118,18 +127,38 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (_ *Main, err e
 	}
 	// Process-wide, and only before the first worker is created.
 	worker.SetStickyWorkflowCacheSize(cfg.WorkflowCache)
-	m.worker = worker.New(m.client, contract.TaskQueue, worker.Options{WorkerStopTimeout: 10 * time.Second})
+	m.refusals = activities.NewRefusalWriter(m.store, logger)
+	m.worker = worker.New(m.client, contract.TaskQueue, worker.Options{
+		WorkerStopTimeout: 10 * time.Second,
+		Interceptors:      []interceptor.WorkerInterceptor{workflows.Interceptor(m.refusals.Record)},
+	})
+	notifier := &activities.Notifier{URL: cfg.NotifyURL, Log: m.store, Logger: logger.With("component", "notifier")}
 	// The demo commands of the CLI inject copy failures into the store;
 	// DemoFaults makes them fail this worker's initial-sync steps.
-	workflows.Register(m.worker, &activities.Activities{Orgs: orgstore.WithDemoFaults(m.store), Unavailable: orgstore.Unavailable}, cfg.Defaults)
-	fleet := &activities.Fleet{Orgs: m.store, Client: m.client, Converter: m.converter()}
+	workflows.Register(m.worker, &activities.Activities{
+		Orgs: orgstore.WithDemoFaults(m.store), Unavailable: orgstore.Unavailable,
+		Audit: m.store, Notifier: notifier,
+	}, cfg.Defaults)
+	fleet := &activities.Fleet{Orgs: m.store, Client: m.client, Converter: m.converter(), Notifier: notifier}
 	workflows.RegisterFleet(m.worker, fleet)
 	if err := m.worker.Start(); err != nil {
 		return nil, fmt.Errorf("start worker on task queue %s: %w", contract.TaskQueue, err)
 	}
+	if m.registry != nil && cfg.FleetGaugesInterval > 0 {
+		m.fleet = newFleetGauges(m.store, m.client, cfg.Namespace, m.identity, cfg.FleetGaugesInterval,
+			cfg.Defaults.LicenceWarning, logger.With("component", "fleet-gauges"))
+		if err := m.registry.Register(m.fleet); err != nil {
+			return nil, fmt.Errorf("fleet gauges: %w", err)
+		}
+		go m.fleet.run()
+	}
 	moveCtx, stopMoving := context.WithCancel(context.Background())
 	m.moving, m.stopMoving = make(chan struct{}), stopMoving
 	go m.moveRuns(moveCtx, plan)
+	watch := contract.WatcherInput{HealthInterval: cfg.Defaults.HealthCheckInterval, MetadataInterval: cfg.Defaults.MetadataSyncInterval}
+	if err := control.New(m.client).StartWatcher(ctx, watch); err != nil {
+		return nil, err
+	}
 	if cfg.ReconcileInterval > 0 {
 		in := contract.DefaultReconcilerInput()
 		in.RemovalAfter = cfg.Defaults.RemovalDeadline
@@ -193,6 +222,7 @@ func (m *Main) startMetrics() (client.MetricsHandler, error) {
 		return nil, nil
 	}
 	reg := prometheus.NewRegistry()
+	m.registry = reg
 	exporter, err := otelprom.New(otelprom.WithRegisterer(reg))
 	if err != nil {
 		return nil, fmt.Errorf("metrics exporter: %w", err)
@@ -218,6 +248,9 @@ func (m *Main) dial(ctx context.Context, metrics client.MetricsHandler) error {
 	opts, err := control.DialOptions{
 		Address: m.FrontendAddr, Namespace: m.cfg.Namespace, APIKey: m.cfg.APIKey,
 		TLSCert: m.cfg.TLSCert, TLSKey: m.cfg.TLSKey, TLSCA: m.cfg.TLSCA, Logger: m.logger, Keys: m.keys,
+		// What the worker's client asks (a restart, a probe, a move) is a
+		// repair of the reconciler's.
+		Actor: contract.ActorReconciler,
 	}.ClientOptions()
 	if err != nil {
 		return err
@@ -225,6 +258,7 @@ func (m *Main) dial(ctx context.Context, metrics client.MetricsHandler) error {
 	opts.MetricsHandler = metrics
 	host, _ := os.Hostname()
 	opts.Identity = workflows.WorkerIdentity(fmt.Sprintf("%d@%s", os.Getpid(), host))
+	m.identity = opts.Identity
 	c, err := client.DialContext(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("connect to Temporal at %s (namespace %s): %w", m.FrontendAddr, m.cfg.Namespace, err)
@@ -361,9 +395,17 @@ func (m *Main) Close() error {
 		<-m.moving
 		m.stopMoving = nil
 	}
+	if m.fleet != nil {
+		m.fleet.close()
+		m.fleet = nil
+	}
 	if m.worker != nil {
 		m.worker.Stop()
 		m.worker = nil
+	}
+	if m.refusals != nil {
+		m.refusals.Close()
+		m.refusals = nil
 	}
 	if m.client != nil {
 		m.client.Close()

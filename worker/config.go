@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -71,6 +72,14 @@ type Config struct {
 	// ReconcileInterval is the period of the reconciler's schedule; 0
 	// leaves the schedule alone (neither created nor updated).
 	ReconcileInterval time.Duration
+
+	// FleetGaugesInterval is how often the worker holding the fleet-gauges
+	// lease reads the fleet's gauges for /metrics; 0 exports none.
+	FleetGaugesInterval time.Duration
+
+	// NotifyURL is the webhook alerts are posted to (CloudEvents JSON);
+	// "" sends them to the log only.
+	NotifyURL string
 }
 
 // defaultWorkflowCache is the sticky cache size: about three workflows per
@@ -141,6 +150,11 @@ type inputs struct {
 	metadata     durationFlag
 	removal      durationFlag
 	reconcile    durationFlag
+	// licenceWarning is -licence-warning; fleetGauges -fleet-gauges-interval.
+	licenceWarning durationFlag
+	fleetGauges    durationFlag
+	// resync is -resync-interval.
+	resync durationFlag
 }
 
 // defaultConfig is the configuration before the environment and flags.
@@ -174,6 +188,7 @@ func (cfg *Config) readEnv(getenv func(string) string, in *inputs) error {
 		codec.KeysEnv:                &cfg.Keys,
 		codec.KeyFileEnv:             &cfg.KeyFile,
 		"COMPANIONSYNC_CODEC_TOKEN":  &cfg.CodecToken,
+		"COMPANIONSYNC_NOTIFY_URL":   &cfg.NotifyURL,
 	} {
 		if v := getenv(name); v != "" {
 			*dst = v
@@ -192,6 +207,9 @@ func (cfg *Config) readEnv(getenv func(string) string, in *inputs) error {
 		{"COMPANIONSYNC_METADATA_SYNC_INTERVAL", &in.metadata},
 		{"COMPANIONSYNC_REMOVAL_DEADLINE", &in.removal},
 		{"COMPANIONSYNC_RECONCILE_INTERVAL", &in.reconcile},
+		{"COMPANIONSYNC_LICENCE_WARNING", &in.licenceWarning},
+		{"COMPANIONSYNC_RESYNC_INTERVAL", &in.resync},
+		{"COMPANIONSYNC_FLEET_GAUGES_INTERVAL", &in.fleetGauges},
 	} {
 		if v := getenv(d.env); v != "" {
 			if err := d.dst.Set(v); err != nil {
@@ -244,7 +262,11 @@ func (cfg *Config) readFlags(args []string, stderr io.Writer, in *inputs) error 
 	fs.Var(&in.health, "health-check-interval", "health check period of new connections (default 30s on the dev server, 5m otherwise; env COMPANIONSYNC_HEALTH_CHECK_INTERVAL)")
 	fs.Var(&in.metadata, "metadata-sync-interval", "metadata sync period of new connections (default 30s on the dev server, 15m otherwise; env COMPANIONSYNC_METADATA_SYNC_INTERVAL)")
 	fs.Var(&in.removal, "removal-deadline", "deadline of a data space removal (default 30m; env COMPANIONSYNC_REMOVAL_DEADLINE)")
-	fs.Var(&in.reconcile, "reconcile-interval", "period of the reconciler's schedule; 0 leaves the schedule alone (default 1m on the dev server, 10m otherwise; env COMPANIONSYNC_RECONCILE_INTERVAL)")
+	fs.StringVar(&cfg.NotifyURL, "notify-url", cfg.NotifyURL, "webhook that alerts are posted to, as CloudEvents JSON; empty logs them only (env COMPANIONSYNC_NOTIFY_URL)")
+	fs.Var(&in.fleetGauges, "fleet-gauges-interval", "how often the fleet's gauges on /metrics are read, by one worker at a time; 0 exports none (default 30s; env COMPANIONSYNC_FLEET_GAUGES_INTERVAL)")
+	fs.Var(&in.resync, "resync-interval", "how often a quiet connection checks its health on its own, whatever the fleet watcher says: the most a missed wake costs (default 24h; env COMPANIONSYNC_RESYNC_INTERVAL)")
+	fs.Var(&in.licenceWarning, "licence-warning", "how long before a home org's licence expires its connections alert (default 336h, 14 days; env COMPANIONSYNC_LICENCE_WARNING)")
+	fs.Var(&in.reconcile, "reconcile-interval", "period of the reconciler's schedule; 0 leaves the schedule alone (default 1m on the dev server, 30m otherwise; env COMPANIONSYNC_RECONCILE_INTERVAL)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -277,7 +299,10 @@ func (cfg *Config) resolveCodec(in inputs) {
 // watched, unless set.
 func (cfg *Config) resolveSettings(in inputs) {
 	cfg.Defaults = contract.DefaultSettings()
-	cfg.ReconcileInterval = 10 * time.Minute
+	// The watcher keeps quiet connections fresh; the reconciler repairs
+	// what vanished (rare), and each run costs a dozen billable actions.
+	cfg.ReconcileInterval = 30 * time.Minute
+	cfg.FleetGaugesInterval = 30 * time.Second
 	if cfg.TemporalAddress == "" {
 		cfg.Defaults.HealthCheckInterval = devInterval
 		cfg.Defaults.MetadataSyncInterval = devInterval
@@ -291,6 +316,9 @@ func (cfg *Config) resolveSettings(in inputs) {
 		{in.metadata, &cfg.Defaults.MetadataSyncInterval},
 		{in.removal, &cfg.Defaults.RemovalDeadline},
 		{in.reconcile, &cfg.ReconcileInterval},
+		{in.licenceWarning, &cfg.Defaults.LicenceWarning},
+		{in.resync, &cfg.Defaults.ResyncInterval},
+		{in.fleetGauges, &cfg.FleetGaugesInterval},
 	} {
 		if d.v.set {
 			*d.dst = d.v.d
@@ -343,6 +371,11 @@ func (c Config) validate() error {
 	} {
 		if d < time.Second {
 			errs = append(errs, fmt.Errorf("%s %s: want at least 1s", name, d))
+		}
+	}
+	if c.NotifyURL != "" {
+		if u, err := url.Parse(c.NotifyURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("notify-url %q: want an http:// or https:// URL", c.NotifyURL))
 		}
 	}
 	if c.ReconcileInterval != 0 && c.ReconcileInterval < time.Second {

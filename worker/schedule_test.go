@@ -84,7 +84,7 @@ func TestConfigReconcileInterval(t *testing.T) {
 	assert.Equal(t, devReconcileInterval, cfg.ReconcileInterval, "short on the dev server")
 	cfg, err = parseConfig([]string{"-temporal-address", "temporal:7233", "-codec-addr", ""}, none, io.Discard)
 	require.NoError(t, err)
-	assert.Equal(t, 10*time.Minute, cfg.ReconcileInterval, "10m on a cluster")
+	assert.Equal(t, 30*time.Minute, cfg.ReconcileInterval, "30m on a cluster")
 	cfg, err = parseConfig([]string{"-reconcile-interval", "0"}, none, io.Discard)
 	require.NoError(t, err)
 	assert.Zero(t, cfg.ReconcileInterval, "0 leaves the schedule alone")

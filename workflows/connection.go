@@ -53,6 +53,12 @@ type connection struct {
 	healthTimer   workflow.Future
 	healthTimerAt time.Time
 	cancelHealth  workflow.CancelFunc
+	// checkFailedAt is when the last health check failed, zero after one
+	// passed: a settled connection tries again an interval later.
+	checkFailedAt time.Time
+	// quiet is set after a pass that found the connection settled: work
+	// arriving then starts the health-check interval afresh.
+	quiet bool
 	// startAgainAt is when shares whose start found a closing run are tried
 	// again; zero when none waits.
 	startAgainAt time.Time
@@ -77,6 +83,12 @@ type connection struct {
 	// request sent after a child ended must not meet the state from before
 	// the end.
 	ends []*childEnd
+	// senders are the actors of operator signals not taken yet (audit.go);
+	// startActor is who started the connection.
+	senders    *senders
+	startActor string
+	// notifying is the delivery of Notices[0] in flight (notify.go).
+	notifying workflow.Future
 }
 
 // versionProtocolChosenByWorkflow guards the choice of a new connection's
@@ -93,11 +105,25 @@ func startProtocol(ctx workflow.Context, in ConnectionInput) Protocol {
 		checkProtocol(ConnectionWorkflowName, in.Protocol)
 		return in.Protocol
 	}
-	if workflow.GetVersion(ctx, versionProtocolChosenByWorkflow, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+	v := workflow.GetVersion(ctx, versionProtocolChosenByWorkflow, workflow.DefaultVersion, chosenProtocolVersion)
+	if v == workflow.DefaultVersion {
 		return in.Protocol
 	}
-	return CurrentProtocol
+	return chosenProtocols[v]
 }
+
+// chosenProtocols is the protocol a new connection took under each version
+// of versionProtocolChosenByWorkflow: its marker records the choice, so a
+// history replays with the protocol it was recorded under however many
+// releases later. A release with a new CurrentProtocol adds a version.
+var chosenProtocols = map[workflow.Version]Protocol{
+	1: ProtocolPublished,
+	2: ProtocolAccountable,
+	3: ProtocolWatched,
+}
+
+// chosenProtocolVersion is the version that chooses CurrentProtocol.
+const chosenProtocolVersion workflow.Version = 3
 
 func newConnection(ctx workflow.Context, in ConnectionInput) *connection {
 	in.Protocol = startProtocol(ctx, in)
@@ -110,6 +136,7 @@ func newConnection(ctx workflow.Context, in ConnectionInput) *connection {
 		published: map[string]string{},
 		signals:   newInbox(),
 		protocol:  in.Protocol,
+		senders:   sendersOf(ctx),
 	}
 	// What the run started with (the starter's or the previous run's
 	// search attributes) need not be written again.
@@ -128,6 +155,7 @@ func newConnection(ctx workflow.Context, in ConnectionInput) *connection {
 		c.adopt(ctx, in.Adopt)
 	default:
 		c.Status = Connecting
+		c.startActor = startActorOf(ctx)
 		c.transition(ctx, subjectConnection, string(Connecting), "handshake and eligibility check")
 	}
 	if c.Shares == nil {
@@ -144,7 +172,10 @@ func (c *connection) run(ctx workflow.Context) (StatusView, error) {
 		_ = workflow.Sleep(ctx, time.Millisecond)
 	}
 	if !c.Handshaken {
-		if err := c.handshake(ctx); err != nil {
+		err := c.handshake(ctx)
+		c.auditConnect(ctx, err)
+		if err != nil {
+			c.flushAudit(ctx)
 			// Let await-connected callers learn the refusal before the run ends.
 			_ = workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
 			return StatusView{}, err
@@ -158,15 +189,19 @@ func (c *connection) run(ctx workflow.Context) (StatusView, error) {
 		c.applyEnds(ctx)
 		c.signals.drain(ctx)
 		c.reconcile(ctx)
+		c.flushAudit(ctx)
 		if c.Disconnecting && c.drained() {
 			return c.finishDisconnect(ctx)
 		}
 		// Published here rather than by reconcile: a finishing
 		// disconnect publishes once, its final status.
 		c.publish(ctx)
+		c.watchIncidents(ctx)
+		c.notify(ctx)
 		if c.budget.count(ctx) {
 			return StatusView{}, c.continueAsNew(ctx)
 		}
+		c.holdChecks(ctx)
 		if c.healthCheckDue(ctx) {
 			c.checkHealth(ctx)
 			continue
@@ -186,7 +221,8 @@ func (c *connection) handshake(ctx workflow.Context) error {
 	var err error
 	for {
 		err = c.shortStep(ctx, "handshake and eligibility check", 0, acts.Handshake,
-			activities.HandshakeInput{Home: c.home, Companion: c.companion, Token: info.WorkflowExecution.ID + "/" + info.OriginalRunID},
+			activities.HandshakeInput{Home: c.home, Companion: c.companion, Token: info.WorkflowExecution.ID + "/" + info.OriginalRunID,
+				Watch: rules(c.protocol).watched},
 		).Get(ctx, &res)
 		var app *temporal.ApplicationError
 		if !errors.As(err, &app) || app.Type() != activities.ErrStoreUnavailable {
@@ -215,6 +251,8 @@ func (c *connection) handshake(ctx workflow.Context) error {
 	c.DataSpaces = res.DataSpaces
 	c.readLicence(ctx, res.Licence)
 	c.Reason = ""
+	c.Watched = rules(c.protocol).watched
+	c.LastCheck = workflow.Now(ctx)
 	c.NextHealthCheck = workflow.Now(ctx).Add(c.settings.HealthCheckInterval)
 	c.setStatus(ctx, Incomplete, "handshake passed; share a data space to activate")
 	return nil
@@ -252,6 +290,9 @@ func (c *connection) finishDisconnect(ctx workflow.Context) (StatusView, error) 
 	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
 		return StatusView{}, err
 	}
+	c.watchIncidents(ctx)
+	c.flushAudit(ctx)
+	c.flushNotices(ctx)
 	return c.view(), nil
 }
 
@@ -271,6 +312,9 @@ func (c *connection) waitForChange(ctx workflow.Context) {
 				workflow.TimerOptions{Summary: "start a share whose previous run is closing"})
 		}
 		sel.AddFuture(c.startTimer, func(workflow.Future) { c.startAgainAt, c.startTimer = time.Time{}, nil })
+	}
+	if c.notifying != nil {
+		sel.AddFuture(c.notifying, func(f workflow.Future) { c.notified(ctx, f) })
 	}
 	sel.Select(ctx)
 	for sel.HasPending() {

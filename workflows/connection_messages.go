@@ -68,6 +68,7 @@ func (c *connection) registerHandlers(ctx workflow.Context) error {
 		}
 		c.applyMetadataReport(ctx, r)
 	})
+	c.signals.listen(ctx, SignalWatch, c.watched)
 	return nil
 }
 
@@ -123,7 +124,9 @@ func (c *connection) registerDataSpaceMessage(ctx workflow.Context, m dataSpaceM
 			c.applyEnds(ctx)
 			c.signals.drain(ctx)
 			// Validated already; state may have changed since.
-			if err := validate(req); err != nil {
+			err := validate(req)
+			c.auditUpdate(ctx, m.name, req.DataSpace, err)
+			if err != nil {
 				return StatusView{}, err
 			}
 			return c.accept(ctx, m.apply(ctx, req.DataSpace))
@@ -144,6 +147,11 @@ func (c *connection) registerDataSpaceMessage(ctx workflow.Context, m dataSpaceM
 		if err == nil {
 			err = m.validate(req.DataSpace)
 		}
+		subject := req.DataSpace
+		if subject == "" {
+			subject = describePayload(raw)
+		}
+		c.auditSignal(ctx, m.name, subject, err)
 		if err != nil {
 			c.reject(m.name, describePayload(raw), err)
 			return
@@ -158,7 +166,9 @@ func (c *connection) registerPlainMessage(ctx workflow.Context, m plainMessage) 
 		func(ctx workflow.Context) (StatusView, error) {
 			c.applyEnds(ctx)
 			c.signals.drain(ctx)
-			if err := m.validate(); err != nil {
+			err := m.validate()
+			c.auditUpdate(ctx, m.name, "", err)
+			if err != nil {
 				return StatusView{}, err
 			}
 			return c.accept(ctx, m.apply(ctx))
@@ -175,7 +185,9 @@ func (c *connection) registerPlainMessage(ctx workflow.Context, m plainMessage) 
 		// Plain messages ignore their payload: the CLI and the Web UI may
 		// send none, {} or anything else.
 		c.applyEnds(ctx)
-		if err := m.validate(); err != nil {
+		err := m.validate()
+		c.auditSignal(ctx, m.name, "", err)
+		if err != nil {
 			c.reject(m.name, describePayload(raw), err)
 			return
 		}
@@ -337,6 +349,7 @@ func (c *connection) validateRecheck() error { return c.operable() }
 
 func (c *connection) applyRecheck(ctx workflow.Context) func() bool {
 	c.NextHealthCheck = workflow.Now(ctx)
+	c.Recheck = rules(c.protocol).watched
 	return func() bool { return true }
 }
 

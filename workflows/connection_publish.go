@@ -55,6 +55,7 @@ func (c *connection) view() StatusView {
 		Transitions:   slices.Clone(c.Transitions),
 		Protocol:      c.protocol,
 		Licence:       c.Licence,
+		Watched:       c.settled(),
 	}
 	for _, ds := range workflow.DeterministicKeys(c.Shares) {
 		v.DataSpaces = append(v.DataSpaces, c.shareView(ds))

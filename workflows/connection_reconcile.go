@@ -13,6 +13,7 @@ import (
 // reconcile gives every child the desired state it has not been given and
 // starts the children that should run but do not.
 func (c *connection) reconcile(ctx workflow.Context) {
+	c.suspendFirstSyncs(ctx)
 	for _, ds := range workflow.DeterministicKeys(c.Shares) {
 		// A share can end while this pass waits on another's start (a
 		// report drained by an update handler, or a share's result).
@@ -136,5 +137,37 @@ func (c *connection) resend() {
 	}
 	if m := &c.Metadata; m.Observed.Generation < m.Desired.Generation {
 		m.Sent = m.Observed.Generation
+	}
+}
+
+// suspendFirstSyncs holds the first syncs of an Inactive connection after
+// their current step, and lets them go on once it is back
+// (ProtocolAccountable): a new generation with Suspended set, or cleared.
+// Removals go on; a share requested again (a retry) is held again at the
+// next pass if the connection is still Inactive.
+func (c *connection) suspendFirstSyncs(ctx workflow.Context) {
+	if !rules(c.protocol).accountable {
+		return
+	}
+	hold := c.Status == Inactive && !c.Disconnecting
+	for _, ds := range workflow.DeterministicKeys(c.Shares) {
+		sh := c.Shares[ds]
+		if sh.Desired.Intent != IntentShared || sh.Desired.Suspended == hold || sh.Problem != "" {
+			continue
+		}
+		if hold && (sh.Pending() || sh.Observed.View.InitializationStatus != Activating) {
+			continue
+		}
+		sh.Desired.Generation, sh.Desired.Suspended = c.nextGeneration(), hold
+		// What the suspension does depends on where the copy is, which a
+		// report in flight (the copy just finished) may change: the share
+		// answers with its own view, which replaces the one derived from
+		// the delivery.
+		sh.Desired.Answer = true
+		what := "first sync resumed"
+		if hold {
+			what = "first sync suspended"
+		}
+		c.transition(ctx, subjectShare(ds), what, "connection "+string(c.Status))
 	}
 }

@@ -180,10 +180,36 @@ func (h *harness) runInput(in ConnectionInput) {
 	if in.State == nil && h.protocol < ProtocolPublished {
 		// A connection started before the workflow chose the protocol: its
 		// history has no marker, and it runs the starter's.
-		h.env.OnGetVersion(versionProtocolChosenByWorkflow, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+		h.env.OnGetVersion(versionProtocolChosenByWorkflow, workflow.DefaultVersion, chosenProtocolVersion).Return(workflow.DefaultVersion)
+	}
+	if in.State == nil && h.protocol >= ProtocolPublished && h.protocol < CurrentProtocol {
+		// A connection started by an earlier release: its marker names
+		// the version that chose its protocol.
+		for v, p := range chosenProtocols {
+			if p == h.protocol {
+				h.env.OnGetVersion(versionProtocolChosenByWorkflow, workflow.DefaultVersion, chosenProtocolVersion).Return(v)
+			}
+		}
 	}
 	h.env.ExecuteWorkflow(ConnectionWorkflow, in)
 	require.True(h.t, h.env.IsWorkflowCompleted(), "workflow did not complete")
+}
+
+// watch does what the fleet watcher does when a connection's health
+// changed: it tells the connection (SignalWatch).
+func (h *harness) watch() {
+	h.t.Helper()
+	res, err := h.orgs.CheckHealth(context.Background(), activities.HealthInput{Home: home, Companion: companion})
+	require.NoError(h.t, err)
+	h.env.SignalWorkflow(SignalWatch, WatchReport{Health: res, At: h.env.Now()})
+}
+
+// wakeMetadata does what the fleet watcher does when changes arrive for a
+// metadata sync that waits for them (SignalMetadataWake).
+func (h *harness) wakeMetadata(pending int) {
+	h.t.Helper()
+	require.NoError(h.t, h.env.SignalWorkflowByID(MetadataSyncWorkflowID(home, companion), SignalMetadataWake,
+		MetadataWake{Pending: pending, At: h.env.Now()}))
 }
 
 func (h *harness) status() StatusView {
@@ -354,10 +380,6 @@ func TestChildrenReportProgress(t *testing.T) {
 		// rounds is the connection's count of metadata rounds after the third round.
 		rounds int
 	}{
-		{ProtocolProgressReport, []string{
-			"Activating 10/25 0/0", "Activating 20/25 0/0", "Active 25/25 0/0",
-			"Removing Sharing 25/25 10/25", "Removing Sharing 25/25 20/25",
-		}, 3},
 		{ProtocolPublished, []string{
 			"Activating 10/25 0/0", "Activating 20/25 0/0", "Active 25/25 0/0",
 			"Removing Sharing 25/25 10/25", "Removing Sharing 25/25 20/25",
@@ -593,9 +615,12 @@ func TestLicenceExpiryMakesInactiveAndRenewalRestores(t *testing.T) {
 	var share, recheck *updateOutcome
 	h.at(time.Second, func() { h.share(MessageShare, "default") })
 	h.at(time.Minute, func() { h.orgs.set(func(f *fakeOrgs) { f.licenceExpired = true }) })
+	// The fleet watcher's next sweep finds the expiry and tells the
+	// connection, which waits without a health-check timer.
+	h.at(5*time.Minute, h.watch)
 	h.at(6*time.Minute, func() {
 		v := h.status()
-		assert.Equal(t, Inactive, v.Status, "the 5-minute health check finds the expiry")
+		assert.Equal(t, Inactive, v.Status, "the watcher's sweep finds the expiry")
 		assert.Contains(t, v.Reason, "licence")
 		assert.Equal(t, ShareActive, shareOf(t, v, "default").InitializationStatus)
 		share = h.update(MessageShare, DataSpaceRequest{DataSpace: "marketing"})
@@ -635,7 +660,9 @@ func TestConflictPausesAndResumeAppliesEachChangeOnce(t *testing.T) {
 		h.orgs.addChanges("default", 5)
 		h.orgs.set(func(f *fakeOrgs) { f.conflicts[3] = true })
 	})
-	// First round at 16m counts 5; the round at 31m applies 1-2 and stops at 3.
+	// The watcher's sweep at 15m wakes the waiting sync, which counts 5;
+	// the round at 30m applies 1-2 and stops at 3.
+	h.at(15*time.Minute, func() { h.wakeMetadata(5) })
 	h.at(20*time.Minute, func() {
 		v := h.status()
 		assert.Equal(t, SyncPending, v.MetadataSync.Status)
@@ -679,6 +706,7 @@ func TestDisconnectWhileInactive(t *testing.T) {
 	var disconnect *updateOutcome
 	h.at(time.Second, func() { h.share(MessageShare, "default") })
 	h.at(time.Minute, func() { h.orgs.set(func(f *fakeOrgs) { f.companionInactive = true }) })
+	h.at(5*time.Minute, h.watch)
 	h.at(6*time.Minute, func() {
 		assert.Equal(t, Inactive, h.status().Status)
 		disconnect = h.update(MessageDisconnect)
@@ -772,4 +800,67 @@ func TestShareRefusedWhileConnecting(t *testing.T) {
 // testLogger keeps test output to warnings and errors.
 func testLogger() sdklog.Logger {
 	return sdklog.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
+}
+
+// TestQuietConnectionChecksOnlyAtItsResync: a settled connection runs no
+// health check between its resyncs (the fleet watcher covers them); a
+// resync that fails is tried again an interval later, not at once and not
+// a day later.
+// TestRequestToAQuietConnectionChecksAnIntervalLater: an unshare requested
+// hours into a quiet spell (a removal: in flight for a while) starts the
+// health-check interval afresh; the watcher kept the connection's health
+// fresh meanwhile, so no check (and no re-send) runs at once.
+func TestRequestToAQuietConnectionChecksAnIntervalLater(t *testing.T) {
+	h := newHarness(t)
+	settings := testSettings()
+	interval := settings.HealthCheckInterval
+	var quietAt int
+	h.at(time.Second, func() { h.share(MessageShare, "default") })
+	h.at(10*time.Minute, func() {
+		assert.True(t, h.status().Watched, "settled: Active, copied, nothing in flight")
+		h.orgs.set(func(f *fakeOrgs) { quietAt = f.healthChecks })
+	})
+	h.at(5*time.Hour, func() { h.share(MessageUnshare, "default") })
+	h.at(5*time.Hour+interval/2, func() {
+		h.orgs.set(func(f *fakeOrgs) { assert.Equal(t, quietAt, f.healthChecks, "no check at once after the quiet spell") })
+		assert.Empty(t, h.status().DataSpaces, "the request was carried out")
+	})
+	h.at(6*time.Hour, func() { h.env.SignalWorkflow(MessageDisconnect, nil) })
+	h.run(settings)
+	assert.Equal(t, Disconnected, h.final().Status)
+}
+
+func TestQuietConnectionChecksOnlyAtItsResync(t *testing.T) {
+	h := newHarness(t)
+	settings := testSettings()
+	var quietAt int
+	h.at(time.Second, func() { h.share(MessageShare, "default") })
+	h.at(10*time.Minute, func() {
+		v := h.status()
+		assert.True(t, v.Watched, "settled: Active, copied, nothing in flight")
+		h.orgs.set(func(f *fakeOrgs) { quietAt = f.healthChecks })
+	})
+	h.at(20*time.Hour, func() {
+		h.orgs.set(func(f *fakeOrgs) {
+			assert.Equal(t, quietAt, f.healthChecks, "no check between resyncs")
+			f.healthDown = true
+		})
+	})
+	// The resync falls about 24h after the last check; it fails, and is
+	// tried again every interval until the store answers.
+	h.at(24*time.Hour+30*time.Minute, func() {
+		h.orgs.set(func(f *fakeOrgs) {
+			// Each check makes its step's attempts (3) against the store.
+			n := (f.healthChecks - quietAt) / int(settings.ActivityRetry.MaximumAttempts)
+			assert.GreaterOrEqual(t, n, 5, "retried every interval")
+			assert.LessOrEqual(t, n, 8, "not at once, over and over")
+			f.healthDown = false
+		})
+	})
+	h.at(25*time.Hour, func() {
+		assert.Equal(t, Active, h.status().Status)
+		h.env.SignalWorkflow(MessageDisconnect, nil)
+	})
+	h.run(settings)
+	assert.Equal(t, Disconnected, h.final().Status)
 }

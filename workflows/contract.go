@@ -17,6 +17,10 @@ import (
 
 // The contract's types, values and functions under their former names.
 type (
+	WatcherInput         = contract.WatcherInput
+	WatcherView          = contract.WatcherView
+	WatchReport          = contract.WatchReport
+	MetadataWake         = contract.MetadataWake
 	AdoptState           = contract.AdoptState
 	AdoptedShare         = contract.AdoptedShare
 	ConnectionInput      = contract.ConnectionInput
@@ -97,6 +101,8 @@ const (
 	ProtocolLocalReport              = contract.ProtocolLocalReport
 	ProtocolProgressReport           = contract.ProtocolProgressReport
 	ProtocolPublished                = contract.ProtocolPublished
+	ProtocolAccountable              = contract.ProtocolAccountable
+	ProtocolWatched                  = contract.ProtocolWatched
 	ProtocolReportEveryAck           = contract.ProtocolReportEveryAck
 	QueryErrorLog                    = contract.QueryErrorLog
 	QueryStatus                      = contract.QueryStatus
@@ -136,6 +142,11 @@ const (
 	SignalShareDesired               = contract.SignalShareDesired
 	SignalShareReport                = contract.SignalShareReport
 	SignalUpgrade                    = contract.SignalUpgrade
+	SignalWatch                      = contract.SignalWatch
+	SignalMetadataWake               = contract.SignalMetadataWake
+	SignalWatcherSettings            = contract.SignalWatcherSettings
+	WatcherWorkflowName              = contract.WatcherWorkflowName
+	WatcherWorkflowID                = contract.WatcherWorkflowID
 	StarterProtocol                  = contract.StarterProtocol
 	SyncError                        = contract.SyncError
 	SyncInProgress                   = contract.SyncInProgress

@@ -33,6 +33,9 @@ var signalDescriptions = map[string]string{
 	SignalMetadataDesired: "The data spaces its connection wants kept in sync, and a pending resume." + internalNote,
 	SignalMetadataReport:  "The metadata sync reports its status, counts and the generation it acknowledged." + internalNote,
 	SignalProbe:           "Asks the connection to make each child report again and to start again any that is gone. Sent by the reconciler and `starter doctor --repair`; safe to send by hand.",
+	SignalWatch:           "The fleet watcher reports the connection's health (licence, companion, data spaces) because it changed since the connection last saw it. Sent by the fleet watcher; a re-check does the same." + internalNote,
+	SignalMetadataWake:    "The fleet watcher reports that metadata changes arrived for a sync that waits for them; the sync counts them and runs its next round an interval later." + internalNote,
+	SignalWatcherSettings: "New periods for the fleet watcher (a WatcherInput), taken from its next sweep on. Sent by workers at start when their periods differ; safe to send by hand.",
 	SignalUpgrade:         "Asks a run on an earlier protocol to continue as new onto the current one at its next safe point; ignored by a run already on it. Sent by workers at start, the reconciler and `starter doctor --repair`; safe to send by hand.",
 }
 
@@ -51,6 +54,7 @@ const (
 	describeMetadataStatus   = "The metadata sync's status: pending changes, the last round, whether it is paused and why."
 	describeErrorLog         = "The error log of the last failed metadata round: one entry per failing change (sequence, data space, object, kind, message). What `starter error-log` prints."
 	describeReconcilerReport = "This reconciler run's report: what it found (kind, workflow, age, what to do) and what it repaired."
+	describeWatcherStatus    = "The fleet watcher's last sweeps: when it last read the store, how many connections it watches, how many it woke, and any failure."
 	describeAwaitConnected   = "Waits until the handshake is over and returns the status; fails with the rule that refused the pair. Used by `starter connect`."
 )
 

@@ -19,7 +19,10 @@ import (
 // test environment's activity mocks. Tests change its fields to simulate the
 // world: an expired licence, transient failures, metadata changes, conflicts.
 type fakeOrgs struct {
-	mu sync.Mutex
+	// healthChecks counts health checks; healthDown fails them.
+	healthChecks int
+	healthDown   bool
+	mu           sync.Mutex
 
 	ineligible *activities.Ineligibility
 	// storeDown is how many handshakes still find the store unreachable.
@@ -116,6 +119,10 @@ func (f *fakeOrgs) Handshake(_ context.Context, in activities.HandshakeInput) (a
 func (f *fakeOrgs) CheckHealth(_ context.Context, in activities.HealthInput) (activities.HealthResult, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.healthChecks++
+	if f.healthDown {
+		return activities.HealthResult{}, errors.New("the org store is down")
+	}
 	res := activities.HealthResult{Healthy: true, DataSpaces: f.names()}
 	switch {
 	case f.licenceExpired:

@@ -41,6 +41,7 @@ func MetadataSyncWorkflow(ctx workflow.Context, in MetadataSyncInput) (MetadataS
 		nextAt:   st.NextRoundAt,
 		errorLog: st.ErrorLog,
 		resume:   st.ResumePending,
+		waiting:  st.Waiting,
 		signals:  newInbox(),
 	}
 	m.view.Stopped, m.view.Requested, m.view.Orphaned = false, "", ""
@@ -88,6 +89,12 @@ type metadataSync struct {
 	resume   bool
 	// published is the status last written to the search attribute.
 	published MetadataSyncStatus
+	// waiting is set while the last count found nothing pending and
+	// recorded it for the fleet watcher (ProtocolWatched): the next round
+	// is then a resync, a ResyncInterval later, unless the watcher wakes
+	// the sync (woken) or its data spaces change.
+	waiting bool
+	woken   bool
 
 	// roundTimer fires at roundTimerAt, the next round; it lives across
 	// waits and is cancelled only when the next round moves.
@@ -114,6 +121,14 @@ func (m *metadataSync) registerHandlers(ctx workflow.Context) error {
 		}
 		m.receive(d)
 	})
+	m.signals.listen(ctx, SignalMetadataWake, func(ctx workflow.Context, raw json.RawMessage) {
+		var w MetadataWake
+		if err := decodeSignal(raw, &w); err != nil {
+			m.logger.Error("metadata-wake ignored", "error", err)
+			return
+		}
+		m.woken = m.woken || rules(m.in.Protocol).watched
+	})
 	return nil
 }
 
@@ -129,6 +144,9 @@ func (m *metadataSync) receive(d MetadataDesired) {
 	m.answer = m.answer || d.Answer
 	if d.Resume > m.acked && m.view.Paused {
 		m.resume = true
+	}
+	if m.waiting && !slices.Equal(d.DataSpaces, m.desired.DataSpaces) {
+		m.woken = true // count the new data spaces, and watch them
 	}
 	m.acked, m.desired = d.Generation, d
 	m.reported.Generation = m.acked // the connection knows from the delivery
@@ -166,7 +184,9 @@ func (m *metadataSync) nextRoundTimer(ctx workflow.Context, timeout time.Duratio
 func (m *metadataSync) run(ctx workflow.Context) (MetadataSyncView, error) {
 	if m.view.Status == "" {
 		m.count(ctx)
-		m.nextRound(ctx)
+		if !m.waiting {
+			m.nextRound(ctx)
+		}
 	}
 	for {
 		if err := m.report(ctx); err != nil {
@@ -194,7 +214,7 @@ func (m *metadataSync) run(ctx workflow.Context) (MetadataSyncView, error) {
 				next.Desired = m.desired
 				next.State = MetadataSyncState{
 					Acked: m.acked, View: m.view, UpTo: m.upTo, NextRoundAt: m.nextAt,
-					ErrorLog: m.errorLog, ResumePending: m.resume,
+					ErrorLog: m.errorLog, ResumePending: m.resume, Waiting: m.waiting,
 				}
 				return next
 			})
@@ -206,6 +226,16 @@ func (m *metadataSync) run(ctx workflow.Context) (MetadataSyncView, error) {
 			if !m.idle() {
 				m.count(ctx)
 				m.round(ctx)
+			}
+		case m.woken:
+			// Changes arrived (or the data spaces changed) while the sync
+			// waited: count them now, and apply them an interval later.
+			m.woken = false
+			if !m.idle() {
+				m.count(ctx)
+				if !m.waiting {
+					m.nextRound(ctx)
+				}
 			}
 		case m.idle():
 			m.wait(ctx, 0)
@@ -307,13 +337,22 @@ func (m *metadataSync) count(ctx workflow.Context) {
 		m.settle(ctx)
 		return
 	}
+	watch := rules(m.in.Protocol).watched
 	step := runShortStep(ctx, shortStepOptions{"count pending metadata changes", 5 * time.Minute, m.settings.ActivityRetry},
-		acts.CountPendingMetadata, activities.PendingInput{Home: m.in.Home, Companion: m.in.Companion, DataSpaces: m.desired.DataSpaces})
+		acts.CountPendingMetadata, activities.PendingInput{Home: m.in.Home, Companion: m.in.Companion, DataSpaces: m.desired.DataSpaces,
+			Watch: watch})
 	var res activities.PendingResult
 	if err := step.Get(ctx, &res); err != nil {
 		m.logger.Warn("could not count pending metadata changes; the next round counts again", "error", err)
+		m.waiting = false
 		m.settle(ctx)
 		return
+	}
+	m.waiting = watch && res.Changes == 0
+	if m.waiting {
+		// Nothing to apply: the next round is a resync, unless the fleet
+		// watcher wakes the sync first.
+		m.nextAt = workflow.Now(ctx).Add(m.settings.ResyncInterval)
 	}
 	m.upTo = res.UpTo
 	changed := m.view.PendingChanges != res.Changes

@@ -18,12 +18,19 @@ type protocolRules struct {
 	// moves: SignalUpgrade makes the run continue as new onto
 	// CurrentProtocol at its next safe point.
 	moves bool
+	// accountable: the connection records requests in the audit trail,
+	// notifies incidents, and suspends first syncs while Inactive.
+	accountable bool
+	// watched: the connection and its metadata sync wait without timers
+	// while nothing is in flight, woken by the fleet watcher.
+	watched bool
 }
 
 // protocols holds the rules of every protocol this code runs.
 var protocols = map[Protocol]protocolRules{
-	ProtocolProgressReport: {publishes: false, moves: true},
-	ProtocolPublished:      {publishes: true, moves: false},
+	ProtocolPublished:   {publishes: true, moves: true},
+	ProtocolAccountable: {publishes: true, moves: true, accountable: true},
+	ProtocolWatched:     {publishes: true, accountable: true, watched: true},
 }
 
 // rules are the rules of p, which checkProtocol has accepted.

@@ -1,6 +1,10 @@
 package workflows
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
 
 // TestProtocolTable: the table holds exactly the supported protocols, the
 // current one stays put and publishes, and every earlier one moves.
@@ -32,5 +36,15 @@ func TestProtocolTable(t *testing.T) {
 			}()
 			checkProtocol("test", p)
 		}()
+	}
+}
+
+// TestChosenProtocols checks that the version recorded by a new
+// connection's protocol choice maps onto a supported protocol, and that the
+// newest version chooses CurrentProtocol.
+func TestChosenProtocols(t *testing.T) {
+	require.Equal(t, CurrentProtocol, chosenProtocols[chosenProtocolVersion])
+	for v, p := range chosenProtocols {
+		require.Contains(t, SupportedProtocols(), p, "version %d", v)
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/companionsync/companionsync"
 	"github.com/companionsync/companionsync/activities"
+	"github.com/companionsync/companionsync/contract"
 )
 
 // ReconcilerWorkflow compares the registry with the workflows, page by page,
@@ -39,6 +40,7 @@ func ReconcilerWorkflow(ctx workflow.Context, in ReconcilerInput) (ReconcileRepo
 	}
 	workflow.SetCurrentDetails(ctx, "surveying the registry")
 	r.report.History = r.pastFindings(ctx)
+	r.filtered = workflow.GetVersion(ctx, versionFilteredScans, workflow.DefaultVersion, 1) != workflow.DefaultVersion
 	if err := r.surveyRegistry(ctx); err != nil {
 		return ReconcileReport{}, err
 	}
@@ -51,7 +53,75 @@ func ReconcilerWorkflow(ctx workflow.Context, in ReconcilerInput) (ReconcileRepo
 	r.report.Done = true
 	r.record(ctx)
 	r.publish(ctx)
+	if workflow.GetVersion(ctx, versionFindingsReported, workflow.DefaultVersion, 1) != workflow.DefaultVersion {
+		r.reportFindings(ctx)
+	}
 	return r.report, nil
+}
+
+// versionFilteredScans guards the filtered scans: each scan of the run
+// (registry, running workflows, protocols) reads its source page by page in
+// one activity that returns only what the run must look at, so a quiet
+// fleet costs a run the same few activities whatever its size.
+const versionFilteredScans = "filtered-scans"
+
+// versionFindingsReported guards the report of a run's repairs to the
+// audit trail and of its incidents to the notifier, at the end of the run.
+const versionFindingsReported = "findings-reported"
+
+// fleetAlertKinds are the findings the reconciler notifies, by alert kind:
+// the connection notifies the others itself.
+var fleetAlertKinds = map[FindingKind]string{
+	FindingConnectionWorkflowMissing: contract.AlertWorkflowVanished,
+	FindingShareWorkflowMissing:      contract.AlertWorkflowVanished,
+	FindingMetadataSyncMissing:       contract.AlertWorkflowVanished,
+	FindingRemovalPastDeadline:       contract.AlertWorkflowStuck,
+}
+
+// reportFindings records the run's repairs in each connection's audit
+// trail and hands its vanished and stuck findings to the notifier, which
+// fires those not open yet and resolves those no longer found. A failure is
+// logged: the next run reports again.
+func (r *reconciler) reportFindings(ctx workflow.Context) {
+	actor := r.in.Actor
+	if actor == "" {
+		actor = contract.ActorReconciler
+	}
+	runID := workflow.GetInfo(ctx).WorkflowExecution.RunID
+	in := activities.ReportFindingsInput{Alerts: activities.FleetAlertsInput{
+		Kinds: []string{contract.AlertWorkflowVanished, contract.AlertWorkflowStuck}, At: r.now, Alerts: []contract.Alert{}}}
+	for i, f := range r.report.Findings {
+		if f.Outcome == OutcomeRepaired {
+			in.Audit = append(in.Audit, contract.AuditEntry{
+				Connection: f.Connection, ID: fmt.Sprintf("repair/%s/%d", runID, i), At: workflow.Now(ctx),
+				Actor: actor, Request: contract.AuditRepairPrefix + string(f.Kind), Subject: f.DataSpace,
+				Via: contract.ViaReconciler, Outcome: contract.AuditAccepted, Reason: f.Repair,
+			})
+		}
+		if kind, ok := fleetAlertKinds[f.Kind]; ok {
+			subject := f.DataSpace
+			if f.Kind == FindingMetadataSyncMissing {
+				subject = "metadata-sync"
+			}
+			in.Alerts.Alerts = append(in.Alerts.Alerts, contract.Alert{
+				Kind: kind, Connection: f.Connection, Subject: subject,
+				Summary: fmt.Sprintf("%s: %s", f.Kind, f.Detail), Advice: f.Action,
+			})
+		}
+	}
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: time.Minute,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 5},
+		Summary:             fmt.Sprintf("report %d repair(s) and %d incident(s)", len(in.Audit), len(in.Alerts.Alerts)),
+	})
+	var res activities.FleetAlertsResult
+	if err := workflow.ExecuteActivity(actx, fleet.ReportFindings, in).Get(ctx, &res); err != nil {
+		r.logger.Error("repairs or incidents not reported; the next run reports again", "error", err)
+		return
+	}
+	if res.Fired+res.Resolved > 0 {
+		r.logger.Info("incidents notified", "fired", res.Fired, "resolved", res.Resolved)
+	}
 }
 
 // pastFindings returns the finding history of the latest completed run.
@@ -95,6 +165,9 @@ type reconciler struct {
 	logger log.Logger
 	now    time.Time
 	report ReconcileReport
+	// filtered is set on runs that scan with the filtered scans
+	// (versionFilteredScans).
+	filtered bool
 }
 
 // fleet is the nil receiver through which the reconciler names activities.
@@ -109,6 +182,9 @@ func (r *reconciler) activityCtx(ctx workflow.Context, summary string) workflow.
 
 // surveyRegistry surveys the registry page by page.
 func (r *reconciler) surveyRegistry(ctx workflow.Context) error {
+	if r.filtered {
+		return r.scanRegistry(ctx)
+	}
 	after := ""
 	for {
 		var page activities.RegistryPage
@@ -130,6 +206,9 @@ func (r *reconciler) surveyRegistry(ctx workflow.Context) error {
 		}
 		for _, s := range surveys {
 			r.report.Connections++
+			if !s.Settled && s.Workflow.Status != "" {
+				r.report.Queried++
+			}
 			r.examine(ctx, s)
 		}
 		r.publish(ctx)
@@ -140,15 +219,41 @@ func (r *reconciler) surveyRegistry(ctx workflow.Context) error {
 	}
 }
 
-func surveyTarget(c companionsync.Connection) activities.SurveyTarget {
-	return activities.SurveyTarget{
-		Connection:               c,
-		ConnectionID:             ConnectionWorkflowID(c.Home, c.Companion),
-		MetadataID:               MetadataSyncWorkflowID(c.Home, c.Companion),
-		ShareIDPrefix:            ShareWorkflowID(c.Home, c.Companion, ""),
-		StatusQuery:              QueryStatus,
-		InitializationStatusAttr: AttrInitializationStatus.GetName(),
+// scanRegistry surveys the registry with ScanRegistry, which returns only
+// the connections that are not settled: a settled connection has nothing
+// to find (its plan is empty), so it is only counted.
+func (r *reconciler) scanRegistry(ctx workflow.Context) error {
+	after := ""
+	for {
+		var scan activities.RegistryScan
+		if err := workflow.ExecuteActivity(r.activityCtx(ctx, "survey the registry"), fleet.ScanRegistry,
+			activities.RegistryScanInput{After: after, PageSize: r.in.PageSize, Template: surveyTemplate}).Get(ctx, &scan); err != nil {
+			return fmt.Errorf("survey the registry after %q: %w", after, err)
+		}
+		r.report.Connections += scan.Surveyed
+		for _, s := range scan.Surveys {
+			if s.Workflow.Status != "" {
+				r.report.Queried++
+			}
+			r.examine(ctx, s)
+		}
+		r.publish(ctx)
+		if scan.Next == "" {
+			return nil
+		}
+		after = scan.Next
 	}
+}
+
+// surveyTemplate is what every survey target shares.
+var surveyTemplate = activities.SurveyTarget{
+	StatusQuery:              QueryStatus,
+	InitializationStatusAttr: AttrInitializationStatus.GetName(),
+	QueryUnsettledOnly:       true,
+}
+
+func surveyTarget(c companionsync.Connection) activities.SurveyTarget {
+	return activities.TargetOf(c, surveyTemplate)
 }
 
 // examine plans one registered connection from its survey and carries the
@@ -269,6 +374,9 @@ func (r *reconciler) repaired(ctx workflow.Context, f *Finding) {
 // describing them, as visibility lags.
 func (r *reconciler) scanOrphans(ctx workflow.Context) error {
 	query := fmt.Sprintf("WorkflowType = '%s' AND ExecutionStatus = 'Running'", ConnectionWorkflowName)
+	if r.filtered {
+		return r.scanUnregistered(ctx, query)
+	}
 	var token []byte
 	for {
 		var page activities.ListPage
@@ -278,6 +386,32 @@ func (r *reconciler) scanOrphans(ctx workflow.Context) error {
 		}
 		if err := r.checkRegistered(ctx, page.Executions); err != nil {
 			return err
+		}
+		if len(page.NextPageToken) == 0 {
+			return nil
+		}
+		token = page.NextPageToken
+	}
+}
+
+// scanUnregistered pages through the running connection workflows with
+// UnregisteredExecutions, which returns only those whose registry row does
+// not name their home, and confirms them.
+func (r *reconciler) scanUnregistered(ctx workflow.Context, query string) error {
+	var token []byte
+	for {
+		var page activities.ListPage
+		if err := workflow.ExecuteActivity(r.activityCtx(ctx, "find running connection workflows the registry does not know"),
+			fleet.UnregisteredExecutions, activities.UnregisteredInput{
+				ListInput: activities.ListInput{Query: query, PageSize: r.in.PageSize, PageToken: token},
+				HomeAttr:  AttrHomeOrg.GetName(), CompanionAttr: AttrCompanionOrg.GetName(),
+			}).Get(ctx, &page); err != nil {
+			return fmt.Errorf("find unregistered connection workflows: %w", err)
+		}
+		if candidates, _ := orphanCandidates(page.Executions); len(candidates) > 0 {
+			if err := r.confirmOrphans(ctx, candidates); err != nil {
+				return err
+			}
 		}
 		if len(page.NextPageToken) == 0 {
 			return nil
@@ -299,6 +433,12 @@ func (r *reconciler) checkRegistered(ctx workflow.Context, execs []activities.Ex
 	if len(orphans) == 0 {
 		return nil
 	}
+	return r.confirmOrphans(ctx, orphans)
+}
+
+// confirmOrphans describes the unregistered executions visibility listed
+// and reports those still running.
+func (r *reconciler) confirmOrphans(ctx workflow.Context, orphans []activities.Execution) error {
 	ids := make([]string, 0, len(orphans))
 	for _, e := range orphans {
 		ids = append(ids, e.WorkflowID)

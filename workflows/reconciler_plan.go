@@ -92,6 +92,9 @@ func (p planner) connection(s activities.ConnectionSurvey) connectionPlan {
 		}
 		return connectionPlan{restart: &restartPlan{finding: f, registered: s.Connection, input: adoptInput(s, f.Detail)}}
 	}
+	if s.Settled {
+		return connectionPlan{} // nothing to find: see ConnectionSurvey.Settled
+	}
 	var view StatusView
 	if len(s.Status) == 0 || json.Unmarshal(s.Status, &view) != nil || view.Status == Connecting {
 		why := "no status yet"

@@ -435,3 +435,15 @@ func TestPlannerIsPure(t *testing.T) {
 		assert.False(t, strings.HasPrefix(path, "go.temporal.io/"), "reconciler_plan.go imports %s", path)
 	}
 }
+
+// TestPlanSettledConnection: a connection the survey found settled (and so
+// did not query) is examined with nothing to find or repair.
+func TestPlanSettledConnection(t *testing.T) {
+	p := planner{in: DefaultReconcilerInput().WithDefaults()}
+	plan := p.connection(activities.ConnectionSurvey{Connection: pair, HomeKnown: true, CompanionKnown: true,
+		Workflow: activities.Execution{Status: string(RunRunning)}, Settled: true})
+	assert.Empty(t, plan.unexamined)
+	assert.Empty(t, plan.findings)
+	assert.Nil(t, plan.probe)
+	assert.Nil(t, plan.restart)
+}

@@ -4,12 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
@@ -39,19 +43,31 @@ type fakeFleet struct {
 	// surveyed and lastRead count the callbacks that hold assertions, so
 	// a check that never runs fails the test.
 	surveyed, lastRead int
+	// legacy runs the reconciler as a run started before the filtered
+	// scans (versionFilteredScans); scans are the filtered scans' calls,
+	// and calls every activity the run made, by type.
+	legacy bool
+	scans  []activities.RegistryScanInput
+	calls  map[string]int
 }
 
 var reconcileStart = time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
 
 func runReconciler(t *testing.T, f *fakeFleet, in ReconcilerInput) ReconcileReport {
 	t.Helper()
-	f.t, f.surveyed, f.lastRead = t, 0, 0
+	f.t, f.surveyed, f.lastRead, f.calls = t, 0, 0, map[string]int{}
 	var suite testsuite.WorkflowTestSuite
 	suite.SetLogger(testLogger())
 	env := suite.NewTestWorkflowEnvironment()
 	env.SetStartTime(reconcileStart)
+	env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+		f.calls[info.ActivityType.Name]++
+	})
 	env.RegisterWorkflowWithOptions(ReconcilerWorkflow, workflow.RegisterOptions{Name: ReconcilerWorkflowName})
 	RegisterFleet(env, &activities.Fleet{})
+	if f.legacy {
+		env.OnGetVersion(versionFilteredScans, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+	}
 	env.OnActivity(fleet.RegisteredConnections, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.RegistryPageInput) (activities.RegistryPage, error) {
 			f.pages = append(f.pages, in)
@@ -77,6 +93,41 @@ func runReconciler(t *testing.T, f *fakeFleet, in ReconcilerInput) ReconcileRepo
 			}
 			return out, nil
 		})
+	env.OnActivity(fleet.ScanRegistry, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.RegistryScanInput) (activities.RegistryScan, error) {
+			f.surveyed++
+			f.scans = append(f.scans, in)
+			assert.Equal(t, surveyTemplate, in.Template)
+			sorted := slices.Clone(f.surveys)
+			slices.SortFunc(sorted, func(a, b activities.ConnectionSurvey) int {
+				return strings.Compare(a.Connection.Companion, b.Connection.Companion)
+			})
+			out := activities.RegistryScan{Surveys: []activities.ConnectionSurvey{}}
+			for _, s := range sorted {
+				if s.Connection.Companion <= in.After {
+					continue
+				}
+				if len(out.Surveys) == in.PageSize {
+					out.Next = out.Surveys[len(out.Surveys)-1].Connection.Companion
+					break
+				}
+				out.Surveyed++
+				if !s.Settled {
+					out.Surveys = append(out.Surveys, s)
+				}
+			}
+			return out, nil
+		})
+	env.OnActivity(fleet.UnregisteredExecutions, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.UnregisteredInput) (activities.ListPage, error) {
+			out := activities.ListPage{Executions: []activities.Execution{}}
+			for _, e := range f.running {
+				if home := e.Attrs[in.HomeAttr]; home != "" && f.rows[e.Attrs[in.CompanionAttr]].Home != home {
+					out.Executions = append(out.Executions, e)
+				}
+			}
+			return out, nil
+		})
 	env.OnActivity(fleet.RestartConnection, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.RestartInput) (activities.RestartResult, error) {
 			f.restarts = append(f.restarts, in)
@@ -89,6 +140,11 @@ func runReconciler(t *testing.T, f *fakeFleet, in ReconcilerInput) ReconcileRepo
 	env.OnActivity(fleet.RunProtocols, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.RunProtocolsInput) (activities.RunProtocolsPage, error) {
 			assert.Equal(t, UpgradeQuery, in.Query)
+			if f.legacy {
+				assert.Zero(t, in.Skip)
+			} else {
+				assert.Equal(t, int(CurrentProtocol), in.Skip)
+			}
 			return activities.RunProtocolsPage{Runs: f.protocols}, nil
 		})
 	env.OnActivity(fleet.Pollers, mock.Anything, mock.Anything).Return(
@@ -144,7 +200,14 @@ func runReconciler(t *testing.T, f *fakeFleet, in ReconcilerInput) ReconcileRepo
 	assert.True(t, report.Done)
 	assert.Equal(t, 1, f.lastRead, "the history is read once per run")
 	size := in.WithDefaults().PageSize
-	assert.Equal(t, (len(f.surveys)+size-1)/size, f.surveyed, "one survey per registry page")
+	if f.legacy {
+		assert.Equal(t, (len(f.surveys)+size-1)/size, f.surveyed, "one survey per registry page")
+		assert.Zero(t, f.calls["ScanRegistry"]+f.calls["UnregisteredExecutions"], "a run before the filtered scans calls none")
+	} else {
+		assert.Positive(t, f.surveyed, "the registry is surveyed")
+		assert.Zero(t, f.calls["RegisteredConnections"]+f.calls["SurveyConnections"]+f.calls["ListExecutions"]+f.calls["RegistryRows"],
+			"a run with the filtered scans calls only those")
+	}
 	return report
 }
 
@@ -217,14 +280,60 @@ func TestReconcilerRepairsAtMostABatch(t *testing.T) {
 	for _, c := range []string{"c1", "c2", "c3", "c4", "c5"} {
 		f.surveys = append(f.surveys, gone(c))
 	}
-	report := runReconciler(t, f, ReconcilerInput{Repair: true, BatchSize: 2, PageSize: 2})
-	assert.Equal(t, 5, report.Connections)
-	assert.Equal(t, []activities.RegistryPageInput{{After: "", Limit: 2}, {After: "c2", Limit: 2}, {After: "c4", Limit: 2}}, f.pages)
-	assert.Len(t, f.restarts, 2)
-	assert.Equal(t, 2, report.Repaired)
-	assert.Equal(t, 3, report.Deferred)
-	assert.Equal(t, 3, report.Remaining())
-	assert.Contains(t, report.Findings[4].Repair, "deferred to the next run")
+	for _, legacy := range []bool{true, false} {
+		t.Run(fmt.Sprintf("legacy=%t", legacy), func(t *testing.T) {
+			f := &fakeFleet{surveys: f.surveys, legacy: legacy}
+			report := runReconciler(t, f, ReconcilerInput{Repair: true, BatchSize: 2, PageSize: 2})
+			assert.Equal(t, 5, report.Connections)
+			if legacy {
+				assert.Equal(t, []activities.RegistryPageInput{{After: "", Limit: 2}, {After: "c2", Limit: 2}, {After: "c4", Limit: 2}}, f.pages)
+			} else {
+				assert.Equal(t, []string{"", "c2", "c4"}, afters(f.scans))
+			}
+			assert.Len(t, f.restarts, 2)
+			assert.Equal(t, 2, report.Repaired)
+			assert.Equal(t, 3, report.Deferred)
+			assert.Equal(t, 3, report.Remaining())
+			assert.Contains(t, report.Findings[4].Repair, "deferred to the next run")
+		})
+	}
+}
+
+func afters(scans []activities.RegistryScanInput) []string {
+	var out []string
+	for _, s := range scans {
+		out = append(out, s.After)
+	}
+	return out
+}
+
+// TestReconcilerCostDoesNotGrowWithAQuietFleet: a run over 10,000 settled
+// connections and their running workflows, with pages of 1,000, makes the
+// same few activities as over one: each scan pages inside its activity and
+// returns only what the run must look at. A run before the filtered scans
+// made five per page.
+func TestReconcilerCostDoesNotGrowWithAQuietFleet(t *testing.T) {
+	const n = 10_000
+	f := &fakeFleet{rows: map[string]companionsync.Connection{}}
+	for i := range n {
+		c := companionsync.Connection{Home: "acme", Companion: fmt.Sprintf("c%05d", i)}
+		f.surveys = append(f.surveys, activities.ConnectionSurvey{Connection: c, HomeKnown: true, CompanionKnown: true,
+			Workflow: activities.Execution{Status: string(RunRunning)}, Settled: true})
+		f.rows[c.Companion] = c
+		f.running = append(f.running, activities.Execution{WorkflowID: ConnectionWorkflowID(c.Home, c.Companion), Status: "Running",
+			Attrs: map[string]string{AttrHomeOrg.GetName(): c.Home, AttrCompanionOrg.GetName(): c.Companion}})
+	}
+	report := runReconciler(t, f, ReconcilerInput{Repair: true})
+	assert.Equal(t, n, report.Connections)
+	assert.Empty(t, report.Findings)
+	assert.Zero(t, report.Queried, "no settled connection is queried")
+	total := 0
+	for _, c := range f.calls {
+		total += c
+	}
+	t.Logf("activities of a run over %d quiet connections: %d %v", n, total, f.calls)
+	assert.Equal(t, map[string]int{"LastResult": 1, "ScanRegistry": 1, "UnregisteredExecutions": 1, "Pollers": 1,
+		"RunProtocols": 1, "ReportFindings": 1}, f.calls)
 }
 
 // running is the survey of a running connection answering with view.
@@ -300,13 +409,18 @@ func TestReconcilerReportsOrphanConnectionWorkflows(t *testing.T) {
 		rows:   map[string]companionsync.Connection{"fine": {Home: "acme", Companion: "fine"}},
 		closed: map[string]bool{ConnectionWorkflowID("acme", "closing"): true},
 	}
-	report := runReconciler(t, f, ReconcilerInput{Repair: true})
-	require.Len(t, report.Findings, 1, "findings %+v", report.Findings)
-	got := report.Findings[0]
-	assert.Equal(t, FindingOrphanConnectionWorkflow, got.Kind)
-	assert.Equal(t, "acme/orphan", got.Connection)
-	assert.True(t, got.Remains(), "never stopped by the reconciler")
-	assert.Equal(t, 2, f.orphans, "candidates confirmed by describing them; a connecting one is no candidate")
+	for _, legacy := range []bool{true, false} {
+		t.Run(fmt.Sprintf("legacy=%t", legacy), func(t *testing.T) {
+			f := &fakeFleet{running: f.running, rows: f.rows, closed: f.closed, legacy: legacy}
+			report := runReconciler(t, f, ReconcilerInput{Repair: true})
+			require.Len(t, report.Findings, 1, "findings %+v", report.Findings)
+			got := report.Findings[0]
+			assert.Equal(t, FindingOrphanConnectionWorkflow, got.Kind)
+			assert.Equal(t, "acme/orphan", got.Connection)
+			assert.True(t, got.Remains(), "never stopped by the reconciler")
+			assert.Equal(t, 2, f.orphans, "candidates confirmed by describing them; a connecting one is no candidate")
+		})
+	}
 }
 
 // TestReconcilerProbesForGoneChildren: a running connection lists a share
@@ -376,8 +490,8 @@ func TestReconcilerKeepsABoundedHistory(t *testing.T) {
 // newer) are reported only.
 func TestReconcilerMovesRunsOnOlderProtocols(t *testing.T) {
 	runs := []activities.RunProtocol{
-		{WorkflowID: ConnectionWorkflowID("acme", "a"), Type: ConnectionWorkflowName, Protocol: int(ProtocolProgressReport)},
-		{WorkflowID: ShareWorkflowID("acme", "a", "default"), Type: ShareWorkflowName, Protocol: int(ProtocolProgressReport), FromInput: true},
+		{WorkflowID: ConnectionWorkflowID("acme", "a"), Type: ConnectionWorkflowName, Protocol: int(ProtocolPublished)},
+		{WorkflowID: ShareWorkflowID("acme", "a", "default"), Type: ShareWorkflowName, Protocol: int(ProtocolPublished), FromInput: true},
 		{WorkflowID: MetadataSyncWorkflowID("acme", "b"), Type: MetadataSyncWorkflowName, Protocol: int(CurrentProtocol)},
 		{WorkflowID: ConnectionWorkflowID("acme", "c"), Type: ConnectionWorkflowName, Protocol: int(ProtocolReportEveryAck), FromInput: true},
 		{WorkflowID: ConnectionWorkflowID("acme", "d"), Type: ConnectionWorkflowName, Protocol: int(CurrentProtocol) + 1},
@@ -419,7 +533,7 @@ func TestPlanUpgrade(t *testing.T) {
 	}
 	plan := PlanUpgrade([]activities.RunProtocol{
 		run(ProtocolReportEveryAck), run(ProtocolDeliveryAck), run(ProtocolLocalReport),
-		run(ProtocolProgressReport), run(ProtocolPublished), run(CurrentProtocol + 1),
+		run(ProtocolProgressReport), run(ProtocolPublished), run(ProtocolAccountable), run(CurrentProtocol), run(CurrentProtocol + 1),
 	})
 	ids := func(rs []activities.RunProtocol) (out []string) {
 		for _, r := range rs {
@@ -427,8 +541,8 @@ func TestPlanUpgrade(t *testing.T) {
 		}
 		return out
 	}
-	assert.Equal(t, []string{"3"}, ids(plan.Move))
-	assert.Equal(t, []string{"0", "1", "2", (CurrentProtocol + 1).String()}, ids(plan.Unsupported))
+	assert.Equal(t, []string{"4", "5"}, ids(plan.Move))
+	assert.Equal(t, []string{"0", "1", "2", "3", (CurrentProtocol + 1).String()}, ids(plan.Unsupported))
 	assert.Equal(t, 1, plan.Current)
 }
 

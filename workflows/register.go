@@ -25,6 +25,7 @@ func RegisterWorkflows(r worker.WorkflowRegistry, defaults Settings) {
 	r.RegisterWorkflowWithOptions(DataSpaceShareWorkflow, workflow.RegisterOptions{Name: ShareWorkflowName})
 	r.RegisterWorkflowWithOptions(MetadataSyncWorkflow, workflow.RegisterOptions{Name: MetadataSyncWorkflowName})
 	r.RegisterWorkflowWithOptions(ReconcilerWorkflow, workflow.RegisterOptions{Name: ReconcilerWorkflowName})
+	r.RegisterWorkflowWithOptions(WatcherWorkflow, workflow.RegisterOptions{Name: WatcherWorkflowName})
 }
 
 // RegisterFleet registers the reconciler's activities. Without them the

@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/worker"
 
 	"github.com/companionsync/companionsync/codec"
@@ -36,7 +37,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 			require.NoError(t, replayer.ReplayWorkflowHistory(testLogger(), history))
 		})
 	}
-	for _, name := range []string{ConnectionWorkflowName, ShareWorkflowName, MetadataSyncWorkflowName} {
+	for _, name := range []string{ConnectionWorkflowName, ShareWorkflowName, MetadataSyncWorkflowName, ReconcilerWorkflowName, WatcherWorkflowName} {
 		require.True(t, kinds[name], "no recorded history of %s", name)
 	}
 }
@@ -52,5 +53,7 @@ func replayOptions(t *testing.T) worker.WorkflowReplayerOptions {
 	require.NoError(t, err)
 	var opts worker.WorkflowReplayerOptions
 	opts.DataConverter, opts.FailureConverter = codec.NewConverters(ring)
+	// As the worker runs them: signals' actors are read by the interceptor.
+	opts.Interceptors = []interceptor.WorkerInterceptor{Interceptor(nil)}
 	return opts
 }

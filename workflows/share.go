@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/companionsync/companionsync/activities"
+	"github.com/companionsync/companionsync/contract"
 )
 
 // heartbeatTimeout is how soon a copy or removal step on a crashed worker is
@@ -121,6 +122,19 @@ type share struct {
 // connection applies it when the generation is delivered, so both agree
 // without a report.
 func ackShare(v ShareView, d ShareDesired) ShareView {
+	v = ackIntent(v, d)
+	// A first sync held while the connection is Inactive says so.
+	switch {
+	case d.Suspended && v.InitializationStatus == Activating:
+		v.Waiting, v.CopyRate, v.EstimatedCompletion = contract.SuspendedWaiting, 0, nil
+	case !d.Suspended && v.Waiting == contract.SuspendedWaiting:
+		v.Waiting = ""
+	}
+	return v
+}
+
+// ackIntent is the part of ackShare that the intent decides.
+func ackIntent(v ShareView, d ShareDesired) ShareView {
 	switch {
 	case d.Intent == IntentRemoved && v.InitializationStatus != RemovingSharing:
 		v.InitializationStatus, v.Error = RemovingSharing, ""
@@ -145,6 +159,10 @@ func (s *share) receive(d ShareDesired) {
 		return
 	}
 	s.answer = s.answer || d.Answer
+	if s.desired.Suspended && !d.Suspended {
+		// The rate starts again: the time suspended is not copying time.
+		s.copyStartedAt = time.Time{}
+	}
 	s.acked, s.desired = d.Generation, d
 	if d.Intent == IntentRemoved && s.view.InitializationStatus != RemovingSharing {
 		s.removalDeadline = time.Time{}
@@ -173,10 +191,14 @@ func (s *share) run(ctx workflow.Context) (ShareView, error) {
 			})
 		}
 		var err error
-		switch s.view.InitializationStatus {
-		case Activating:
+		switch {
+		case s.view.InitializationStatus == Activating && s.desired.Suspended:
+			// Held while the connection is Inactive: wait for a new generation.
+			s.wait(ctx, nil)
+			s.budget.count(ctx)
+		case s.view.InitializationStatus == Activating:
 			err = s.copyData(ctx)
-		case RemovingSharing:
+		case s.view.InitializationStatus == RemovingSharing:
 			err = s.removeData(ctx)
 			if err == nil {
 				s.view.Removed = true
@@ -234,7 +256,7 @@ func (s *share) copyData(ctx workflow.Context) error {
 	for {
 		step := workflow.ExecuteActivity(actx, acts.CopyRecords, activities.CopyInput{
 			Home: s.in.Home, Companion: s.in.Companion, DataSpace: s.in.DataSpace,
-			After: s.checkpoint, BatchSize: s.settings.BatchSize, Budget: s.settings.StepBudget,
+			After: s.checkpoint, BatchSize: s.settings.BatchSize, MaxBatchSize: s.settings.MaxBatchSize, Budget: s.settings.StepBudget,
 			UnavailableSince: s.unavailableSince,
 		})
 		for !step.IsReady() && s.view.InitializationStatus == Activating {
@@ -264,6 +286,15 @@ func (s *share) copyData(ctx workflow.Context) error {
 		if p.Done {
 			s.setStatus(ctx, ShareActive)
 			return nil
+		}
+		if s.desired.Suspended {
+			// The step is done and its checkpoint kept: hold here.
+			s.view = ackShare(s.view, s.desired)
+			s.details(ctx)
+			if s.report(ctx) != nil {
+				return errOrphaned
+			}
+			return errInterrupted
 		}
 		if s.report(ctx) != nil {
 			return errOrphaned
@@ -300,7 +331,7 @@ func (s *share) removeData(ctx workflow.Context) error {
 	for {
 		step := workflow.ExecuteActivity(actx, acts.RemoveRecords, activities.RemoveInput{
 			Home: s.in.Home, Companion: s.in.Companion, DataSpace: s.in.DataSpace,
-			BatchSize: s.settings.BatchSize, Budget: s.settings.StepBudget,
+			BatchSize: s.settings.BatchSize, MaxBatchSize: s.settings.MaxBatchSize, Budget: s.settings.StepBudget,
 			UnavailableSince: s.unavailableSince,
 		})
 		for !step.IsReady() && !timer.IsReady() {

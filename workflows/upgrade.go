@@ -143,8 +143,13 @@ func (r *reconciler) checkProtocols(ctx workflow.Context) error {
 	asked := 0
 	for {
 		var page activities.RunProtocolsPage
+		in := RunProtocolsInput(r.in.PageSize, token)
+		if r.filtered {
+			// Runs on the current protocol have nothing to plan.
+			in.Skip = int(CurrentProtocol)
+		}
 		if err := workflow.ExecuteActivity(r.activityCtx(ctx, "read the protocols of running workflows"), fleet.RunProtocols,
-			RunProtocolsInput(r.in.PageSize, token)).Get(ctx, &page); err != nil {
+			in).Get(ctx, &page); err != nil {
 			return fmt.Errorf("read the protocols of running workflows: %w", err)
 		}
 		plan := r.plan.protocols(page.Runs, older, &pager)

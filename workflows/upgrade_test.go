@@ -28,7 +28,8 @@ func TestConnectionMovesWhenAsked(t *testing.T) {
 		from  Protocol
 		moves bool
 	}{
-		{ProtocolProgressReport, true},
+		{ProtocolPublished, true},
+		{ProtocolAccountable, true},
 		{CurrentProtocol, false},
 	} {
 		t.Run(fmt.Sprintf("protocol %d", tc.from), func(t *testing.T) {
@@ -96,7 +97,7 @@ func TestShareMovesBetweenCopySteps(t *testing.T) {
 	})
 	env.OnActivity(acts.ReportToConnection, mock.Anything, mock.Anything).Return(nil)
 	env.ExecuteWorkflow(DataSpaceShareWorkflow, ShareInput{Home: home, Companion: companion, DataSpace: "default",
-		Settings: testSettings(), Desired: ShareDesired{Generation: 1, Intent: IntentShared}, Protocol: ProtocolProgressReport})
+		Settings: testSettings(), Desired: ShareDesired{Generation: 1, Intent: IntentShared}, Protocol: ProtocolPublished})
 	next := continuedInput[ShareInput](t, env)
 	assert.Equal(t, 1, steps, "the run moved after the step that was running")
 	assert.Equal(t, CurrentProtocol, next.Protocol)
@@ -120,7 +121,7 @@ func TestMetadataSyncMovesWhileItWaits(t *testing.T) {
 	ran := 0
 	env.RegisterDelayedCallback(func() { ran++; env.SignalWorkflow(SignalUpgrade, UpgradeRequest{By: "test"}) }, 20*time.Minute)
 	env.ExecuteWorkflow(MetadataSyncWorkflow, MetadataSyncInput{Home: home, Companion: companion, Settings: testSettings(),
-		Desired: MetadataDesired{Generation: 1, DataSpaces: []string{"default"}}, Protocol: ProtocolProgressReport})
+		Desired: MetadataDesired{Generation: 1, DataSpaces: []string{"default"}}, Protocol: ProtocolPublished})
 	require.Equal(t, 1, ran)
 	next := continuedInput[MetadataSyncInput](t, env)
 	assert.Equal(t, CurrentProtocol, next.Protocol)

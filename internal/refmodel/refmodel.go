@@ -152,6 +152,11 @@ func (m *Model) Settled(v contract.StatusView, copied, total func(ds string) int
 			if !m.CopyFailed[s.DataSpace] && !m.RemoveFailed[s.DataSpace] {
 				add("data space %s in Error without an injected failure: %s", s.DataSpace, s.Error)
 			}
+		case contract.Activating:
+			// An Inactive connection holds its first syncs (protocol 5).
+			if !(m.LicenceExpired || m.CompanionInactive) || s.Waiting != contract.SuspendedWaiting {
+				add("data space %s settled in %s (waiting %q)", s.DataSpace, s.InitializationStatus, s.Waiting)
+			}
 		default:
 			add("data space %s settled in %s", s.DataSpace, s.InitializationStatus)
 		}

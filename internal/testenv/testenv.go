@@ -14,6 +14,7 @@ import (
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/worker"
 
 	"github.com/companionsync/companionsync/activities"
@@ -76,6 +77,8 @@ type Env struct {
 	Settings contract.Settings
 	// OutageLimit is the workers' (Options.OutageLimit).
 	OutageLimit time.Duration
+	// NotifyURL is the workers' webhook for alerts; "" logs them only.
+	NotifyURL string
 	// Keys encrypt the payloads of Client and its workers; nil with
 	// Options.Plaintext.
 	Keys *codec.KeyRing
@@ -90,6 +93,9 @@ func FastSettings() contract.Settings {
 	s.InitialSyncRetry = contract.RetrySettings{InitialInterval: 100 * time.Millisecond, BackoffCoefficient: 2, MaximumInterval: time.Second, MaximumAttempts: 3}
 	s.ActivityRetry = contract.RetrySettings{InitialInterval: 100 * time.Millisecond, BackoffCoefficient: 2, MaximumInterval: time.Second}
 	s.StepBudget = 200 * time.Millisecond
+	// Batches keep their size: tests that act on a copy or removal in
+	// flight need it to take its time (production batches grow).
+	s.MaxBatchSize = -1
 	return s
 }
 
@@ -129,10 +135,22 @@ func Start(t testing.TB, opts Options) *Env {
 	}
 	e.Store = orgstore.WithDemoFaults(store)
 	e.Dial(t)
+	e.StartWatcher(t)
 	if !opts.NoWorker {
 		e.Worker = e.NewWorker(t)
 	}
 	return e
+}
+
+// StartWatcher starts the fleet watcher with the periods of e.Settings, as
+// the worker binary does at start; its runs wait for a worker.
+func (e *Env) StartWatcher(t testing.TB) {
+	t.Helper()
+	s := e.Settings.WithDefaults()
+	in := contract.WatcherInput{HealthInterval: s.HealthCheckInterval, MetadataInterval: s.MetadataSyncInterval}
+	if err := control.New(e.Client).StartWatcher(context.Background(), in); err != nil {
+		t.Fatalf("start the fleet watcher: %v", err)
+	}
 }
 
 // StartServer starts the Temporal server on e.Dir; it stops with the test or
@@ -191,9 +209,15 @@ func (e *Env) NewWorker(t testing.TB) worker.Worker {
 // dialed through a proxy.
 func (e *Env) NewWorkerWith(t testing.TB, c client.Client) worker.Worker {
 	t.Helper()
-	w := worker.New(c, contract.TaskQueue, worker.Options{})
-	workflows.Register(w, &activities.Activities{Orgs: e.Store, Unavailable: orgstore.Unavailable, OutageLimit: e.OutageLimit}, e.Settings)
-	fleet := &activities.Fleet{Orgs: e.Store, Client: c}
+	refusals := activities.NewRefusalWriter(e.Store, logger())
+	w := worker.New(c, contract.TaskQueue, worker.Options{
+		Interceptors: []interceptor.WorkerInterceptor{workflows.Interceptor(refusals.Record)},
+	})
+	notifier := &activities.Notifier{URL: e.NotifyURL, Log: e.Store, Logger: logger()}
+	workflows.Register(w, &activities.Activities{
+		Orgs: e.Store, Unavailable: orgstore.Unavailable, OutageLimit: e.OutageLimit, Notifier: notifier,
+	}, e.Settings)
+	fleet := &activities.Fleet{Orgs: e.Store, Client: c, Notifier: notifier}
 	if e.Keys != nil {
 		fleet.Converter = codec.NewDataConverter(e.Keys)
 	}
@@ -201,7 +225,7 @@ func (e *Env) NewWorkerWith(t testing.TB, c client.Client) worker.Worker {
 	if err := w.Start(); err != nil {
 		t.Fatalf("start worker: %v", err)
 	}
-	t.Cleanup(w.Stop)
+	t.Cleanup(func() { w.Stop(); refusals.Close() })
 	return w
 }
 

@@ -151,6 +151,7 @@ func Run(t *testing.T, target Target) {
 		{"DemoOperationsChangeState", testDemoOperationsChangeState},
 		{"InjectedFailures", testInjectedFailures},
 		{"AddOrg", testAddOrg},
+		{"Watches", testWatches},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, target) })
@@ -520,6 +521,31 @@ func testRemoveBatch(t *testing.T, target Target) {
 		_, ok, err := s.Demo().MetadataCursor(ctx, x.Home, x.Companion, x.DataSpace)
 		require.NoError(t, err)
 		assert.True(t, ok, "%v keeps its cursor", x)
+	}
+
+	// A batch starts where the last one ended; copies written before that
+	// point meanwhile are still removed before the removal reports none
+	// left.
+	copyAll(t, s, sh, 100)
+	removed, more, err = s.RemoveBatch(ctx, sh, 3)
+	require.NoError(t, err)
+	require.Equal(t, 3, removed)
+	require.True(t, more)
+	copyAll(t, s, sh, 100)
+	total, batches := 3, 1
+	for more {
+		removed, more, err = s.RemoveBatch(ctx, sh, 3)
+		require.NoError(t, err)
+		total += removed
+		batches++
+		require.Less(t, batches, 20, "the removal does not end")
+	}
+	assert.Equal(t, 13, total, "10 copies, and the 3 written again before the cursor")
+	n, err := s.CopiedCount(ctx, sh)
+	require.NoError(t, err)
+	assert.Zero(t, n)
+	for _, x := range keep {
+		assertSameRecords(t, s, x)
 	}
 }
 
@@ -1057,4 +1083,70 @@ func testAddOrg(t *testing.T, target Target) {
 	} {
 		assert.Error(t, s.Demo().AddOrg(ctx, bad), name)
 	}
+}
+
+// testWatches: the fleet watcher's table reads every watched connection with
+// the store's current state, takes a waiting metadata sync once, and records
+// what it told a connection only when the connection recorded nothing newer.
+func testWatches(t *testing.T, target Target) {
+	ctx := context.Background()
+	s := Open(t, target, 10)
+	emea := companionsync.Connection{Home: "acme", Companion: "acme-emea", Token: "t1"}
+	apac := companionsync.Connection{Home: "acme", Companion: "acme-apac", Token: "t2"}
+	require.NoError(t, s.Register(ctx, emea, 5))
+	require.NoError(t, s.Register(ctx, apac, 5))
+	got, err := s.Watched(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, got, "nothing watched yet")
+
+	require.NoError(t, s.Watch(ctx, emea, "h1"))
+	require.NoError(t, s.Watch(ctx, apac, "h1"))
+	require.NoError(t, s.CompleteInitialSync(ctx, companionsync.Share{Home: "acme", Companion: "acme-emea", DataSpace: "marketing"}))
+	require.NoError(t, s.WatchMetadata(ctx, emea, []string{"marketing"}, true))
+	_, err = s.Demo().ChangeMetadata(ctx, "acme", "marketing", 3)
+	require.NoError(t, err)
+	require.NoError(t, s.Demo().Deactivate(ctx, "acme-apac"))
+
+	got, err = s.Watched(ctx)
+	require.NoError(t, err)
+	require.Len(t, got, 2)
+	byCompanion := map[string]companionsync.Watched{}
+	for _, w := range got {
+		byCompanion[w.Companion] = w
+	}
+	e, a := byCompanion["acme-emea"], byCompanion["acme-apac"]
+	assert.Equal(t, "h1", e.Health)
+	assert.Equal(t, "t1", e.Token)
+	assert.True(t, e.CompanionOrg.Active)
+	assert.False(t, a.CompanionOrg.Active, "read as it is now")
+	assert.False(t, e.HomeOrg.LicenceExpiresAt.IsZero())
+	assert.Equal(t, 2, e.CompanionsUsed)
+	assert.Contains(t, e.DataSpaces, "marketing")
+	assert.True(t, e.MetadataWaiting)
+	assert.Equal(t, []string{"marketing"}, e.MetadataSpaces)
+	assert.Equal(t, 3, e.PendingChanges)
+	assert.False(t, a.MetadataWaiting)
+	assert.Zero(t, a.PendingChanges)
+
+	ok, err := s.SwapMetadataWaiting(ctx, emea, true, false)
+	require.NoError(t, err)
+	assert.True(t, ok, "a waiting sync is taken")
+	ok, err = s.SwapMetadataWaiting(ctx, emea, true, false)
+	require.NoError(t, err)
+	assert.False(t, ok, "and only once")
+
+	ok, err = s.Told(ctx, apac, "h1", "h2")
+	require.NoError(t, err)
+	assert.True(t, ok)
+	require.NoError(t, s.Watch(ctx, apac, "h3")) // the connection's own check
+	ok, err = s.Told(ctx, apac, "h2", "h4")
+	require.NoError(t, err)
+	assert.False(t, ok, "the connection's newer record wins")
+
+	require.NoError(t, s.Unwatch(ctx, apac))
+	require.NoError(t, s.Unwatch(ctx, apac), "idempotent")
+	got, err = s.Watched(ctx)
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+	assert.Equal(t, "acme-emea", got[0].Companion)
 }

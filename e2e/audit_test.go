@@ -1,0 +1,121 @@
+package e2e
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
+
+	"github.com/companionsync/companionsync/codec"
+	"github.com/companionsync/companionsync/contract"
+	"github.com/companionsync/companionsync/control"
+	"github.com/companionsync/companionsync/internal/testenv"
+)
+
+// TestAuditTrail drives a connection with updates and signals from named
+// actors, a default one and none, with requests accepted and refused (by
+// the validator, which the worker records, and by the workflow), then
+// disconnects it, and reads the trail from the org store: every request, in
+// order, with its actor, channel and outcome.
+func TestAuditTrail(t *testing.T) {
+	env := testenv.Start(t, testenv.Options{SeedRecords: 100})
+	ctx := context.Background()
+	c := control.New(env.Client).WithAudit(env.Store)
+	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
+	wid := contract.ConnectionWorkflowID(ref.Home, ref.Companion)
+	as := func(actor string) context.Context { return control.WithActor(ctx, actor) }
+
+	_, err := c.Connect(as("alice"), ref, contract.Settings{})
+	require.NoError(t, err)
+	_, err = c.Share(as("alice"), ref, "default")
+	require.NoError(t, err)
+	_, err = c.Share(as("bob"), ref, "default")
+	require.ErrorIs(t, err, control.ErrAlreadyShared)
+	_, err = c.Share(as("bob"), ref, "nope")
+	require.ErrorIs(t, err, control.ErrUnknownDataSpace)
+	// A signal: resume when nothing is paused is refused by the workflow.
+	require.NoError(t, env.Client.SignalWorkflow(as("carol"), wid, "", contract.MessageResume, nil))
+	// A signal from a client without the actor propagator (as the Web UI
+	// and the temporal CLI send them).
+	bare := bareClient(t, env)
+	require.NoError(t, bare.SignalWorkflow(ctx, wid, "", contract.MessageRecheck, nil))
+	// An update with the client's default actor (its identity).
+	_, err = c.Recheck(ctx, ref)
+	require.NoError(t, err)
+	_, err = c.Disconnect(as("alice"), ref, true)
+	require.NoError(t, err)
+
+	type row struct{ actor, request, subject, via, outcome string }
+	want := []row{
+		{"alice", contract.RequestConnect, "", contract.ViaStart, contract.AuditAccepted},
+		{"alice", contract.MessageShare, "default", contract.ViaUpdate, contract.AuditAccepted},
+		{"bob", contract.MessageShare, "default", contract.ViaUpdate, contract.AuditRefused},
+		{"bob", contract.MessageShare, "nope", contract.ViaUpdate, contract.AuditRefused},
+		{"carol", contract.MessageResume, "", contract.ViaSignal, contract.AuditRefused},
+		{contract.ActorUnattributed, contract.MessageRecheck, "", contract.ViaSignal, contract.AuditAccepted},
+		{"*", contract.MessageRecheck, "", contract.ViaUpdate, contract.AuditAccepted},
+		{"alice", contract.MessageDisconnect, "", contract.ViaUpdate, contract.AuditAccepted},
+	}
+	// Refusals by the validator are written by the worker beside the
+	// workflow: wait until every entry is in.
+	var got []contract.AuditEntry
+	testenv.Eventually(t, 30*time.Second, "the whole audit trail", func() bool {
+		got, err = c.Audit(ctx, ref, time.Time{})
+		require.NoError(t, err)
+		return len(got) >= len(want)
+	})
+	require.Len(t, got, len(want), "entries: %v", got)
+	checked := 0
+	for i, w := range want {
+		e := got[i]
+		if w.actor == "*" {
+			assert.Contains(t, e.Actor, "@", "entry %d: the client identity PID@HOST", i)
+		} else {
+			assert.Equal(t, w.actor, e.Actor, "entry %d", i)
+		}
+		assert.Equal(t, w.request, e.Request, "entry %d", i)
+		assert.Equal(t, w.subject, e.Subject, "entry %d", i)
+		assert.Equal(t, w.via, e.Via, "entry %d", i)
+		assert.Equal(t, w.outcome, e.Outcome, "entry %d", i)
+		assert.Equal(t, "acme/acme-emea", e.Connection)
+		assert.False(t, e.At.IsZero())
+		if w.outcome == contract.AuditRefused {
+			assert.NotEmpty(t, e.Reason, "entry %d: a refusal says why", i)
+		}
+		checked++
+	}
+	require.Equal(t, len(want), checked)
+	assert.Contains(t, got[2].Reason, "already shared")
+	assert.Contains(t, got[3].Reason, "unknown data space")
+	assert.Contains(t, got[4].Reason, "not paused")
+
+	// --since keeps the later entries only.
+	since := got[5].At
+	want5 := 0
+	for _, e := range got {
+		if !e.At.Before(since) {
+			want5++
+		}
+	}
+	later, err := c.Audit(ctx, ref, since)
+	require.NoError(t, err)
+	assert.Len(t, later, want5)
+	assert.Less(t, want5, len(got))
+
+}
+
+// bareClient dials the environment's server without the actor propagator.
+func bareClient(t *testing.T, env *testenv.Env) client.Client {
+	t.Helper()
+	opts := client.Options{HostPort: env.Server.FrontendAddr(), Namespace: env.Server.Namespace()}
+	if env.Keys != nil {
+		opts.DataConverter, opts.FailureConverter = codec.NewConverters(env.Keys)
+	}
+	c, err := client.Dial(opts)
+	require.NoError(t, err)
+	t.Cleanup(c.Close)
+	return c
+}
