@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
@@ -309,15 +310,21 @@ func firstCopyAfter(t *testing.T, env *testenv.Env, shareID string) string {
 
 // TestDoctorReportsARemovalPastItsDeadline: a share whose workflow is gone
 // in the middle of a removal stays in Removing Sharing; the doctor reports
-// it with its age past the removal threshold (and the gone workflow), and
-// the repair lets the removal finish.
+// it with its age past the removal threshold (and the gone workflow), the
+// webhook hears of it once as workflow-stuck and once more when a run no
+// longer finds it, and the repair lets the removal finish.
 func TestDoctorReportsARemovalPastItsDeadline(t *testing.T) {
 	settings := slowCopies()
 	// No health check: its re-send would find the share gone and start the
 	// removal again before the doctor looks (under load it did, and the
 	// removal finished unreported); here only the doctor's repair does.
 	settings.HealthCheckInterval = time.Hour
-	env := testenv.Start(t, testenv.Options{Settings: settings})
+	rcv := &receiver{seen: map[string]int{}}
+	srv := httptest.NewServer(rcv)
+	t.Cleanup(srv.Close)
+	env := testenv.Start(t, testenv.Options{Settings: settings, NoWorker: true})
+	env.NotifyURL = srv.URL
+	env.Worker = env.NewWorker(t)
 	require.NoError(t, env.Store.Deregister(context.Background(), "globex", "globex-emea"))
 	c := control.New(env.Client)
 	ctx := context.Background()
@@ -352,10 +359,31 @@ func TestDoctorReportsARemovalPastItsDeadline(t *testing.T) {
 	assert.GreaterOrEqual(t, age, time.Second, "the age of the removal")
 	assert.Contains(t, late[0].Detail, "past the 1s deadline")
 	require.Len(t, findings(report, contract.FindingShareWorkflowMissing, ref.String()), 1)
+	stuck := func(state string) []contract.Notice {
+		var out []contract.Notice
+		for _, n := range rcv.find(ref.String(), contract.AlertWorkflowStuck, state) {
+			if n.Data.Subject == "default" {
+				out = append(out, n)
+			}
+		}
+		return out
+	}
+	var firing []contract.Notice
+	testenv.Eventually(t, 30*time.Second, "workflow-stuck firing notified", func() bool {
+		firing = stuck(contract.AlertStateFiring)
+		return len(firing) > 0
+	})
+	require.Len(t, firing, 1, "the run that found the removal past its deadline notified it once")
+	assert.Contains(t, firing[0].Data.Summary, string(contract.FindingRemovalPastDeadline))
 
 	report, err = c.Doctor(ctx, contract.ReconcilerInput{RemovalAfter: time.Hour})
 	require.NoError(t, err)
 	assert.Empty(t, findings(report, contract.FindingRemovalPastDeadline, ref.String()), "not past a threshold of an hour")
+	testenv.Eventually(t, 30*time.Second, "workflow-stuck resolved notified", func() bool {
+		return len(stuck(contract.AlertStateResolved)) > 0
+	})
+	assert.Len(t, stuck(contract.AlertStateResolved), 1, "a run that no longer finds it resolves the notice once")
+	assert.Len(t, stuck(contract.AlertStateFiring), 1, "notified once")
 
 	report, err = c.Doctor(ctx, contract.ReconcilerInput{Repair: true, RemovalAfter: time.Hour})
 	require.NoError(t, err)
