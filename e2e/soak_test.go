@@ -691,7 +691,11 @@ func payloadKeys(ev *historypb.HistoryEvent) []string {
 func (s *soak) checkHistories() {
 	t := s.t
 	budget := contract.Settings{}.WithDefaults().EventBudget
-	var runs, events, timedOut, longest int
+	var runs, events, timedOut, longest, lostHeartbeats int
+	// Failure messages are encrypted: read them with both keys.
+	ring, err := codec.ParseKeys(rotationKey + "," + testenv.KeySpec)
+	require.NoError(t, err)
+	_, fc := codec.NewConverters(ring)
 	keys := map[string]int{}
 	oldAfter := 0
 	for _, e := range s.executions("") {
@@ -706,7 +710,21 @@ func (s *soak) checkHistories() {
 			switch ev.GetEventType() {
 			case enumspb.EVENT_TYPE_WORKFLOW_TASK_FAILED:
 				a := ev.GetWorkflowTaskFailedEventAttributes()
-				s.violate("%s/%s: workflow task failed (%s): %s", id, run, a.GetCause(), a.GetFailure().GetMessage())
+				msg := fc.FailureToError(a.GetFailure()).Error()
+				// A workflow task that outlives its heartbeat interval (a
+				// local activity held by a fault) fails when the server
+				// refuses the heartbeat, as a just-restarted server does
+				// until its namespaces are loaded ("Namespace default is
+				// not found"): the SDK then fails the task rather than drop
+				// it, and the server retries it. A fault of the soak's
+				// making, not of the code under test.
+				if a.GetCause() == enumspb.WORKFLOW_TASK_FAILED_CAUSE_WORKFLOW_WORKER_UNHANDLED_FAILURE &&
+					strings.HasPrefix(msg, "error sending workflow task heartbeat") {
+					lostHeartbeats++
+					t.Logf("soak: %s/%s: workflow task failed on a heartbeat the server refused: %s", id, run, msg)
+					continue
+				}
+				s.violate("%s/%s: workflow task failed (%s): %s", id, run, a.GetCause(), msg)
 			case enumspb.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT:
 				timedOut++
 			}
@@ -738,7 +756,8 @@ func (s *soak) checkHistories() {
 		s.violate("no payload under the new key after the rotation")
 	}
 	s.figures = append(s.figures,
-		fmt.Sprintf("%d runs, %d events (longest run %d, budget %d), %d workflow task timeouts, 0 allowed task failures", runs, events, longest, budget, timedOut),
+		fmt.Sprintf("%d runs, %d events (longest run %d, budget %d), %d workflow task timeouts, %d task failures on a heartbeat the restarted server refused, none other",
+			runs, events, longest, budget, timedOut, lostHeartbeats),
 		fmt.Sprintf("payloads by key: %v", keys))
 }
 
