@@ -198,11 +198,9 @@ func contractSearchAttributes(t *testing.T) map[string]string {
 	return out
 }
 
-// TestComposePins checks docker-compose.yml against go.mod and the
-// deployment pattern it follows: the Temporal images carry the versions the
-// module builds against, no auto-setup image, no tctl, schema job before
-// server, workers on the PostgreSQL org store.
-func TestComposePins(t *testing.T) {
+// readCompose parses docker-compose.yml.
+func readCompose(t *testing.T) composeFile {
+	t.Helper()
 	data, err := os.ReadFile("docker-compose.yml")
 	if err != nil {
 		t.Fatal(err)
@@ -211,6 +209,15 @@ func TestComposePins(t *testing.T) {
 	if err := yaml.Unmarshal(data, &cf); err != nil {
 		t.Fatalf("docker-compose.yml: %v", err)
 	}
+	return cf
+}
+
+// TestComposePins checks docker-compose.yml against go.mod and the
+// deployment pattern it follows: the Temporal images carry the versions the
+// module builds against, no auto-setup image, no tctl, schema job before
+// server, workers on the PostgreSQL org store.
+func TestComposePins(t *testing.T) {
+	cf := readCompose(t)
 	if len(cf.Services) == 0 {
 		t.Fatal("docker-compose.yml has no services")
 	}
@@ -409,14 +416,7 @@ func firstLine(b []byte) string {
 // project's alert rules, scrape configuration and dashboard, and every
 // file they mount exists.
 func TestComposeMonitoring(t *testing.T) {
-	data, err := os.ReadFile("docker-compose.yml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cf composeFile
-	if err := yaml.Unmarshal(data, &cf); err != nil {
-		t.Fatalf("docker-compose.yml: %v", err)
-	}
+	cf := readCompose(t)
 	mounted := map[string]bool{}
 	for _, name := range []string{"prometheus", "grafana"} {
 		svc, ok := cf.Services[name]
