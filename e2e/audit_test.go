@@ -2,17 +2,26 @@ package e2e
 
 import (
 	"context"
+	"os"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	commonpb "go.temporal.io/api/common/v1"
+	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
+	updatepb "go.temporal.io/api/update/v1"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/interceptor"
+	"go.temporal.io/sdk/worker"
 
 	"github.com/companionsync/companionsync/codec"
 	"github.com/companionsync/companionsync/contract"
 	"github.com/companionsync/companionsync/control"
 	"github.com/companionsync/companionsync/internal/testenv"
+	"github.com/companionsync/companionsync/workflows"
 )
 
 // TestAuditTrail drives a connection with updates and signals from named
@@ -118,4 +127,101 @@ func bareClient(t *testing.T, env *testenv.Env) client.Client {
 	require.NoError(t, err)
 	t.Cleanup(c.Close)
 	return c
+}
+
+// TestRequestsInOneTaskKeepTheirOrder sends two signals and then an update
+// while no worker runs, so that all three reach the connection in one
+// workflow task: the main loop's selector takes the first signal as the
+// task is applied, and the update's handler runs before the main loop. The
+// update must still come after both signals, and the trail must keep the
+// order they arrived in.
+func TestRequestsInOneTaskKeepTheirOrder(t *testing.T) {
+	env := testenv.Start(t, testenv.Options{SeedRecords: 100})
+	ctx := context.Background()
+	c := control.New(env.Client).WithAudit(env.Store)
+	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
+	wid := contract.ConnectionWorkflowID(ref.Home, ref.Companion)
+	as := func(actor string) context.Context { return control.WithActor(ctx, actor) }
+
+	_, err := c.Connect(as("alice"), ref, contract.Settings{})
+	require.NoError(t, err)
+	_, err = c.Share(as("alice"), ref, "default")
+	require.NoError(t, err)
+	testenv.WaitStatus(t, c, ref, "the share Active", testenv.ShareIs("default", contract.ShareActive))
+	before, err := c.Audit(ctx, ref, time.Time{})
+	require.NoError(t, err)
+
+	env.Worker.Stop()
+	require.NoError(t, env.Client.SignalWorkflow(as("carol"), wid, "", contract.MessageResume, nil))
+	require.NoError(t, env.Client.SignalWorkflow(as("erin"), wid, "", contract.MessageRecheck, nil))
+	const updateID = "recheck-after-two-signals"
+	updated := make(chan error, 1)
+	go func() {
+		h, err := env.Client.UpdateWorkflow(as("dave"), client.UpdateWorkflowOptions{
+			WorkflowID: wid, UpdateID: updateID, UpdateName: contract.MessageRecheck,
+			WaitForStage: client.WorkflowUpdateStageCompleted,
+		})
+		if err == nil {
+			err = h.Get(ctx, nil)
+		}
+		updated <- err
+	}()
+	// The worker starts once the server holds the update beside the two
+	// signals.
+	testenv.Eventually(t, 30*time.Second, "the update admitted", func() bool {
+		_, err := env.Client.WorkflowService().PollWorkflowExecutionUpdate(ctx, &workflowservice.PollWorkflowExecutionUpdateRequest{
+			Namespace:  env.Server.Namespace(),
+			UpdateRef:  &updatepb.UpdateRef{WorkflowExecution: &commonpb.WorkflowExecution{WorkflowId: wid}, UpdateId: updateID},
+			WaitPolicy: &updatepb.WaitPolicy{LifecycleStage: enumspb.UPDATE_WORKFLOW_EXECUTION_LIFECYCLE_STAGE_ADMITTED},
+		})
+		return err == nil
+	})
+	env.Worker = env.NewWorker(t)
+	select {
+	case err := <-updated:
+		require.NoError(t, err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("the update did not complete")
+	}
+
+	type row struct{ actor, request, via, outcome string }
+	want := []row{
+		{"carol", contract.MessageResume, contract.ViaSignal, contract.AuditRefused},
+		{"erin", contract.MessageRecheck, contract.ViaSignal, contract.AuditAccepted},
+		{"dave", contract.MessageRecheck, contract.ViaUpdate, contract.AuditAccepted},
+	}
+	var got []contract.AuditEntry
+	testenv.Eventually(t, 30*time.Second, "the three requests in the trail", func() bool {
+		all, err := c.Audit(ctx, ref, time.Time{})
+		require.NoError(t, err)
+		got = all[len(before):]
+		return len(got) >= len(want)
+	})
+	require.Len(t, got, len(want), "entries: %v", got)
+	checked := 0
+	for i, w := range want {
+		assert.Equal(t, w, row{got[i].Actor, got[i].Request, got[i].Via, got[i].Outcome}, "entry %d", i)
+		checked++
+	}
+	require.Equal(t, len(want), checked)
+
+	// The run replays: waiting for the claimed signal adds no command.
+	hist := &historypb.History{}
+	it := env.Client.GetWorkflowHistory(ctx, wid, "", false, 0)
+	for it.HasNext() {
+		ev, err := it.Next()
+		require.NoError(t, err)
+		hist.Events = append(hist.Events, ev)
+	}
+	opts := worker.WorkflowReplayerOptions{Interceptors: []interceptor.WorkerInterceptor{workflows.Interceptor(nil)}}
+	if env.Keys != nil {
+		opts.DataConverter, opts.FailureConverter = codec.NewConverters(env.Keys)
+	}
+	replayer, err := worker.NewWorkflowReplayerWithOptions(opts)
+	require.NoError(t, err)
+	workflows.RegisterWorkflows(replayer, workflows.Settings{})
+	require.NoError(t, replayer.ReplayWorkflowHistory(nil, hist))
+	if label := os.Getenv("COMPANIONSYNC_RECORD_HISTORIES"); label != "" {
+		writeHistories(t, env.Client, label+"-one-task", wid)
+	}
 }

@@ -70,8 +70,21 @@ func cleanActor(actor string) string {
 }
 
 // senders are the actors of operator signals delivered to a run and not
-// taken by the workflow code yet, in order per signal name.
-type senders struct{ queues map[string][]string }
+// taken by the workflow code yet, in order per signal name, and how many
+// signals of each name have been delivered to the run.
+type senders struct {
+	queues  map[string][]string
+	arrived map[string]int
+}
+
+// arrivals is how many signals of each name the run has been delivered;
+// nil without Interceptor.
+func (s *senders) arrivals() map[string]int {
+	if s == nil {
+		return nil
+	}
+	return s.arrived
+}
 
 func (s *senders) push(name, actor string) {
 	s.queues[name] = append(s.queues[name], actor)
@@ -123,7 +136,7 @@ func (a *auditInterceptor) InterceptWorkflow(ctx workflow.Context, next intercep
 	return &auditInbound{
 		WorkflowInboundInterceptorBase: interceptor.WorkflowInboundInterceptorBase{Next: next},
 		refused:                        a.refused,
-		senders:                        &senders{queues: map[string][]string{}},
+		senders:                        &senders{queues: map[string][]string{}, arrived: map[string]int{}},
 	}
 }
 
@@ -152,8 +165,11 @@ func startActorOf(ctx workflow.Context) string {
 }
 
 func (a *auditInbound) HandleSignal(ctx workflow.Context, in *interceptor.HandleSignalInput) error {
-	if auditedSignals[in.SignalName] && workflow.GetInfo(ctx).WorkflowType.Name == ConnectionWorkflowName {
-		a.senders.push(in.SignalName, actorOf(ctx))
+	if workflow.GetInfo(ctx).WorkflowType.Name == ConnectionWorkflowName {
+		a.senders.arrived[in.SignalName]++
+		if auditedSignals[in.SignalName] {
+			a.senders.push(in.SignalName, actorOf(ctx))
+		}
 	}
 	return a.Next.HandleSignal(ctx, in)
 }
@@ -257,18 +273,30 @@ func (c *connection) auditSignal(ctx workflow.Context, request, subject string, 
 }
 
 // flushAudit writes the pending entries to the org store. On failure they
-// stay pending, for the next pass.
+// stay pending, for the next pass. Entries an update handler adds while
+// the write is in flight stay pending too: only those written leave.
 func (c *connection) flushAudit(ctx workflow.Context) {
 	if len(c.PendingAudit) == 0 {
 		return
 	}
-	err := c.shortStep(ctx, fmt.Sprintf("record %d request(s) in the audit trail", len(c.PendingAudit)), 0, acts.RecordAudit,
-		activities.RecordAuditInput{Entries: c.PendingAudit}).Get(ctx, nil)
+	entries := c.PendingAudit
+	err := c.shortStep(ctx, fmt.Sprintf("record %d request(s) in the audit trail", len(entries)), 0, acts.RecordAudit,
+		activities.RecordAuditInput{Entries: entries}).Get(ctx, nil)
 	if err != nil {
-		c.logger.Warn("audit trail not written; kept for the next pass", "entries", len(c.PendingAudit), "error", err)
+		c.logger.Warn("audit trail not written; kept for the next pass", "entries", len(entries), "error", err)
 		return
 	}
-	c.PendingAudit = nil
+	written := make(map[string]bool, len(entries))
+	for _, e := range entries {
+		written[e.ID] = true
+	}
+	var rest []contract.AuditEntry
+	for _, e := range c.PendingAudit {
+		if !written[e.ID] {
+			rest = append(rest, e)
+		}
+	}
+	c.PendingAudit = rest
 }
 
 // auditConnect keeps the outcome of the connect that started the

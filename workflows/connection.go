@@ -316,10 +316,27 @@ func (c *connection) waitForChange(ctx workflow.Context) {
 	if c.notifying != nil {
 		sel.AddFuture(c.notifying, func(f workflow.Future) { c.notified(ctx, f) })
 	}
+	c.signals.wait(c.senders.arrivals())
 	sel.Select(ctx)
+	c.signals.done()
 	for sel.HasPending() {
 		sel.Select(ctx)
 	}
+}
+
+// signalsBefore carries out, at the start of an update's handler, the
+// signals that came before the update. A signal the main loop's selector
+// has taken but not handled yet (inbox.claimed) is handled first, by the
+// main loop: update handlers run before the main loop in a workflow task,
+// and draining past it would take the later signals first and record them
+// out of order in the audit trail.
+func (c *connection) signalsBefore(ctx workflow.Context) {
+	if rules(c.protocol).accountable {
+		arrived := c.senders.arrivals()
+		// An error means the run is being cancelled: drain anyway.
+		_ = workflow.Await(ctx, func() bool { return !c.signals.claimed(arrived) })
+	}
+	c.signals.drain(ctx)
 }
 
 // shortStep runs one short store transaction of the connection

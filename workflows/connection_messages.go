@@ -122,7 +122,7 @@ func (c *connection) registerDataSpaceMessage(ctx workflow.Context, m dataSpaceM
 			// Children's ends and signals that came before the update are
 			// carried out before it.
 			c.applyEnds(ctx)
-			c.signals.drain(ctx)
+			c.signalsBefore(ctx)
 			// Validated already; state may have changed since.
 			err := validate(req)
 			c.auditUpdate(ctx, m.name, req.DataSpace, err)
@@ -165,7 +165,7 @@ func (c *connection) registerPlainMessage(ctx workflow.Context, m plainMessage) 
 	err := workflow.SetUpdateHandlerWithOptions(ctx, m.name,
 		func(ctx workflow.Context) (StatusView, error) {
 			c.applyEnds(ctx)
-			c.signals.drain(ctx)
+			c.signalsBefore(ctx)
 			err := m.validate()
 			c.auditUpdate(ctx, m.name, "", err)
 			if err != nil {

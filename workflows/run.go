@@ -23,6 +23,10 @@ type inbox struct {
 	names    []string
 	channels map[string]workflow.ReceiveChannel
 	handlers map[string]func(workflow.Context, json.RawMessage)
+	// waiting is set while the main loop is blocked in a selector on the
+	// inbox, which by then had been delivered arrivedAtWait signals.
+	waiting       bool
+	arrivedAtWait int
 }
 
 func newInbox() *inbox {
@@ -47,6 +51,7 @@ func (in *inbox) addTo(ctx workflow.Context, sel workflow.Selector) {
 	for _, name := range in.names {
 		sel.AddReceive(in.channels[name], func(ch workflow.ReceiveChannel, _ bool) {
 			var raw json.RawMessage
+			in.waiting = false
 			ch.Receive(ctx, &raw)
 			in.handlers[name](ctx, raw)
 		})
@@ -64,6 +69,34 @@ func (in *inbox) drain(ctx workflow.Context) {
 			in.handlers[name](ctx, raw)
 		}
 	}
+}
+
+// count is how many of the signals delivered (arrived, per name) the inbox
+// listens to.
+func (in *inbox) count(arrived map[string]int) int {
+	n := 0
+	for _, name := range in.names {
+		n += arrived[name]
+	}
+	return n
+}
+
+// wait marks the main loop blocked in a selector on the inbox; done, or
+// any signal case of the selector, clears the mark.
+func (in *inbox) wait(arrived map[string]int) {
+	in.waiting, in.arrivedAtWait = true, in.count(arrived)
+}
+
+func (in *inbox) done() { in.waiting = false }
+
+// claimed reports whether a selector blocked on the inbox has taken a
+// signal it has not handled yet. A blocked selector takes the first event
+// of a workflow task that is one of its cases as the task is applied, and
+// runs that case only when the main loop runs next, after any update
+// handler of the same task: drain cannot see that signal, and an update
+// that drained before it ran would take later signals first.
+func (in *inbox) claimed(arrived map[string]int) bool {
+	return in.waiting && arrived != nil && in.count(arrived) > in.arrivedAtWait
 }
 
 // decodeSignal decodes an internal signal's payload into v.
