@@ -24,24 +24,40 @@ import (
 	"github.com/companionsync/companionsync/workflows"
 )
 
+// auditScene is a connection acme/acme-emea that alice connected and
+// shared "default" on, driven by a client that reads the audit trail.
+type auditScene struct {
+	env *testenv.Env
+	c   *control.Client
+	ref control.Ref
+	wid string
+}
+
+func newAuditScene(t *testing.T) *auditScene {
+	t.Helper()
+	env := testenv.Start(t, testenv.Options{SeedRecords: 100})
+	s := &auditScene{env: env, c: control.New(env.Client).WithAudit(env.Store), ref: control.Ref{Home: "acme", Companion: "acme-emea"}}
+	s.wid = contract.ConnectionWorkflowID(s.ref.Home, s.ref.Companion)
+	_, err := s.c.Connect(as("alice"), s.ref, contract.Settings{})
+	require.NoError(t, err)
+	_, err = s.c.Share(as("alice"), s.ref, "default")
+	require.NoError(t, err)
+	return s
+}
+
+// as is a context whose requests name actor.
+func as(actor string) context.Context { return control.WithActor(context.Background(), actor) }
+
 // TestAuditTrail drives a connection with updates and signals from named
 // actors, a default one and none, with requests accepted and refused (by
 // the validator, which the worker records, and by the workflow), then
 // disconnects it, and reads the trail from the org store: every request, in
 // order, with its actor, channel and outcome.
 func TestAuditTrail(t *testing.T) {
-	env := testenv.Start(t, testenv.Options{SeedRecords: 100})
+	s := newAuditScene(t)
+	env, c, ref, wid := s.env, s.c, s.ref, s.wid
 	ctx := context.Background()
-	c := control.New(env.Client).WithAudit(env.Store)
-	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
-	wid := contract.ConnectionWorkflowID(ref.Home, ref.Companion)
-	as := func(actor string) context.Context { return control.WithActor(ctx, actor) }
-
-	_, err := c.Connect(as("alice"), ref, contract.Settings{})
-	require.NoError(t, err)
-	_, err = c.Share(as("alice"), ref, "default")
-	require.NoError(t, err)
-	_, err = c.Share(as("bob"), ref, "default")
+	_, err := c.Share(as("bob"), ref, "default")
 	require.ErrorIs(t, err, control.ErrAlreadyShared)
 	_, err = c.Share(as("bob"), ref, "nope")
 	require.ErrorIs(t, err, control.ErrUnknownDataSpace)
@@ -136,17 +152,9 @@ func bareClient(t *testing.T, env *testenv.Env) client.Client {
 // update must still come after both signals, and the trail must keep the
 // order they arrived in.
 func TestRequestsInOneTaskKeepTheirOrder(t *testing.T) {
-	env := testenv.Start(t, testenv.Options{SeedRecords: 100})
+	s := newAuditScene(t)
+	env, c, ref, wid := s.env, s.c, s.ref, s.wid
 	ctx := context.Background()
-	c := control.New(env.Client).WithAudit(env.Store)
-	ref := control.Ref{Home: "acme", Companion: "acme-emea"}
-	wid := contract.ConnectionWorkflowID(ref.Home, ref.Companion)
-	as := func(actor string) context.Context { return control.WithActor(ctx, actor) }
-
-	_, err := c.Connect(as("alice"), ref, contract.Settings{})
-	require.NoError(t, err)
-	_, err = c.Share(as("alice"), ref, "default")
-	require.NoError(t, err)
 	testenv.WaitStatus(t, c, ref, "the share Active", testenv.ShareIs("default", contract.ShareActive))
 	before, err := c.Audit(ctx, ref, time.Time{})
 	require.NoError(t, err)
