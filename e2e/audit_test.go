@@ -10,7 +10,6 @@ import (
 	"github.com/stretchr/testify/require"
 	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
-	historypb "go.temporal.io/api/history/v1"
 	updatepb "go.temporal.io/api/update/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
@@ -217,13 +216,7 @@ func TestRequestsInOneTaskKeepTheirOrder(t *testing.T) {
 	require.Equal(t, len(want), checked)
 
 	// The run replays: waiting for the claimed signal adds no command.
-	hist := &historypb.History{}
-	it := env.Client.GetWorkflowHistory(ctx, wid, "", false, 0)
-	for it.HasNext() {
-		ev, err := it.Next()
-		require.NoError(t, err)
-		hist.Events = append(hist.Events, ev)
-	}
+	hist := historyOf(t, env.Client, wid, "")
 	opts := worker.WorkflowReplayerOptions{Interceptors: []interceptor.WorkerInterceptor{workflows.Interceptor(nil)}}
 	if env.Keys != nil {
 		opts.DataConverter, opts.FailureConverter = codec.NewConverters(env.Keys)

@@ -130,19 +130,25 @@ func writeHistories(t *testing.T, c client.Client, label, workflowID string) int
 	resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: fmt.Sprintf("WorkflowId = '%s'", workflowID)})
 	require.NoError(t, err)
 	for i, e := range resp.GetExecutions() {
-		hist := &historypb.History{}
-		it := c.GetWorkflowHistory(ctx, workflowID, e.GetExecution().GetRunId(), false, 0)
-		for it.HasNext() {
-			ev, err := it.Next()
-			require.NoError(t, err)
-			hist.Events = append(hist.Events, ev)
-		}
-		data, err := protojson.MarshalOptions{Indent: " "}.Marshal(hist)
+		data, err := protojson.MarshalOptions{Indent: " "}.Marshal(historyOf(t, c, workflowID, e.GetExecution().GetRunId()))
 		require.NoError(t, err)
 		name := fmt.Sprintf("%s-%s-%d.json", label, sanitize(workflowID), i)
 		require.NoError(t, os.WriteFile(filepath.Join(historiesDir, name), data, 0o644))
 	}
 	return len(resp.GetExecutions())
+}
+
+// historyOf reads the whole history of a run (runID "": the latest).
+func historyOf(t *testing.T, c client.Client, workflowID, runID string) *historypb.History {
+	t.Helper()
+	hist := &historypb.History{}
+	it := c.GetWorkflowHistory(context.Background(), workflowID, runID, false, 0)
+	for it.HasNext() {
+		ev, err := it.Next()
+		require.NoError(t, err)
+		hist.Events = append(hist.Events, ev)
+	}
+	return hist
 }
 
 func sanitize(id string) string {
